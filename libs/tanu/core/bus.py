@@ -1,0 +1,240 @@
+"""NATS helpers: connect with reconnect, protobuf request/reply with a
+deadline and typed errors, queue-group handlers, scatter-gather to
+partitions, and JetStream stream/consumer setup.
+
+Errors travel as reply headers (``Tanu-Error-Code``/``Tanu-Error-Message``)
+and are raised again at the caller as the same typed error. The request id
+travels as ``Tanu-Request-Id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import nats
+import nats.errors
+from google.protobuf.message import DecodeError, Message
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+from nats.js.errors import NotFoundError
+
+from tanu.core import errors, logs
+from tanu.core.metrics import Metrics
+
+log = logs.get(__name__)
+
+ERROR_CODE = "Tanu-Error-Code"
+ERROR_MESSAGE = "Tanu-Error-Message"
+REQUEST_ID = "Tanu-Request-Id"
+
+R = TypeVar("R", bound=Message)
+Q = TypeVar("Q", bound=Message)
+
+
+async def connect(url: str, name: str) -> NATS:
+    """Connects with unlimited reconnects; connection changes are logged."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats_error", error=str(exc))
+
+    async def on_disconnect() -> None:
+        log.warning("nats_disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats_reconnected")
+
+    try:
+        return await nats.connect(
+            servers=[u.strip() for u in url.split(",") if u.strip()],
+            name=name,
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=5,
+            allow_reconnect=True,
+            error_cb=on_error,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+        )
+    except Exception as exc:  # noqa: BLE001 - nats raises several unrelated types
+        raise errors.Unavailable(f"cannot connect to NATS at {url}: {exc}") from exc
+
+
+def _raise_if_error(msg: Msg) -> None:
+    hdrs = msg.headers or {}
+    code = hdrs.get(ERROR_CODE)
+    if code:
+        raise errors.from_code(code, hdrs.get(ERROR_MESSAGE, "error"))
+
+
+async def request(
+    nc: NATS,
+    subject: str,
+    message: Message | bytes,
+    reply_type: type[R],
+    timeout: float,
+    *,
+    operation: str | None = None,
+    metrics: Metrics | None = None,
+) -> R:
+    """Sends ``message`` to ``subject`` and returns the decoded reply, raising
+    the responder's typed error, UNAVAILABLE when nobody listens, or
+    DEADLINE_EXCEEDED after ``timeout`` seconds."""
+    headers = {REQUEST_ID: logs.request_id_var.get() or logs.new_request_id()}
+    start = time.perf_counter()
+    try:
+        data = message if isinstance(message, bytes) else message.SerializeToString()
+        msg = await nc.request(subject, data, timeout=timeout, headers=headers)
+    except nats.errors.NoRespondersError:
+        raise errors.Unavailable(f"no service is answering on {subject}") from None
+    except (nats.errors.TimeoutError, TimeoutError):
+        raise errors.DeadlineExceeded(f"{subject} did not answer within {timeout:.3f}s") from None
+    except nats.errors.ConnectionClosedError:
+        raise errors.Unavailable("the NATS connection is closed") from None
+    finally:
+        if metrics and operation:
+            metrics.nats_request_duration.labels(operation).observe(time.perf_counter() - start)
+    _raise_if_error(msg)
+    reply = reply_type()
+    try:
+        reply.ParseFromString(msg.data)
+    except DecodeError:
+        raise errors.Internal(f"{subject} sent a reply that is not a {reply_type.__name__}") from None
+    return reply
+
+
+async def scatter(
+    nc: NATS,
+    subjects: Sequence[str],
+    message: Message,
+    reply_type: type[R],
+    timeout: float,
+    *,
+    operation: str | None = None,
+    metrics: Metrics | None = None,
+) -> list[R | errors.TanuError]:
+    """Sends one message to every subject at once and gathers the replies
+    within ``timeout``; a subject that fails or does not answer gets its
+    typed error in the result instead of a reply."""
+    payload = message.SerializeToString()  # once, not once per partition
+
+    async def one(subject: str) -> R | errors.TanuError:
+        try:
+            return await request(nc, subject, payload, reply_type, timeout, operation=operation, metrics=metrics)
+        except errors.TanuError as exc:
+            return exc
+
+    return list(await asyncio.gather(*(one(s) for s in subjects)))
+
+
+Handler = Callable[[Q], Awaitable[Message]]
+
+
+class Responder:
+    """Serves protobuf request/reply on a subject, in a queue group. Each
+    message is handled in its own task, so a slow request (or one parked in a
+    micro-batch) does not hold up the next; ``max_in_flight`` bounds them."""
+
+    def __init__(self, nc: NATS, max_in_flight: int = 1024) -> None:
+        self._nc = nc
+        self._subs: list = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(max_in_flight)
+
+    async def serve(self, subject: str, queue: str, request_type: type[Q], handler: Handler) -> None:
+        async def on_msg(msg: Msg) -> None:
+            await self._slots.acquire()
+            task = asyncio.create_task(self._handle(msg, request_type, handler))
+            self._tasks.add(task)
+            task.add_done_callback(self._done)
+
+        self._subs.append(await self._nc.subscribe(subject, queue=queue, cb=on_msg))
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def _handle(self, msg: Msg, request_type: type[Q], handler: Handler) -> None:
+        rid = (msg.headers or {}).get(REQUEST_ID) or logs.new_request_id()
+        token = logs.request_id_var.set(rid)
+        try:
+            req = request_type()
+            try:
+                req.ParseFromString(msg.data)
+            except DecodeError:
+                raise errors.InvalidArgument(f"request on {msg.subject} is not a valid {request_type.__name__}") from None
+            reply = await handler(req)
+            if msg.reply:
+                await self._nc.publish(msg.reply, reply.SerializeToString())
+        except errors.TanuError as exc:
+            await self._reply_error(msg, exc)
+        except Exception:  # noqa: BLE001 - a handler bug must not kill the subscription
+            log.exception("handler_failed", subject=msg.subject)
+            await self._reply_error(msg, errors.Internal(f"internal error (request id {rid})"))
+        finally:
+            logs.request_id_var.reset(token)
+
+    async def _reply_error(self, msg: Msg, exc: errors.TanuError) -> None:
+        if not msg.reply:
+            return
+        headers = {ERROR_CODE: exc.code.name, ERROR_MESSAGE: exc.message.replace("\r", " ").replace("\n", " ")}
+        try:
+            await self._nc.publish(msg.reply, b"", headers=headers)
+        except Exception:  # noqa: BLE001
+            log.warning("reply_failed", subject=msg.subject)
+
+    async def stop(self) -> None:
+        """Stops taking new requests, then waits for those in flight."""
+        for sub in self._subs:
+            try:
+                await sub.unsubscribe()
+            except Exception:  # noqa: BLE001 - connection may already be closed
+                pass
+        self._subs.clear()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+async def ensure_events_stream(
+    js: JetStreamContext, name: str, subjects: list[str], replicas: int, duplicate_window_s: float
+) -> api.StreamInfo:
+    """Creates the event stream (file storage) or updates its settings."""
+    config = api.StreamConfig(
+        name=name,
+        subjects=subjects,
+        storage=api.StorageType.FILE,
+        retention=api.RetentionPolicy.LIMITS,
+        num_replicas=replicas,
+        duplicate_window=duplicate_window_s,
+    )
+    try:
+        await js.stream_info(name)
+    except NotFoundError:
+        return await js.add_stream(config)
+    return await js.update_stream(config)
+
+
+async def reset_durable_consumer(
+    js: JetStreamContext, stream: str, durable: str, filter_subject: str, start_sequence: int = 0
+) -> None:
+    """(Re)creates a durable pull consumer positioned at ``start_sequence``
+    (0: the start of the stream), with ack-all. A searcher starting with an
+    empty index must replay from the start, whatever the old consumer acked."""
+    try:
+        await js.delete_consumer(stream, durable)
+    except NotFoundError:
+        pass
+    config = api.ConsumerConfig(
+        durable_name=durable,
+        filter_subject=filter_subject,
+        ack_policy=api.AckPolicy.ALL,
+        max_ack_pending=-1,
+        ack_wait=30,
+        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE if start_sequence else api.DeliverPolicy.ALL,
+        opt_start_seq=start_sequence or None,
+        inactive_threshold=7 * 24 * 3600.0,
+    )
+    await js.add_consumer(stream, config)

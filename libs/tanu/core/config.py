@@ -1,0 +1,158 @@
+"""Configuration: frozen dataclasses built once, in ``main()``, from an
+environment mapping that tests pass in. Nothing reads ``os.environ`` at import.
+
+Every field names its environment variable and carries a one-line doc; nested
+dataclass fields are built from the same environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def setting(env: str, default: Any, doc: str) -> Any:
+    """A config field read from ``env``, with ``default`` and a one-line doc."""
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+def _convert(name: str, raw: str, typ: Any) -> Any:
+    try:
+        if typ is bool:
+            low = raw.strip().lower()
+            if low in _TRUE:
+                return True
+            if low in _FALSE:
+                return False
+            raise ValueError("expected true/false")
+        if typ is int:
+            return int(raw)
+        if typ is float:
+            return float(raw)
+        return raw
+    except ValueError as exc:
+        raise ValueError(f"{name}={raw!r} is not a valid {getattr(typ, '__name__', typ)}: {exc}") from None
+
+
+def from_env(cls: type[T], env: Mapping[str, str]) -> T:
+    """Builds ``cls`` from ``env``: unset variables keep their defaults."""
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            kwargs[f.name] = from_env(typ, env)  # type: ignore[arg-type]
+            continue
+        var = f.metadata.get("env")
+        if var and var in env:
+            kwargs[f.name] = _convert(var, env[var], typ)
+    return cls(**kwargs)
+
+
+def describe(cls: type) -> list[tuple[str, str, str]]:
+    """(variable, default, doc) for every setting of ``cls``, for docs and --help."""
+    rows: list[tuple[str, str, str]] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        typ = hints[f.name]
+        if dataclasses.is_dataclass(typ):
+            rows.extend(describe(typ))  # type: ignore[arg-type]
+        elif "env" in f.metadata:
+            rows.append((f.metadata["env"], repr(f.default), f.metadata["doc"]))
+    return rows
+
+
+METRICS = ("l2", "cosine")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The gallery's shape; every service of a cluster must agree on it."""
+
+    partitions: int = setting("TANU_PARTITIONS", 4, "Number of gallery partitions.")
+    dimension: int = setting("TANU_DIMENSION", 128, "Template dimension (the model's output).")
+    metric: str = setting("TANU_METRIC", "l2", "Score metric: l2 (distance) or cosine (similarity).")
+    model_id: str = setting("TANU_MODEL_ID", "dlib-resnet-v1", "Id of the model whose templates the gallery holds.")
+
+    def __post_init__(self) -> None:
+        if self.partitions < 1:
+            raise ValueError(f"TANU_PARTITIONS must be at least 1, got {self.partitions}")
+        if self.dimension < 1:
+            raise ValueError(f"TANU_DIMENSION must be at least 1, got {self.dimension}")
+        if self.metric not in METRICS:
+            raise ValueError(f"TANU_METRIC must be one of {METRICS}, got {self.metric!r}")
+        if not self.model_id:
+            raise ValueError("TANU_MODEL_ID must not be empty")
+
+
+@dataclass(frozen=True)
+class Common:
+    """What every service needs."""
+
+    nats_url: str = setting("TANU_NATS_URL", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated.")
+    grpc_host: str = setting("TANU_GRPC_HOST", "127.0.0.1", "Interface the gRPC server binds.")
+    grpc_port: int = setting("TANU_GRPC_PORT", 0, "gRPC port; 0 picks a free one.")
+    metrics_port: int = setting("TANU_METRICS_PORT", -1, "Prometheus port; -1 disables, 0 picks a free one.")
+    log_level: str = setting("TANU_LOG_LEVEL", "info", "Log level: debug, info, warning, error.")
+    shutdown_grace_s: float = setting("TANU_SHUTDOWN_GRACE_S", 5.0, "Seconds in-flight RPCs get on SIGTERM.")
+    request_timeout_s: float = setting("TANU_REQUEST_TIMEOUT_S", 5.0, "Deadline of internal NATS requests.")
+    max_message_bytes: int = setting("TANU_MAX_MESSAGE_BYTES", 8 * 1024 * 1024, "Largest gRPC message accepted.")
+    stream_replicas: int = setting("TANU_STREAM_REPLICAS", 1, "JetStream replicas of TANU_EVENTS (3 in production).")
+    stream_duplicate_window_s: float = setting(
+        "TANU_STREAM_DUPLICATE_WINDOW_S", 86400.0, "JetStream de-duplication window; longer than any retry."
+    )
+    layout: Layout = field(default_factory=Layout)
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The store: the system of record and its outbox relay."""
+
+    db_path: str = setting("TANU_STORE_DB", "var/store.sqlite3", "SQLite database file.")
+    relay_batch: int = setting("TANU_RELAY_BATCH", 256, "Outbox events published per relay round.")
+    relay_poll_s: float = setting("TANU_RELAY_POLL_S", 1.0, "Relay poll interval when no write wakes it.")
+    relay_enabled: bool = setting("TANU_RELAY_ENABLED", True, "Run the outbox relay in this process.")
+    common: Common = field(default_factory=Common)
+
+
+@dataclass(frozen=True)
+class SearcherConfig:
+    """One replica of one gallery partition."""
+
+    partition: int = setting("TANU_PARTITION", 0, "Partition this searcher serves (0-based).")
+    replica: str = setting("TANU_REPLICA", "r0", "Replica name, unique within the partition.")
+    batch_max: int = setting("TANU_SEARCH_BATCH_MAX", 256, "Most queries combined into one FAISS call.")
+    batch_wait_ms: float = setting("TANU_SEARCH_BATCH_WAIT_MS", 1.0, "Longest wait to fill a FAISS batch.")
+    fetch_batch: int = setting("TANU_APPLY_BATCH", 1024, "Events fetched from the stream per round.")
+    faiss_threads: int = setting("TANU_FAISS_THREADS", 0, "FAISS OpenMP threads; 0 keeps FAISS's default.")
+    common: Common = field(default_factory=Common)
+
+    def __post_init__(self) -> None:
+        parts = self.common.layout.partitions
+        if not 0 <= self.partition < parts:
+            raise ValueError(f"TANU_PARTITION={self.partition} is outside 0..{parts - 1}")
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The public Identity API."""
+
+    identify_threshold: float = setting(
+        "TANU_IDENTIFY_THRESHOLD", 0.6, "Default 1:N threshold (distance for l2, similarity for cosine)."
+    )
+    verify_threshold: float = setting("TANU_VERIFY_THRESHOLD", 0.6, "Default 1:1 threshold.")
+    dedup_threshold: float = setting("TANU_DEDUP_THRESHOLD", 0.6, "Threshold of the enrolment de-duplication search.")
+    search_timeout_s: float = setting("TANU_SEARCH_TIMEOUT_S", 2.0, "Deadline for every partition to answer a search.")
+    default_top_k: int = setting("TANU_DEFAULT_TOP_K", 10, "Candidates returned when top_k is 0.")
+    max_top_k: int = setting("TANU_MAX_TOP_K", 1000, "Largest top_k accepted.")
+    batch_max: int = setting("TANU_GATEWAY_BATCH_MAX", 256, "Most identify queries sent to the partitions as one request.")
+    batch_wait_ms: float = setting("TANU_GATEWAY_BATCH_WAIT_MS", 1.0, "Longest wait to fill such a batch.")
+    common: Common = field(default_factory=Common)

@@ -1,0 +1,154 @@
+"""gRPC server bootstrap: grpc.aio with health and reflection always
+registered, interceptors for the request id, metrics and error → status
+mapping, message-size limits, and graceful shutdown on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+import grpc
+import structlog
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from tanu.core import errors, logs
+from tanu.core.config import Common
+from tanu.core.metrics import Metrics
+
+log = logs.get(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+REQUEST_ID_KEY = "x-request-id"
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    """Binds the caller's (or a new) request id, times every unary RPC,
+    counts it by status code, and turns exceptions into statuses: a
+    TanuError into its code and message, anything else into INTERNAL with the
+    request id (the trace goes to the log, never to the caller)."""
+
+    def __init__(self, service: str, metrics: Metrics) -> None:
+        self._service = service
+        self._metrics = metrics
+
+    async def intercept_service(self, continuation, handler_call_details):
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        inner = handler.unary_unary
+        service, metrics = self._service, self._metrics
+
+        async def wrapped(request, context: grpc.aio.ServicerContext):
+            md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+            rid = md.get(REQUEST_ID_KEY) or logs.new_request_id()
+            token = logs.request_id_var.set(rid)
+            context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+            start = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                return await inner(request, context)
+            except errors.TanuError as exc:
+                code = exc.code
+                log.info("rpc_refused", method=method, code=code.name, reason=exc.message)
+                await context.abort(exc.code, exc.message)
+            except asyncio.CancelledError:
+                code = grpc.StatusCode.CANCELLED
+                raise
+            except Exception as exc:
+                if type(exc).__name__ == "AbortError":  # the servicer aborted itself
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                code = grpc.StatusCode.INTERNAL
+                log.exception("rpc_failed", method=method)
+                await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
+            finally:
+                metrics.rpc_requests.labels(service, method, code.name).inc()
+                metrics.rpc_duration.labels(service, method).observe(time.perf_counter() - start)
+                logs.request_id_var.reset(token)
+
+        return grpc.unary_unary_rpc_method_handler(
+            wrapped,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+@dataclass
+class GrpcServer:
+    """A started grpc.aio server with its health servicer."""
+
+    server: grpc.aio.Server
+    port: int
+    health: health.aio.HealthServicer
+    service_names: tuple[str, ...]
+
+    async def set_serving(self, serving: bool) -> None:
+        status = SERVING if serving else NOT_SERVING
+        for name in ("", *self.service_names):
+            await self.health.set(name, status)
+
+    async def stop(self, grace_s: float) -> None:
+        """Health → NOT_SERVING, then let in-flight RPCs finish for ``grace_s``."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace_s)
+
+
+async def start_grpc(
+    common: Common,
+    service: str,
+    metrics: Metrics,
+    register: Iterable[tuple[Callable[[object, grpc.aio.Server], None], object, str]],
+    *,
+    serving: bool = True,
+) -> GrpcServer:
+    """Creates, binds (port 0 picks a free port) and starts a server.
+
+    ``register`` holds (add_XServicer_to_server, servicer, full service name).
+    With ``serving=False`` health stays NOT_SERVING until ``set_serving(True)``.
+    """
+    server = grpc.aio.server(
+        interceptors=[ServiceInterceptor(service, metrics)],
+        options=[
+            ("grpc.max_receive_message_length", common.max_message_bytes),
+            ("grpc.max_send_message_length", common.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    names: list[str] = []
+    for add, servicer, name in register:
+        add(servicer, server)
+        names.append(name)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((*names, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    address = f"{common.grpc_host}:{common.grpc_port}"
+    try:
+        port = server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise errors.Unavailable(f"cannot bind gRPC on {address}: {exc}") from exc
+    if port == 0:
+        raise errors.Unavailable(f"cannot bind gRPC on {address}: the port is taken")
+    await server.start()
+    srv = GrpcServer(server, port, health_servicer, tuple(names))
+    await srv.set_serving(serving)
+    log.info("grpc_started", service=service, port=port)
+    return srv
+
+
+async def run_until_signal(stop: Callable[[], Awaitable[None]]) -> None:
+    """Waits for SIGTERM or SIGINT, then runs ``stop`` once (graceful
+    shutdown); a second signal during shutdown is ignored."""
+    loop = asyncio.get_running_loop()
+    event = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, event.set)
+    await event.wait()
+    log.info("shutdown_requested")
+    await stop()
+    structlog.contextvars.clear_contextvars()

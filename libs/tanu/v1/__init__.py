@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf contracts (``make proto``); do not edit."""

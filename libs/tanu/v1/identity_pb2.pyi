@@ -1,0 +1,116 @@
+from tanu.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class EnrollRequest(_message.Message):
+    __slots__ = ("subject_id", "sample", "allow_duplicate", "wait_indexed")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_INDEXED_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    sample: _common_pb2.BiometricSample
+    allow_duplicate: bool
+    wait_indexed: bool
+    def __init__(self, subject_id: _Optional[str] = ..., sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., allow_duplicate: _Optional[bool] = ..., wait_indexed: _Optional[bool] = ...) -> None: ...
+
+class EnrollResponse(_message.Message):
+    __slots__ = ("enrolled", "subject", "duplicate_of", "threshold", "indexed")
+    ENROLLED_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_FIELD_NUMBER: _ClassVar[int]
+    enrolled: bool
+    subject: _common_pb2.Subject
+    duplicate_of: _common_pb2.Candidate
+    threshold: float
+    indexed: bool
+    def __init__(self, enrolled: _Optional[bool] = ..., subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., duplicate_of: _Optional[_Union[_common_pb2.Candidate, _Mapping]] = ..., threshold: _Optional[float] = ..., indexed: _Optional[bool] = ...) -> None: ...
+
+class VerifyRequest(_message.Message):
+    __slots__ = ("subject_id", "sample", "threshold")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    sample: _common_pb2.BiometricSample
+    threshold: float
+    def __init__(self, subject_id: _Optional[str] = ..., sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., threshold: _Optional[float] = ...) -> None: ...
+
+class VerifyResponse(_message.Message):
+    __slots__ = ("decision", "score", "threshold", "metric", "model_id")
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    decision: _common_pb2.Decision
+    score: float
+    threshold: float
+    metric: _common_pb2.Metric
+    model_id: str
+    def __init__(self, decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., model_id: _Optional[str] = ...) -> None: ...
+
+class IdentifyRequest(_message.Message):
+    __slots__ = ("sample", "top_k", "threshold", "require_complete")
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    REQUIRE_COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    sample: _common_pb2.BiometricSample
+    top_k: int
+    threshold: float
+    require_complete: bool
+    def __init__(self, sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., top_k: _Optional[int] = ..., threshold: _Optional[float] = ..., require_complete: _Optional[bool] = ...) -> None: ...
+
+class IdentifyResponse(_message.Message):
+    __slots__ = ("candidates", "decision", "threshold", "metric", "complete", "missing_partitions", "gallery_size", "model_id")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    MISSING_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    GALLERY_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    candidates: _containers.RepeatedCompositeFieldContainer[_common_pb2.Candidate]
+    decision: _common_pb2.Decision
+    threshold: float
+    metric: _common_pb2.Metric
+    complete: bool
+    missing_partitions: _containers.RepeatedScalarFieldContainer[int]
+    gallery_size: int
+    model_id: str
+    def __init__(self, candidates: _Optional[_Iterable[_Union[_common_pb2.Candidate, _Mapping]]] = ..., decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., threshold: _Optional[float] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., complete: _Optional[bool] = ..., missing_partitions: _Optional[_Iterable[int]] = ..., gallery_size: _Optional[int] = ..., model_id: _Optional[str] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("subject_id", "reason")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    reason: str
+    def __init__(self, subject_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ("subject_id", "templates_removed", "deleted_at_ms", "partition")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    templates_removed: int
+    deleted_at_ms: int
+    partition: int
+    def __init__(self, subject_id: _Optional[str] = ..., templates_removed: _Optional[int] = ..., deleted_at_ms: _Optional[int] = ..., partition: _Optional[int] = ...) -> None: ...
+
+class GetSubjectRequest(_message.Message):
+    __slots__ = ("subject_id",)
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    def __init__(self, subject_id: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,214 @@
+"""The ``tanu`` command: run a local cluster and talk to it.
+
+    tanu up [--partitions P] [--replicas R] [--port 50051] [--nats-port 4222]
+    tanu status [--json]
+    tanu enroll SUBJECT_ID FILE [--allow-duplicate] [--json]
+    tanu verify SUBJECT_ID FILE [--threshold T] [--json]
+    tanu identify FILE [--top-k K] [--threshold T] [--require-complete] [--json]
+    tanu delete SUBJECT_ID [--reason TEXT] [--json]
+    tanu subject SUBJECT_ID [--json]
+
+FILE is a ``.npy`` template (float32, the model's dimension) or, once the face
+pipeline runs, a JPEG/PNG photo. The gateway address comes from ``--gateway``,
+``TANU_GATEWAY``, or the running local cluster's ``var/cluster.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import grpc
+import numpy as np
+from google.protobuf import json_format
+
+from tanu.core import vectors
+from tanu.v1 import common_pb2, identity_pb2, identity_pb2_grpc
+
+from .local import STATE_FILE, health_status, up
+
+DEFAULT_GATEWAY = "127.0.0.1:50051"
+
+
+def _state(var: Path) -> dict | None:
+    path = var / STATE_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def _gateway(args) -> str:
+    if args.gateway:
+        return args.gateway
+    if os.environ.get("TANU_GATEWAY"):
+        return os.environ["TANU_GATEWAY"]
+    state = _state(Path(args.var))
+    return state["gateway"] if state else DEFAULT_GATEWAY
+
+
+def load_sample(path: str) -> common_pb2.BiometricSample:
+    p = Path(path)
+    if not p.exists():
+        raise SystemExit(f"error: {path}: no such file")
+    if p.suffix.lower() == ".npy":
+        try:
+            arr = np.load(p, allow_pickle=False)
+        except ValueError as exc:
+            raise SystemExit(f"error: {path} is not a numpy .npy file: {exc}") from None
+        arr = np.asarray(arr, dtype=np.float32).reshape(-1)
+        return common_pb2.BiometricSample(template=common_pb2.Template(vector=vectors.to_bytes(arr)))
+    return common_pb2.BiometricSample(image=p.read_bytes())
+
+
+def _print(args, reply, text: str) -> None:
+    if args.json:
+        print(json.dumps(json_format.MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True), indent=2))
+    else:
+        print(text)
+
+
+def _candidates(cands) -> str:
+    if not cands:
+        return "  (no candidates)"
+    return "\n".join(
+        f"  {i + 1:>3}. {c.subject_id:<30} score {c.score:.4f}{'  MATCH' if c.is_match else ''}"
+        for i, c in enumerate(cands)
+    )
+
+
+def _call(args, fn):
+    addr = _gateway(args)
+    with grpc.insecure_channel(addr) as ch:
+        stub = identity_pb2_grpc.IdentityStub(ch)
+        try:
+            return fn(stub)
+        except grpc.RpcError as exc:
+            print(f"error: {exc.code().name}: {exc.details()} (gateway {addr})", file=sys.stderr)
+            raise SystemExit(2) from None
+
+
+def cmd_enroll(args) -> int:
+    req = identity_pb2.EnrollRequest(subject_id=args.subject_id, sample=load_sample(args.file),
+                                     allow_duplicate=args.allow_duplicate, wait_indexed=True)
+    r = _call(args, lambda s: s.Enroll(req, timeout=args.timeout))
+    if r.enrolled:
+        text = f"enrolled {r.subject.subject_id} (partition {r.subject.partition}, indexed: {r.indexed})"
+    else:
+        d = r.duplicate_of
+        text = f"not enrolled: the face matches {d.subject_id} (score {d.score:.4f}); use --allow-duplicate to enrol anyway"
+    _print(args, r, text)
+    return 0 if r.enrolled else 3
+
+
+def cmd_verify(args) -> int:
+    req = identity_pb2.VerifyRequest(subject_id=args.subject_id, sample=load_sample(args.file))
+    if args.threshold is not None:
+        req.threshold = args.threshold
+    r = _call(args, lambda s: s.Verify(req, timeout=args.timeout))
+    decision = common_pb2.Decision.Name(r.decision).removeprefix("DECISION_")
+    _print(args, r, f"{decision}: score {r.score:.4f} (threshold {r.threshold:.4f})")
+    return 0
+
+
+def cmd_identify(args) -> int:
+    req = identity_pb2.IdentifyRequest(sample=load_sample(args.file), top_k=args.top_k,
+                                       require_complete=args.require_complete)
+    if args.threshold is not None:
+        req.threshold = args.threshold
+    r = _call(args, lambda s: s.Identify(req, timeout=args.timeout))
+    decision = common_pb2.Decision.Name(r.decision).removeprefix("DECISION_")
+    cover = "whole gallery" if r.complete else f"PARTIAL: partitions {list(r.missing_partitions)} missing"
+    text = f"{decision} (threshold {r.threshold:.4f}; {r.gallery_size} templates searched; {cover})\n"
+    _print(args, r, text + _candidates(r.candidates))
+    return 0
+
+
+def cmd_delete(args) -> int:
+    req = identity_pb2.DeleteRequest(subject_id=args.subject_id, reason=args.reason)
+    r = _call(args, lambda s: s.Delete(req, timeout=args.timeout))
+    _print(args, r, f"deleted {r.subject_id}: {r.templates_removed} template(s) removed")
+    return 0
+
+
+def cmd_subject(args) -> int:
+    req = identity_pb2.GetSubjectRequest(subject_id=args.subject_id)
+    r = _call(args, lambda s: s.GetSubject(req, timeout=args.timeout))
+    _print(args, r, f"{r.subject_id}: {r.template_count} template(s) of {r.model_id}, partition {r.partition}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    state = _state(Path(args.var))
+    if state is None:
+        print(f"no local cluster is running (no {Path(args.var) / STATE_FILE}); start one with `tanu up`",
+              file=sys.stderr)
+        return 1
+    rows = [{"name": s["name"], "address": f"127.0.0.1:{s['grpc_port']}", "metrics_port": s["metrics_port"],
+             "health": health_status(f"127.0.0.1:{s['grpc_port']}")} for s in state["services"]]
+    if args.json:
+        print(json.dumps({"nats_url": state["nats_url"], "gateway": state["gateway"], "services": rows}, indent=2))
+    else:
+        print(f"NATS {state['nats_url']}    Identity API {state['gateway']}")
+        for r in rows:
+            print(f"  {r['name']:<16} {r['health']:<12} {r['address']:<18} metrics :{r['metrics_port']}")
+    return 0 if all(r["health"] == "SERVING" for r in rows) else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tanu", description="Tanu: face identification at national scale.")
+    p.add_argument("--var", default=os.environ.get("TANU_VAR", "var"), help="state folder of the local cluster")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    u = sub.add_parser("up", help="start a local cluster (NATS + every service) in the foreground")
+    u.add_argument("--partitions", type=int, default=int(os.environ.get("TANU_PARTITIONS", "4")))
+    u.add_argument("--replicas", type=int, default=1, help="searcher replicas per partition")
+    u.add_argument("--port", type=int, default=50051, help="gateway gRPC port (a free one if taken)")
+    u.add_argument("--nats-port", type=int, default=4222, help="NATS port (a free one if taken)")
+
+    def client(name: str, help_: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help_)
+        c.add_argument("--gateway", help="gateway address host:port")
+        c.add_argument("--json", action="store_true", help="machine-readable output")
+        c.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
+        return c
+
+    s = sub.add_parser("status", help="health of every service of the local cluster")
+    s.add_argument("--json", action="store_true")
+    e = client("enroll", "enrol a subject from a template (.npy) or photo")
+    e.add_argument("subject_id")
+    e.add_argument("file")
+    e.add_argument("--allow-duplicate", action="store_true", help="enrol even if the face is already enrolled")
+    v = client("verify", "1:1: does FILE match the subject?")
+    v.add_argument("subject_id")
+    v.add_argument("file")
+    v.add_argument("--threshold", type=float)
+    i = client("identify", "1:N: who in the gallery matches FILE?")
+    i.add_argument("file")
+    i.add_argument("--top-k", type=int, default=10)
+    i.add_argument("--threshold", type=float)
+    i.add_argument("--require-complete", action="store_true", help="fail rather than search part of the gallery")
+    d = client("delete", "delete a subject and its templates everywhere")
+    d.add_argument("subject_id")
+    d.add_argument("--reason", default="requested via CLI")
+    g = client("subject", "what is held about a subject")
+    g.add_argument("subject_id")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command == "up":
+        if args.partitions < 1 or args.replicas < 1:
+            print("error: --partitions and --replicas must be at least 1", file=sys.stderr)
+            return 2
+        return up(Path(args.var), args.partitions, args.replicas, args.port, args.nats_port)
+    handlers = {"status": cmd_status, "enroll": cmd_enroll, "verify": cmd_verify, "identify": cmd_identify,
+                "delete": cmd_delete, "subject": cmd_subject}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

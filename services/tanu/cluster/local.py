@@ -1,0 +1,202 @@
+"""``tanu up``: a whole cluster on one machine. A nats-server (JetStream on,
+data under ``./var``) and every service as a subprocess, each with its own
+gRPC and metrics port; logs under ``var/logs``; the layout of the running
+cluster in ``var/cluster.json`` for ``tanu status`` and the CLI verbs.
+
+A service that dies is restarted (with back-off, a few times). Ctrl-C or
+SIGTERM stops everything in order: gateway, searchers, store, then NATS,
+each with SIGTERM and a grace period.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from .natsd import NatsServer, free_port, port_in_use
+
+STATE_FILE = "cluster.json"
+
+
+@dataclass
+class Proc:
+    """One service process of the cluster."""
+
+    name: str
+    module: str
+    grpc_port: int
+    metrics_port: int
+    env: dict[str, str] = field(default_factory=dict)
+    restarts: int = 0
+    pid: int = 0
+
+
+def choose_port(wanted: int, what: str, say) -> int:
+    """``wanted`` if free; otherwise a free port, saying so."""
+    if wanted and not port_in_use(wanted):
+        return wanted
+    port = free_port()
+    if wanted:
+        say(f"port {wanted} for {what} is taken; using {port} instead")
+    return port
+
+
+def health_status(address: str, timeout: float = 1.0) -> str:
+    """SERVING, NOT_SERVING, or why it could not be asked."""
+    try:
+        with grpc.insecure_channel(address) as ch:
+            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
+    except grpc.RpcError as exc:
+        return f"DOWN ({exc.code().name})"
+
+
+class LocalCluster:
+    def __init__(self, var: Path, partitions: int, replicas: int, gateway_port: int, nats_port: int,
+                 env: dict[str, str], say=print) -> None:
+        self.var = var
+        self.partitions = partitions
+        self.replicas = replicas
+        self.gateway_port = gateway_port
+        self.nats_port = nats_port
+        self.base_env = env
+        self.say = say
+        self.nats: NatsServer | None = None
+        self.procs: list[Proc] = []
+        self.running: dict[str, subprocess.Popen] = {}
+        self._stop = False
+
+    def _plan(self, nats_url: str) -> list[Proc]:
+        common = {
+            **self.base_env,
+            "TANU_NATS_URL": nats_url,
+            "TANU_PARTITIONS": str(self.partitions),
+            "TANU_STORE_DB": str(self.var / "store.sqlite3"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        procs = [Proc("store", "tanu.store", free_port(), free_port(), dict(common))]
+        for p in range(self.partitions):
+            for r in range(self.replicas):
+                env = {**common, "TANU_PARTITION": str(p), "TANU_REPLICA": f"r{r}"}
+                procs.append(Proc(f"searcher-p{p}-r{r}", "tanu.searcher", free_port(), free_port(), env))
+        gw = choose_port(self.gateway_port, "the gateway", self.say)
+        procs.append(Proc("gateway", "tanu.gateway", gw, free_port(), dict(common)))
+        for proc in procs:
+            proc.env.update(TANU_GRPC_PORT=str(proc.grpc_port), TANU_METRICS_PORT=str(proc.metrics_port))
+        return procs
+
+    def _spawn(self, proc: Proc) -> None:
+        logs = self.var / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        out = open(logs / f"{proc.name}.log", "ab")  # noqa: SIM115 - owned by the child
+        child = subprocess.Popen([sys.executable, "-m", proc.module], env=proc.env, stdin=subprocess.DEVNULL,
+                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        out.close()
+        proc.pid = child.pid
+        self.running[proc.name] = child
+
+    def _wait_serving(self, proc: Proc, timeout: float) -> None:
+        end = time.monotonic() + timeout
+        status = ""
+        while time.monotonic() < end and not self._stop:
+            child = self.running[proc.name]
+            if child.poll() is not None:
+                raise RuntimeError(f"{proc.name} exited with code {child.returncode}; see var/logs/{proc.name}.log")
+            status = health_status(f"127.0.0.1:{proc.grpc_port}", 0.5)
+            if status == "SERVING":
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{proc.name} is not SERVING after {timeout:.0f}s (last: {status})")
+
+    def write_state(self) -> None:
+        assert self.nats
+        state = {
+            "nats_url": self.nats.url,
+            "gateway": f"127.0.0.1:{self.procs[-1].grpc_port}",
+            "supervisor_pid": os.getpid(),
+            "services": [{k: v for k, v in asdict(p).items() if k != "env"} for p in self.procs],
+        }
+        (self.var / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+    def start(self) -> None:
+        self.var.mkdir(parents=True, exist_ok=True)
+        port = choose_port(self.nats_port, "NATS", self.say)
+        self.nats = NatsServer(self.var / "nats", port=port, log_file=self.var / "logs" / "nats-server.log")
+        (self.var / "logs").mkdir(parents=True, exist_ok=True)
+        self.nats.start()
+        self.say(f"nats-server     {self.nats.url} (JetStream, data in {self.var / 'nats'})")
+        self.procs = self._plan(self.nats.url)
+        for proc in self.procs:
+            self._spawn(proc)
+            self._wait_serving(proc, 60)
+            self.say(f"{proc.name:<15} SERVING  grpc 127.0.0.1:{proc.grpc_port}  metrics :{proc.metrics_port}")
+        self.write_state()
+
+    def watch(self) -> None:
+        """Restarts services that die, until asked to stop."""
+        while not self._stop:
+            for proc in self.procs:
+                child = self.running.get(proc.name)
+                if child is None or child.poll() is None or self._stop:
+                    continue
+                if proc.restarts >= 5:
+                    self.say(f"{proc.name} keeps failing (exit {child.returncode}); not restarting it again")
+                    self.running.pop(proc.name)
+                    continue
+                proc.restarts += 1
+                self.say(f"{proc.name} exited with code {child.returncode}; restarting ({proc.restarts}/5)")
+                time.sleep(min(2**proc.restarts * 0.1, 3))
+                self._spawn(proc)
+                self.write_state()
+            time.sleep(0.2)
+
+    def request_stop(self, *_args) -> None:
+        self._stop = True
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            child = self.running.pop(proc.name, None)
+            if child is None or child.poll() is not None:
+                continue
+            child.send_signal(signal.SIGTERM)
+            try:
+                child.wait(15)
+            except subprocess.TimeoutExpired:
+                self.say(f"{proc.name} did not stop in 15s; killing it")
+                child.kill()
+                child.wait()
+            self.say(f"{proc.name:<15} stopped")
+        if self.nats:
+            self.nats.stop()
+            self.say("nats-server     stopped")
+        state = self.var / STATE_FILE
+        if state.exists():
+            state.unlink()
+
+
+def up(var: Path, partitions: int, replicas: int, gateway_port: int, nats_port: int) -> int:
+    cluster = LocalCluster(var, partitions, replicas, gateway_port, nats_port,
+                           {k: v for k, v in os.environ.items()}, say=lambda m: print(m, flush=True))
+    signal.signal(signal.SIGTERM, cluster.request_stop)
+    signal.signal(signal.SIGINT, cluster.request_stop)
+    try:
+        cluster.start()
+        gw = cluster.procs[-1].grpc_port
+        print(f"\nTanu is up: Identity API on 127.0.0.1:{gw}; logs in {var / 'logs'}. Ctrl-C stops.", flush=True)
+        cluster.watch()
+        return 0
+    except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
+        print(f"tanu up failed: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        print("stopping...", flush=True)
+        cluster.stop()

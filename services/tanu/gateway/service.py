@@ -1,0 +1,333 @@
+"""The gateway: the public ``tanu.v1.Identity`` gRPC API, orchestrating each
+request over NATS: face pipeline (``tanu.detect``/``tanu.embed``) for images,
+scatter-gather to every partition's searchers for 1:N, and the store for
+enrolment, verification, deletion and subject records.
+
+Concurrent Identify requests (and enrolment de-duplication searches) are
+micro-batched: one scatter to the partitions carries many queries, so each
+searcher runs one FAISS call for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from tanu.core import bus, errors, logs, subjects, vectors
+from tanu.core.batching import MicroBatcher
+from tanu.core.config import GatewayConfig
+from tanu.core.metrics import Metrics
+from tanu.core.server import GrpcServer, start_grpc
+from tanu.v1 import (
+    common_pb2,
+    detector_pb2,
+    embedder_pb2,
+    identity_pb2,
+    identity_pb2_grpc,
+    searcher_pb2,
+    store_pb2,
+)
+
+log = logs.get(__name__)
+
+METRIC_ENUM = {"l2": common_pb2.METRIC_L2, "cosine": common_pb2.METRIC_COSINE}
+
+
+class SearchResult:
+    """Merged candidates of one query across the partitions that answered."""
+
+    __slots__ = ("candidates", "missing", "gallery_size")
+
+    def __init__(self, candidates: list[common_pb2.Candidate], missing: list[int], gallery_size: int) -> None:
+        self.candidates = candidates
+        self.missing = missing
+        self.gallery_size = gallery_size
+
+
+class Gateway:
+    """The orchestration behind the Identity API, transport-free."""
+
+    def __init__(self, config: GatewayConfig, nc, metrics: Metrics) -> None:
+        self.config = config
+        self.layout = config.common.layout
+        self.metrics = metrics
+        self._nc = nc
+        self._timeout = config.common.request_timeout_s
+        self._batcher = MicroBatcher(
+            self._search_batch,
+            name="identify",
+            max_batch=config.batch_max,
+            max_wait_s=config.batch_wait_ms / 1000,
+            max_in_flight=4,
+            metrics=metrics,
+        )
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+    async def _call(self, subject: str, message, reply_type, operation: str):
+        return await bus.request(
+            self._nc, subject, message, reply_type, self._timeout, operation=operation, metrics=self.metrics
+        )
+
+    # --- samples ------------------------------------------------------
+
+    async def probe(self, sample: common_pb2.BiometricSample) -> np.ndarray:
+        """The (1, d) template of a sample: validated as given, or made from
+        the image by the face pipeline (largest face)."""
+        which = sample.WhichOneof("data")
+        if which == "template":
+            return vectors.parse_template(sample.template.vector, sample.template.model_id, self.layout)
+        if which == "image":
+            if not sample.image:
+                raise errors.InvalidArgument("sample.image is empty")
+            return await self._embed_image(sample.image)
+        raise errors.InvalidArgument("sample is empty: send an image or a template")
+
+    async def _embed_image(self, image: bytes) -> np.ndarray:
+        try:
+            found = await self._call(
+                subjects.DETECT, detector_pb2.DetectRequest(image=image), detector_pb2.DetectResponse, "detect"
+            )
+        except errors.Unavailable:
+            raise errors.Unavailable(
+                "image samples need the face pipeline, and no detector is answering on tanu.detect; "
+                "send a template or start the detector and embedder services"
+            ) from None
+        if not found.faces:
+            raise errors.InvalidArgument("no face found in the image")
+        face = max(found.faces, key=lambda f: (f.box.x2 - f.box.x1) * (f.box.y2 - f.box.y1))
+        emb = await self._call(
+            subjects.EMBED, embedder_pb2.EmbedRequest(image=image, faces=[face]), embedder_pb2.EmbedResponse, "embed"
+        )
+        if len(emb.templates) != 1:
+            raise errors.Internal("the embedder returned no template")
+        t = emb.templates[0]
+        return vectors.parse_template(t.vector, t.model_id, self.layout, field="embedded template")
+
+    # --- 1:N ----------------------------------------------------------
+
+    def _top_k(self, top_k: int) -> int:
+        if top_k == 0:
+            return self.config.default_top_k
+        if top_k > self.config.max_top_k:
+            raise errors.InvalidArgument(f"top_k is {top_k}; the most allowed is {self.config.max_top_k}")
+        return top_k
+
+    async def search(self, probe: np.ndarray, top_k: int) -> SearchResult:
+        """Searches every partition (micro-batched with concurrent searches)."""
+        return await self._batcher.submit((probe, top_k))
+
+    async def _search_batch(self, items: list[tuple[np.ndarray, int]]) -> list[SearchResult]:
+        lay = self.layout
+        k = max(k for _, k in items)
+        req = searcher_pb2.SearchRequest(
+            queries=vectors.to_bytes(np.concatenate([p for p, _ in items], axis=0)),
+            count=len(items),
+            top_k=k,
+            model_id=lay.model_id,
+        )
+        parts = list(range(lay.partitions))
+        replies = await bus.scatter(
+            self._nc, [subjects.search(p) for p in parts], req, searcher_pb2.SearchResponse,
+            self.config.search_timeout_s, operation="search", metrics=self.metrics,
+        )
+        ok = [r for r in replies if isinstance(r, searcher_pb2.SearchResponse)]
+        missing = [p for p, r in zip(parts, replies, strict=True) if not isinstance(r, searcher_pb2.SearchResponse)]
+        if missing:
+            self.metrics.search_partial.inc()
+            for p, r in zip(parts, replies, strict=True):
+                if isinstance(r, errors.TanuError):
+                    log.warning("partition_missing", partition=p, reason=r.message)
+        size = sum(r.gallery_size for r in ok)
+        reverse = vectors.best_first(lay.metric)
+        out = []
+        for i, (_, kk) in enumerate(items):
+            cands = [c for r in ok for c in r.results[i].candidates]
+            cands.sort(key=lambda c: c.score, reverse=reverse)
+            out.append(SearchResult(cands[:kk], missing, size))
+        return out
+
+    def _decide(self, candidates, threshold: float) -> int:
+        matched = False
+        for c in candidates:
+            c.is_match = vectors.is_match(c.score, threshold, self.layout.metric)
+            matched |= c.is_match
+        return common_pb2.DECISION_MATCH if matched else common_pb2.DECISION_NO_MATCH
+
+    async def identify(self, req: identity_pb2.IdentifyRequest) -> identity_pb2.IdentifyResponse:
+        top_k = self._top_k(req.top_k)
+        threshold = req.threshold if req.HasField("threshold") else self.config.identify_threshold
+        probe = await self.probe(req.sample)
+        res = await self.search(probe, top_k)
+        if res.missing and req.require_complete:
+            raise errors.Unavailable(
+                f"partitions {res.missing} did not answer in time; the search would not cover the whole gallery"
+            )
+        decision = self._decide(res.candidates, threshold)
+        if res.candidates:
+            self.metrics.match_score.labels("identify").observe(res.candidates[0].score)
+        return identity_pb2.IdentifyResponse(
+            candidates=res.candidates,
+            decision=decision,
+            threshold=threshold,
+            metric=METRIC_ENUM[self.layout.metric],
+            complete=not res.missing,
+            missing_partitions=res.missing,
+            gallery_size=res.gallery_size,
+            model_id=self.layout.model_id,
+        )
+
+    # --- enrolment ----------------------------------------------------
+
+    async def enroll(self, req: identity_pb2.EnrollRequest, deadline_s: float | None) -> identity_pb2.EnrollResponse:
+        subject_id = vectors.check_subject_id(req.subject_id)
+        probe = await self.probe(req.sample)
+        threshold = self.config.dedup_threshold
+        res = await self.search(probe, 1)
+        if res.missing:
+            raise errors.Unavailable(
+                f"cannot de-duplicate: partitions {res.missing} did not answer; nothing was enrolled"
+            )
+        reply = identity_pb2.EnrollResponse(threshold=threshold)
+        if res.candidates and vectors.is_match(res.candidates[0].score, threshold, self.layout.metric):
+            dup = res.candidates[0]
+            dup.is_match = True
+            reply.duplicate_of.CopyFrom(dup)
+            if not req.allow_duplicate:
+                log.info("enrol_duplicate_refused", partition=dup.partition)
+                return reply
+        put = store_pb2.PutSubjectRequest(
+            subject_id=subject_id,
+            templates=[common_pb2.Template(vector=vectors.to_bytes(probe), model_id=self.layout.model_id)],
+        )
+        subject = await self._call(subjects.store("put"), put, common_pb2.Subject, "store.put")
+        reply.enrolled = True
+        reply.subject.CopyFrom(subject)
+        if req.wait_indexed:
+            reply.indexed = await self._wait_indexed(subject, probe, deadline_s)
+        return reply
+
+    async def _wait_indexed(self, subject: common_pb2.Subject, probe: np.ndarray, deadline_s: float | None) -> bool:
+        """Polls the subject's partition until its searchers return it."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + (deadline_s if deadline_s is not None else 10.0)
+        req = searcher_pb2.SearchRequest(
+            queries=vectors.to_bytes(probe), count=1, top_k=64, model_id=self.layout.model_id
+        )
+        delay = 0.005
+        while loop.time() < end:
+            try:
+                r = await self._call(subjects.search(subject.partition), req, searcher_pb2.SearchResponse, "search")
+                if any(c.subject_id == subject.subject_id for c in r.results[0].candidates):
+                    return True
+            except errors.TanuError:
+                pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return False
+
+    # --- 1:1, records, deletion ------------------------------------------
+
+    async def verify(self, req: identity_pb2.VerifyRequest) -> identity_pb2.VerifyResponse:
+        subject_id = vectors.check_subject_id(req.subject_id)
+        threshold = req.threshold if req.HasField("threshold") else self.config.verify_threshold
+        probe = await self.probe(req.sample)
+        held = await self._call(
+            subjects.store("templates"), store_pb2.GetTemplatesRequest(subject_id=subject_id),
+            store_pb2.GetTemplatesResponse, "store.templates",
+        )
+        lay = self.layout
+        usable = [t.template.vector for t in held.templates if t.template.model_id == lay.model_id]
+        if not usable:
+            raise errors.FailedPrecondition(
+                f"subject {subject_id!r} has no {lay.model_id!r} templates to compare with"
+            )
+        gallery = vectors.from_bytes(b"".join(usable), lay.dimension)
+        s = vectors.scores(probe, gallery, lay.metric)
+        best = float(s.max() if vectors.best_first(lay.metric) else s.min())
+        self.metrics.match_score.labels("verify").observe(best)
+        match = vectors.is_match(best, threshold, lay.metric)
+        return identity_pb2.VerifyResponse(
+            decision=common_pb2.DECISION_MATCH if match else common_pb2.DECISION_NO_MATCH,
+            score=best,
+            threshold=threshold,
+            metric=METRIC_ENUM[lay.metric],
+            model_id=lay.model_id,
+        )
+
+    async def delete(self, req: identity_pb2.DeleteRequest) -> identity_pb2.DeleteResponse:
+        subject_id = vectors.check_subject_id(req.subject_id)
+        r = await self._call(
+            subjects.store("delete"), store_pb2.DeleteSubjectRequest(subject_id=subject_id, reason=req.reason),
+            store_pb2.DeleteSubjectResponse, "store.delete",
+        )
+        return identity_pb2.DeleteResponse(
+            subject_id=subject_id, templates_removed=len(r.template_ids), deleted_at_ms=r.deleted_at_ms,
+            partition=r.subject.partition,
+        )
+
+    async def get_subject(self, req: identity_pb2.GetSubjectRequest) -> common_pb2.Subject:
+        return await self._call(
+            subjects.store("get"), store_pb2.GetSubjectRecordRequest(subject_id=vectors.check_subject_id(req.subject_id)),
+            common_pb2.Subject, "store.get",
+        )
+
+
+class IdentityServicer(identity_pb2_grpc.IdentityServicer):
+    def __init__(self, gw: Gateway) -> None:
+        self._gw = gw
+
+    async def Enroll(self, request, context):
+        return await self._gw.enroll(request, context.time_remaining())
+
+    async def Verify(self, request, context):
+        return await self._gw.verify(request)
+
+    async def Identify(self, request, context):
+        return await self._gw.identify(request)
+
+    async def Delete(self, request, context):
+        return await self._gw.delete(request)
+
+    async def GetSubject(self, request, context):
+        return await self._gw.get_subject(request)
+
+
+class GatewayService:
+    """A running gateway: NATS connection and the Identity gRPC server."""
+
+    def __init__(self, config: GatewayConfig, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics.create()
+        self.grpc: GrpcServer | None = None
+        self.gateway: Gateway | None = None
+        self._nc = None
+
+    @property
+    def port(self) -> int:
+        assert self.grpc
+        return self.grpc.port
+
+    async def start(self) -> GatewayService:
+        common = self.config.common
+        self._nc = await bus.connect(common.nats_url, "tanu-gateway")
+        self.gateway = Gateway(self.config, self._nc, self.metrics)
+        self.grpc = await start_grpc(
+            common, "gateway", self.metrics,
+            [(identity_pb2_grpc.add_IdentityServicer_to_server, IdentityServicer(self.gateway), "tanu.v1.Identity")],
+        )
+        return self
+
+    async def stop(self) -> None:
+        if self.grpc:
+            await self.grpc.stop(self.config.common.shutdown_grace_s)
+        if self.gateway:
+            await self.gateway.close()
+        if self._nc:
+            try:
+                await self._nc.drain()
+            except Exception:  # noqa: BLE001
+                pass
+        log.info("gateway_stopped")

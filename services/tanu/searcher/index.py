@@ -1,0 +1,74 @@
+"""One partition's gallery in an exact FAISS index, keyed by template id.
+
+Applying events is idempotent: adding a template id that is already present,
+or removing one that is absent, changes nothing. So a replayed or duplicated
+event can never put a vector in twice or bring a deleted one back.
+
+Not thread-safe: the searcher calls it from one thread only.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+
+from tanu.core import vectors
+
+
+class PartitionIndex:
+    """Exact (flat, fp32) search over one partition's templates."""
+
+    kind = "flat"
+
+    def __init__(self, dimension: int, metric: str) -> None:
+        self.dimension = dimension
+        self.metric = metric
+        base = faiss.IndexFlatIP(dimension) if metric == "cosine" else faiss.IndexFlatL2(dimension)
+        self._index = faiss.IndexIDMap2(base)
+        self._subject_of: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def add(self, template_ids: np.ndarray, subject_ids: list[str], vecs: np.ndarray) -> int:
+        """Adds the templates not already present; returns how many were added."""
+        keep = np.fromiter((int(t) not in self._subject_of for t in template_ids), dtype=bool, count=len(template_ids))
+        if not keep.any():
+            return 0
+        ids = np.ascontiguousarray(template_ids[keep], dtype=np.int64)
+        x = np.ascontiguousarray(vecs[keep], dtype=np.float32)
+        if self.metric == "cosine":
+            x = vectors.normalise(x).astype(np.float32)
+        # A batch may carry one id twice (duplicate delivery inside one fetch).
+        ids, first = np.unique(ids, return_index=True)
+        x = x[first]
+        kept_subjects = [s for s, k in zip(subject_ids, keep, strict=True) if k]
+        self._index.add_with_ids(x, ids)
+        for i, tid in zip(first, ids, strict=True):
+            self._subject_of[int(tid)] = kept_subjects[i]
+        return len(ids)
+
+    def remove(self, template_ids: np.ndarray) -> int:
+        """Removes the given templates; returns how many were present."""
+        present = np.array([t for t in template_ids.tolist() if t in self._subject_of], dtype=np.int64)
+        if not len(present):
+            return 0
+        removed = int(self._index.remove_ids(faiss.IDSelectorBatch(present)))
+        for t in present.tolist():
+            self._subject_of.pop(t, None)
+        return removed
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k scores (L2 distance or cosine similarity) and template ids
+        for a (n, d) float32 batch; missing hits have id -1."""
+        k = max(1, min(k, len(self) or 1))
+        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        if self.metric == "l2":
+            np.sqrt(np.maximum(scores, 0, out=scores), out=scores)
+        return scores, ids
+
+    def subject(self, template_id: int) -> str | None:
+        return self._subject_of.get(template_id)
+
+    def template_ids(self) -> list[int]:
+        return sorted(self._subject_of)

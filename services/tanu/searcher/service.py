@@ -1,0 +1,281 @@
+"""A searcher: one replica of one gallery partition.
+
+It builds its FAISS index from the partition's template events with a durable
+JetStream pull consumer, and answers ``tanu.search.p<k>`` (queue group
+``searcher-p<k>``) and the ``tanu.v1.Searcher`` gRPC service. Until it has
+applied every event already in the stream, its gRPC health says NOT_SERVING
+and it does not join the queue group, so no request ever sees a half-built
+partition. Concurrent searches are micro-batched into one FAISS call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import nats.errors
+import numpy as np
+from google.protobuf.message import DecodeError
+
+from tanu.core import bus, errors, logs, subjects
+from tanu.core.batching import MicroBatcher
+from tanu.core.config import SearcherConfig
+from tanu.core.metrics import Metrics
+from tanu.core.server import GrpcServer, start_grpc
+from tanu.v1 import common_pb2, searcher_pb2, searcher_pb2_grpc, store_pb2
+
+from .index import PartitionIndex
+
+log = logs.get(__name__)
+
+MAX_TOP_K = 2048
+MAX_QUERIES = 4096
+METRIC_ENUM = {"l2": common_pb2.METRIC_L2, "cosine": common_pb2.METRIC_COSINE}
+
+
+class SearcherService:
+    def __init__(self, config: SearcherConfig, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.layout = config.common.layout
+        self.metrics = metrics or Metrics.create()
+        self.index = PartitionIndex(self.layout.dimension, self.layout.metric)
+        self.applied_sequence = 0
+        self.caught_up = asyncio.Event()
+        self.grpc: GrpcServer | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faiss")
+        self._batcher = MicroBatcher(
+            self._search_batch,
+            name=f"search-p{config.partition}",
+            max_batch=config.batch_max,
+            max_wait_s=config.batch_wait_ms / 1000,
+            metrics=self.metrics,
+        )
+        self._labels = (str(config.partition), config.replica)
+        self._nc = None
+        self._responder: bus.Responder | None = None
+        self._apply_task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.grpc
+        return self.grpc.port
+
+    async def _in_index_thread(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    # --- building the index from the stream ------------------------------
+
+    async def start(self) -> SearcherService:
+        cfg, common = self.config, self.config.common
+        if cfg.faiss_threads > 0:
+            import faiss
+
+            faiss.omp_set_num_threads(cfg.faiss_threads)
+        self.grpc = await start_grpc(
+            common, f"searcher-p{cfg.partition}", self.metrics,
+            [(searcher_pb2_grpc.add_SearcherServicer_to_server, SearcherServicer(self), "tanu.v1.Searcher")],
+            serving=False,
+        )
+        self._nc = await bus.connect(common.nats_url, f"tanu-searcher-p{cfg.partition}-{cfg.replica}")
+        js = self._nc.jetstream()
+        await bus.ensure_events_stream(
+            js, subjects.EVENTS_STREAM, [subjects.EVENTS_WILDCARD], common.stream_replicas,
+            common.stream_duplicate_window_s,
+        )
+        durable = subjects.searcher_consumer(cfg.partition, cfg.replica)
+        filt = subjects.template_events(cfg.partition)
+        # The index starts empty, so the consumer starts at the beginning.
+        await bus.reset_durable_consumer(js, subjects.EVENTS_STREAM, durable, filt)
+        psub = await js.pull_subscribe(filt, durable=durable, stream=subjects.EVENTS_STREAM)
+        info = await js.consumer_info(subjects.EVENTS_STREAM, durable)
+        if info.num_pending == 0:
+            await self._mark_caught_up()
+        self._apply_task = asyncio.create_task(self._apply_loop(psub), name="apply-events")
+        log.info("searcher_started", partition=cfg.partition, replica=cfg.replica, pending=info.num_pending)
+        return self
+
+    async def _apply_loop(self, psub) -> None:
+        while True:
+            try:
+                msgs = await psub.fetch(self.config.fetch_batch, timeout=1.0)
+            except (nats.errors.TimeoutError, TimeoutError):
+                self.metrics.stream_lag.labels(*self._labels).set(0)
+                await self._mark_caught_up()
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - NATS reconnecting: retry
+                log.warning("fetch_failed", error=str(exc))
+                await asyncio.sleep(0.5)
+                continue
+            if not msgs:
+                continue
+            events = []
+            for m in msgs:
+                ev = store_pb2.TemplateEvent()
+                try:
+                    ev.ParseFromString(m.data)
+                except DecodeError:
+                    log.error("event_undecodable", sequence=m.metadata.sequence.stream)
+                    continue
+                events.append(ev)
+            await self._in_index_thread(self._apply, events)
+            last = msgs[-1]
+            await last.ack()  # ack-all: acknowledges the whole batch
+            self.applied_sequence = last.metadata.sequence.stream
+            pending = last.metadata.num_pending
+            self.metrics.stream_lag.labels(*self._labels).set(pending)
+            self.metrics.applied_sequence.labels(*self._labels).set(self.applied_sequence)
+            self.metrics.gallery_templates.labels(*self._labels).set(len(self.index))
+            if pending == 0:
+                await self._mark_caught_up()
+
+    def _apply(self, events: list[store_pb2.TemplateEvent]) -> None:
+        """Applies a batch in order, one FAISS call per run of adds or removes."""
+        dim, model = self.layout.dimension, self.layout.model_id
+        adds: list[store_pb2.TemplateEvent] = []
+
+        def flush_adds() -> None:
+            if not adds:
+                return
+            ids = np.fromiter((t for e in adds for t in e.template_ids), dtype=np.int64)
+            subs = [e.subject_id for e in adds for _ in e.template_ids]
+            vecs = np.frombuffer(b"".join(e.vectors for e in adds), dtype="<f4").reshape(-1, dim)
+            self.index.add(ids, subs, vecs)
+            adds.clear()
+
+        for ev in events:
+            if ev.model_id and ev.model_id != model:
+                log.error("event_model_mismatch", event_id=ev.event_id, event_model=ev.model_id, model=model)
+                continue
+            if ev.kind == store_pb2.TemplateEvent.KIND_ADDED:
+                if ev.dimension != dim or len(ev.vectors) != 4 * dim * len(ev.template_ids):
+                    log.error("event_bad_vectors", event_id=ev.event_id)
+                    continue
+                adds.append(ev)
+            elif ev.kind == store_pb2.TemplateEvent.KIND_REMOVED:
+                flush_adds()
+                self.index.remove(np.asarray(ev.template_ids, dtype=np.int64))
+        flush_adds()
+
+    async def _mark_caught_up(self) -> None:
+        if self.caught_up.is_set():
+            return
+        cfg = self.config
+        self._responder = bus.Responder(self._nc)
+        await self._responder.serve(
+            subjects.search(cfg.partition), subjects.search_queue(cfg.partition),
+            searcher_pb2.SearchRequest, self.search,
+        )
+        assert self.grpc
+        await self.grpc.set_serving(True)
+        self.caught_up.set()
+        log.info("searcher_caught_up", partition=cfg.partition, templates=len(self.index),
+                 sequence=self.applied_sequence)
+
+    # --- searching --------------------------------------------------------
+
+    async def search(self, req: searcher_pb2.SearchRequest) -> searcher_pb2.SearchResponse:
+        lay = self.layout
+        if req.model_id and req.model_id != lay.model_id:
+            raise errors.InvalidArgument(
+                f"queries are {req.model_id!r} templates; partition holds {lay.model_id!r} templates"
+            )
+        if not 1 <= req.count <= MAX_QUERIES:
+            raise errors.InvalidArgument(f"count must be 1..{MAX_QUERIES}, got {req.count}")
+        if len(req.queries) != req.count * lay.dimension * 4:
+            raise errors.InvalidArgument(
+                f"queries are {len(req.queries)} bytes; {req.count} x {lay.dimension} float32 needs "
+                f"{req.count * lay.dimension * 4}"
+            )
+        if not 1 <= req.top_k <= MAX_TOP_K:
+            raise errors.InvalidArgument(f"top_k must be 1..{MAX_TOP_K}, got {req.top_k}")
+        q = np.frombuffer(req.queries, dtype="<f4").reshape(req.count, lay.dimension)
+        if not np.isfinite(q).all():
+            raise errors.InvalidArgument("queries contain NaN or infinity")
+        scores, ids, size = await self._batcher.submit((q, int(req.top_k)))
+        part = self.config.partition
+        reply = searcher_pb2.SearchResponse(partition=part, gallery_size=size, applied_sequence=self.applied_sequence)
+        for row_scores, row_ids in zip(scores, ids, strict=True):
+            hits = reply.results.add()
+            seen: set[str] = set()
+            for s, t in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
+                if t < 0:
+                    break
+                sid = self.index.subject(t)
+                if sid is None or sid in seen:  # removed since, or another template of a listed subject
+                    continue
+                seen.add(sid)
+                hits.candidates.add(subject_id=sid, score=s, partition=part)
+        return reply
+
+    async def _search_batch(self, items: list[tuple[np.ndarray, int]]):
+        queries = np.concatenate([q for q, _ in items], axis=0)
+        k = max(k for _, k in items)
+        start = time.perf_counter()
+        scores, ids, size = await self._in_index_thread(self._run_search, queries, k)
+        self.metrics.faiss_search_duration.labels(str(self.config.partition)).observe(time.perf_counter() - start)
+        out, row = [], 0
+        for q, kk in items:
+            n = len(q)
+            out.append((scores[row : row + n, :kk], ids[row : row + n, :kk], size))
+            row += n
+        return out
+
+    def _run_search(self, queries: np.ndarray, k: int):
+        if len(self.index) == 0:
+            n = len(queries)
+            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64), 0
+        scores, ids = self.index.search(queries, k)
+        return scores, ids, len(self.index)
+
+    async def stats(self, include_ids: bool) -> searcher_pb2.StatsResponse:
+        ids = await self._in_index_thread(self.index.template_ids) if include_ids else []
+        return searcher_pb2.StatsResponse(
+            partition=self.config.partition,
+            replica=self.config.replica,
+            gallery_size=len(self.index),
+            applied_sequence=self.applied_sequence,
+            caught_up=self.caught_up.is_set(),
+            index_kind=self.index.kind,
+            dimension=self.layout.dimension,
+            metric=METRIC_ENUM[self.layout.metric],
+            model_id=self.layout.model_id,
+            template_ids=ids,
+        )
+
+    async def stop(self) -> None:
+        """Health off and leave the queue group, answer what is in flight,
+        stop applying events, drain NATS."""
+        if self.grpc:
+            await self.grpc.stop(self.config.common.shutdown_grace_s)
+        if self._responder:
+            await self._responder.stop()
+        await self._batcher.close()
+        if self._apply_task:
+            self._apply_task.cancel()
+            try:
+                await self._apply_task
+            except asyncio.CancelledError:
+                pass
+        if self._nc:
+            try:
+                await self._nc.drain()
+            except Exception:  # noqa: BLE001
+                pass
+        self._executor.shutdown(wait=True)
+        log.info("searcher_stopped", partition=self.config.partition)
+
+
+class SearcherServicer(searcher_pb2_grpc.SearcherServicer):
+    def __init__(self, svc: SearcherService) -> None:
+        self._svc = svc
+
+    async def Search(self, request, context):
+        if not self._svc.caught_up.is_set():
+            raise errors.Unavailable("this searcher is still catching up with the event stream")
+        return await self._svc.search(request)
+
+    async def Stats(self, request, context):
+        return await self._svc.stats(request.include_template_ids)

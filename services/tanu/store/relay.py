@@ -1,0 +1,103 @@
+"""The outbox relay: publishes committed template events to JetStream in
+commit order, with ``Nats-Msg-Id`` = event id, and forgets them only once
+JetStream has acknowledged them.
+
+A crash (of the relay, the store or NATS) between publishing and forgetting
+re-publishes the same events on the next round; JetStream drops them as
+duplicates inside its duplicate window, and searchers apply events
+idempotently in any case. So no event is lost and none is applied twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from nats.js import JetStreamContext
+
+from tanu.core import logs
+from tanu.core.metrics import Metrics
+
+from .db import SqliteStore
+
+log = logs.get(__name__)
+
+MSG_ID = "Nats-Msg-Id"
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        db: SqliteStore,
+        js: JetStreamContext,
+        *,
+        batch: int,
+        poll_s: float,
+        metrics: Metrics,
+        ack_timeout_s: float = 10.0,
+    ) -> None:
+        self._db = db
+        self._js = js
+        self._batch = batch
+        self._poll_s = poll_s
+        self._metrics = metrics
+        self._ack_timeout_s = ack_timeout_s
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="outbox-relay")
+
+    def wake(self) -> None:
+        """Called after a commit, so events go out without waiting for the poll."""
+        self._idle.clear()
+        self._wake.set()
+
+    async def wait_idle(self, timeout: float) -> None:
+        """Waits until the outbox is empty (for tests and orderly shutdown)."""
+        await asyncio.wait_for(self._idle.wait(), timeout)
+
+    async def _loop(self) -> None:
+        backoff = 0.1
+        while True:
+            rows = await self._db.run(self._db.outbox_batch, self._batch)
+            if not rows:
+                self._metrics.outbox_pending.set(0)
+                self._idle.set()
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                except TimeoutError:
+                    pass
+                continue
+            self._idle.clear()
+            try:
+                await self._publish(rows)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - NATS down, timeouts: retry with backoff
+                log.warning("relay_publish_failed", error=str(exc), events=len(rows), retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            await self._db.run(self._db.outbox_done, rows[-1].seq)
+            self._metrics.events_published.inc(len(rows))
+            self._metrics.outbox_pending.set(await self._db.run(self._db.outbox_pending))
+
+    async def _publish(self, rows) -> None:
+        # publish_async sends in call order on one connection, so the stream
+        # keeps commit order; the acknowledgements are awaited together.
+        futures = [
+            await self._js.publish_async(row.subject, row.payload, headers={MSG_ID: row.event_id}) for row in rows
+        ]
+        await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout_s)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None

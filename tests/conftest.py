@@ -1,0 +1,129 @@
+"""Fixtures: a real nats-server per test on a free port, and real services
+(store, searchers, gateway) on grpc.aio servers bound to port 0."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from tanu.cluster.natsd import NatsServer
+from tanu.core import config as cfg
+from tanu.core import logs
+from tanu.gateway.service import GatewayService
+from tanu.searcher.service import SearcherService
+from tanu.store.service import StoreService
+from tanu.v1 import identity_pb2_grpc
+
+DIM = 128
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _logs():
+    logs.configure("tests", "warning")
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path):
+    server = NatsServer(tmp_path / "nats").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def env_for(nats_url: str, tmp_path: Path, partitions: int = 2, **extra: str) -> dict[str, str]:
+    env = {
+        "TANU_NATS_URL": nats_url,
+        "TANU_PARTITIONS": str(partitions),
+        "TANU_DIMENSION": str(DIM),
+        "TANU_STORE_DB": str(tmp_path / "store.sqlite3"),
+        "TANU_SHUTDOWN_GRACE_S": "1",
+        "TANU_RELAY_POLL_S": "0.2",
+        "TANU_SEARCH_TIMEOUT_S": "1.5",
+    }
+    env.update(extra)
+    return env
+
+
+class Cluster:
+    """Real services in this process, started and stopped individually."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.store: StoreService | None = None
+        self.searchers: dict[int, SearcherService] = {}
+        self.gateway: GatewayService | None = None
+        self.channel: grpc.aio.Channel | None = None
+        self.stub: identity_pb2_grpc.IdentityStub | None = None
+
+    @property
+    def layout(self) -> cfg.Layout:
+        return cfg.from_env(cfg.Layout, self.env)
+
+    async def start_store(self, **overrides: str) -> StoreService:
+        self.store = await StoreService(cfg.from_env(cfg.StoreConfig, {**self.env, **overrides})).start()
+        return self.store
+
+    async def start_searcher(self, partition: int, replica: str = "r0", wait: bool = True) -> SearcherService:
+        env = {**self.env, "TANU_PARTITION": str(partition), "TANU_REPLICA": replica}
+        s = await SearcherService(cfg.from_env(cfg.SearcherConfig, env)).start()
+        if wait:
+            await s.caught_up.wait()
+        self.searchers[partition] = s
+        return s
+
+    async def start_gateway(self) -> GatewayService:
+        self.gateway = await GatewayService(cfg.from_env(cfg.GatewayConfig, self.env)).start()
+        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.gateway.port}")
+        self.stub = identity_pb2_grpc.IdentityStub(self.channel)
+        return self.gateway
+
+    async def start_all(self) -> Cluster:
+        await self.start_store()
+        for p in range(self.layout.partitions):
+            await self.start_searcher(p)
+        await self.start_gateway()
+        return self
+
+    async def stop(self) -> None:
+        if self.channel:
+            await self.channel.close()
+        if self.gateway:
+            await self.gateway.stop()
+        for s in list(self.searchers.values()):
+            await s.stop()
+        self.searchers.clear()
+        if self.store:
+            await self.store.stop()
+            self.store = None
+
+
+@pytest.fixture
+async def cluster(nats_server, tmp_path) -> AsyncIterator[Cluster]:
+    c = Cluster(env_for(nats_server.url, tmp_path))
+    try:
+        await c.start_all()
+        yield c
+    finally:
+        await c.stop()
+
+
+def unit_vectors(n: int, seed: int = 0, dim: int = DIM) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def near(v: np.ndarray, scale: float = 0.02, seed: int = 1) -> np.ndarray:
+    """A template of the same person: a small perturbation."""
+    rng = np.random.default_rng(seed)
+    out = v + rng.standard_normal(v.shape).astype(np.float32) * scale
+    return out.astype(np.float32)
+
+
+__all__ = ["Cluster", "dataclasses", "env_for", "near", "unit_vectors", "DIM"]
