@@ -56,7 +56,7 @@ class Cluster:
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.store: StoreService | None = None
-        self.searchers: dict[int, SearcherService] = {}
+        self.searchers: dict[tuple[int, str], SearcherService] = {}
         self.gateway: GatewayService | None = None
         self.channel: grpc.aio.Channel | None = None
         self.stub: identity_pb2_grpc.IdentityStub | None = None
@@ -66,16 +66,23 @@ class Cluster:
         return cfg.from_env(cfg.Layout, self.env)
 
     async def start_store(self, **overrides: str) -> StoreService:
-        self.store = await StoreService(cfg.from_env(cfg.StoreConfig, {**self.env, **overrides})).start()
+        self.store = await StoreService(
+            cfg.from_env(cfg.StoreConfig, {**self.env, **overrides})
+        ).start()
         return self.store
 
-    async def start_searcher(self, partition: int, replica: str = "r0", wait: bool = True) -> SearcherService:
+    async def start_searcher(
+        self, partition: int, replica: str = "r0", wait: bool = True
+    ) -> SearcherService:
         env = {**self.env, "TANU_PARTITION": str(partition), "TANU_REPLICA": replica}
         s = await SearcherService(cfg.from_env(cfg.SearcherConfig, env)).start()
         if wait:
             await s.caught_up.wait()
-        self.searchers[partition] = s
+        self.searchers[(partition, replica)] = s
         return s
+
+    async def stop_searcher(self, partition: int, replica: str = "r0") -> None:
+        await self.searchers.pop((partition, replica)).stop()
 
     async def start_gateway(self) -> GatewayService:
         self.gateway = await GatewayService(cfg.from_env(cfg.GatewayConfig, self.env)).start()

@@ -9,7 +9,9 @@ from tanu.v1 import common_pb2, identity_pb2
 
 
 def sample(vec: np.ndarray, model_id: str = "") -> common_pb2.BiometricSample:
-    return common_pb2.BiometricSample(template=common_pb2.Template(vector=vectors.to_bytes(vec), model_id=model_id))
+    return common_pb2.BiometricSample(
+        template=common_pb2.Template(vector=vectors.to_bytes(vec), model_id=model_id)
+    )
 
 
 def enroll(subject_id: str, vec: np.ndarray, **kw) -> identity_pb2.EnrollRequest:

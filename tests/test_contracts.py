@@ -14,5 +14,9 @@ def test_generated_contracts_are_up_to_date(tmp_path):
     assert names == sorted(p.name for p in committed.iterdir() if p.is_file()), (
         "generated files differ from libs/tanu/v1: run `make proto`"
     )
-    stale = [n for n in names if not filecmp.cmp(tmp_path / "tanu" / "v1" / n, committed / n, shallow=False)]
+    stale = [
+        n
+        for n in names
+        if not filecmp.cmp(tmp_path / "tanu" / "v1" / n, committed / n, shallow=False)
+    ]
     assert not stale, f"stale generated code {stale}: run `make proto` and commit the result"

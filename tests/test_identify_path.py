@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from tanu.v1 import common_pb2, identity_pb2
+
 from conftest import near, unit_vectors
 from helpers import enroll, identify, verify
-
-from tanu.v1 import common_pb2, identity_pb2
 
 
 async def test_enrol_then_identify_finds_the_subject_and_delete_removes_it(cluster):
@@ -46,7 +46,9 @@ async def test_verify_matches_own_templates_only(cluster):
     other = await stub.Verify(verify("bob", near(a)))
     assert other.decision == common_pb2.DECISION_NO_MATCH and other.score > 0.6
     strict = await stub.Verify(verify("alice", near(a, scale=0.05), threshold=0.01))
-    assert strict.decision == common_pb2.DECISION_NO_MATCH and strict.threshold == pytest.approx(0.01)
+    assert strict.decision == common_pb2.DECISION_NO_MATCH and strict.threshold == pytest.approx(
+        0.01
+    )
 
 
 async def test_enrolment_refuses_a_duplicate_face_unless_asked(cluster):

@@ -112,11 +112,15 @@ class MicroBatcher(Generic[I, O]):
             try:
                 results = await self._fn([item for item, _ in live])
                 if len(results) != len(live):
-                    raise errors.Internal(f"{self._name} returned {len(results)} results for {len(live)} items")
+                    raise errors.Internal(
+                        f"{self._name} returned {len(results)} results for {len(live)} items"
+                    )
             except BaseException as exc:  # noqa: BLE001 - handed to every waiter
                 for _, fut in live:
                     if not fut.done():
-                        fut.set_exception(exc if isinstance(exc, Exception) else errors.Unavailable("cancelled"))
+                        fut.set_exception(
+                            exc if isinstance(exc, Exception) else errors.Unavailable("cancelled")
+                        )
                 if not isinstance(exc, Exception):
                     raise
                 return

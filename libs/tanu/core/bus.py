@@ -54,6 +54,7 @@ async def connect(url: str, name: str) -> NATS:
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             connect_timeout=5,
+            drain_timeout=5,
             allow_reconnect=True,
             error_cb=on_error,
             disconnected_cb=on_disconnect,
@@ -102,7 +103,9 @@ async def request(
     try:
         reply.ParseFromString(msg.data)
     except DecodeError:
-        raise errors.Internal(f"{subject} sent a reply that is not a {reply_type.__name__}") from None
+        raise errors.Internal(
+            f"{subject} sent a reply that is not a {reply_type.__name__}"
+        ) from None
     return reply
 
 
@@ -123,7 +126,9 @@ async def scatter(
 
     async def one(subject: str) -> R | errors.TanuError:
         try:
-            return await request(nc, subject, payload, reply_type, timeout, operation=operation, metrics=metrics)
+            return await request(
+                nc, subject, payload, reply_type, timeout, operation=operation, metrics=metrics
+            )
         except errors.TanuError as exc:
             return exc
 
@@ -144,7 +149,9 @@ class Responder:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(max_in_flight)
 
-    async def serve(self, subject: str, queue: str, request_type: type[Q], handler: Handler) -> None:
+    async def serve(
+        self, subject: str, queue: str, request_type: type[Q], handler: Handler
+    ) -> None:
         async def on_msg(msg: Msg) -> None:
             await self._slots.acquire()
             task = asyncio.create_task(self._handle(msg, request_type, handler))
@@ -165,7 +172,9 @@ class Responder:
             try:
                 req.ParseFromString(msg.data)
             except DecodeError:
-                raise errors.InvalidArgument(f"request on {msg.subject} is not a valid {request_type.__name__}") from None
+                raise errors.InvalidArgument(
+                    f"request on {msg.subject} is not a valid {request_type.__name__}"
+                ) from None
             reply = await handler(req)
             if msg.reply:
                 await self._nc.publish(msg.reply, reply.SerializeToString())
@@ -180,7 +189,10 @@ class Responder:
     async def _reply_error(self, msg: Msg, exc: errors.TanuError) -> None:
         if not msg.reply:
             return
-        headers = {ERROR_CODE: exc.code.name, ERROR_MESSAGE: exc.message.replace("\r", " ").replace("\n", " ")}
+        headers = {
+            ERROR_CODE: exc.code.name,
+            ERROR_MESSAGE: exc.message.replace("\r", " ").replace("\n", " "),
+        }
         try:
             await self._nc.publish(msg.reply, b"", headers=headers)
         except Exception:  # noqa: BLE001
@@ -233,7 +245,9 @@ async def reset_durable_consumer(
         ack_policy=api.AckPolicy.ALL,
         max_ack_pending=-1,
         ack_wait=30,
-        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE if start_sequence else api.DeliverPolicy.ALL,
+        deliver_policy=api.DeliverPolicy.BY_START_SEQUENCE
+        if start_sequence
+        else api.DeliverPolicy.ALL,
         opt_start_seq=start_sequence or None,
         inactive_threshold=7 * 24 * 3600.0,
     )

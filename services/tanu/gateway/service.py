@@ -39,7 +39,9 @@ class SearchResult:
 
     __slots__ = ("candidates", "missing", "gallery_size")
 
-    def __init__(self, candidates: list[common_pb2.Candidate], missing: list[int], gallery_size: int) -> None:
+    def __init__(
+        self, candidates: list[common_pb2.Candidate], missing: list[int], gallery_size: int
+    ) -> None:
         self.candidates = candidates
         self.missing = missing
         self.gallery_size = gallery_size
@@ -68,7 +70,13 @@ class Gateway:
 
     async def _call(self, subject: str, message, reply_type, operation: str):
         return await bus.request(
-            self._nc, subject, message, reply_type, self._timeout, operation=operation, metrics=self.metrics
+            self._nc,
+            subject,
+            message,
+            reply_type,
+            self._timeout,
+            operation=operation,
+            metrics=self.metrics,
         )
 
     # --- samples ------------------------------------------------------
@@ -78,7 +86,9 @@ class Gateway:
         the image by the face pipeline (largest face)."""
         which = sample.WhichOneof("data")
         if which == "template":
-            return vectors.parse_template(sample.template.vector, sample.template.model_id, self.layout)
+            return vectors.parse_template(
+                sample.template.vector, sample.template.model_id, self.layout
+            )
         if which == "image":
             if not sample.image:
                 raise errors.InvalidArgument("sample.image is empty")
@@ -88,7 +98,10 @@ class Gateway:
     async def _embed_image(self, image: bytes) -> np.ndarray:
         try:
             found = await self._call(
-                subjects.DETECT, detector_pb2.DetectRequest(image=image), detector_pb2.DetectResponse, "detect"
+                subjects.DETECT,
+                detector_pb2.DetectRequest(image=image),
+                detector_pb2.DetectResponse,
+                "detect",
             )
         except errors.Unavailable:
             raise errors.Unavailable(
@@ -99,7 +112,10 @@ class Gateway:
             raise errors.InvalidArgument("no face found in the image")
         face = max(found.faces, key=lambda f: (f.box.x2 - f.box.x1) * (f.box.y2 - f.box.y1))
         emb = await self._call(
-            subjects.EMBED, embedder_pb2.EmbedRequest(image=image, faces=[face]), embedder_pb2.EmbedResponse, "embed"
+            subjects.EMBED,
+            embedder_pb2.EmbedRequest(image=image, faces=[face]),
+            embedder_pb2.EmbedResponse,
+            "embed",
         )
         if len(emb.templates) != 1:
             raise errors.Internal("the embedder returned no template")
@@ -112,7 +128,9 @@ class Gateway:
         if top_k == 0:
             return self.config.default_top_k
         if top_k > self.config.max_top_k:
-            raise errors.InvalidArgument(f"top_k is {top_k}; the most allowed is {self.config.max_top_k}")
+            raise errors.InvalidArgument(
+                f"top_k is {top_k}; the most allowed is {self.config.max_top_k}"
+            )
         return top_k
 
     async def search(self, probe: np.ndarray, top_k: int) -> SearchResult:
@@ -130,11 +148,20 @@ class Gateway:
         )
         parts = list(range(lay.partitions))
         replies = await bus.scatter(
-            self._nc, [subjects.search(p) for p in parts], req, searcher_pb2.SearchResponse,
-            self.config.search_timeout_s, operation="search", metrics=self.metrics,
+            self._nc,
+            [subjects.search(p) for p in parts],
+            req,
+            searcher_pb2.SearchResponse,
+            self.config.search_timeout_s,
+            operation="search",
+            metrics=self.metrics,
         )
         ok = [r for r in replies if isinstance(r, searcher_pb2.SearchResponse)]
-        missing = [p for p, r in zip(parts, replies, strict=True) if not isinstance(r, searcher_pb2.SearchResponse)]
+        missing = [
+            p
+            for p, r in zip(parts, replies, strict=True)
+            if not isinstance(r, searcher_pb2.SearchResponse)
+        ]
         if missing:
             self.metrics.search_partial.inc()
             for p, r in zip(parts, replies, strict=True):
@@ -181,7 +208,9 @@ class Gateway:
 
     # --- enrolment ----------------------------------------------------
 
-    async def enroll(self, req: identity_pb2.EnrollRequest, deadline_s: float | None) -> identity_pb2.EnrollResponse:
+    async def enroll(
+        self, req: identity_pb2.EnrollRequest, deadline_s: float | None
+    ) -> identity_pb2.EnrollResponse:
         subject_id = vectors.check_subject_id(req.subject_id)
         probe = await self.probe(req.sample)
         threshold = self.config.dedup_threshold
@@ -191,7 +220,9 @@ class Gateway:
                 f"cannot de-duplicate: partitions {res.missing} did not answer; nothing was enrolled"
             )
         reply = identity_pb2.EnrollResponse(threshold=threshold)
-        if res.candidates and vectors.is_match(res.candidates[0].score, threshold, self.layout.metric):
+        if res.candidates and vectors.is_match(
+            res.candidates[0].score, threshold, self.layout.metric
+        ):
             dup = res.candidates[0]
             dup.is_match = True
             reply.duplicate_of.CopyFrom(dup)
@@ -200,7 +231,9 @@ class Gateway:
                 return reply
         put = store_pb2.PutSubjectRequest(
             subject_id=subject_id,
-            templates=[common_pb2.Template(vector=vectors.to_bytes(probe), model_id=self.layout.model_id)],
+            templates=[
+                common_pb2.Template(vector=vectors.to_bytes(probe), model_id=self.layout.model_id)
+            ],
         )
         subject = await self._call(subjects.store("put"), put, common_pb2.Subject, "store.put")
         reply.enrolled = True
@@ -209,7 +242,9 @@ class Gateway:
             reply.indexed = await self._wait_indexed(subject, probe, deadline_s)
         return reply
 
-    async def _wait_indexed(self, subject: common_pb2.Subject, probe: np.ndarray, deadline_s: float | None) -> bool:
+    async def _wait_indexed(
+        self, subject: common_pb2.Subject, probe: np.ndarray, deadline_s: float | None
+    ) -> bool:
         """Polls the subject's partition until its searchers return it."""
         loop = asyncio.get_running_loop()
         end = loop.time() + (deadline_s if deadline_s is not None else 10.0)
@@ -219,7 +254,9 @@ class Gateway:
         delay = 0.005
         while loop.time() < end:
             try:
-                r = await self._call(subjects.search(subject.partition), req, searcher_pb2.SearchResponse, "search")
+                r = await self._call(
+                    subjects.search(subject.partition), req, searcher_pb2.SearchResponse, "search"
+                )
                 if any(c.subject_id == subject.subject_id for c in r.results[0].candidates):
                     return True
             except errors.TanuError:
@@ -235,8 +272,10 @@ class Gateway:
         threshold = req.threshold if req.HasField("threshold") else self.config.verify_threshold
         probe = await self.probe(req.sample)
         held = await self._call(
-            subjects.store("templates"), store_pb2.GetTemplatesRequest(subject_id=subject_id),
-            store_pb2.GetTemplatesResponse, "store.templates",
+            subjects.store("templates"),
+            store_pb2.GetTemplatesRequest(subject_id=subject_id),
+            store_pb2.GetTemplatesResponse,
+            "store.templates",
         )
         lay = self.layout
         usable = [t.template.vector for t in held.templates if t.template.model_id == lay.model_id]
@@ -260,18 +299,24 @@ class Gateway:
     async def delete(self, req: identity_pb2.DeleteRequest) -> identity_pb2.DeleteResponse:
         subject_id = vectors.check_subject_id(req.subject_id)
         r = await self._call(
-            subjects.store("delete"), store_pb2.DeleteSubjectRequest(subject_id=subject_id, reason=req.reason),
-            store_pb2.DeleteSubjectResponse, "store.delete",
+            subjects.store("delete"),
+            store_pb2.DeleteSubjectRequest(subject_id=subject_id, reason=req.reason),
+            store_pb2.DeleteSubjectResponse,
+            "store.delete",
         )
         return identity_pb2.DeleteResponse(
-            subject_id=subject_id, templates_removed=len(r.template_ids), deleted_at_ms=r.deleted_at_ms,
+            subject_id=subject_id,
+            templates_removed=len(r.template_ids),
+            deleted_at_ms=r.deleted_at_ms,
             partition=r.subject.partition,
         )
 
     async def get_subject(self, req: identity_pb2.GetSubjectRequest) -> common_pb2.Subject:
         return await self._call(
-            subjects.store("get"), store_pb2.GetSubjectRecordRequest(subject_id=vectors.check_subject_id(req.subject_id)),
-            common_pb2.Subject, "store.get",
+            subjects.store("get"),
+            store_pb2.GetSubjectRecordRequest(subject_id=vectors.check_subject_id(req.subject_id)),
+            common_pb2.Subject,
+            "store.get",
         )
 
 
@@ -315,8 +360,16 @@ class GatewayService:
         self._nc = await bus.connect(common.nats_url, "tanu-gateway")
         self.gateway = Gateway(self.config, self._nc, self.metrics)
         self.grpc = await start_grpc(
-            common, "gateway", self.metrics,
-            [(identity_pb2_grpc.add_IdentityServicer_to_server, IdentityServicer(self.gateway), "tanu.v1.Identity")],
+            common,
+            "gateway",
+            self.metrics,
+            [
+                (
+                    identity_pb2_grpc.add_IdentityServicer_to_server,
+                    IdentityServicer(self.gateway),
+                    "tanu.v1.Identity",
+                )
+            ],
         )
         return self
 

@@ -1,8 +1,9 @@
 """One partition's gallery in an exact FAISS index, keyed by template id.
 
 Applying events is idempotent: adding a template id that is already present,
-or removing one that is absent, changes nothing. So a replayed or duplicated
-event can never put a vector in twice or bring a deleted one back.
+or removing one that is absent, changes nothing; and removed ids are kept as
+tombstones (the store never reuses a template id), so a replayed or
+redelivered "added" event can never bring a deleted vector back.
 
 Not thread-safe: the searcher calls it from one thread only.
 """
@@ -26,13 +27,18 @@ class PartitionIndex:
         base = faiss.IndexFlatIP(dimension) if metric == "cosine" else faiss.IndexFlatL2(dimension)
         self._index = faiss.IndexIDMap2(base)
         self._subject_of: dict[int, str] = {}
+        self._removed: set[int] = set()
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
     def add(self, template_ids: np.ndarray, subject_ids: list[str], vecs: np.ndarray) -> int:
         """Adds the templates not already present; returns how many were added."""
-        keep = np.fromiter((int(t) not in self._subject_of for t in template_ids), dtype=bool, count=len(template_ids))
+        keep = np.fromiter(
+            (int(t) not in self._subject_of and int(t) not in self._removed for t in template_ids),
+            dtype=bool,
+            count=len(template_ids),
+        )
         if not keep.any():
             return 0
         ids = np.ascontiguousarray(template_ids[keep], dtype=np.int64)
@@ -49,8 +55,11 @@ class PartitionIndex:
         return len(ids)
 
     def remove(self, template_ids: np.ndarray) -> int:
-        """Removes the given templates; returns how many were present."""
-        present = np.array([t for t in template_ids.tolist() if t in self._subject_of], dtype=np.int64)
+        """Removes the given templates (and tombstones them); returns how many were present."""
+        self._removed.update(template_ids.tolist())
+        present = np.array(
+            [t for t in template_ids.tolist() if t in self._subject_of], dtype=np.int64
+        )
         if not len(present):
             return 0
         removed = int(self._index.remove_ids(faiss.IDSelectorBatch(present)))

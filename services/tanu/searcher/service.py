@@ -55,6 +55,7 @@ class SearcherService:
         self._nc = None
         self._responder: bus.Responder | None = None
         self._apply_task: asyncio.Task[None] | None = None
+        self._psub = None
 
     @property
     def port(self) -> int:
@@ -73,26 +74,46 @@ class SearcherService:
 
             faiss.omp_set_num_threads(cfg.faiss_threads)
         self.grpc = await start_grpc(
-            common, f"searcher-p{cfg.partition}", self.metrics,
-            [(searcher_pb2_grpc.add_SearcherServicer_to_server, SearcherServicer(self), "tanu.v1.Searcher")],
+            common,
+            f"searcher-p{cfg.partition}",
+            self.metrics,
+            [
+                (
+                    searcher_pb2_grpc.add_SearcherServicer_to_server,
+                    SearcherServicer(self),
+                    "tanu.v1.Searcher",
+                )
+            ],
             serving=False,
         )
-        self._nc = await bus.connect(common.nats_url, f"tanu-searcher-p{cfg.partition}-{cfg.replica}")
+        self._nc = await bus.connect(
+            common.nats_url, f"tanu-searcher-p{cfg.partition}-{cfg.replica}"
+        )
         js = self._nc.jetstream()
         await bus.ensure_events_stream(
-            js, subjects.EVENTS_STREAM, [subjects.EVENTS_WILDCARD], common.stream_replicas,
+            js,
+            subjects.EVENTS_STREAM,
+            [subjects.EVENTS_WILDCARD],
+            common.stream_replicas,
             common.stream_duplicate_window_s,
         )
         durable = subjects.searcher_consumer(cfg.partition, cfg.replica)
         filt = subjects.template_events(cfg.partition)
         # The index starts empty, so the consumer starts at the beginning.
         await bus.reset_durable_consumer(js, subjects.EVENTS_STREAM, durable, filt)
-        psub = await js.pull_subscribe(filt, durable=durable, stream=subjects.EVENTS_STREAM)
+        psub = self._psub = await js.pull_subscribe(
+            filt, durable=durable, stream=subjects.EVENTS_STREAM
+        )
         info = await js.consumer_info(subjects.EVENTS_STREAM, durable)
         if info.num_pending == 0:
             await self._mark_caught_up()
         self._apply_task = asyncio.create_task(self._apply_loop(psub), name="apply-events")
-        log.info("searcher_started", partition=cfg.partition, replica=cfg.replica, pending=info.num_pending)
+        log.info(
+            "searcher_started",
+            partition=cfg.partition,
+            replica=cfg.replica,
+            pending=info.num_pending,
+        )
         return self
 
     async def _apply_loop(self, psub) -> None:
@@ -147,7 +168,12 @@ class SearcherService:
 
         for ev in events:
             if ev.model_id and ev.model_id != model:
-                log.error("event_model_mismatch", event_id=ev.event_id, event_model=ev.model_id, model=model)
+                log.error(
+                    "event_model_mismatch",
+                    event_id=ev.event_id,
+                    event_model=ev.model_id,
+                    model=model,
+                )
                 continue
             if ev.kind == store_pb2.TemplateEvent.KIND_ADDED:
                 if ev.dimension != dim or len(ev.vectors) != 4 * dim * len(ev.template_ids):
@@ -165,14 +191,20 @@ class SearcherService:
         cfg = self.config
         self._responder = bus.Responder(self._nc)
         await self._responder.serve(
-            subjects.search(cfg.partition), subjects.search_queue(cfg.partition),
-            searcher_pb2.SearchRequest, self.search,
+            subjects.search(cfg.partition),
+            subjects.search_queue(cfg.partition),
+            searcher_pb2.SearchRequest,
+            self.search,
         )
         assert self.grpc
         await self.grpc.set_serving(True)
         self.caught_up.set()
-        log.info("searcher_caught_up", partition=cfg.partition, templates=len(self.index),
-                 sequence=self.applied_sequence)
+        log.info(
+            "searcher_caught_up",
+            partition=cfg.partition,
+            templates=len(self.index),
+            sequence=self.applied_sequence,
+        )
 
     # --- searching --------------------------------------------------------
 
@@ -196,7 +228,9 @@ class SearcherService:
             raise errors.InvalidArgument("queries contain NaN or infinity")
         scores, ids, size = await self._batcher.submit((q, int(req.top_k)))
         part = self.config.partition
-        reply = searcher_pb2.SearchResponse(partition=part, gallery_size=size, applied_sequence=self.applied_sequence)
+        reply = searcher_pb2.SearchResponse(
+            partition=part, gallery_size=size, applied_sequence=self.applied_sequence
+        )
         for row_scores, row_ids in zip(scores, ids, strict=True):
             hits = reply.results.add()
             seen: set[str] = set()
@@ -204,7 +238,9 @@ class SearcherService:
                 if t < 0:
                     break
                 sid = self.index.subject(t)
-                if sid is None or sid in seen:  # removed since, or another template of a listed subject
+                if (
+                    sid is None or sid in seen
+                ):  # removed since, or another template of a listed subject
                     continue
                 seen.add(sid)
                 hits.candidates.add(subject_id=sid, score=s, partition=part)
@@ -215,7 +251,9 @@ class SearcherService:
         k = max(k for _, k in items)
         start = time.perf_counter()
         scores, ids, size = await self._in_index_thread(self._run_search, queries, k)
-        self.metrics.faiss_search_duration.labels(str(self.config.partition)).observe(time.perf_counter() - start)
+        self.metrics.faiss_search_duration.labels(str(self.config.partition)).observe(
+            time.perf_counter() - start
+        )
         out, row = [], 0
         for q, kk in items:
             n = len(q)
@@ -258,6 +296,11 @@ class SearcherService:
             try:
                 await self._apply_task
             except asyncio.CancelledError:
+                pass
+        if self._psub:
+            try:
+                await self._psub.unsubscribe()
+            except Exception:  # noqa: BLE001 - connection already gone
                 pass
         if self._nc:
             try:

@@ -105,7 +105,9 @@ class SqliteStore:
         diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
         if diff:
             detail = ", ".join(f"{k}: stored {a!r}, configured {b!r}" for k, (a, b) in diff.items())
-            raise errors.FailedPrecondition(f"store {self.path} was created with another layout ({detail})")
+            raise errors.FailedPrecondition(
+                f"store {self.path} was created with another layout ({detail})"
+            )
 
     async def run(self, fn: Callable[..., T], *args) -> T:
         """Runs ``fn(*args)`` on the database thread."""
@@ -137,13 +139,22 @@ class SqliteStore:
         if row is None:
             raise errors.NotFound(f"subject {subject_id!r} is not enrolled")
         return common_pb2.Subject(
-            subject_id=subject_id, partition=row[0], model_id=row[1], created_at_ms=row[2], template_count=row[3]
+            subject_id=subject_id,
+            partition=row[0],
+            model_id=row[1],
+            created_at_ms=row[2],
+            template_count=row[3],
         )
 
     def _outbox(self, conn: sqlite3.Connection, event: store_pb2.TemplateEvent) -> None:
         conn.execute(
             "INSERT INTO outbox(event_id, subject, payload, created_at_ms) VALUES (?, ?, ?, ?)",
-            (event.event_id, template_events(event.partition), event.SerializeToString(), event.occurred_at_ms),
+            (
+                event.event_id,
+                template_events(event.partition),
+                event.SerializeToString(),
+                event.occurred_at_ms,
+            ),
         )
 
     def _insert_subject(self, conn: sqlite3.Connection, subject_id: str, vecs: np.ndarray) -> None:
@@ -213,7 +224,9 @@ class SqliteStore:
         return store_pb2.GetTemplatesResponse(
             subject=subject,
             templates=[
-                store_pb2.StoredTemplate(template_id=tid, template=common_pb2.Template(vector=vec, model_id=mid))
+                store_pb2.StoredTemplate(
+                    template_id=tid, template=common_pb2.Template(vector=vec, model_id=mid)
+                )
                 for tid, mid, vec in rows
             ],
         )
@@ -223,7 +236,12 @@ class SqliteStore:
 
         def tx(conn: sqlite3.Connection) -> store_pb2.DeleteSubjectResponse:
             subject = self._subject_row(conn, subject_id)
-            ids = [r[0] for r in conn.execute("SELECT template_id FROM templates WHERE subject_id = ?", (subject_id,))]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT template_id FROM templates WHERE subject_id = ?", (subject_id,)
+                )
+            ]
             conn.execute("DELETE FROM templates WHERE subject_id = ?", (subject_id,))
             conn.execute("DELETE FROM subjects WHERE subject_id = ?", (subject_id,))
             ts = now_ms()
@@ -239,7 +257,9 @@ class SqliteStore:
                     occurred_at_ms=ts,
                 ),
             )
-            return store_pb2.DeleteSubjectResponse(subject=subject, template_ids=ids, deleted_at_ms=ts)
+            return store_pb2.DeleteSubjectResponse(
+                subject=subject, template_ids=ids, deleted_at_ms=ts
+            )
 
         return self._tx(tx)
 

@@ -76,7 +76,9 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - NATS down, timeouts: retry with backoff
-                log.warning("relay_publish_failed", error=str(exc), events=len(rows), retry_in_s=backoff)
+                log.warning(
+                    "relay_publish_failed", error=str(exc), events=len(rows), retry_in_s=backoff
+                )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
@@ -89,7 +91,8 @@ class OutboxRelay:
         # publish_async sends in call order on one connection, so the stream
         # keeps commit order; the acknowledgements are awaited together.
         futures = [
-            await self._js.publish_async(row.subject, row.payload, headers={MSG_ID: row.event_id}) for row in rows
+            await self._js.publish_async(row.subject, row.payload, headers={MSG_ID: row.event_id})
+            for row in rows
         ]
         await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout_s)
 

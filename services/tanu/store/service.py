@@ -52,9 +52,13 @@ class StoreHandlers:
         return await self.db.run(self.db.get_templates, vectors.check_subject_id(req.subject_id))
 
     async def delete(self, req: store_pb2.DeleteSubjectRequest) -> store_pb2.DeleteSubjectResponse:
-        reply = await self.db.run(self.db.delete_subject, vectors.check_subject_id(req.subject_id), req.reason)
+        reply = await self.db.run(
+            self.db.delete_subject, vectors.check_subject_id(req.subject_id), req.reason
+        )
         self._changed()
-        log.info("subject_deleted", partition=reply.subject.partition, templates=len(reply.template_ids))
+        log.info(
+            "subject_deleted", partition=reply.subject.partition, templates=len(reply.template_ids)
+        )
         return reply
 
 
@@ -100,7 +104,10 @@ class StoreService:
         self._nc = await bus.connect(common.nats_url, "tanu-store")
         js = self._nc.jetstream()
         await bus.ensure_events_stream(
-            js, subjects.EVENTS_STREAM, [subjects.EVENTS_WILDCARD], common.stream_replicas,
+            js,
+            subjects.EVENTS_STREAM,
+            [subjects.EVENTS_WILDCARD],
+            common.stream_replicas,
             common.stream_duplicate_window_s,
         )
         if cfg.relay_enabled:
@@ -118,10 +125,20 @@ class StoreService:
         ):
             await self._responder.serve(subjects.store(op), subjects.STORE_QUEUE, req_type, fn)
         self.grpc = await start_grpc(
-            common, "store", self.metrics,
-            [(store_pb2_grpc.add_StoreServicer_to_server, StoreServicer(handlers), "tanu.v1.Store")],
+            common,
+            "store",
+            self.metrics,
+            [
+                (
+                    store_pb2_grpc.add_StoreServicer_to_server,
+                    StoreServicer(handlers),
+                    "tanu.v1.Store",
+                )
+            ],
         )
-        log.info("store_started", db=str(cfg.db_path), subjects=await self.db.run(self.db.count_subjects))
+        log.info(
+            "store_started", db=str(cfg.db_path), subjects=await self.db.run(self.db.count_subjects)
+        )
         return self
 
     async def stop(self) -> None:

@@ -1,0 +1,166 @@
+"""The shared libraries: configuration, hashing, micro-batching, the
+partition index, and the gRPC interceptors (request id, metrics, errors)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import urllib.request
+
+import grpc
+import numpy as np
+import pytest
+
+from tanu.core import config as cfg
+from tanu.core import errors
+from tanu.core.batching import MicroBatcher
+from tanu.core.metrics import Metrics
+from tanu.core.vectors import partition_of
+from tanu.searcher.index import PartitionIndex
+
+from conftest import unit_vectors
+from helpers import identify
+
+
+def test_config_comes_from_the_injected_environment_only():
+    c = cfg.from_env(
+        cfg.SearcherConfig,
+        {
+            "TANU_PARTITIONS": "8",
+            "TANU_PARTITION": "7",
+            "TANU_METRIC": "cosine",
+            "TANU_RELAY_ENABLED": "no",
+        },
+    )
+    assert (
+        c.partition == 7 and c.common.layout.partitions == 8 and c.common.layout.metric == "cosine"
+    )
+    assert cfg.from_env(cfg.StoreConfig, {"TANU_RELAY_ENABLED": "no"}).relay_enabled is False
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.partition = 1  # type: ignore[misc]
+    assert cfg.from_env(cfg.GatewayConfig, {}).common.layout.dimension == 128
+
+
+@pytest.mark.parametrize(
+    ("cls", "env", "message"),
+    [
+        (
+            cfg.SearcherConfig,
+            {"TANU_PARTITIONS": "four"},
+            "TANU_PARTITIONS='four' is not a valid int",
+        ),
+        (cfg.SearcherConfig, {"TANU_PARTITIONS": "0"}, "TANU_PARTITIONS must be at least 1"),
+        (cfg.GatewayConfig, {"TANU_METRIC": "manhattan"}, "TANU_METRIC must be one of"),
+        (
+            cfg.SearcherConfig,
+            {"TANU_PARTITIONS": "2", "TANU_PARTITION": "2"},
+            "TANU_PARTITION=2 is outside 0..1",
+        ),
+        (cfg.StoreConfig, {"TANU_RELAY_ENABLED": "perhaps"}, "expected true/false"),
+    ],
+)
+def test_bad_configuration_is_refused_with_the_variable_named(cls, env, message):
+    with pytest.raises(ValueError) as info:
+        cfg.from_env(cls, env)
+    assert message in str(info.value)
+
+
+def test_every_setting_is_documented():
+    for cls in (cfg.StoreConfig, cfg.SearcherConfig, cfg.GatewayConfig):
+        for var, _default, doc in cfg.describe(cls):
+            assert var.startswith("TANU_") and doc
+
+
+def test_partition_hash_is_stable_and_spreads_subjects():
+    # Fixed values: a change here would move every subject to another partition.
+    assert [partition_of(s, 4) for s in ("alice", "bob", "KZ-880101300123")] == [1, 0, 3]
+    assert partition_of("alice", 1000003) == 783082
+    counts = np.bincount([partition_of(f"citizen-{i}", 8) for i in range(8000)], minlength=8)
+    assert counts.min() > 850 and counts.max() < 1150
+
+
+async def test_micro_batcher_combines_concurrent_calls_into_one():
+    calls: list[int] = []
+
+    async def double(items: list[int]) -> list[int]:
+        calls.append(len(items))
+        await asyncio.sleep(0.01)
+        return [2 * i for i in items]
+
+    b = MicroBatcher(double, name="t", max_batch=64, max_wait_s=0.005, metrics=Metrics.create())
+    results = await asyncio.gather(*(b.submit(i) for i in range(100)))
+    assert results == [2 * i for i in range(100)]
+    assert max(calls) > 1 and sum(calls) == 100 and all(c <= 64 for c in calls)
+    await b.close()
+    with pytest.raises(errors.Unavailable):
+        await b.submit(1)
+
+
+async def test_micro_batcher_hands_a_failure_to_every_caller_and_keeps_going():
+    async def fail_on_negative(items: list[int]) -> list[int]:
+        if any(i < 0 for i in items):
+            raise errors.InvalidArgument("negative")
+        return items
+
+    b = MicroBatcher(fail_on_negative, name="t", max_batch=8, max_wait_s=0.001)
+    with pytest.raises(errors.InvalidArgument):
+        await b.submit(-1)
+    assert await b.submit(3) == 3
+    await b.close()
+
+
+def test_index_applies_events_idempotently_and_never_revives_a_deleted_template():
+    idx = PartitionIndex(128, "l2")
+    v = unit_vectors(5)
+    ids = np.arange(10, 15, dtype=np.int64)
+    assert idx.add(ids, [f"s{i}" for i in range(5)], v) == 5
+    assert idx.add(ids, [f"s{i}" for i in range(5)], v) == 0
+    assert idx.remove(np.array([11, 99], dtype=np.int64)) == 1
+    assert idx.add(ids[1:2], ["s1"], v[1:2]) == 0, (
+        "a redelivered add must not revive a removed template"
+    )
+    assert len(idx) == 4 and idx.template_ids() == [10, 12, 13, 14]
+    scores, found = idx.search(v[2:3], 2)
+    assert found[0, 0] == 12 and scores[0, 0] == pytest.approx(0.0, abs=1e-3)
+    assert idx.subject(12) == "s2"
+
+
+def test_cosine_index_returns_similarities():
+    idx = PartitionIndex(128, "cosine")
+    v = unit_vectors(3) * 5.0  # unnormalised on the way in
+    idx.add(np.arange(3, dtype=np.int64), ["a", "b", "c"], v)
+    scores, found = idx.search(unit_vectors(3)[1:2], 1)
+    assert found[0, 0] == 1 and scores[0, 0] == pytest.approx(1.0, abs=1e-5)
+
+
+async def test_interceptor_returns_the_request_id_and_counts_rpcs(cluster):
+    call = cluster.stub.Identify(
+        identify(unit_vectors(1)[0]), metadata=(("x-request-id", "req-123"),)
+    )
+    await call
+    trailing = dict(await call.trailing_metadata())
+    assert trailing["x-request-id"] == "req-123"
+    m = cluster.gateway.metrics
+    assert m.rpc_requests.labels("gateway", "Identify", "OK")._value.get() >= 1
+    try:
+        await cluster.stub.Identify(identify(unit_vectors(1, dim=3)[0]))
+    except grpc.aio.AioRpcError:
+        pass
+    assert m.rpc_requests.labels("gateway", "Identify", "INVALID_ARGUMENT")._value.get() == 1
+
+
+def test_metrics_are_served_on_their_own_port():
+    m = Metrics.create()
+    m.gallery_templates.labels("0", "r0").set(42)
+    port = m.serve(0)
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert 'tanu_gallery_templates{partition="0",replica="r0"} 42.0' in body
+
+
+def test_the_store_refuses_to_open_with_another_layout(tmp_path):
+    from tanu.store.db import SqliteStore
+
+    path = tmp_path / "s.sqlite3"
+    SqliteStore(path, cfg.Layout(partitions=4)).close()
+    with pytest.raises(errors.FailedPrecondition, match="partitions: stored '4', configured '8'"):
+        SqliteStore(path, cfg.Layout(partitions=8))

@@ -1,0 +1,50 @@
+"""Scatter-gather across partitions: partial answers are flagged, never a
+silently smaller gallery; replicas of a partition stand in for each other."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from tanu.core.vectors import partition_of
+
+from conftest import unit_vectors
+from helpers import enroll, identify
+
+
+async def test_identify_marks_partial_when_a_partition_is_down(cluster):
+    stub = cluster.stub
+    gallery = unit_vectors(30, seed=2)
+    for i, v in enumerate(gallery):
+        await stub.Enroll(enroll(f"s{i}", v, wait_indexed=True))
+    full = await stub.Identify(identify(gallery[0]))
+    assert full.complete and full.gallery_size == 30
+
+    await cluster.stop_searcher(1)
+    r = await stub.Identify(identify(gallery[0]))
+    assert not r.complete and list(r.missing_partitions) == [1]
+    in_p0 = sum(partition_of(f"s{i}", 2) == 0 for i in range(30))
+    assert r.gallery_size == in_p0
+    assert all(c.partition == 0 for c in r.candidates)
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Identify(identify(gallery[0], require_complete=True))
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE and "[1]" in info.value.details()
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await stub.Enroll(enroll("late", unit_vectors(1, seed=99)[0]))
+    assert (
+        info.value.code() == grpc.StatusCode.UNAVAILABLE and "de-duplicate" in info.value.details()
+    )
+
+
+async def test_a_replica_answers_when_its_sibling_stops(cluster):
+    stub = cluster.stub
+    v = unit_vectors(1, seed=8)[0]
+    await stub.Enroll(enroll("held", v, wait_indexed=True))
+    part = partition_of("held", 2)
+    await cluster.start_searcher(part, replica="r1")
+    await cluster.stop_searcher(part, "r0")
+    assert [key for key in cluster.searchers if key[0] == part] == [(part, "r1")]
+    r = await stub.Identify(identify(v))
+    assert r.complete and r.candidates[0].subject_id == "held"
