@@ -2,7 +2,11 @@
 batch function (one FAISS search, one onnxruntime run, one NATS scatter), up
 to ``max_batch`` items or ``max_wait_s`` after the first item, whichever comes
 first. While a batch runs, the next one fills, so under load batches grow
-without any added wait."""
+without any added wait.
+
+The wait is adaptive: a batcher only waits for more items when its previous
+batch held more than one (it is under concurrent load). A lone request on an
+idle system goes straight through instead of paying ``max_wait_s``."""
 
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ class MicroBatcher(Generic[I, O]):
         self._worker: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._last_size = 0
 
     def start(self) -> None:
         if self._worker is None:
@@ -74,7 +79,8 @@ class MicroBatcher(Generic[I, O]):
 
     async def _fill(self, batch: list[tuple[I, asyncio.Future[O]]]) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._max_wait_s
+        wait = self._max_wait_s if self._last_size > 1 else 0.0
+        deadline = loop.time() + wait
         while len(batch) < self._max_batch:
             try:
                 batch.append(self._queue.get_nowait())
@@ -105,6 +111,7 @@ class MicroBatcher(Generic[I, O]):
     async def _run(self, batch: list[tuple[I, asyncio.Future[O]]]) -> None:
         try:
             live = [(item, fut) for item, fut in batch if not fut.done()]
+            self._last_size = len(live)
             if not live:
                 return
             if self._metrics:

@@ -199,4 +199,9 @@ class GatewayConfig:
     batch_wait_ms: float = setting(
         "TANU_GATEWAY_BATCH_WAIT_MS", 1.0, "Longest wait to fill such a batch."
     )
+    batch_in_flight: int = setting(
+        "TANU_GATEWAY_BATCH_IN_FLIGHT",
+        1,
+        "Scatters in flight at once; fewer means larger FAISS batches.",
+    )
     common: Common = field(default_factory=Common)

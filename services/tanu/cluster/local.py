@@ -94,9 +94,18 @@ class LocalCluster:
             "PYTHONUNBUFFERED": "1",
         }
         procs = [Proc("store", "tanu.store", free_port(), free_port(), dict(common))]
+        # Searchers share this machine's cores: more FAISS threads than cores
+        # in total makes every search slower.
+        threads = str(max(1, (os.cpu_count() or 1) // (self.partitions * self.replicas)))
         for p in range(self.partitions):
             for r in range(self.replicas):
-                env = {**common, "TANU_PARTITION": str(p), "TANU_REPLICA": f"r{r}"}
+                env = {
+                    "TANU_FAISS_THREADS": threads,
+                    "OMP_NUM_THREADS": threads,
+                    **common,
+                    "TANU_PARTITION": str(p),
+                    "TANU_REPLICA": f"r{r}",
+                }
                 procs.append(
                     Proc(f"searcher-p{p}-r{r}", "tanu.searcher", free_port(), free_port(), env)
                 )

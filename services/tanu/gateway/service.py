@@ -61,7 +61,7 @@ class Gateway:
             name="identify",
             max_batch=config.batch_max,
             max_wait_s=config.batch_wait_ms / 1000,
-            max_in_flight=4,
+            max_in_flight=config.batch_in_flight,
             metrics=metrics,
         )
 
