@@ -164,3 +164,15 @@ def test_the_store_refuses_to_open_with_another_layout(tmp_path):
     SqliteStore(path, cfg.Layout(partitions=4)).close()
     with pytest.raises(errors.FailedPrecondition, match="partitions: stored '4', configured '8'"):
         SqliteStore(path, cfg.Layout(partitions=8))
+
+
+def test_the_production_nats_config_is_accepted_by_nats_server():
+    import subprocess
+
+    from tanu.cluster.natsd import ROOT_CONF, find_binary
+
+    r = subprocess.run(
+        [find_binary(), "-t", "-c", str(ROOT_CONF)], capture_output=True, text=True, timeout=30
+    )
+    assert r.returncode == 0 and "is valid" in (r.stdout + r.stderr), r.stderr
+    assert "sync_interval: always" in ROOT_CONF.read_text()

@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
-from tanu.core import errors
+from tanu.core import errors, logs
 from tanu.core.metrics import Metrics
 
 I = TypeVar("I")  # noqa: E741
@@ -96,6 +96,9 @@ class MicroBatcher(Generic[I, O]):
                 break
 
     async def _loop(self) -> None:
+        # The worker was started inside some caller's request; a batch mixes
+        # many requests, so it must not carry that caller's request id.
+        logs.request_id_var.set("")
         while True:
             await self._slots.acquire()
             try:

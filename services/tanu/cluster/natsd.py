@@ -11,6 +11,9 @@ import sysconfig
 import time
 from pathlib import Path
 
+ROOT_CONF = Path(__file__).resolve().parents[3] / "deploy" / "nats" / "nats-server.conf"
+"""Production JetStream settings (checked by a test with ``nats-server -t``)."""
+
 
 def find_binary() -> str:
     """The nats-server next to this interpreter (the package installs it
