@@ -6,7 +6,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/tanu/v1/*.proto)
 
-.PHONY: up test lint proto bench clean venv
+.PHONY: up test lint proto bench clean venv models
+
+models: $(MODELS)
 
 venv: $(STAMP)
 
@@ -16,10 +18,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-up: $(STAMP)
+MODELS := var/models/dlib_face_recognition_resnet_model_v1.onnx
+
+# Converts the dlib recogniser to ONNX once and verifies every model checksum.
+$(MODELS): $(STAMP)
+	$(BIN)/tanu models prepare --model-dir var/models
+
+up: $(STAMP) $(MODELS)
 	$(BIN)/tanu up
 
-test: $(STAMP)
+test: $(STAMP) $(MODELS)
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 lint: $(STAMP)

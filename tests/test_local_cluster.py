@@ -14,12 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from photos import encode, originals
+
+from tanu.core.codegen import ROOT
 
 from conftest import near, unit_vectors
 
 pytestmark = pytest.mark.slow
 
 TANU = [sys.executable, "-m", "tanu.cluster.cli"]
+MODEL_DIR = str(ROOT / "var" / "models")
 
 
 def alive(pid: int) -> bool:
@@ -59,6 +63,7 @@ def test_tanu_up_runs_a_cluster_that_the_cli_can_use_and_sigterm_stops(tmp_path)
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        env={**os.environ, "TANU_MODEL_DIR": MODEL_DIR},
         text=True,
     )
     lines: list[str] = []
@@ -82,6 +87,8 @@ def test_tanu_up_runs_a_cluster_that_the_cli_can_use_and_sigterm_stops(tmp_path)
             "store",
             "searcher-p0-r0",
             "searcher-p1-r0",
+            "detector",
+            "embedder",
             "gateway",
         }
         assert all(s["health"] == "SERVING" for s in services)
@@ -110,6 +117,25 @@ def test_tanu_up_runs_a_cluster_that_the_cli_can_use_and_sigterm_stops(tmp_path)
             and "dimension 10" in bad.stderr
         )
         assert tanu(var, "delete", "alice").returncode == 0
+
+        # Photos: one at a time, then a folder with one file that is no photo.
+        people = originals()
+        (tmp_path / "hopper.jpg").write_bytes(encode(people["hopper"]))
+        r = tanu(var, "enroll", "grace", str(tmp_path / "hopper.jpg"))
+        assert r.returncode == 0 and "enrolled grace" in r.stdout, r.stdout + r.stderr
+        folder = tmp_path / "photos"
+        folder.mkdir()
+        (folder / "eileen.jpg").write_bytes(encode(people["astronaut"]))
+        (folder / "grace-again.png").write_bytes(encode(people["hopper"], "PNG"))
+        (folder / "broken.jpg").write_bytes(b"not a photo")
+        bulk = tanu(var, "enroll", "--dir", str(folder))
+        assert bulk.returncode == 1, bulk.stdout + bulk.stderr
+        assert "enrolled 1 of 3; 2 failed" in bulk.stdout
+        assert "broken.jpg: INVALID_ARGUMENT: bytes are not a JPEG or PNG image" in bulk.stdout
+        assert "grace-again.png: duplicate of grace" in bulk.stdout
+        who = json.loads(tanu(var, "identify", str(folder / "eileen.jpg"), "--json").stdout)
+        assert who["candidates"][0]["subject_id"] == "eileen"
+        secret = a.astype("<f4").tobytes().hex()
         gone = tanu(var, "subject", "alice")
         assert gone.returncode == 2 and "NOT_FOUND" in gone.stderr
     finally:
@@ -130,9 +156,18 @@ def test_tanu_up_runs_a_cluster_that_the_cli_can_use_and_sigterm_stops(tmp_path)
     assert not (var / "cluster.json").exists()
     store_log = (var / "logs" / "store.log").read_text()
     assert '"event": "store_stopped"' in store_log
-    # logs are JSON lines and never carry template bytes
-    for line in store_log.splitlines():
-        json.loads(line)
+    # Logs are JSON lines and never carry template bytes, in any encoding.
+    import base64
+
+    raw = a.astype("<f4").tobytes()
+    needles = [secret[:32], base64.b64encode(raw)[:24].decode(), f"{a[0]:.6f}", f"{a[1]:.5f}"]
+    for log in (var / "logs").glob("*.log"):
+        text = log.read_text()
+        if log.name != "nats-server.log":
+            for line in text.splitlines():
+                json.loads(line)
+        for n in needles:
+            assert n not in text, f"{log.name} holds template data"
 
 
 def test_status_without_a_cluster_says_how_to_start_one(tmp_path):

@@ -48,20 +48,27 @@ async def connect(url: str, name: str) -> NATS:
         log.info("nats_reconnected")
 
     try:
-        return await nats.connect(
-            servers=[u.strip() for u in url.split(",") if u.strip()],
-            name=name,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            connect_timeout=5,
-            drain_timeout=5,
-            allow_reconnect=True,
-            error_cb=on_error,
-            disconnected_cb=on_disconnect,
-            reconnected_cb=on_reconnect,
+        # With unlimited reconnects nats-py would retry a first connection
+        # forever; a service given a wrong URL must fail, not hang.
+        return await asyncio.wait_for(
+            nats.connect(
+                servers=[u.strip() for u in url.split(",") if u.strip()],
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=5,
+                drain_timeout=5,
+                allow_reconnect=True,
+                error_cb=on_error,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+            ),
+            timeout=15,
         )
     except Exception as exc:  # noqa: BLE001 - nats raises several unrelated types
-        raise errors.Unavailable(f"cannot connect to NATS at {url}: {exc}") from exc
+        raise errors.Unavailable(
+            f"cannot connect to NATS at {url}: {exc or type(exc).__name__}"
+        ) from exc
 
 
 def _raise_if_error(msg: Msg) -> None:
@@ -93,8 +100,12 @@ async def request(
         raise errors.Unavailable(f"no service is answering on {subject}") from None
     except (nats.errors.TimeoutError, TimeoutError):
         raise errors.DeadlineExceeded(f"{subject} did not answer within {timeout:.3f}s") from None
-    except nats.errors.ConnectionClosedError:
-        raise errors.Unavailable("the NATS connection is closed") from None
+    except nats.errors.MaxPayloadError:
+        raise errors.ResourceExhausted(
+            f"message to {subject} is larger than the NATS server accepts ({nc.max_payload} bytes)"
+        ) from None
+    except nats.errors.Error as exc:
+        raise errors.Unavailable(f"NATS request to {subject} failed: {exc}") from None
     finally:
         if metrics and operation:
             metrics.nats_request_duration.labels(operation).observe(time.perf_counter() - start)

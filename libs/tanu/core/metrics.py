@@ -46,6 +46,7 @@ class Metrics:
     events_published: Counter
     match_score: Histogram
     search_partial: Counter
+    inference_duration: Histogram
 
     @classmethod
     def create(cls, latency_buckets: tuple[float, ...] = LATENCY_BUCKETS) -> Metrics:
@@ -130,6 +131,13 @@ class Metrics:
             search_partial=Counter(
                 "tanu_search_partial_total",
                 "Searches answered without every partition.",
+                registry=r,
+            ),
+            inference_duration=Histogram(
+                "tanu_model_inference_seconds",
+                "Time in one model run (a whole micro-batch).",
+                ["model"],
+                buckets=latency_buckets,
                 registry=r,
             ),
         )

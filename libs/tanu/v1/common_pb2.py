@@ -24,23 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14tanu/v1/common.proto\x12\x07tanu.v1\",\n\x08Template\x12\x0e\n\x06vector\x18\x01 \x01(\x0c\x12\x10\n\x08model_id\x18\x02 \x01(\t\"Q\n\x0f\x42iometricSample\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12%\n\x08template\x18\x02 \x01(\x0b\x32\x11.tanu.v1.TemplateH\x00\x42\x06\n\x04\x64\x61ta\"S\n\tCandidate\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x10\n\x08is_match\x18\x03 \x01(\x08\x12\x11\n\tpartition\x18\x04 \x01(\r\"q\n\x07Subject\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x02 \x01(\x03\x12\x16\n\x0etemplate_count\x18\x03 \x01(\r\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x11\n\tpartition\x18\x05 \x01(\r*B\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\r\n\tMETRIC_L2\x10\x01\x12\x11\n\rMETRIC_COSINE\x10\x02*O\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_MATCH\x10\x01\x12\x15\n\x11\x44\x45\x43ISION_NO_MATCH\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14tanu/v1/common.proto\x12\x07tanu.v1\",\n\x08Template\x12\x0e\n\x06vector\x18\x01 \x01(\x0c\x12\x10\n\x08model_id\x18\x02 \x01(\t\"\x81\x01\n\x0f\x42iometricSample\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12%\n\x08template\x18\x02 \x01(\x0b\x32\x11.tanu.v1.TemplateH\x00\x12.\n\x0e\x66\x61\x63\x65_selection\x18\x03 \x01(\x0e\x32\x16.tanu.v1.FaceSelectionB\x06\n\x04\x64\x61ta\"S\n\tCandidate\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x10\n\x08is_match\x18\x03 \x01(\x08\x12\x11\n\tpartition\x18\x04 \x01(\r\"q\n\x07Subject\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x02 \x01(\x03\x12\x16\n\x0etemplate_count\x18\x03 \x01(\r\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x11\n\tpartition\x18\x05 \x01(\r*N\n\rFaceSelection\x12\x1a\n\x16\x46\x41\x43\x45_SELECTION_LARGEST\x10\x00\x12!\n\x1d\x46\x41\x43\x45_SELECTION_REQUIRE_SINGLE\x10\x01*B\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\r\n\tMETRIC_L2\x10\x01\x12\x11\n\rMETRIC_COSINE\x10\x02*O\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_MATCH\x10\x01\x12\x15\n\x11\x44\x45\x43ISION_NO_MATCH\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tanu.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_METRIC']._serialized_start=362
-  _globals['_METRIC']._serialized_end=428
-  _globals['_DECISION']._serialized_start=430
-  _globals['_DECISION']._serialized_end=509
+  _globals['_FACESELECTION']._serialized_start=411
+  _globals['_FACESELECTION']._serialized_end=489
+  _globals['_METRIC']._serialized_start=491
+  _globals['_METRIC']._serialized_end=557
+  _globals['_DECISION']._serialized_start=559
+  _globals['_DECISION']._serialized_end=638
   _globals['_TEMPLATE']._serialized_start=33
   _globals['_TEMPLATE']._serialized_end=77
-  _globals['_BIOMETRICSAMPLE']._serialized_start=79
-  _globals['_BIOMETRICSAMPLE']._serialized_end=160
-  _globals['_CANDIDATE']._serialized_start=162
-  _globals['_CANDIDATE']._serialized_end=245
-  _globals['_SUBJECT']._serialized_start=247
-  _globals['_SUBJECT']._serialized_end=360
+  _globals['_BIOMETRICSAMPLE']._serialized_start=80
+  _globals['_BIOMETRICSAMPLE']._serialized_end=209
+  _globals['_CANDIDATE']._serialized_start=211
+  _globals['_CANDIDATE']._serialized_end=294
+  _globals['_SUBJECT']._serialized_start=296
+  _globals['_SUBJECT']._serialized_end=409
 # @@protoc_insertion_point(module_scope)

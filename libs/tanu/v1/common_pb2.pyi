@@ -6,6 +6,11 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class FaceSelection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FACE_SELECTION_LARGEST: _ClassVar[FaceSelection]
+    FACE_SELECTION_REQUIRE_SINGLE: _ClassVar[FaceSelection]
+
 class Metric(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     METRIC_UNSPECIFIED: _ClassVar[Metric]
@@ -17,6 +22,8 @@ class Decision(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECISION_UNSPECIFIED: _ClassVar[Decision]
     DECISION_MATCH: _ClassVar[Decision]
     DECISION_NO_MATCH: _ClassVar[Decision]
+FACE_SELECTION_LARGEST: FaceSelection
+FACE_SELECTION_REQUIRE_SINGLE: FaceSelection
 METRIC_UNSPECIFIED: Metric
 METRIC_L2: Metric
 METRIC_COSINE: Metric
@@ -33,12 +40,14 @@ class Template(_message.Message):
     def __init__(self, vector: _Optional[bytes] = ..., model_id: _Optional[str] = ...) -> None: ...
 
 class BiometricSample(_message.Message):
-    __slots__ = ("image", "template")
+    __slots__ = ("image", "template", "face_selection")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    FACE_SELECTION_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     template: Template
-    def __init__(self, image: _Optional[bytes] = ..., template: _Optional[_Union[Template, _Mapping]] = ...) -> None: ...
+    face_selection: FaceSelection
+    def __init__(self, image: _Optional[bytes] = ..., template: _Optional[_Union[Template, _Mapping]] = ..., face_selection: _Optional[_Union[FaceSelection, str]] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("subject_id", "score", "is_match", "partition")

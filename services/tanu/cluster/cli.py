@@ -3,13 +3,15 @@
     tanu up [--partitions P] [--replicas R] [--port 50051] [--nats-port 4222]
     tanu status [--json]
     tanu enroll SUBJECT_ID FILE [--allow-duplicate] [--json]
+    tanu enroll --dir PHOTOS/ [--csv MAP.csv] [--workers N]
+    tanu models prepare [--model-dir DIR]
     tanu verify SUBJECT_ID FILE [--threshold T] [--json]
     tanu identify FILE [--top-k K] [--threshold T] [--require-complete] [--json]
     tanu delete SUBJECT_ID [--reason TEXT] [--json]
     tanu subject SUBJECT_ID [--json]
 
-FILE is a ``.npy`` template (float32, the model's dimension) or, once the face
-pipeline runs, a JPEG/PNG photo. The gateway address comes from ``--gateway``,
+FILE is a JPEG/PNG photo or a ``.npy`` template (float32, the model's
+dimension). The gateway address comes from ``--gateway``,
 ``TANU_GATEWAY``, or the running local cluster's ``var/cluster.json``.
 """
 
@@ -101,7 +103,100 @@ def _call(args, fn):
             raise SystemExit(2) from None
 
 
+def _enroll_dir(args) -> int:
+    """Bulk enrolment of a folder of photos: subject id from the file name
+    (or the CSV's file,subject_id rows), a progress bar, and a summary of
+    what failed and why."""
+    import csv
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm import tqdm
+
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise SystemExit(f"error: {folder} is not a folder")
+    photos = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".npy")
+    )
+    if args.csv:
+        with open(args.csv, newline="") as f:
+            rows = [r for r in csv.reader(f) if r and not r[0].startswith("#")]
+        if rows and rows[0][:2] == ["file", "subject_id"]:
+            rows = rows[1:]
+        ids = {r[0]: r[1] for r in rows if len(r) >= 2}
+        jobs = [(p, ids[p.name]) for p in photos if p.name in ids]
+        unmapped = [p.name for p in photos if p.name not in ids]
+    else:
+        jobs, unmapped = [(p, p.stem) for p in photos], []
+    failures: list[tuple[str, str]] = [(n, "not listed in the CSV") for n in unmapped]
+    enrolled = duplicates = 0
+    addr = _gateway(args)
+    with grpc.insecure_channel(addr) as ch:
+        stub = identity_pb2_grpc.IdentityStub(ch)
+
+        def one(job):
+            path, sid = job
+            try:
+                req = identity_pb2.EnrollRequest(
+                    subject_id=sid,
+                    sample=load_sample(str(path)),
+                    allow_duplicate=args.allow_duplicate,
+                )
+                return path.name, stub.Enroll(req, timeout=args.timeout), None
+            except grpc.RpcError as exc:
+                return path.name, None, f"{exc.code().name}: {exc.details()}"
+            except SystemExit as exc:
+                return path.name, None, str(exc)
+
+        with ThreadPoolExecutor(max_workers=args.workers) as pool:
+            for name, reply, err in tqdm(
+                pool.map(one, jobs), total=len(jobs), unit="photo", disable=args.json
+            ):
+                if err:
+                    failures.append((name, err))
+                elif reply.enrolled:
+                    enrolled += 1
+                else:
+                    duplicates += 1
+                    failures.append(
+                        (
+                            name,
+                            f"duplicate of {reply.duplicate_of.subject_id} "
+                            f"(score {reply.duplicate_of.score:.4f})",
+                        )
+                    )
+    if args.json:
+        print(
+            json.dumps(
+                {"enrolled": enrolled, "failed": [{"file": n, "reason": r} for n, r in failures]},
+                indent=2,
+            )
+        )
+    else:
+        print(f"enrolled {enrolled} of {len(photos)}; {len(failures)} failed")
+        for name, reason in failures:
+            print(f"  {name}: {reason}")
+    return 0 if not failures else 1
+
+
+def cmd_models(args) -> int:
+    from tanu.face.models import ModelError, prepare
+
+    try:
+        prepare(args.model_dir)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_enroll(args) -> int:
+    if args.dir:
+        if args.subject_id or args.file:
+            raise SystemExit("error: give either SUBJECT_ID FILE or --dir, not both")
+        return _enroll_dir(args)
+    if not (args.subject_id and args.file):
+        raise SystemExit("error: enroll needs SUBJECT_ID FILE (or --dir PHOTOS/)")
     req = identity_pb2.EnrollRequest(
         subject_id=args.subject_id,
         sample=load_sample(args.file),
@@ -225,12 +320,20 @@ def parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("status", help="health of every service of the local cluster")
     s.add_argument("--json", action="store_true")
-    e = client("enroll", "enrol a subject from a template (.npy) or photo")
-    e.add_argument("subject_id")
-    e.add_argument("file")
+    e = client("enroll", "enrol a subject from a photo or template (.npy), or a folder of photos")
+    e.add_argument("subject_id", nargs="?")
+    e.add_argument("file", nargs="?")
     e.add_argument(
         "--allow-duplicate", action="store_true", help="enrol even if the face is already enrolled"
     )
+    e.add_argument(
+        "--dir", help="bulk: enrol every photo in this folder (subject id = file name stem)"
+    )
+    e.add_argument("--csv", help="bulk: CSV of file,subject_id rows instead of file names")
+    e.add_argument("--workers", type=int, default=4, help="bulk: enrolments in flight")
+    m = sub.add_parser("models", help="set up the face models (convert once, verify checksums)")
+    m.add_argument("action", choices=["prepare"])
+    m.add_argument("--model-dir", default=os.environ.get("TANU_MODEL_DIR", "var/models"))
     v = client("verify", "1:1: does FILE match the subject?")
     v.add_argument("subject_id")
     v.add_argument("file")
@@ -260,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return up(Path(args.var), args.partitions, args.replicas, args.port, args.nats_port)
     handlers = {
+        "models": cmd_models,
         "status": cmd_status,
         "enroll": cmd_enroll,
         "verify": cmd_verify,

@@ -79,6 +79,7 @@ class LocalCluster:
         self.gateway_port = gateway_port
         self.nats_port = nats_port
         self.base_env = env
+        self.model_dir = env.get("TANU_MODEL_DIR") or str(var / "models")
         self.say = say
         self.nats: NatsServer | None = None
         self.procs: list[Proc] = []
@@ -91,6 +92,7 @@ class LocalCluster:
             "TANU_NATS_URL": nats_url,
             "TANU_PARTITIONS": str(self.partitions),
             "TANU_STORE_DB": str(self.var / "store.sqlite3"),
+            "TANU_MODEL_DIR": self.model_dir,
             "PYTHONUNBUFFERED": "1",
         }
         procs = [Proc("store", "tanu.store", free_port(), free_port(), dict(common))]
@@ -109,6 +111,12 @@ class LocalCluster:
                 procs.append(
                     Proc(f"searcher-p{p}-r{r}", "tanu.searcher", free_port(), free_port(), env)
                 )
+        # Two model services share the cores left: one onnxruntime thread
+        # pool each, sized so they do not oversubscribe the machine.
+        onnx_threads = str(max(1, (os.cpu_count() or 1) // 2))
+        for name in ("detector", "embedder"):
+            env = {"TANU_ONNX_THREADS": onnx_threads, **common}
+            procs.append(Proc(name, f"tanu.{name}", free_port(), free_port(), env))
         gw = choose_port(self.gateway_port, "the gateway", self.say)
         procs.append(Proc("gateway", "tanu.gateway", gw, free_port(), dict(common)))
         for proc in procs:
@@ -159,7 +167,10 @@ class LocalCluster:
         (self.var / STATE_FILE).write_text(json.dumps(state, indent=2))
 
     def start(self) -> None:
+        from tanu.face.models import prepare
+
         self.var.mkdir(parents=True, exist_ok=True)
+        prepare(self.model_dir, say=lambda m: None)
         port = choose_port(self.nats_port, "NATS", self.say)
         self.nats = NatsServer(
             self.var / "nats", port=port, log_file=self.var / "logs" / "nats-server.log"
@@ -243,7 +254,7 @@ def up(var: Path, partitions: int, replicas: int, gateway_port: int, nats_port: 
         )
         cluster.watch()
         return 0
-    except (RuntimeError, TimeoutError, FileNotFoundError) as exc:
+    except (RuntimeError, TimeoutError, OSError) as exc:
         print(f"tanu up failed: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:

@@ -15,6 +15,14 @@ ROOT_CONF = Path(__file__).resolve().parents[3] / "deploy" / "nats" / "nats-serv
 """Production JetStream settings (checked by a test with ``nats-server -t``)."""
 
 
+MAX_PAYLOAD = 8 * 1024 * 1024
+"""Largest NATS message: images up to the gRPC limit travel to the detector."""
+
+
+MAX_PAYLOAD = 8 * 1024 * 1024
+"""Largest NATS message: images up to the gRPC limit travel to the detector."""
+
+
 def find_binary() -> str:
     """The nats-server next to this interpreter (the package installs it
     into the environment's scripts folder), else one on PATH."""
@@ -79,20 +87,18 @@ class NatsServer:
 
     def start(self, timeout: float = 15.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            find_binary(),
-            "-a",
-            self.host,
-            "-p",
-            str(self.port),
-            "-js",
-            "-sd",
-            str(self.store_dir),
-            "-l",
-            str(self.log_file),
-        ]
+        conf = self.store_dir / "tanu-nats.conf"
+        conf.write_text(f"max_payload: {MAX_PAYLOAD}\n")
+        args = [find_binary(), "-c", str(conf), "-a", self.host, "-p", str(self.port), "-js",
+                "-sd", str(self.store_dir), "-l", str(self.log_file)]  # fmt: skip
+        # Its own session: Ctrl-C in the terminal reaches the supervisor
+        # only, which stops the services first and NATS last.
         self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         wait_port(self.port, timeout, self.host, self.proc)
         return self

@@ -32,6 +32,8 @@ from tanu.v1 import (
 log = logs.get(__name__)
 
 METRIC_ENUM = {"l2": common_pb2.METRIC_L2, "cosine": common_pb2.METRIC_COSINE}
+# ~40 bytes a candidate on the wire: 16,384 of them stay far below 1 MiB.
+MAX_CANDIDATES_PER_SCATTER = 16_384
 
 
 class SearchResult:
@@ -81,9 +83,9 @@ class Gateway:
 
     # --- samples ------------------------------------------------------
 
-    async def probe(self, sample: common_pb2.BiometricSample) -> np.ndarray:
+    async def probe(self, sample: common_pb2.BiometricSample, *, enrol: bool = False) -> np.ndarray:
         """The (1, d) template of a sample: validated as given, or made from
-        the image by the face pipeline (largest face)."""
+        the image by the face pipeline."""
         which = sample.WhichOneof("data")
         if which == "template":
             return vectors.parse_template(
@@ -92,12 +94,12 @@ class Gateway:
         if which == "image":
             if not sample.image:
                 raise errors.InvalidArgument("sample.image is empty")
-            return await self._embed_image(sample.image)
+            return await self._embed_image(sample.image, sample.face_selection, enrol)
         raise errors.InvalidArgument("sample is empty: send an image or a template")
 
-    async def _embed_image(self, image: bytes) -> np.ndarray:
+    async def _detect(self, image: bytes) -> detector_pb2.DetectResponse:
         try:
-            found = await self._call(
+            return await self._call(
                 subjects.DETECT,
                 detector_pb2.DetectRequest(image=image),
                 detector_pb2.DetectResponse,
@@ -108,9 +110,49 @@ class Gateway:
                 "image samples need the face pipeline, and no detector is answering on tanu.detect; "
                 "send a template or start the detector and embedder services"
             ) from None
-        if not found.faces:
-            raise errors.InvalidArgument("no face found in the image")
-        face = max(found.faces, key=lambda f: (f.box.x2 - f.box.x1) * (f.box.y2 - f.box.y1))
+
+    def _check_quality(self, face: detector_pb2.Face) -> None:
+        """Enrolment's quality bar; the refusal names the measure that failed."""
+        c, q = self.config, face.quality
+        checks = [
+            (
+                q.face_size_px >= c.enrol_min_face_px,
+                f"face size {q.face_size_px:.0f}px is below the minimum {c.enrol_min_face_px:.0f}px",
+            ),
+            (
+                q.sharpness >= c.enrol_min_sharpness,
+                f"sharpness {q.sharpness:.1f} is below the minimum {c.enrol_min_sharpness:.1f} (blurred?)",
+            ),
+            (
+                q.pose <= c.enrol_max_pose,
+                f"pose {q.pose:.2f} is above the maximum {c.enrol_max_pose:.2f} (face not frontal)",
+            ),
+            (
+                q.exposure >= c.enrol_min_exposure,
+                f"exposure {q.exposure:.2f} is below the minimum {c.enrol_min_exposure:.2f} (too dark)",
+            ),
+            (
+                q.exposure <= c.enrol_max_exposure,
+                f"exposure {q.exposure:.2f} is above the maximum {c.enrol_max_exposure:.2f} (too bright)",
+            ),
+        ]
+        failed = [msg for ok, msg in checks if not ok]
+        if failed:
+            raise errors.InvalidArgument("face quality too low for enrolment: " + "; ".join(failed))
+
+    async def _embed_image(self, image: bytes, selection: int, enrol: bool) -> np.ndarray:
+        found = await self._detect(image)
+        faces = [f for f in found.faces if f.score >= self.config.min_face_score]
+        if not faces:
+            raise errors.InvalidArgument(f"no face found in the {found.width}x{found.height} image")
+        single = enrol or selection == common_pb2.FACE_SELECTION_REQUIRE_SINGLE
+        if single and len(faces) > 1:
+            raise errors.InvalidArgument(
+                f"{len(faces)} faces found in the image; {'enrolment' if enrol else 'this request'} needs exactly one"
+            )
+        face = faces[0]  # the detector lists the largest face first
+        if enrol:
+            self._check_quality(face)
         emb = await self._call(
             subjects.EMBED,
             embedder_pb2.EmbedRequest(image=image, faces=[face]),
@@ -138,8 +180,20 @@ class Gateway:
         return await self._batcher.submit((probe, top_k))
 
     async def _search_batch(self, items: list[tuple[np.ndarray, int]]) -> list[SearchResult]:
-        lay = self.layout
+        # Every query of one scatter shares the largest top_k; keep each
+        # partition's reply (queries x top_k candidates) well inside the NATS
+        # message limit by splitting a batch that would exceed the budget.
         k = max(k for _, k in items)
+        per_scatter = max(1, MAX_CANDIDATES_PER_SCATTER // k)
+        if len(items) > per_scatter:
+            chunks = await asyncio.gather(
+                *(
+                    self._search_batch(items[i : i + per_scatter])
+                    for i in range(0, len(items), per_scatter)
+                )
+            )
+            return [r for chunk in chunks for r in chunk]
+        lay = self.layout
         req = searcher_pb2.SearchRequest(
             queries=vectors.to_bytes(np.concatenate([p for p, _ in items], axis=0)),
             count=len(items),
@@ -212,7 +266,7 @@ class Gateway:
         self, req: identity_pb2.EnrollRequest, deadline_s: float | None
     ) -> identity_pb2.EnrollResponse:
         subject_id = vectors.check_subject_id(req.subject_id)
-        probe = await self.probe(req.sample)
+        probe = await self.probe(req.sample, enrol=True)
         threshold = self.config.dedup_threshold
         res = await self.search(probe, 1)
         if res.missing:
@@ -224,6 +278,8 @@ class Gateway:
             res.candidates[0].score, threshold, self.layout.metric
         ):
             dup = res.candidates[0]
+            if dup.subject_id == subject_id:
+                raise errors.AlreadyExists(f"subject {subject_id!r} is already enrolled")
             dup.is_match = True
             reply.duplicate_of.CopyFrom(dup)
             if not req.allow_duplicate:
@@ -245,23 +301,32 @@ class Gateway:
     async def _wait_indexed(
         self, subject: common_pb2.Subject, probe: np.ndarray, deadline_s: float | None
     ) -> bool:
-        """Polls the subject's partition until its searchers return it."""
+        """Polls the subject's partition until its searchers return it. Gives
+        up (indexed=false) before the caller's deadline, so a committed
+        enrolment is never reported as a failure."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + (deadline_s if deadline_s is not None else 10.0)
+        budget = (deadline_s - 0.25) if deadline_s is not None else 10.0
+        end = loop.time() + max(0.0, budget)
         req = searcher_pb2.SearchRequest(
             queries=vectors.to_bytes(probe), count=1, top_k=64, model_id=self.layout.model_id
         )
         delay = 0.005
-        while loop.time() < end:
+        while (left := end - loop.time()) > 0:
             try:
-                r = await self._call(
-                    subjects.search(subject.partition), req, searcher_pb2.SearchResponse, "search"
+                r = await bus.request(
+                    self._nc,
+                    subjects.search(subject.partition),
+                    req,
+                    searcher_pb2.SearchResponse,
+                    min(left, self._timeout),
+                    operation="search",
+                    metrics=self.metrics,
                 )
                 if any(c.subject_id == subject.subject_id for c in r.results[0].candidates):
                     return True
             except errors.TanuError:
                 pass
-            await asyncio.sleep(delay)
+            await asyncio.sleep(min(delay, max(0.0, end - loop.time())))
             delay = min(delay * 2, 0.1)
         return False
 

@@ -117,40 +117,49 @@ class SearcherService:
         return self
 
     async def _apply_loop(self, psub) -> None:
+        js = self._nc.jetstream()
+        durable = subjects.searcher_consumer(self.config.partition, self.config.replica)
         while True:
             try:
-                msgs = await psub.fetch(self.config.fetch_batch, timeout=1.0)
-            except (nats.errors.TimeoutError, TimeoutError):
-                self.metrics.stream_lag.labels(*self._labels).set(0)
-                await self._mark_caught_up()
-                continue
+                await self._apply_round(psub, js, durable)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - NATS reconnecting: retry
-                log.warning("fetch_failed", error=str(exc))
+            except Exception as exc:  # noqa: BLE001 - NATS reconnecting, ack failed: unacked events come again
+                log.warning("apply_round_failed", error=str(exc))
                 await asyncio.sleep(0.5)
-                continue
-            if not msgs:
-                continue
-            events = []
-            for m in msgs:
-                ev = store_pb2.TemplateEvent()
-                try:
-                    ev.ParseFromString(m.data)
-                except DecodeError:
-                    log.error("event_undecodable", sequence=m.metadata.sequence.stream)
-                    continue
-                events.append(ev)
-            await self._in_index_thread(self._apply, events)
-            last = msgs[-1]
-            await last.ack()  # ack-all: acknowledges the whole batch
-            self.applied_sequence = last.metadata.sequence.stream
-            pending = last.metadata.num_pending
-            self.metrics.stream_lag.labels(*self._labels).set(pending)
-            self.metrics.applied_sequence.labels(*self._labels).set(self.applied_sequence)
-            self.metrics.gallery_templates.labels(*self._labels).set(len(self.index))
-            if pending == 0:
+
+    async def _apply_round(self, psub, js, durable: str) -> None:
+        try:
+            msgs = await psub.fetch(self.config.fetch_batch, timeout=1.0)
+        except (nats.errors.TimeoutError, TimeoutError):
+            # Nothing came: caught up only if the server agrees nothing is
+            # pending (a fetch can also time out while NATS reconnects).
+            info = await js.consumer_info(subjects.EVENTS_STREAM, durable)
+            self.metrics.stream_lag.labels(*self._labels).set(info.num_pending)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
                 await self._mark_caught_up()
+            return
+        if not msgs:
+            return
+        events = []
+        for m in msgs:
+            ev = store_pb2.TemplateEvent()
+            try:
+                ev.ParseFromString(m.data)
+            except DecodeError:
+                log.error("event_undecodable", sequence=m.metadata.sequence.stream)
+                continue
+            events.append(ev)
+        await self._in_index_thread(self._apply, events)
+        last = msgs[-1]
+        await last.ack()  # ack-all: acknowledges the whole batch
+        self.applied_sequence = last.metadata.sequence.stream
+        pending = last.metadata.num_pending
+        self.metrics.stream_lag.labels(*self._labels).set(pending)
+        self.metrics.applied_sequence.labels(*self._labels).set(self.applied_sequence)
+        self.metrics.gallery_templates.labels(*self._labels).set(len(self.index))
+        if pending == 0:
+            await self._mark_caught_up()
 
     def _apply(self, events: list[store_pb2.TemplateEvent]) -> None:
         """Applies a batch in order, one FAISS call per run of adds or removes."""

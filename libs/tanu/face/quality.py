@@ -1,0 +1,49 @@
+"""Face quality from a detection: size, sharpness, a pose proxy from the
+landmarks, and exposure. Cheap measures with fixed, documented meanings, so
+that enrolment can say exactly which one failed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+SHARPNESS_SIDE = 96  # the crop is resampled to this size so sharpness compares across face sizes
+
+
+@dataclass(frozen=True)
+class Quality:
+    face_size_px: float  # shorter side of the face box in image pixels
+    sharpness: float  # variance of the 4-neighbour Laplacian of the grey face crop at 96x96
+    pose: (
+        float  # 0 frontal .. 1 profile: nose offset from the eye midline over half the eye distance
+    )
+    exposure: float  # mean luminance of the face crop, 0..1
+
+
+def assess(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> Quality:
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = (float(v) for v in box)
+    size = max(0.0, min(x2 - x1, y2 - y1))
+    cx1, cy1 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
+    cx2, cy2 = min(w, int(np.ceil(x2))), min(h, int(np.ceil(y2)))
+    crop = image[cy1:cy2, cx1:cx2]
+    if crop.size == 0:
+        return Quality(size, 0.0, 1.0, 0.0)
+    grey = np.asarray(
+        Image.fromarray(crop).convert("L").resize((SHARPNESS_SIDE, SHARPNESS_SIDE), Image.BILINEAR),
+        dtype=np.float32,
+    )
+    lap = grey[1:-1, :-2] + grey[1:-1, 2:] + grey[:-2, 1:-1] + grey[2:, 1:-1] - 4 * grey[1:-1, 1:-1]
+    left_eye, right_eye, nose = landmarks[0], landmarks[1], landmarks[2]
+    half_eyes = max(float(np.linalg.norm(right_eye - left_eye)) / 2, 1e-6)
+    mid = (left_eye + right_eye) / 2
+    axis = (right_eye - left_eye) / (2 * half_eyes)
+    offset = abs(float(np.dot(nose - mid, axis)))
+    return Quality(
+        face_size_px=size,
+        sharpness=float(lap.var()),
+        pose=min(1.0, offset / half_eyes),
+        exposure=float(grey.mean() / 255.0),
+    )

@@ -1,0 +1,178 @@
+"""The embedder: 5-point alignment and face embedding on ``tanu.embed``
+(queue group ``embedder``) and the ``tanu.v1.Embedder`` gRPC service.
+Faces of concurrent requests are micro-batched into one onnxruntime run.
+
+The model is configuration (``EmbedderConfig``): file, chip size,
+normalisation, alignment template, output dimension, metric and model id;
+every template it returns carries that model id."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from tanu.core import bus, errors, logs, subjects, vectors
+from tanu.core.batching import MicroBatcher
+from tanu.core.config import EmbedderConfig
+from tanu.core.metrics import Metrics
+from tanu.core.server import GrpcServer, start_grpc
+from tanu.face import align, images, models
+from tanu.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
+
+log = logs.get(__name__)
+
+MAX_FACES = 64
+
+
+class Embedder:
+    """The model and its pre-processing, without transport (also used by the benchmark)."""
+
+    def __init__(self, config: EmbedderConfig) -> None:
+        self.config = config
+        path = (
+            Path(config.model_file)
+            if config.model_file
+            else models.dlib_onnx_path(config.onnx.model_dir)
+        )
+        if not config.model_file:
+            models._check(path, models.DLIB_ONNX_SHA256)
+        elif not path.exists():
+            raise models.ModelError(f"TANU_EMBED_MODEL_FILE={path} does not exist")
+        self.session = models.session(path, config.onnx.provider, config.onnx.intra_threads)
+        self.input_name = self.session.get_inputs()[0].name
+        self.mean = np.asarray(config.mean_values, dtype=np.float32).reshape(1, 3, 1, 1)
+        self.std = np.float32(config.std)
+        align.template(config.template, config.input_size)  # fails early on an unknown template
+        probe = self.run(np.zeros((1, config.input_size, config.input_size, 3), dtype=np.uint8))
+        if probe.shape != (1, config.output_dim):
+            raise models.ModelError(
+                f"model {path.name} outputs {probe.shape[1:]} per face, but TANU_EMBED_DIM={config.output_dim}"
+            )
+
+    def chip(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+        return align.align(image, landmarks, self.config.template, self.config.input_size)
+
+    def run(self, chips: np.ndarray) -> np.ndarray:
+        """(n, S, S, 3) uint8 chips → (n, dim) float32 embeddings."""
+        x = (chips.transpose(0, 3, 1, 2).astype(np.float32) - self.mean) / self.std
+        out = self.session.run(None, {self.input_name: x})[0].astype(np.float32)
+        if self.config.metric == "cosine":
+            out = vectors.normalise(out).astype(np.float32)
+        return out
+
+
+class EmbedderService:
+    def __init__(self, config: EmbedderConfig, metrics: Metrics | None = None) -> None:
+        self.config = config
+        self.metrics = metrics or Metrics.create()
+        self.embedder = Embedder(config)
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
+        self._cpu_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="align")
+        onnx = config.onnx
+        self._batcher = MicroBatcher(
+            self._embed_batch,
+            name="embed",
+            max_batch=onnx.batch_max,
+            max_wait_s=onnx.batch_wait_ms / 1000,
+            metrics=self.metrics,
+        )
+        self.grpc: GrpcServer | None = None
+        self._nc = None
+        self._responder: bus.Responder | None = None
+
+    @property
+    def port(self) -> int:
+        assert self.grpc
+        return self.grpc.port
+
+    async def _embed_batch(self, chips: list[np.ndarray]) -> list[np.ndarray]:
+        start = time.perf_counter()
+        out = await asyncio.get_running_loop().run_in_executor(
+            self._model_thread, self.embedder.run, np.stack(chips)
+        )
+        self.metrics.inference_duration.labels(self.config.model_id).observe(
+            time.perf_counter() - start
+        )
+        return list(out)
+
+    def _chips(self, data: bytes, faces) -> list[np.ndarray]:
+        image = images.decode(data, self.config.onnx.max_pixels)
+        chips = []
+        for i, face in enumerate(faces):
+            if len(face.landmarks) != 5:
+                raise errors.InvalidArgument(
+                    f"faces[{i}] has {len(face.landmarks)} landmarks; 5 are needed"
+                )
+            pts = np.array([[p.x, p.y] for p in face.landmarks], dtype=np.float64)
+            if not np.isfinite(pts).all():
+                raise errors.InvalidArgument(
+                    f"faces[{i}] has landmarks that are not finite numbers"
+                )
+            chips.append(self.embedder.chip(image, pts))
+        return chips
+
+    async def embed(self, req: embedder_pb2.EmbedRequest) -> embedder_pb2.EmbedResponse:
+        if not req.faces:
+            raise errors.InvalidArgument(
+                "no faces to embed: pass the detector's faces with their landmarks"
+            )
+        if len(req.faces) > MAX_FACES:
+            raise errors.InvalidArgument(
+                f"{len(req.faces)} faces in one request; the limit is {MAX_FACES}"
+            )
+        chips = await asyncio.get_running_loop().run_in_executor(
+            self._cpu_thread, self._chips, req.image, req.faces
+        )
+        embs = await asyncio.gather(*(self._batcher.submit(c) for c in chips))
+        mid = self.config.model_id
+        return embedder_pb2.EmbedResponse(
+            templates=[common_pb2.Template(vector=vectors.to_bytes(e), model_id=mid) for e in embs]
+        )
+
+    async def start(self) -> EmbedderService:
+        common = self.config.common
+        self._nc = await bus.connect(common.nats_url, "tanu-embedder")
+        self._responder = bus.Responder(self._nc)
+        await self._responder.serve(
+            subjects.EMBED, subjects.EMBED_QUEUE, embedder_pb2.EmbedRequest, self.embed
+        )
+        self.grpc = await start_grpc(
+            common,
+            "embedder",
+            self.metrics,
+            [
+                (
+                    embedder_pb2_grpc.add_EmbedderServicer_to_server,
+                    EmbedderServicer(self),
+                    "tanu.v1.Embedder",
+                )
+            ],
+        )
+        return self
+
+    async def stop(self) -> None:
+        if self.grpc:
+            await self.grpc.stop(self.config.common.shutdown_grace_s)
+        if self._responder:
+            await self._responder.stop()
+        await self._batcher.close()
+        if self._nc:
+            try:
+                await self._nc.drain()
+            except Exception:  # noqa: BLE001
+                pass
+        self._model_thread.shutdown(wait=True)
+        self._cpu_thread.shutdown(wait=True)
+        log.info("embedder_stopped")
+
+
+class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):
+    def __init__(self, svc: EmbedderService) -> None:
+        self._svc = svc
+
+    async def Embed(self, request, context):
+        return await self._svc.embed(request)
