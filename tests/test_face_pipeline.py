@@ -316,11 +316,11 @@ async def test_concurrent_requests_run_as_one_model_batch(face_cluster, photos):
     recogniser in fewer, larger runs than one per request."""
     c = face_cluster
     reg = c.detector.metrics.registry
-    before_runs = reg.get_sample_value("tanu_batch_size_count", {"batcher": "detect"}) or 0
-    before_items = reg.get_sample_value("tanu_batch_size_sum", {"batcher": "detect"}) or 0
+    before_runs = reg.get_sample_value("tanu_batch_size_count", {"batcher": "detector"}) or 0
+    before_items = reg.get_sample_value("tanu_batch_size_sum", {"batcher": "detector"}) or 0
     batch = [data for vs in photos.values() for data in list(vs.values())[:4]]
     replies = await asyncio.gather(*(detect(c, data) for data in batch))
     assert all(len(r.faces) == 1 for r in replies)
-    runs = reg.get_sample_value("tanu_batch_size_count", {"batcher": "detect"}) - before_runs
-    items = reg.get_sample_value("tanu_batch_size_sum", {"batcher": "detect"}) - before_items
+    runs = reg.get_sample_value("tanu_batch_size_count", {"batcher": "detector"}) - before_runs
+    items = reg.get_sample_value("tanu_batch_size_sum", {"batcher": "detector"}) - before_items
     assert items == len(batch) and runs < len(batch), (runs, items)

@@ -155,7 +155,7 @@ def test_tanu_up_runs_a_cluster_that_the_cli_can_use_and_sigterm_stops(tmp_path)
     assert pids and not any(alive(p) for p in pids), "every service process must be gone"
     assert not (var / "cluster.json").exists()
     store_log = (var / "logs" / "store.log").read_text()
-    assert '"event": "store_stopped"' in store_log
+    assert '"event": "service_stopped"' in store_log and '"service": "store"' in store_log
     # Logs are JSON lines and never carry template bytes, in any encoding.
     import base64
 

@@ -5,29 +5,25 @@ for the faces of every image in the batch."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
-from tanu.core import bus, logs, subjects
-from tanu.core.batching import MicroBatcher
+from tanu.core import logs, subjects
 from tanu.core.config import DetectorConfig
 from tanu.core.metrics import Metrics
-from tanu.core.server import GrpcServer, start_grpc
 from tanu.face import images, models, quality
 from tanu.face.mtcnn import MTCNN, Detections
+from tanu.face.service import ModelService
 from tanu.v1 import detector_pb2, detector_pb2_grpc
 
 log = logs.get(__name__)
 
 
-class DetectorService:
+class DetectorService(ModelService):
+    name = "detector"
+
     def __init__(self, config: DetectorConfig, metrics: Metrics | None = None) -> None:
-        self.config = config
-        self.metrics = metrics or Metrics.create()
         onnx = config.onnx
+        self.config = config
         self.mtcnn = MTCNN(
             models.mtcnn_dir(),
             providers=models.providers(onnx.provider),
@@ -35,33 +31,7 @@ class DetectorService:
             min_face=config.min_face_px,
             thresholds=config.threshold_values,
         )
-        # One thread runs the models (onnxruntime parallelises inside); image
-        # decoding and quality run beside it on another.
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mtcnn")
-        self._cpu_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
-        self._batcher = MicroBatcher(
-            self._detect_batch,
-            name="detect",
-            max_batch=onnx.batch_max,
-            max_wait_s=onnx.batch_wait_ms / 1000,
-            metrics=self.metrics,
-        )
-        self.grpc: GrpcServer | None = None
-        self._nc = None
-        self._responder: bus.Responder | None = None
-
-    @property
-    def port(self) -> int:
-        assert self.grpc
-        return self.grpc.port
-
-    async def _detect_batch(self, batch: list[np.ndarray]) -> list[Detections]:
-        start = time.perf_counter()
-        out = await asyncio.get_running_loop().run_in_executor(
-            self._model_thread, self.mtcnn.detect, batch
-        )
-        self.metrics.inference_duration.labels("mtcnn").observe(time.perf_counter() - start)
-        return out
+        super().__init__(config.common, onnx, metrics, model="mtcnn", run_batch=self.mtcnn.detect)
 
     def _decode(self, data: bytes) -> np.ndarray:
         return images.decode(data, self.config.onnx.max_pixels)
@@ -91,48 +61,18 @@ class DetectorService:
         return reply
 
     async def detect(self, req: detector_pb2.DetectRequest) -> detector_pb2.DetectResponse:
-        loop = asyncio.get_running_loop()
-        image = await loop.run_in_executor(self._cpu_thread, self._decode, req.image)
-        det = await self._batcher.submit(image)
-        reply = await loop.run_in_executor(self._cpu_thread, self._faces, image, det, req.max_faces)
+        image = await self.on_cpu(self._decode, req.image)
+        det = await self.batcher.submit(image)
+        reply = await self.on_cpu(self._faces, image, det, req.max_faces)
         log.debug("detected", faces=len(reply.faces), width=reply.width, height=reply.height)
         return reply
 
     async def start(self) -> DetectorService:
-        common = self.config.common
-        self._nc = await bus.connect(common.nats_url, "tanu-detector")
-        self._responder = bus.Responder(self._nc)
-        await self._responder.serve(
-            subjects.DETECT, subjects.DETECT_QUEUE, detector_pb2.DetectRequest, self.detect
-        )
-        self.grpc = await start_grpc(
-            common,
-            "detector",
-            self.metrics,
-            [
-                (
-                    detector_pb2_grpc.add_DetectorServicer_to_server,
-                    DetectorServicer(self),
-                    "tanu.v1.Detector",
-                )
-            ],
-        )
+        await self.serve(
+            "tanu-detector", subjects.DETECT, subjects.DETECT_QUEUE, detector_pb2.DetectRequest, self.detect,
+            detector_pb2_grpc.add_DetectorServicer_to_server, DetectorServicer(self), "tanu.v1.Detector",
+        )  # fmt: skip
         return self
-
-    async def stop(self) -> None:
-        if self.grpc:
-            await self.grpc.stop(self.config.common.shutdown_grace_s)
-        if self._responder:
-            await self._responder.stop()
-        await self._batcher.close()
-        if self._nc:
-            try:
-                await self._nc.drain()
-            except Exception:  # noqa: BLE001
-                pass
-        self._model_thread.shutdown(wait=True)
-        self._cpu_thread.shutdown(wait=True)
-        log.info("detector_stopped")
 
 
 class DetectorServicer(detector_pb2_grpc.DetectorServicer):

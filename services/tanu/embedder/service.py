@@ -9,18 +9,15 @@ every template it returns carries that model id."""
 from __future__ import annotations
 
 import asyncio
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-from tanu.core import bus, errors, logs, subjects, vectors
-from tanu.core.batching import MicroBatcher
+from tanu.core import errors, logs, subjects, vectors
 from tanu.core.config import EmbedderConfig
 from tanu.core.metrics import Metrics
-from tanu.core.server import GrpcServer, start_grpc
 from tanu.face import align, images, models
+from tanu.face.service import ModelService
 from tanu.v1 import common_pb2, embedder_pb2, embedder_pb2_grpc
 
 log = logs.get(__name__)
@@ -65,39 +62,14 @@ class Embedder:
         return out
 
 
-class EmbedderService:
+class EmbedderService(ModelService):
+    name = "embedder"
+
     def __init__(self, config: EmbedderConfig, metrics: Metrics | None = None) -> None:
         self.config = config
-        self.metrics = metrics or Metrics.create()
         self.embedder = Embedder(config)
-        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embed")
-        self._cpu_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="align")
-        onnx = config.onnx
-        self._batcher = MicroBatcher(
-            self._embed_batch,
-            name="embed",
-            max_batch=onnx.batch_max,
-            max_wait_s=onnx.batch_wait_ms / 1000,
-            metrics=self.metrics,
-        )
-        self.grpc: GrpcServer | None = None
-        self._nc = None
-        self._responder: bus.Responder | None = None
-
-    @property
-    def port(self) -> int:
-        assert self.grpc
-        return self.grpc.port
-
-    async def _embed_batch(self, chips: list[np.ndarray]) -> list[np.ndarray]:
-        start = time.perf_counter()
-        out = await asyncio.get_running_loop().run_in_executor(
-            self._model_thread, self.embedder.run, np.stack(chips)
-        )
-        self.metrics.inference_duration.labels(self.config.model_id).observe(
-            time.perf_counter() - start
-        )
-        return list(out)
+        super().__init__(config.common, config.onnx, metrics, model=config.model_id,
+                         run_batch=lambda chips: list(self.embedder.run(np.stack(chips))))  # fmt: skip
 
     def _chips(self, data: bytes, faces) -> list[np.ndarray]:
         image = images.decode(data, self.config.onnx.max_pixels)
@@ -124,50 +96,19 @@ class EmbedderService:
             raise errors.InvalidArgument(
                 f"{len(req.faces)} faces in one request; the limit is {MAX_FACES}"
             )
-        chips = await asyncio.get_running_loop().run_in_executor(
-            self._cpu_thread, self._chips, req.image, req.faces
-        )
-        embs = await asyncio.gather(*(self._batcher.submit(c) for c in chips))
+        chips = await self.on_cpu(self._chips, req.image, req.faces)
+        embs = await asyncio.gather(*(self.batcher.submit(c) for c in chips))
         mid = self.config.model_id
         return embedder_pb2.EmbedResponse(
             templates=[common_pb2.Template(vector=vectors.to_bytes(e), model_id=mid) for e in embs]
         )
 
     async def start(self) -> EmbedderService:
-        common = self.config.common
-        self._nc = await bus.connect(common.nats_url, "tanu-embedder")
-        self._responder = bus.Responder(self._nc)
-        await self._responder.serve(
-            subjects.EMBED, subjects.EMBED_QUEUE, embedder_pb2.EmbedRequest, self.embed
-        )
-        self.grpc = await start_grpc(
-            common,
-            "embedder",
-            self.metrics,
-            [
-                (
-                    embedder_pb2_grpc.add_EmbedderServicer_to_server,
-                    EmbedderServicer(self),
-                    "tanu.v1.Embedder",
-                )
-            ],
-        )
+        await self.serve(
+            "tanu-embedder", subjects.EMBED, subjects.EMBED_QUEUE, embedder_pb2.EmbedRequest, self.embed,
+            embedder_pb2_grpc.add_EmbedderServicer_to_server, EmbedderServicer(self), "tanu.v1.Embedder",
+        )  # fmt: skip
         return self
-
-    async def stop(self) -> None:
-        if self.grpc:
-            await self.grpc.stop(self.config.common.shutdown_grace_s)
-        if self._responder:
-            await self._responder.stop()
-        await self._batcher.close()
-        if self._nc:
-            try:
-                await self._nc.drain()
-            except Exception:  # noqa: BLE001
-                pass
-        self._model_thread.shutdown(wait=True)
-        self._cpu_thread.shutdown(wait=True)
-        log.info("embedder_stopped")
 
 
 class EmbedderServicer(embedder_pb2_grpc.EmbedderServicer):

@@ -18,7 +18,7 @@ from tanu.core import bus, errors, logs, subjects, vectors
 from tanu.core.batching import MicroBatcher
 from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
-from tanu.core.server import GrpcServer, start_grpc
+from tanu.core.service import ServiceBase
 from tanu.v1 import (
     common_pb2,
     detector_pb2,
@@ -405,47 +405,26 @@ class IdentityServicer(identity_pb2_grpc.IdentityServicer):
         return await self._gw.get_subject(request)
 
 
-class GatewayService:
+class GatewayService(ServiceBase):
     """A running gateway: NATS connection and the Identity gRPC server."""
 
-    def __init__(self, config: GatewayConfig, metrics: Metrics | None = None) -> None:
-        self.config = config
-        self.metrics = metrics or Metrics.create()
-        self.grpc: GrpcServer | None = None
-        self.gateway: Gateway | None = None
-        self._nc = None
+    name = "gateway"
 
-    @property
-    def port(self) -> int:
-        assert self.grpc
-        return self.grpc.port
+    def __init__(self, config: GatewayConfig, metrics: Metrics | None = None) -> None:
+        super().__init__(config.common, metrics)
+        self.config = config
+        self.gateway: Gateway | None = None
 
     async def start(self) -> GatewayService:
-        common = self.config.common
-        self._nc = await bus.connect(common.nats_url, "tanu-gateway")
-        self.gateway = Gateway(self.config, self._nc, self.metrics)
-        self.grpc = await start_grpc(
-            common,
-            "gateway",
-            self.metrics,
-            [
-                (
-                    identity_pb2_grpc.add_IdentityServicer_to_server,
-                    IdentityServicer(self.gateway),
-                    "tanu.v1.Identity",
-                )
-            ],
+        nc = await self.connect("tanu-gateway")
+        self.gateway = Gateway(self.config, nc, self.metrics)
+        await self.serve_grpc(
+            identity_pb2_grpc.add_IdentityServicer_to_server,
+            IdentityServicer(self.gateway),
+            "tanu.v1.Identity",
         )
         return self
 
-    async def stop(self) -> None:
-        if self.grpc:
-            await self.grpc.stop(self.config.common.shutdown_grace_s)
+    async def release(self) -> None:
         if self.gateway:
             await self.gateway.close()
-        if self._nc:
-            try:
-                await self._nc.drain()
-            except Exception:  # noqa: BLE001
-                pass
-        log.info("gateway_stopped")

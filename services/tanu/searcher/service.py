@@ -22,7 +22,7 @@ from tanu.core import bus, errors, logs, subjects
 from tanu.core.batching import MicroBatcher
 from tanu.core.config import SearcherConfig
 from tanu.core.metrics import Metrics
-from tanu.core.server import GrpcServer, start_grpc
+from tanu.core.service import ServiceBase
 from tanu.v1 import common_pb2, searcher_pb2, searcher_pb2_grpc, store_pb2
 
 from .index import PartitionIndex
@@ -34,15 +34,16 @@ MAX_QUERIES = 4096
 METRIC_ENUM = {"l2": common_pb2.METRIC_L2, "cosine": common_pb2.METRIC_COSINE}
 
 
-class SearcherService:
+class SearcherService(ServiceBase):
+    name = "searcher"
+
     def __init__(self, config: SearcherConfig, metrics: Metrics | None = None) -> None:
+        super().__init__(config.common, metrics)
         self.config = config
         self.layout = config.common.layout
-        self.metrics = metrics or Metrics.create()
         self.index = PartitionIndex(self.layout.dimension, self.layout.metric)
         self.applied_sequence = 0
         self.caught_up = asyncio.Event()
-        self.grpc: GrpcServer | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faiss")
         self._batcher = MicroBatcher(
             self._search_batch,
@@ -52,15 +53,8 @@ class SearcherService:
             metrics=self.metrics,
         )
         self._labels = (str(config.partition), config.replica)
-        self._nc = None
-        self._responder: bus.Responder | None = None
         self._apply_task: asyncio.Task[None] | None = None
         self._psub = None
-
-    @property
-    def port(self) -> int:
-        assert self.grpc
-        return self.grpc.port
 
     async def _in_index_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -73,30 +67,14 @@ class SearcherService:
             import faiss
 
             faiss.omp_set_num_threads(cfg.faiss_threads)
-        self.grpc = await start_grpc(
-            common,
-            f"searcher-p{cfg.partition}",
-            self.metrics,
-            [
-                (
-                    searcher_pb2_grpc.add_SearcherServicer_to_server,
-                    SearcherServicer(self),
-                    "tanu.v1.Searcher",
-                )
-            ],
-            serving=False,
-        )
-        self._nc = await bus.connect(
-            common.nats_url, f"tanu-searcher-p{cfg.partition}-{cfg.replica}"
-        )
-        js = self._nc.jetstream()
+        await self.serve_grpc(searcher_pb2_grpc.add_SearcherServicer_to_server, SearcherServicer(self),
+                              "tanu.v1.Searcher", serving=False)  # fmt: skip
+        nc = await self.connect(f"tanu-searcher-p{cfg.partition}-{cfg.replica}")
+        js = nc.jetstream()
         await bus.ensure_events_stream(
-            js,
-            subjects.EVENTS_STREAM,
-            [subjects.EVENTS_WILDCARD],
-            common.stream_replicas,
+            js, subjects.EVENTS_STREAM, [subjects.EVENTS_WILDCARD], common.stream_replicas,
             common.stream_duplicate_window_s,
-        )
+        )  # fmt: skip
         durable = subjects.searcher_consumer(cfg.partition, cfg.replica)
         filt = subjects.template_events(cfg.partition)
         # The index starts empty, so the consumer starts at the beginning.
@@ -117,7 +95,7 @@ class SearcherService:
         return self
 
     async def _apply_loop(self, psub) -> None:
-        js = self._nc.jetstream()
+        js = self.nc.jetstream()
         durable = subjects.searcher_consumer(self.config.partition, self.config.replica)
         while True:
             try:
@@ -195,25 +173,17 @@ class SearcherService:
         flush_adds()
 
     async def _mark_caught_up(self) -> None:
+        """Joins the partition's queue group and says SERVING, once."""
         if self.caught_up.is_set():
             return
         cfg = self.config
-        self._responder = bus.Responder(self._nc)
-        await self._responder.serve(
-            subjects.search(cfg.partition),
-            subjects.search_queue(cfg.partition),
-            searcher_pb2.SearchRequest,
-            self.search,
-        )
+        await self.responder.serve(subjects.search(cfg.partition), subjects.search_queue(cfg.partition),
+                                   searcher_pb2.SearchRequest, self.search)  # fmt: skip
         assert self.grpc
         await self.grpc.set_serving(True)
         self.caught_up.set()
-        log.info(
-            "searcher_caught_up",
-            partition=cfg.partition,
-            templates=len(self.index),
-            sequence=self.applied_sequence,
-        )
+        log.info("searcher_caught_up", partition=cfg.partition, templates=len(self.index),
+                 sequence=self.applied_sequence)  # fmt: skip
 
     # --- searching --------------------------------------------------------
 
@@ -292,13 +262,9 @@ class SearcherService:
             template_ids=ids,
         )
 
-    async def stop(self) -> None:
-        """Health off and leave the queue group, answer what is in flight,
-        stop applying events, drain NATS."""
-        if self.grpc:
-            await self.grpc.stop(self.config.common.shutdown_grace_s)
-        if self._responder:
-            await self._responder.stop()
+    async def release(self) -> None:
+        """Stops applying events and answers what is queued (the queue group
+        was left and health went NOT_SERVING before this)."""
         await self._batcher.close()
         if self._apply_task:
             self._apply_task.cancel()
@@ -311,13 +277,9 @@ class SearcherService:
                 await self._psub.unsubscribe()
             except Exception:  # noqa: BLE001 - connection already gone
                 pass
-        if self._nc:
-            try:
-                await self._nc.drain()
-            except Exception:  # noqa: BLE001
-                pass
+
+    def close(self) -> None:
         self._executor.shutdown(wait=True)
-        log.info("searcher_stopped", partition=self.config.partition)
 
 
 class SearcherServicer(searcher_pb2_grpc.SearcherServicer):

@@ -8,7 +8,7 @@ import numpy as np
 from tanu.core import bus, errors, logs, subjects, vectors
 from tanu.core.config import StoreConfig
 from tanu.core.metrics import Metrics
-from tanu.core.server import GrpcServer, start_grpc
+from tanu.core.service import ServiceBase
 from tanu.v1 import common_pb2, store_pb2, store_pb2_grpc
 
 from .db import SqliteStore
@@ -81,80 +81,50 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
         return await self._h.delete(request)
 
 
-class StoreService:
+class StoreService(ServiceBase):
     """A running store: database, relay, NATS responders and gRPC server."""
 
+    name = "store"
+
     def __init__(self, config: StoreConfig, metrics: Metrics | None = None) -> None:
+        super().__init__(config.common, metrics)
         self.config = config
-        self.metrics = metrics or Metrics.create()
         self.db: SqliteStore | None = None
         self.relay: OutboxRelay | None = None
-        self.grpc: GrpcServer | None = None
-        self._nc = None
-        self._responder: bus.Responder | None = None
-
-    @property
-    def port(self) -> int:
-        assert self.grpc
-        return self.grpc.port
 
     async def start(self) -> StoreService:
         cfg, common = self.config, self.config.common
         self.db = SqliteStore(cfg.db_path, common.layout)
-        self._nc = await bus.connect(common.nats_url, "tanu-store")
-        js = self._nc.jetstream()
+        nc = await self.connect("tanu-store")
+        js = nc.jetstream()
         await bus.ensure_events_stream(
-            js,
-            subjects.EVENTS_STREAM,
-            [subjects.EVENTS_WILDCARD],
-            common.stream_replicas,
+            js, subjects.EVENTS_STREAM, [subjects.EVENTS_WILDCARD], common.stream_replicas,
             common.stream_duplicate_window_s,
-        )
+        )  # fmt: skip
         if cfg.relay_enabled:
-            self.relay = OutboxRelay(
-                self.db, js, batch=cfg.relay_batch, poll_s=cfg.relay_poll_s, metrics=self.metrics
-            )
+            self.relay = OutboxRelay(self.db, js, batch=cfg.relay_batch, poll_s=cfg.relay_poll_s,
+                                     metrics=self.metrics)  # fmt: skip
             self.relay.start()
         handlers = StoreHandlers(self.db, self.relay)
-        self._responder = bus.Responder(self._nc)
         for op, req_type, fn in (
             ("put", store_pb2.PutSubjectRequest, handlers.put),
             ("get", store_pb2.GetSubjectRecordRequest, handlers.get),
             ("templates", store_pb2.GetTemplatesRequest, handlers.templates),
             ("delete", store_pb2.DeleteSubjectRequest, handlers.delete),
         ):
-            await self._responder.serve(subjects.store(op), subjects.STORE_QUEUE, req_type, fn)
-        self.grpc = await start_grpc(
-            common,
-            "store",
-            self.metrics,
-            [
-                (
-                    store_pb2_grpc.add_StoreServicer_to_server,
-                    StoreServicer(handlers),
-                    "tanu.v1.Store",
-                )
-            ],
+            await self.responder.serve(subjects.store(op), subjects.STORE_QUEUE, req_type, fn)
+        await self.serve_grpc(
+            store_pb2_grpc.add_StoreServicer_to_server, StoreServicer(handlers), "tanu.v1.Store"
         )
         log.info(
             "store_started", db=str(cfg.db_path), subjects=await self.db.run(self.db.count_subjects)
         )
         return self
 
-    async def stop(self) -> None:
-        """Health off, finish in-flight requests, stop the relay, drain NATS, close the database."""
-        grace = self.config.common.shutdown_grace_s
-        if self.grpc:
-            await self.grpc.stop(grace)
-        if self._responder:
-            await self._responder.stop()
+    async def release(self) -> None:
         if self.relay:
             await self.relay.stop()
-        if self._nc:
-            try:
-                await self._nc.drain()
-            except Exception:  # noqa: BLE001 - already closed
-                pass
+
+    def close(self) -> None:
         if self.db:
             self.db.close()
-        log.info("store_stopped")

@@ -1,0 +1,70 @@
+"""The lifecycle every Tanu service shares: a NATS connection with its
+request/reply responder, a gRPC server with health, and an orderly stop.
+
+Stop order (conventions): health → NOT_SERVING and in-flight RPCs finish
+(grace), the NATS subscriptions stop taking requests and finish theirs,
+the service releases what it runs (batchers, relays, consumers), NATS is
+drained, then what needs NATS no longer (threads, database) is closed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tanu.core import bus, logs
+from tanu.core.config import Common
+from tanu.core.metrics import Metrics
+from tanu.core.server import GrpcServer, start_grpc
+
+log = logs.get(__name__)
+
+
+class ServiceBase:
+    """Base of the store, searcher, gateway, detector and embedder services."""
+
+    name = "service"
+
+    def __init__(self, common: Common, metrics: Metrics | None) -> None:
+        self.common = common
+        self.metrics = metrics or Metrics.create()
+        self.grpc: GrpcServer | None = None
+        self.nc = None
+        self.responder: bus.Responder | None = None
+
+    @property
+    def port(self) -> int:
+        """The gRPC port (bound; useful when configured as 0)."""
+        assert self.grpc, "service not started"
+        return self.grpc.port
+
+    async def connect(self, client_name: str):
+        """Connects to NATS and prepares the responder for this service's subjects."""
+        self.nc = await bus.connect(self.common.nats_url, client_name)
+        self.responder = bus.Responder(self.nc)
+        return self.nc
+
+    async def serve_grpc(
+        self, add: Callable, servicer: object, full_name: str, *, serving: bool = True
+    ) -> None:
+        """Starts the gRPC server with ``servicer`` plus health and reflection."""
+        self.grpc = await start_grpc(self.common, self.name, self.metrics, [(add, servicer, full_name)],
+                                     serving=serving)  # fmt: skip
+
+    async def release(self) -> None:
+        """Stops what the service runs (batchers, relays, consumers), before NATS drains."""
+
+    def close(self) -> None:
+        """Frees what needs NATS no longer (threads, files), after NATS drained."""
+
+    async def stop(self) -> None:
+        if self.grpc:
+            await self.grpc.stop(self.common.shutdown_grace_s)
+        if self.responder:
+            await self.responder.stop()
+        await self.release()
+        if self.nc:
+            try:
+                await self.nc.drain()
+            except Exception:  # noqa: BLE001 - the connection may already be closed
+                pass
+        self.close()
+        log.info("service_stopped", service=self.name)
