@@ -3,6 +3,8 @@ silently smaller gallery; replicas of a partition stand in for each other."""
 
 from __future__ import annotations
 
+import asyncio
+
 import grpc
 import pytest
 
@@ -48,3 +50,40 @@ async def test_a_replica_answers_when_its_sibling_stops(cluster):
     assert [key for key in cluster.searchers if key[0] == part] == [(part, "r1")]
     r = await stub.Identify(identify(v))
     assert r.complete and r.candidates[0].subject_id == "held"
+
+
+async def test_health_follows_the_nats_connection(cluster, nats_server):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    async def statuses() -> dict[str, int]:
+        out = {}
+        svcs = {
+            "gateway": cluster.gateway,
+            "store": cluster.store,
+            **{f"s{k}": s for k, s in cluster.searchers.items()},
+        }
+        for name, svc in svcs.items():
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{svc.port}") as ch:
+                r = await health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
+                out[name] = r.status
+        return out
+
+    async def wait_for(status: int) -> dict[str, int]:
+        for _ in range(200):
+            now = await statuses()
+            if set(now.values()) == {status}:
+                return now
+            await asyncio.sleep(0.05)
+        return now
+
+    serving, not_serving = (
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+    )
+    assert set((await statuses()).values()) == {serving}
+    nats_server.stop()
+    assert set((await wait_for(not_serving)).values()) == {not_serving}
+    nats_server.start()
+    assert set((await wait_for(serving)).values()) == {serving}
+    r = await cluster.stub.Identify(identify(unit_vectors(1)[0]))
+    assert r.complete

@@ -35,17 +35,25 @@ R = TypeVar("R", bound=Message)
 Q = TypeVar("Q", bound=Message)
 
 
-async def connect(url: str, name: str) -> NATS:
-    """Connects with unlimited reconnects; connection changes are logged."""
+async def connect(
+    url: str, name: str, on_state: Callable[[bool], Awaitable[None]] | None = None
+) -> NATS:
+    """Connects with unlimited reconnects; connection changes are logged and
+    reported to ``on_state`` (False when the connection drops, True when it
+    is back), so that a service's health can follow them."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc))
 
     async def on_disconnect() -> None:
         log.warning("nats_disconnected")
+        if on_state:
+            await on_state(False)
 
     async def on_reconnect() -> None:
         log.info("nats_reconnected")
+        if on_state:
+            await on_state(True)
 
     try:
         # With unlimited reconnects nats-py would retry a first connection

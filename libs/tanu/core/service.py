@@ -29,6 +29,7 @@ class ServiceBase:
         self.grpc: GrpcServer | None = None
         self.nc = None
         self.responder: bus.Responder | None = None
+        self._stopping = False
 
     @property
     def port(self) -> int:
@@ -37,10 +38,20 @@ class ServiceBase:
         return self.grpc.port
 
     async def connect(self, client_name: str):
-        """Connects to NATS and prepares the responder for this service's subjects."""
-        self.nc = await bus.connect(self.common.nats_url, client_name)
+        """Connects to NATS and prepares the responder for this service's
+        subjects. While the connection is down, health says NOT_SERVING: no
+        Tanu service can do its work without NATS."""
+        self.nc = await bus.connect(self.common.nats_url, client_name, on_state=self._nats_state)
         self.responder = bus.Responder(self.nc)
         return self.nc
+
+    def ready(self) -> bool:
+        """Whether the service can serve when NATS is up (a searcher: once caught up)."""
+        return True
+
+    async def _nats_state(self, connected: bool) -> None:
+        if self.grpc and not self._stopping:
+            await self.grpc.set_serving(connected and self.ready())
 
     async def serve_grpc(
         self, add: Callable, servicer: object, full_name: str, *, serving: bool = True
@@ -56,6 +67,7 @@ class ServiceBase:
         """Frees what needs NATS no longer (threads, files), after NATS drained."""
 
     async def stop(self) -> None:
+        self._stopping = True
         if self.grpc:
             await self.grpc.stop(self.common.shutdown_grace_s)
         if self.responder:

@@ -172,6 +172,9 @@ class SearcherService(ServiceBase):
                 self.index.remove(np.asarray(ev.template_ids, dtype=np.int64))
         flush_adds()
 
+    def ready(self) -> bool:
+        return self.caught_up.is_set()
+
     async def _mark_caught_up(self) -> None:
         """Joins the partition's queue group and says SERVING, once."""
         if self.caught_up.is_set():
