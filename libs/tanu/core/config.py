@@ -222,6 +222,11 @@ class GatewayConfig:
     min_face_score: float = setting(
         "TANU_MIN_FACE_SCORE", 0.9, "Detector score below which a face is ignored."
     )
+    threshold_refresh_s: float = setting(
+        "TANU_THRESHOLD_REFRESH_S",
+        10.0,
+        "How often calibrated thresholds are re-read from the cluster configuration.",
+    )
     common: Common = field(default_factory=Common)
 
 

@@ -47,3 +47,22 @@ def assess(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> Quality
         pose=min(1.0, offset / half_eyes),
         exposure=float(grey.mean() / 255.0),
     )
+
+
+def enrolment_failures(q, limits) -> list[str]:
+    """Which enrolment quality measures ``q`` (any object with face_size_px,
+    sharpness, pose, exposure) fails under ``limits`` (a GatewayConfig),
+    each named with its value and bound. Empty when the face passes."""
+    checks = [
+        (q.face_size_px >= limits.enrol_min_face_px,
+         f"face size {q.face_size_px:.0f}px is below the minimum {limits.enrol_min_face_px:.0f}px"),
+        (q.sharpness >= limits.enrol_min_sharpness,
+         f"sharpness {q.sharpness:.1f} is below the minimum {limits.enrol_min_sharpness:.1f} (blurred?)"),
+        (q.pose <= limits.enrol_max_pose,
+         f"pose {q.pose:.2f} is above the maximum {limits.enrol_max_pose:.2f} (face not frontal)"),
+        (q.exposure >= limits.enrol_min_exposure,
+         f"exposure {q.exposure:.2f} is below the minimum {limits.enrol_min_exposure:.2f} (too dark)"),
+        (q.exposure <= limits.enrol_max_exposure,
+         f"exposure {q.exposure:.2f} is above the maximum {limits.enrol_max_exposure:.2f} (too bright)"),
+    ]  # fmt: skip
+    return [msg for ok, msg in checks if not ok]

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tanu.v1 import common_pb2 as tanu_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tanu/v1/identity.proto\x12\x07tanu.v1\x1a\x14tanu/v1/common.proto\"|\n\rEnrollRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12(\n\x06sample\x18\x02 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\x17\n\x0f\x61llow_duplicate\x18\x03 \x01(\x08\x12\x14\n\x0cwait_indexed\x18\x04 \x01(\x08\"\x93\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x65nrolled\x18\x01 \x01(\x08\x12!\n\x07subject\x18\x02 \x01(\x0b\x32\x10.tanu.v1.Subject\x12(\n\x0c\x64uplicate_of\x18\x03 \x01(\x0b\x32\x12.tanu.v1.Candidate\x12\x11\n\tthreshold\x18\x04 \x01(\x02\x12\x0f\n\x07indexed\x18\x05 \x01(\x08\"s\n\rVerifyRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12(\n\x06sample\x18\x02 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x42\x0c\n\n_threshold\"\x8a\x01\n\x0eVerifyResponse\x12#\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x11.tanu.v1.Decision\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1f\n\x06metric\x18\x04 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08model_id\x18\x05 \x01(\t\"\x8a\x01\n\x0fIdentifyRequest\x12(\n\x06sample\x18\x01 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x18\n\x10require_complete\x18\x04 \x01(\x08\x42\x0c\n\n_threshold\"\xe9\x01\n\x10IdentifyResponse\x12&\n\ncandidates\x18\x01 \x03(\x0b\x32\x12.tanu.v1.Candidate\x12#\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x11.tanu.v1.Decision\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1f\n\x06metric\x18\x04 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12\x1a\n\x12missing_partitions\x18\x06 \x03(\r\x12\x14\n\x0cgallery_size\x18\x07 \x01(\x04\x12\x10\n\x08model_id\x18\x08 \x01(\t\"3\n\rDeleteRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"i\n\x0e\x44\x65leteResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x19\n\x11templates_removed\x18\x02 \x01(\r\x12\x15\n\rdeleted_at_ms\x18\x03 \x01(\x03\x12\x11\n\tpartition\x18\x04 \x01(\r\"\'\n\x11GetSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t2\xb8\x02\n\x08Identity\x12\x39\n\x06\x45nroll\x12\x16.tanu.v1.EnrollRequest\x1a\x17.tanu.v1.EnrollResponse\x12\x39\n\x06Verify\x12\x16.tanu.v1.VerifyRequest\x1a\x17.tanu.v1.VerifyResponse\x12?\n\x08Identify\x12\x18.tanu.v1.IdentifyRequest\x1a\x19.tanu.v1.IdentifyResponse\x12\x39\n\x06\x44\x65lete\x12\x16.tanu.v1.DeleteRequest\x1a\x17.tanu.v1.DeleteResponse\x12:\n\nGetSubject\x12\x1a.tanu.v1.GetSubjectRequest\x1a\x10.tanu.v1.Subjectb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tanu/v1/identity.proto\x12\x07tanu.v1\x1a\x14tanu/v1/common.proto\"|\n\rEnrollRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12(\n\x06sample\x18\x02 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\x17\n\x0f\x61llow_duplicate\x18\x03 \x01(\x08\x12\x14\n\x0cwait_indexed\x18\x04 \x01(\x08\"\xad\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x65nrolled\x18\x01 \x01(\x08\x12!\n\x07subject\x18\x02 \x01(\x0b\x32\x10.tanu.v1.Subject\x12(\n\x0c\x64uplicate_of\x18\x03 \x01(\x0b\x32\x12.tanu.v1.Candidate\x12\x11\n\tthreshold\x18\x04 \x01(\x02\x12\x0f\n\x07indexed\x18\x05 \x01(\x08\x12\x18\n\x10threshold_source\x18\x06 \x01(\t\"s\n\rVerifyRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12(\n\x06sample\x18\x02 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x42\x0c\n\n_threshold\"\xa4\x01\n\x0eVerifyResponse\x12#\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x11.tanu.v1.Decision\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1f\n\x06metric\x18\x04 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x18\n\x10threshold_source\x18\x06 \x01(\t\"\x8a\x01\n\x0fIdentifyRequest\x12(\n\x06sample\x18\x01 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x18\n\x10require_complete\x18\x04 \x01(\x08\x42\x0c\n\n_threshold\"\x83\x02\n\x10IdentifyResponse\x12&\n\ncandidates\x18\x01 \x03(\x0b\x32\x12.tanu.v1.Candidate\x12#\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x11.tanu.v1.Decision\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1f\n\x06metric\x18\x04 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12\x1a\n\x12missing_partitions\x18\x06 \x03(\r\x12\x14\n\x0cgallery_size\x18\x07 \x01(\x04\x12\x10\n\x08model_id\x18\x08 \x01(\t\x12\x18\n\x10threshold_source\x18\t \x01(\t\"3\n\rDeleteRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"i\n\x0e\x44\x65leteResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x19\n\x11templates_removed\x18\x02 \x01(\r\x12\x15\n\rdeleted_at_ms\x18\x03 \x01(\x03\x12\x11\n\tpartition\x18\x04 \x01(\r\"\'\n\x11GetSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t2\xb8\x02\n\x08Identity\x12\x39\n\x06\x45nroll\x12\x16.tanu.v1.EnrollRequest\x1a\x17.tanu.v1.EnrollResponse\x12\x39\n\x06Verify\x12\x16.tanu.v1.VerifyRequest\x1a\x17.tanu.v1.VerifyResponse\x12?\n\x08Identify\x12\x18.tanu.v1.IdentifyRequest\x1a\x19.tanu.v1.IdentifyResponse\x12\x39\n\x06\x44\x65lete\x12\x16.tanu.v1.DeleteRequest\x1a\x17.tanu.v1.DeleteResponse\x12:\n\nGetSubject\x12\x1a.tanu.v1.GetSubjectRequest\x1a\x10.tanu.v1.Subjectb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,21 +35,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENROLLREQUEST']._serialized_start=57
   _globals['_ENROLLREQUEST']._serialized_end=181
   _globals['_ENROLLRESPONSE']._serialized_start=184
-  _globals['_ENROLLRESPONSE']._serialized_end=331
-  _globals['_VERIFYREQUEST']._serialized_start=333
-  _globals['_VERIFYREQUEST']._serialized_end=448
-  _globals['_VERIFYRESPONSE']._serialized_start=451
-  _globals['_VERIFYRESPONSE']._serialized_end=589
-  _globals['_IDENTIFYREQUEST']._serialized_start=592
-  _globals['_IDENTIFYREQUEST']._serialized_end=730
-  _globals['_IDENTIFYRESPONSE']._serialized_start=733
-  _globals['_IDENTIFYRESPONSE']._serialized_end=966
-  _globals['_DELETEREQUEST']._serialized_start=968
-  _globals['_DELETEREQUEST']._serialized_end=1019
-  _globals['_DELETERESPONSE']._serialized_start=1021
-  _globals['_DELETERESPONSE']._serialized_end=1126
-  _globals['_GETSUBJECTREQUEST']._serialized_start=1128
-  _globals['_GETSUBJECTREQUEST']._serialized_end=1167
-  _globals['_IDENTITY']._serialized_start=1170
-  _globals['_IDENTITY']._serialized_end=1482
+  _globals['_ENROLLRESPONSE']._serialized_end=357
+  _globals['_VERIFYREQUEST']._serialized_start=359
+  _globals['_VERIFYREQUEST']._serialized_end=474
+  _globals['_VERIFYRESPONSE']._serialized_start=477
+  _globals['_VERIFYRESPONSE']._serialized_end=641
+  _globals['_IDENTIFYREQUEST']._serialized_start=644
+  _globals['_IDENTIFYREQUEST']._serialized_end=782
+  _globals['_IDENTIFYRESPONSE']._serialized_start=785
+  _globals['_IDENTIFYRESPONSE']._serialized_end=1044
+  _globals['_DELETEREQUEST']._serialized_start=1046
+  _globals['_DELETEREQUEST']._serialized_end=1097
+  _globals['_DELETERESPONSE']._serialized_start=1099
+  _globals['_DELETERESPONSE']._serialized_end=1204
+  _globals['_GETSUBJECTREQUEST']._serialized_start=1206
+  _globals['_GETSUBJECTREQUEST']._serialized_end=1245
+  _globals['_IDENTITY']._serialized_start=1248
+  _globals['_IDENTITY']._serialized_end=1560
 # @@protoc_insertion_point(module_scope)

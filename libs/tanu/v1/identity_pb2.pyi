@@ -20,18 +20,20 @@ class EnrollRequest(_message.Message):
     def __init__(self, subject_id: _Optional[str] = ..., sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., allow_duplicate: _Optional[bool] = ..., wait_indexed: _Optional[bool] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
-    __slots__ = ("enrolled", "subject", "duplicate_of", "threshold", "indexed")
+    __slots__ = ("enrolled", "subject", "duplicate_of", "threshold", "indexed", "threshold_source")
     ENROLLED_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     INDEXED_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_SOURCE_FIELD_NUMBER: _ClassVar[int]
     enrolled: bool
     subject: _common_pb2.Subject
     duplicate_of: _common_pb2.Candidate
     threshold: float
     indexed: bool
-    def __init__(self, enrolled: _Optional[bool] = ..., subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., duplicate_of: _Optional[_Union[_common_pb2.Candidate, _Mapping]] = ..., threshold: _Optional[float] = ..., indexed: _Optional[bool] = ...) -> None: ...
+    threshold_source: str
+    def __init__(self, enrolled: _Optional[bool] = ..., subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., duplicate_of: _Optional[_Union[_common_pb2.Candidate, _Mapping]] = ..., threshold: _Optional[float] = ..., indexed: _Optional[bool] = ..., threshold_source: _Optional[str] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
     __slots__ = ("subject_id", "sample", "threshold")
@@ -44,18 +46,20 @@ class VerifyRequest(_message.Message):
     def __init__(self, subject_id: _Optional[str] = ..., sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("decision", "score", "threshold", "metric", "model_id")
+    __slots__ = ("decision", "score", "threshold", "metric", "model_id", "threshold_source")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     METRIC_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_SOURCE_FIELD_NUMBER: _ClassVar[int]
     decision: _common_pb2.Decision
     score: float
     threshold: float
     metric: _common_pb2.Metric
     model_id: str
-    def __init__(self, decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., model_id: _Optional[str] = ...) -> None: ...
+    threshold_source: str
+    def __init__(self, decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., model_id: _Optional[str] = ..., threshold_source: _Optional[str] = ...) -> None: ...
 
 class IdentifyRequest(_message.Message):
     __slots__ = ("sample", "top_k", "threshold", "require_complete")
@@ -70,7 +74,7 @@ class IdentifyRequest(_message.Message):
     def __init__(self, sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., top_k: _Optional[int] = ..., threshold: _Optional[float] = ..., require_complete: _Optional[bool] = ...) -> None: ...
 
 class IdentifyResponse(_message.Message):
-    __slots__ = ("candidates", "decision", "threshold", "metric", "complete", "missing_partitions", "gallery_size", "model_id")
+    __slots__ = ("candidates", "decision", "threshold", "metric", "complete", "missing_partitions", "gallery_size", "model_id", "threshold_source")
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     DECISION_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +83,7 @@ class IdentifyResponse(_message.Message):
     MISSING_PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     GALLERY_SIZE_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_SOURCE_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[_common_pb2.Candidate]
     decision: _common_pb2.Decision
     threshold: float
@@ -87,7 +92,8 @@ class IdentifyResponse(_message.Message):
     missing_partitions: _containers.RepeatedScalarFieldContainer[int]
     gallery_size: int
     model_id: str
-    def __init__(self, candidates: _Optional[_Iterable[_Union[_common_pb2.Candidate, _Mapping]]] = ..., decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., threshold: _Optional[float] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., complete: _Optional[bool] = ..., missing_partitions: _Optional[_Iterable[int]] = ..., gallery_size: _Optional[int] = ..., model_id: _Optional[str] = ...) -> None: ...
+    threshold_source: str
+    def __init__(self, candidates: _Optional[_Iterable[_Union[_common_pb2.Candidate, _Mapping]]] = ..., decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., threshold: _Optional[float] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., complete: _Optional[bool] = ..., missing_partitions: _Optional[_Iterable[int]] = ..., gallery_size: _Optional[int] = ..., model_id: _Optional[str] = ..., threshold_source: _Optional[str] = ...) -> None: ...
 
 class DeleteRequest(_message.Message):
     __slots__ = ("subject_id", "reason")

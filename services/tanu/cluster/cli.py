@@ -5,6 +5,8 @@
     tanu enroll SUBJECT_ID FILE [--allow-duplicate] [--json]
     tanu enroll --dir PHOTOS/ [--csv MAP.csv] [--workers N]
     tanu models prepare [--model-dir DIR]
+    tanu eval verify DATASET [--target-fmr 1e-3] [--out DIR] [--apply]
+    tanu eval identify DATASET [--target-fpir 0.003] [--gallery-size N] [--out DIR] [--apply]
     tanu verify SUBJECT_ID FILE [--threshold T] [--json]
     tanu identify FILE [--top-k K] [--threshold T] [--require-complete] [--json]
     tanu delete SUBJECT_ID [--reason TEXT] [--json]
@@ -21,6 +23,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -179,6 +182,82 @@ def _enroll_dir(args) -> int:
     return 0 if not failures else 1
 
 
+def _nats_url(args) -> str:
+    if args.nats:
+        return args.nats
+    state = _state(Path(args.var))
+    if state:
+        return state["nats_url"]
+    return os.environ.get("TANU_NATS_URL", "nats://127.0.0.1:4222")
+
+
+def cmd_eval(args) -> int:
+    """Measures accuracy on a labelled dataset and calibrates a threshold."""
+    import asyncio
+
+    from tqdm import tqdm
+
+    from tanu.eval import report as rep
+    from tanu.eval import run
+
+    try:
+        ds = run.load(args.dataset)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    env = {**os.environ, "TANU_MODEL_DIR": os.environ.get("TANU_MODEL_DIR", args.model_dir)}
+    if any(s.template is None for s in ds.samples):
+        pipeline = run.FacePipeline(env)
+        model_id, metric = pipeline.model_id, pipeline.metric
+        first = run.enrolment_indices(ds.samples)
+        if args.mode == "identify":
+            held = run.nonmated_identities(ds.identities, args.nonmated_fraction)
+            first = {i for i in first if ds.samples[i].identity not in held}
+        with tqdm(total=len(ds.samples), unit="photo", desc="embedding", disable=args.quiet) as bar:
+            pipeline.embed(ds.samples, first, bar.update)
+    else:
+        model_id = ds.model_id or os.environ.get("TANU_MODEL_ID", "dlib-resnet-v1")
+        metric = os.environ.get("TANU_METRIC", "l2")
+    try:
+        if args.mode == "verify":
+            report, curves = rep.verify_report(ds, metric, model_id, args.target_fmr)
+        else:
+            report, curves = rep.identify_report(ds, metric, model_id, args.target_fpir, args.gallery_size,
+                                                 args.nonmated_fraction, args.top_k)  # fmt: skip
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    print(rep.write(out, report, curves, ds, model_id, metric))
+    print(f"report: {out / f'report_{args.mode}.json'}; DET curve: {out / f'det_{args.mode}.png'}")
+    if args.apply:
+        from tanu.core import bus, clusterconfig
+
+        c = report["calibration"]
+        record = {"threshold": float(c["threshold"]), "resolved": bool(c["resolved"]), "dataset": ds.source,
+                  "date": report.get("date") or time.strftime("%Y-%m-%d"), "metric": metric}  # fmt: skip
+        if args.mode == "verify":
+            record["target_fmr"] = args.target_fmr
+        else:
+            record.update(target_fpir=args.target_fpir, gallery_size=c["deployed_gallery_size"])
+
+        async def store() -> None:
+            nc = await bus.connect(_nats_url(args), "tanu-eval")
+            try:
+                await clusterconfig.write_threshold(nc.jetstream(), model_id, args.mode, record)
+            finally:
+                await nc.close()
+
+        try:
+            asyncio.run(store())
+        except Exception as exc:  # noqa: BLE001 - report, do not trace
+            print(f"error: could not store the threshold: {exc}", file=sys.stderr)
+            return 1
+        print(f"stored: {args.mode} threshold {record['threshold']:.4f} for model {model_id} "
+              f"in the cluster configuration (gateways pick it up within TANU_THRESHOLD_REFRESH_S)")  # fmt: skip
+    return 0
+
+
 def cmd_models(args) -> int:
     from tanu.face.models import ModelError, prepare
 
@@ -331,6 +410,33 @@ def parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--csv", help="bulk: CSV of file,subject_id rows instead of file names")
     e.add_argument("--workers", type=int, default=4, help="bulk: enrolments in flight")
+    ev = sub.add_parser(
+        "eval", help="measure accuracy (FMR/FNMR, FPIR/FNIR, DET) and calibrate thresholds"
+    )
+    ev.add_argument("mode", choices=["verify", "identify"])
+    ev.add_argument(
+        "dataset", help="folder of identity folders of photos, or .npz of templates and labels"
+    )
+    ev.add_argument("--out", default="eval", help="folder for the report, summary and DET plot")
+    ev.add_argument("--target-fmr", type=float, default=1e-3, help="verify: calibrate for this FMR")
+    ev.add_argument(
+        "--target-fpir", type=float, default=0.003, help="identify: calibrate for this FPIR"
+    )
+    ev.add_argument(
+        "--gallery-size", type=int, help="identify: the deployed gallery size (default: evaluated)"
+    )
+    ev.add_argument("--top-k", type=int, default=20, help="identify: candidate list length")
+    ev.add_argument(
+        "--nonmated-fraction", type=float, default=0.5, help="identify: identities held out"
+    )
+    ev.add_argument(
+        "--apply", action="store_true", help="store the calibrated threshold for the gateways"
+    )
+    ev.add_argument(
+        "--nats", help="NATS URL for --apply (default: the local cluster's, or TANU_NATS_URL)"
+    )
+    ev.add_argument("--model-dir", default="var/models")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
     m = sub.add_parser("models", help="set up the face models (convert once, verify checksums)")
     m.add_argument("action", choices=["prepare"])
     m.add_argument("--model-dir", default=os.environ.get("TANU_MODEL_DIR", "var/models"))
@@ -364,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
         return up(Path(args.var), args.partitions, args.replicas, args.port, args.nats_port)
     handlers = {
         "models": cmd_models,
+        "eval": cmd_eval,
         "status": cmd_status,
         "enroll": cmd_enroll,
         "verify": cmd_verify,

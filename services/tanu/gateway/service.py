@@ -14,11 +14,12 @@ import asyncio
 
 import numpy as np
 
-from tanu.core import bus, errors, logs, subjects, vectors
+from tanu.core import bus, clusterconfig, errors, logs, subjects, vectors
 from tanu.core.batching import MicroBatcher
 from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
 from tanu.core.service import ServiceBase
+from tanu.face import quality
 from tanu.v1 import (
     common_pb2,
     detector_pb2,
@@ -57,6 +58,7 @@ class Gateway:
         self.layout = config.common.layout
         self.metrics = metrics
         self._nc = nc
+        self.calibrated: dict[str, dict] = {}
         self._timeout = config.common.request_timeout_s
         self._batcher = MicroBatcher(
             self._search_batch,
@@ -69,6 +71,32 @@ class Gateway:
 
     async def close(self) -> None:
         await self._batcher.close()
+
+    def threshold(self, kind: str, requested: float | None) -> tuple[float, str]:
+        """The threshold to decide with, and where it came from: the
+        request's, the one calibrated for this model (``tanu eval --apply``),
+        or the configured default. De-duplication is a 1:N search and uses
+        the identification calibration."""
+        if requested is not None:
+            return requested, "request"
+        calibrated = self.calibrated.get("identify" if kind == "dedup" else kind)
+        if calibrated is not None:
+            return float(calibrated["threshold"]), "calibrated"
+        c = self.config
+        default = {
+            "identify": c.identify_threshold,
+            "verify": c.verify_threshold,
+            "dedup": c.dedup_threshold,
+        }[kind]
+        return default, "default"
+
+    async def refresh_thresholds(self) -> None:
+        """Reads this model's calibrated thresholds from the cluster configuration."""
+        found = await clusterconfig.read_thresholds(self._nc.jetstream(), self.layout.model_id)
+        if found != self.calibrated:
+            log.info("thresholds_loaded", model_id=self.layout.model_id,
+                     **{k: v["threshold"] for k, v in found.items()})  # fmt: skip
+        self.calibrated = found
 
     async def _call(self, subject: str, message, reply_type, operation: str):
         return await bus.request(
@@ -113,30 +141,7 @@ class Gateway:
 
     def _check_quality(self, face: detector_pb2.Face) -> None:
         """Enrolment's quality bar; the refusal names the measure that failed."""
-        c, q = self.config, face.quality
-        checks = [
-            (
-                q.face_size_px >= c.enrol_min_face_px,
-                f"face size {q.face_size_px:.0f}px is below the minimum {c.enrol_min_face_px:.0f}px",
-            ),
-            (
-                q.sharpness >= c.enrol_min_sharpness,
-                f"sharpness {q.sharpness:.1f} is below the minimum {c.enrol_min_sharpness:.1f} (blurred?)",
-            ),
-            (
-                q.pose <= c.enrol_max_pose,
-                f"pose {q.pose:.2f} is above the maximum {c.enrol_max_pose:.2f} (face not frontal)",
-            ),
-            (
-                q.exposure >= c.enrol_min_exposure,
-                f"exposure {q.exposure:.2f} is below the minimum {c.enrol_min_exposure:.2f} (too dark)",
-            ),
-            (
-                q.exposure <= c.enrol_max_exposure,
-                f"exposure {q.exposure:.2f} is above the maximum {c.enrol_max_exposure:.2f} (too bright)",
-            ),
-        ]
-        failed = [msg for ok, msg in checks if not ok]
+        failed = quality.enrolment_failures(face.quality, self.config)
         if failed:
             raise errors.InvalidArgument("face quality too low for enrolment: " + "; ".join(failed))
 
@@ -239,7 +244,9 @@ class Gateway:
 
     async def identify(self, req: identity_pb2.IdentifyRequest) -> identity_pb2.IdentifyResponse:
         top_k = self._top_k(req.top_k)
-        threshold = req.threshold if req.HasField("threshold") else self.config.identify_threshold
+        threshold, source = self.threshold(
+            "identify", req.threshold if req.HasField("threshold") else None
+        )
         probe = await self.probe(req.sample)
         res = await self.search(probe, top_k)
         if res.missing and req.require_complete:
@@ -253,6 +260,7 @@ class Gateway:
             candidates=res.candidates,
             decision=decision,
             threshold=threshold,
+            threshold_source=source,
             metric=METRIC_ENUM[self.layout.metric],
             complete=not res.missing,
             missing_partitions=res.missing,
@@ -267,13 +275,13 @@ class Gateway:
     ) -> identity_pb2.EnrollResponse:
         subject_id = vectors.check_subject_id(req.subject_id)
         probe = await self.probe(req.sample, enrol=True)
-        threshold = self.config.dedup_threshold
+        threshold, source = self.threshold("dedup", None)
         res = await self.search(probe, 1)
         if res.missing:
             raise errors.Unavailable(
                 f"cannot de-duplicate: partitions {res.missing} did not answer; nothing was enrolled"
             )
-        reply = identity_pb2.EnrollResponse(threshold=threshold)
+        reply = identity_pb2.EnrollResponse(threshold=threshold, threshold_source=source)
         if res.candidates and vectors.is_match(
             res.candidates[0].score, threshold, self.layout.metric
         ):
@@ -334,7 +342,9 @@ class Gateway:
 
     async def verify(self, req: identity_pb2.VerifyRequest) -> identity_pb2.VerifyResponse:
         subject_id = vectors.check_subject_id(req.subject_id)
-        threshold = req.threshold if req.HasField("threshold") else self.config.verify_threshold
+        threshold, source = self.threshold(
+            "verify", req.threshold if req.HasField("threshold") else None
+        )
         probe = await self.probe(req.sample)
         held = await self._call(
             subjects.store("templates"),
@@ -357,6 +367,7 @@ class Gateway:
             decision=common_pb2.DECISION_MATCH if match else common_pb2.DECISION_NO_MATCH,
             score=best,
             threshold=threshold,
+            threshold_source=source,
             metric=METRIC_ENUM[lay.metric],
             model_id=lay.model_id,
         )
@@ -414,10 +425,13 @@ class GatewayService(ServiceBase):
         super().__init__(config.common, metrics)
         self.config = config
         self.gateway: Gateway | None = None
+        self._refresh: asyncio.Task[None] | None = None
 
     async def start(self) -> GatewayService:
         nc = await self.connect("tanu-gateway")
         self.gateway = Gateway(self.config, nc, self.metrics)
+        await self.gateway.refresh_thresholds()
+        self._refresh = asyncio.create_task(self._refresh_loop(), name="thresholds")
         await self.serve_grpc(
             identity_pb2_grpc.add_IdentityServicer_to_server,
             IdentityServicer(self.gateway),
@@ -425,6 +439,16 @@ class GatewayService(ServiceBase):
         )
         return self
 
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.threshold_refresh_s)
+            try:
+                await self.gateway.refresh_thresholds()
+            except Exception as exc:  # noqa: BLE001 - keep the last known thresholds
+                log.warning("thresholds_refresh_failed", error=str(exc))
+
     async def release(self) -> None:
+        if self._refresh:
+            self._refresh.cancel()
         if self.gateway:
             await self.gateway.close()
