@@ -57,6 +57,8 @@ def verify_report(ds: Dataset, metric: str, model_id: str, target_fmr: float) ->
         "impostor_comparisons": r.impostor,
         "fte": sp.fte, "fte_count": sp.fte_count, "fta": sp.fta, "fta_count": sp.fta_count,
         "eer": r.eer, "eer_threshold": metrics.from_distance(r.eer_threshold, metric),
+        "genuine_score_range": sorted(metrics.from_distance(float(v), metric) for v in (gen.min(), gen.max())),
+        "impostor_score_range": sorted(metrics.from_distance(float(v), metric) for v in (imp.min(), imp.max())),
         "operating_points": points,
         "calibration": {
             "target_fmr": target_fmr, "threshold": metrics.from_distance(t, metric),
