@@ -87,3 +87,41 @@ async def test_health_follows_the_nats_connection(cluster, nats_server):
     assert set((await wait_for(serving)).values()) == {serving}
     r = await cluster.stub.Identify(identify(unit_vectors(1)[0]))
     assert r.complete
+
+
+async def test_a_service_with_another_layout_refuses_to_start(cluster):
+    from tanu.core import config as cfg
+    from tanu.core import errors
+    from tanu.gateway.service import GatewayService
+    from tanu.searcher.service import SearcherService
+
+    bad = [
+        (
+            SearcherService,
+            cfg.SearcherConfig,
+            {"TANU_DIMENSION": "512"},
+            "dimension: cluster 128, searcher-p0 configured 512",
+        ),
+        (
+            GatewayService,
+            cfg.GatewayConfig,
+            {"TANU_PARTITIONS": "3"},
+            "partitions: cluster 2, gateway configured 3",
+        ),
+        (
+            GatewayService,
+            cfg.GatewayConfig,
+            {"TANU_MODEL_ID": "arcface-r100"},
+            "model_id: cluster 'dlib-resnet-v1'",
+        ),
+    ]
+    for service, config, env, words in bad:
+        svc = service(cfg.from_env(config, {**cluster.env, **env}))
+        try:
+            with pytest.raises(errors.FailedPrecondition, match="cluster layout mismatch") as info:
+                await svc.start()
+            assert words in info.value.message, info.value.message
+        finally:
+            await svc.stop()
+    r = await cluster.stub.Identify(identify(unit_vectors(1)[0]))
+    assert r.complete, "the running cluster is untouched"

@@ -56,3 +56,38 @@ async def write_threshold(js: JetStreamContext, model_id: str, kind: str, record
     current[kind] = {**record, "model_id": model_id}
     await kv.put(thresholds_key(model_id), json.dumps(current).encode())
     return current
+
+
+LAYOUT_KEY = "layout"
+LAYOUT_FIELDS = ("partitions", "dimension", "metric", "model_id")
+
+
+async def ensure_layout(js: JetStreamContext, layout, service: str) -> dict:
+    """Checks this service's layout against the cluster's (key ``layout``);
+    the first service to start records it. A service configured for another
+    partition count, dimension, metric or model would search or fill the
+    wrong gallery, so it must not start: FailedPrecondition names every
+    difference."""
+    from nats.js.errors import KeyWrongLastSequenceError
+
+    from tanu.core import errors
+
+    kv = await bucket(js)
+    want = {k: getattr(layout, k) for k in LAYOUT_FIELDS}
+    try:
+        have = json.loads((await kv.get(LAYOUT_KEY)).value)
+    except KeyNotFoundError:
+        try:
+            await kv.create(LAYOUT_KEY, json.dumps(want).encode())
+            return want
+        except KeyWrongLastSequenceError:  # another service recorded it first
+            have = json.loads((await kv.get(LAYOUT_KEY)).value)
+    diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
+    if diff:
+        detail = ", ".join(
+            f"{k}: cluster {a!r}, {service} configured {b!r}" for k, (a, b) in diff.items()
+        )
+        raise errors.FailedPrecondition(
+            f"cluster layout mismatch ({detail}); refusing to start against {subjects.CLUSTER_BUCKET}/{LAYOUT_KEY}"
+        )
+    return have

@@ -429,6 +429,7 @@ class GatewayService(ServiceBase):
 
     async def start(self) -> GatewayService:
         nc = await self.connect("tanu-gateway")
+        await clusterconfig.ensure_layout(nc.jetstream(), self.config.common.layout, "gateway")
         self.gateway = Gateway(self.config, nc, self.metrics)
         await self.gateway.refresh_thresholds()
         self._refresh = asyncio.create_task(self._refresh_loop(), name="thresholds")

@@ -18,7 +18,7 @@ import nats.errors
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from tanu.core import bus, errors, logs, subjects
+from tanu.core import bus, clusterconfig, errors, logs, subjects
 from tanu.core.batching import MicroBatcher
 from tanu.core.config import SearcherConfig
 from tanu.core.metrics import Metrics
@@ -71,6 +71,7 @@ class SearcherService(ServiceBase):
                               "tanu.v1.Searcher", serving=False)  # fmt: skip
         nc = await self.connect(f"tanu-searcher-p{cfg.partition}-{cfg.replica}")
         js = nc.jetstream()
+        await clusterconfig.ensure_layout(js, self.layout, f"searcher-p{cfg.partition}")
         await bus.ensure_events_stream(
             js, subjects.EVENTS_STREAM, [subjects.EVENTS_WILDCARD], common.stream_replicas,
             common.stream_duplicate_window_s,

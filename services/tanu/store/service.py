@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tanu.core import bus, errors, logs, subjects, vectors
+from tanu.core import bus, clusterconfig, errors, logs, subjects, vectors
 from tanu.core.config import StoreConfig
 from tanu.core.metrics import Metrics
 from tanu.core.service import ServiceBase
@@ -97,6 +97,7 @@ class StoreService(ServiceBase):
         self.db = SqliteStore(cfg.db_path, common.layout)
         nc = await self.connect("tanu-store")
         js = nc.jetstream()
+        await clusterconfig.ensure_layout(js, common.layout, "store")
         await bus.ensure_events_stream(
             js, subjects.EVENTS_STREAM, [subjects.EVENTS_WILDCARD], common.stream_replicas,
             common.stream_duplicate_window_s,
