@@ -64,3 +64,31 @@ async def test_enrolment_refuses_a_duplicate_face_unless_asked(cluster):
     assert {c.subject_id for c in r.candidates} == {"first", "second"}
     s = await stub.GetSubject(identity_pb2.GetSubjectRequest(subject_id="second"))
     assert s.template_count == 1 and s.model_id == "dlib-resnet-v1"
+
+
+@pytest.mark.parametrize("kind", ["flat", "fp16"])
+async def test_deletes_are_honoured_by_every_index_kind(nats_server, tmp_path, kind):
+    from conftest import Cluster, env_for
+
+    c = Cluster(env_for(nats_server.url, tmp_path, TANU_INDEX_KIND=kind))
+    try:
+        await c.start_all()
+        assert {s.index.kind for s in c.searchers.values()} == {kind}
+        gallery = unit_vectors(40, seed=9)
+        for i, v in enumerate(gallery):
+            await c.stub.Enroll(enroll(f"k{i}", v, wait_indexed=True))
+        for i in range(0, 40, 2):
+            await c.stub.Delete(identity_pb2.DeleteRequest(subject_id=f"k{i}"))
+        for _ in range(200):
+            r = await c.stub.Identify(identify(gallery[0], top_k=40))
+            if r.gallery_size == 20:
+                break
+        assert r.gallery_size == 20
+        for i, v in enumerate(gallery):
+            top = (await c.stub.Identify(identify(v, top_k=3))).candidates
+            if i % 2:
+                assert top[0].subject_id == f"k{i}" and top[0].is_match
+            else:
+                assert all(x.subject_id != f"k{i}" for x in top) and not top[0].is_match
+    finally:
+        await c.stop()

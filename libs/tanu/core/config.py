@@ -165,6 +165,9 @@ class SearcherConfig:
     faiss_threads: int = setting(
         "TANU_FAISS_THREADS", 0, "FAISS OpenMP threads; 0 keeps FAISS's default."
     )
+    index_kind: str = setting(
+        "TANU_INDEX_KIND", "flat", "FAISS index: flat (fp32) or fp16 (half the memory)."
+    )
     common: Common = field(default_factory=Common)
 
     def __post_init__(self) -> None:

@@ -15,16 +15,29 @@ import numpy as np
 
 from tanu.core import vectors
 
+KINDS = {
+    # exhaustive search over fp32 vectors: 4 bytes per value (512 B per 128-d template)
+    "flat": None,
+    # exhaustive search over fp16 vectors: half the memory (256 B per 128-d
+    # template), scores within fp16 rounding of the exact ones
+    "fp16": faiss.ScalarQuantizer.QT_fp16,
+}
+
 
 class PartitionIndex:
-    """Exact (flat, fp32) search over one partition's templates."""
+    """Exhaustive search over one partition's templates, fp32 or fp16."""
 
-    kind = "flat"
-
-    def __init__(self, dimension: int, metric: str) -> None:
+    def __init__(self, dimension: int, metric: str, kind: str = "flat") -> None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown index kind {kind!r}; known: {sorted(KINDS)}")
         self.dimension = dimension
         self.metric = metric
-        base = faiss.IndexFlatIP(dimension) if metric == "cosine" else faiss.IndexFlatL2(dimension)
+        self.kind = kind
+        fmetric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+        if KINDS[kind] is None:
+            base = faiss.IndexFlat(dimension, fmetric)
+        else:
+            base = faiss.IndexScalarQuantizer(dimension, KINDS[kind], fmetric)
         self._index = faiss.IndexIDMap2(base)
         self._subject_of: dict[int, str] = {}
         self._removed: set[int] = set()
