@@ -214,3 +214,87 @@ async def test_a_calibrated_threshold_reaches_the_gateways_decisions(cluster, tm
     ri = await cluster.stub.Identify(identify(v))
     assert ri.threshold_source == "calibrated" and ri.threshold == pytest.approx(0.5)
     assert ri.decision == common_pb2.DECISION_MATCH
+
+
+def test_cosine_evaluation_scores_unnormalised_templates_as_similarities():
+    ds = synthetic(200, 3, seed=11)
+    for smp in ds.samples:
+        smp.template = smp.template * 25.0  # raw embeddings are not unit length
+    sc = run.identify_scores(ds.samples, "cosine", 0.5, 10)
+    found = sc.mate_d[np.isfinite(sc.mate_d)]
+    assert len(found) and (found >= -1 - 1e-4).all() and (found <= 1 + 1e-4).all()
+    assert (sc.nonmated_best_d >= -1 - 1e-4).all()
+
+
+def test_bad_targets_are_refused():
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        metrics.threshold_for_rate(np.arange(100.0), -0.001)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        metrics.threshold_for_rate(np.arange(100.0), 1.5)
+    with pytest.raises(ValueError, match="at least 1"):
+        metrics.fmr_for_fpir(0.003, -5)
+    r = subprocess.run([sys.executable, "-m", "tanu.cluster.cli", "eval", "identify", "nowhere", "--target-fpir", "2"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 2 and "--target-fpir must be between 0 and 1" in r.stderr
+
+
+def test_extrapolating_to_a_larger_gallery_matches_the_analytic_fmr():
+    ds = synthetic(600, 4, seed=12)
+    rep, _ = report.identify_report(
+        ds, "l2", "m", 0.05, 600, 0.5, 20
+    )  # twice the evaluated gallery of 300
+    c = rep["calibration"]
+    assert c["resolved"] and c["per_comparison_fmr"] == pytest.approx(
+        metrics.fmr_for_fpir(0.05, 600)
+    )
+    t = c["threshold"]
+    analytic = stats.chi2.cdf(t**2 / (2 * (S**2 + SIGMA**2)), D)
+    assert abs(analytic - c["per_comparison_fmr"]) < 0.3 * c["per_comparison_fmr"] + 2e-5, (
+        analytic,
+        c,
+    )
+
+
+def test_an_unmeasured_threshold_is_not_applied_without_force(tmp_path):
+    ds = synthetic(20, 2, seed=13)
+    npz = tmp_path / "small.npz"
+    np.savez(
+        npz,
+        templates=np.stack([s.template for s in ds.samples]),
+        labels=np.array([s.identity for s in ds.samples]),
+    )
+    base = [
+        sys.executable,
+        "-m",
+        "tanu.cluster.cli",
+        "eval",
+        "verify",
+        str(npz),
+        "--out",
+        str(tmp_path / "o"),
+        "--quiet",
+    ]
+    r = subprocess.run(base, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--model-id" in r.stderr
+    r = subprocess.run([*base, "--model-id", "m", "--target-fmr", "1e-4", "--apply", "--nats", "nats://127.0.0.1:1"],
+                       capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert r.returncode == 3 and "too small to measure" in r.stderr and "--force" in r.stderr
+
+
+async def test_threshold_records_never_leak_between_model_ids(nats_server):
+    nc = await bus.connect(nats_server.url, "t")
+    try:
+        js = nc.jetstream()
+        assert clusterconfig.thresholds_key("a.b") != clusterconfig.thresholds_key("a_b")
+        await clusterconfig.write_threshold(js, "a.b", "verify", {"threshold": 0.4, "metric": "l2"})
+        await clusterconfig.write_threshold(
+            js, "a.b", "identify", {"threshold": 0.3, "metric": "l2"}
+        )
+        assert await clusterconfig.read_thresholds(js, "a_b") == {}
+        got = await clusterconfig.read_thresholds(js, "a.b")
+        assert got["verify"]["threshold"] == 0.4 and got["identify"]["threshold"] == 0.3
+        kv = await clusterconfig.bucket(js)
+        await kv.put(clusterconfig.thresholds_key("broken"), b"{not json")
+        assert await clusterconfig.read_thresholds(js, "broken") == {}
+    finally:
+        await nc.close()

@@ -16,6 +16,7 @@ from tanu.store.relay import MSG_ID, OutboxRelay
 from tanu.v1 import searcher_pb2, searcher_pb2_grpc, store_pb2
 
 from conftest import unit_vectors
+from helpers import identify
 
 
 def store_ids(cluster, partition: int | None = None) -> set[int]:
@@ -77,18 +78,25 @@ async def test_a_searcher_rebuilt_from_scratch_misses_nothing_and_serves_only_on
     await settle(cluster, expect)
 
     await cluster.stop_searcher(0)
-    cluster.env["TANU_APPLY_BATCH"] = "8"  # many small fetches: catching up takes a while
+    cluster.env["TANU_APPLY_BATCH"] = "1"  # one event per fetch: catching up takes many round trips
     fresh = await cluster.start_searcher(0, wait=False)
     assert await health(fresh.port) == health_pb2.HealthCheckResponse.NOT_SERVING
-    partial = await cluster.stub.Identify(
-        searcher_identify := __import__("helpers").identify(unit_vectors(1, seed=1)[0])
-    )
-    assert not partial.complete and list(partial.missing_partitions) == [0]
-    await asyncio.wait_for(fresh.caught_up.wait(), 30)
+    # While it catches up, every answer is either the whole gallery or
+    # flagged partial: never a silently smaller gallery.
+    probe = identify(unit_vectors(1, seed=1)[0])
+    partial_seen = 0
+    while not fresh.caught_up.is_set():
+        r = await cluster.stub.Identify(probe)
+        if r.complete:
+            assert r.gallery_size == 600
+        else:
+            assert list(r.missing_partitions) == [0]
+            partial_seen += 1
+    assert partial_seen > 0
     assert await health(fresh.port) == health_pb2.HealthCheckResponse.SERVING
     s = await stats(fresh)
     assert set(s.template_ids) == expect[0] and s.gallery_size == len(expect[0]) and s.caught_up
-    r = await cluster.stub.Identify(searcher_identify)
+    r = await cluster.stub.Identify(probe)
     assert r.complete and r.gallery_size == 600
 
 

@@ -57,6 +57,7 @@ async def face_cluster(tmp_path_factory):
         det = await DetectorService(cfg.from_env(cfg.DetectorConfig, env)).start()
         emb = await EmbedderService(cfg.from_env(cfg.EmbedderConfig, env)).start()
         c.detector = det
+        c.embedder = emb
         people = originals()
         for name in (
             "astronaut",
@@ -243,6 +244,24 @@ async def test_unusual_but_valid_images_are_read_correctly(face_cluster, photos)
         assert v.decision == common_pb2.DECISION_MATCH, (label, v.score)
 
 
+async def test_more_image_modes_and_broken_exif_are_read(face_cluster):
+    hopper = originals()["hopper"]
+    grey16 = Image.fromarray(
+        np.asarray(Image.fromarray(hopper).convert("L"), dtype=np.uint16) * 257
+    )
+    assert grey16.mode in ("I;16", "I")
+    palette = Image.fromarray(hopper).convert("P", palette=Image.Palette.ADAPTIVE)
+    palette.info["transparency"] = 0
+    la = Image.fromarray(hopper).convert("LA")
+    broken_exif = encode(hopper, exif=b"Exif\x00\x00MM\x00*\x00\x00\x00\x08\xff\xff")
+    for label, data in (("16-bit", encode(grey16, "PNG")), ("palette", encode(palette, "PNG")),
+                        ("LA", encode(la, "PNG")), ("broken EXIF", broken_exif)):  # fmt: skip
+        r = await detect(face_cluster, data)
+        assert len(r.faces) == 1, label
+        q = r.faces[0].quality
+        assert 0.2 < q.exposure < 0.8, (label, q.exposure)  # 16-bit kept its brightness
+
+
 async def test_bad_images_get_invalid_argument_naming_the_problem(face_cluster, photos):
     stub = face_cluster.stub
     good = photos["astronaut"]["original"]
@@ -251,6 +270,8 @@ async def test_bad_images_get_invalid_argument_naming_the_problem(face_cluster, 
         (b"", "sample.image is empty"),
         (encode(Image.new("RGB", (64, 64)), "GIF"), "not a JPEG or PNG"),
         (good[: len(good) // 2], "truncated"),
+        (b"\xff\xd8", "JPEG header is truncated or corrupt"),
+        (empty_png(64, 64)[:33], "truncated"),
         (empty_png(0, 0), "0x0 pixels: it has no pixels"),
         (empty_png(0, 480), "0x480 pixels"),
         (
@@ -328,3 +349,10 @@ async def test_concurrent_requests_run_as_one_model_batch(face_cluster, photos):
     runs = reg.get_sample_value("tanu_batch_size_count", {"batcher": "detector"}) - before_runs
     items = reg.get_sample_value("tanu_batch_size_sum", {"batcher": "detector"}) - before_items
     assert items == len(batch) and runs < len(batch), (runs, items)
+    # ... and the recogniser: the faces of concurrent requests in one run.
+    ereg = c.embedder.metrics.registry
+    e_runs = ereg.get_sample_value("tanu_batch_size_count", {"batcher": "embedder"}) or 0
+    templates = await asyncio.gather(*(_template(c, data) for data in batch))
+    assert all(len(t.vector) == 512 for t in templates)
+    e_after = ereg.get_sample_value("tanu_batch_size_count", {"batcher": "embedder"})
+    assert e_after - e_runs < len(batch), (e_after - e_runs, len(batch))

@@ -95,5 +95,17 @@ def test_alignment_puts_the_landmarks_on_the_template():
     assert np.allclose(landmarks @ m[:, :2].T + m[:, 2], tpl, atol=1e-9)
     chip = align.warp(image, m, 150)
     assert chip.shape == (150, 150, 3)
+    # Geometry, not just shape: bright dots drawn at the landmarks must land
+    # on the template's points in the chip.
+    dots = np.zeros((400, 400, 3), np.uint8)
+    for x, y in landmarks:
+        dots[int(round(y)) - 2 : int(round(y)) + 3, int(round(x)) - 2 : int(round(x)) + 3] = 255
+    warped = align.warp(dots, m, 150)[:, :, 0].astype(float)
+    for tx, ty in tpl:
+        x0, y0 = int(round(tx)), int(round(ty))
+        patch = warped[y0 - 4 : y0 + 5, x0 - 4 : x0 + 5]
+        ys, xs = np.nonzero(patch > 60)
+        assert len(xs), (tx, ty)
+        assert abs(xs.mean() - 4 - (tx - x0)) < 1.5 and abs(ys.mean() - 4 - (ty - y0)) < 1.5
     with pytest.raises(ValueError, match="unknown alignment template"):
         align.template("nope", 10)

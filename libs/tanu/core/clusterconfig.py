@@ -9,18 +9,20 @@ gallery size, dataset, date)."""
 from __future__ import annotations
 
 import json
-import re
 
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
-from tanu.core import subjects
+from tanu.core import logs, subjects
+
+log = logs.get(__name__)
 
 KINDS = ("verify", "identify")
 
 
 def thresholds_key(model_id: str) -> str:
-    return "thresholds." + re.sub(r"[^A-Za-z0-9_=-]", "_", model_id)
+    """One key per model id: hex-encoded, so two ids never share a key."""
+    return "thresholds." + model_id.encode("utf-8").hex()
 
 
 async def bucket(js: JetStreamContext):
@@ -31,31 +33,56 @@ async def bucket(js: JetStreamContext):
                                          description="Tanu cluster configuration")  # fmt: skip
 
 
-async def read_thresholds(js: JetStreamContext, model_id: str) -> dict:
-    kv = await bucket(js)
+async def _read(kv, model_id: str) -> tuple[dict, int | None]:
+    """(the model's records, the key's revision or None when absent)."""
     try:
         entry = await kv.get(thresholds_key(model_id))
     except KeyNotFoundError:
-        return {}
-    if not entry.value:
-        return {}
-    data = json.loads(entry.value)
-    return {
-        k: v for k, v in data.items() if k in KINDS and isinstance(v, dict) and "threshold" in v
-    }
+        return {}, None
+    try:
+        data = json.loads(entry.value or b"{}")
+    except ValueError:
+        log.error("thresholds_unreadable", model_id=model_id)
+        return {}, entry.revision
+    if not isinstance(data, dict):
+        return {}, entry.revision
+    records = {
+        k: v
+        for k, v in data.items()
+        if k in KINDS and isinstance(v, dict) and isinstance(v.get("threshold"), float | int)
+        and v.get("model_id") == model_id
+    }  # fmt: skip
+    return records, entry.revision
+
+
+async def read_thresholds(js: JetStreamContext, model_id: str) -> dict:
+    """The calibrated thresholds recorded for exactly this model id."""
+    return (await _read(await bucket(js), model_id))[0]
 
 
 async def write_threshold(js: JetStreamContext, model_id: str, kind: str, record: dict) -> dict:
-    """Stores one calibrated threshold (verify or identify) for ``model_id``."""
+    """Stores one calibrated threshold (verify or identify) for ``model_id``,
+    keeping the other kind's; concurrent writers retry on the revision."""
+    from nats.js.errors import KeyWrongLastSequenceError
+
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     if not isinstance(record.get("threshold"), float | int):
         raise ValueError("record needs a numeric threshold")
     kv = await bucket(js)
-    current = await read_thresholds(js, model_id)
-    current[kind] = {**record, "model_id": model_id}
-    await kv.put(thresholds_key(model_id), json.dumps(current).encode())
-    return current
+    for _ in range(10):
+        current, revision = await _read(kv, model_id)
+        current[kind] = {**record, "model_id": model_id}
+        body = json.dumps(current).encode()
+        try:
+            if revision is None:
+                await kv.create(thresholds_key(model_id), body)
+            else:
+                await kv.update(thresholds_key(model_id), body, last=revision)
+            return current
+        except KeyWrongLastSequenceError:
+            continue  # someone else wrote in between: read again
+    raise RuntimeError("could not store the threshold: the key keeps changing")
 
 
 LAYOUT_KEY = "layout"

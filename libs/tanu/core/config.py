@@ -168,6 +168,20 @@ class SearcherConfig:
     index_kind: str = setting(
         "TANU_INDEX_KIND", "flat", "FAISS index: flat (fp32) or fp16 (half the memory)."
     )
+    snapshot_dir: str = setting(
+        "TANU_SNAPSHOT_DIR", "", "Folder of encrypted index snapshots; empty disables them."
+    )
+    snapshot_interval_s: float = setting(
+        "TANU_SNAPSHOT_INTERVAL_S",
+        300.0,
+        "Seconds between snapshots (taken only when the index changed).",
+    )
+    snapshot_key_file: str = setting(
+        "TANU_SNAPSHOT_KEY_FILE", "", "File holding the 32-byte snapshot key (base64)."
+    )
+    snapshot_key: str = setting(
+        "TANU_SNAPSHOT_KEY", "", "The snapshot key, base64 (when no key file is given)."
+    )
     common: Common = field(default_factory=Common)
 
     def __post_init__(self) -> None:

@@ -47,6 +47,7 @@ class Metrics:
     match_score: Histogram
     search_partial: Counter
     inference_duration: Histogram
+    snapshot_timestamp: Gauge
 
     @classmethod
     def create(cls, latency_buckets: tuple[float, ...] = LATENCY_BUCKETS) -> Metrics:
@@ -131,6 +132,12 @@ class Metrics:
             search_partial=Counter(
                 "tanu_search_partial_total",
                 "Searches answered without every partition.",
+                registry=r,
+            ),
+            snapshot_timestamp=Gauge(
+                "tanu_snapshot_timestamp_seconds",
+                "When a searcher last wrote its snapshot (Unix time; age = time() - this).",
+                ["partition", "replica"],
                 registry=r,
             ),
             inference_duration=Histogram(

@@ -40,6 +40,8 @@ def threshold_for_rate(negatives: np.ndarray, target: float) -> tuple[float, boo
     and whether the data can resolve the target (target x count >= 1: at
     least one negative allowed through; else t sits below every negative and
     the real rate is unknown, not zero)."""
+    if not 0 < target < 1:
+        raise ValueError(f"a target rate must be between 0 and 1, got {target}")
     neg = np.sort(np.asarray(negatives, dtype=np.float64))
     if len(neg) == 0:
         raise ValueError("no negative comparisons to calibrate on")
@@ -155,4 +157,8 @@ def fpir_for_gallery(fmr: float, gallery_size: int) -> float:
 
 def fmr_for_fpir(fpir: float, gallery_size: int) -> float:
     """The per-comparison FMR that gives ``fpir`` over ``gallery_size``."""
+    if not 0 < fpir < 1:
+        raise ValueError(f"the target FPIR must be between 0 and 1, got {fpir}")
+    if gallery_size < 1:
+        raise ValueError(f"the gallery size must be at least 1, got {gallery_size}")
     return float(-np.expm1(np.log1p(-fpir) / gallery_size))

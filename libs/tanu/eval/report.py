@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tanu.eval import metrics
-from tanu.eval.run import Dataset, identify_scores, split, verify_scores
+from tanu.eval.run import Dataset, identify_scores, nonmated_identities, split, verify_scores
 
 FMR_POINTS = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 FPIR_POINTS = (1e-1, 1e-2, 3e-3, 1e-3)
@@ -93,7 +93,8 @@ def identify_report(
     fraction: float,
     top_k: int,
 ) -> tuple[dict, dict]:
-    sc = identify_scores(ds.samples, metric, fraction, top_k)
+    held_out = nonmated_identities(ds.identities, fraction)
+    sc = identify_scores(ds.samples, metric, fraction, top_k, held_out)
     r = metrics.identification(
         sc.mate_d, sc.mate_rank, sc.nonmated_best_d, sc.gallery_size, sc.candidates
     )
@@ -143,7 +144,7 @@ def identify_report(
         for value, idents in sorted(values.items()):
             sub = [s for s in ds.samples if s.identity in idents]
             try:
-                g = identify_scores(sub, metric, fraction, top_k)
+                g = identify_scores(sub, metric, fraction, top_k, held_out)
                 gr = metrics.identification(
                     g.mate_d, g.mate_rank, g.nonmated_best_d, g.gallery_size, g.candidates
                 )

@@ -61,20 +61,29 @@ def load(path: str | Path) -> Dataset:
     optional ``model_id`` and optional per-sample ``group_<name>`` arrays."""
     p = Path(path)
     if p.suffix == ".npz":
-        z = np.load(p, allow_pickle=False)
-        if "templates" not in z or "labels" not in z:
-            raise ValueError(f"{p} needs arrays 'templates' and 'labels'")
-        temps, labels = z["templates"].astype(np.float32), z["labels"].astype(str)
-        if len(temps) != len(labels):
-            raise ValueError(f"{p}: {len(temps)} templates but {len(labels)} labels")
-        samples = [Sample(str(lab), f"{i:08d}", template=temps[i]) for i, lab in enumerate(labels)]
-        groups: dict[str, dict[str, str]] = {}
-        for key in z.files:
-            if key.startswith("group_"):
-                for lab, val in zip(labels, z[key].astype(str), strict=True):
-                    groups.setdefault(str(lab), {})[key[6:]] = str(val)
-        model = str(z["model_id"]) if "model_id" in z else ""
-        return Dataset(str(p), samples, groups, model)
+        with np.load(p, allow_pickle=False) as z:
+            return _load_npz(p, z)
+    return _load_folder(p)
+
+
+def _load_npz(p: Path, z) -> Dataset:
+    """Reads an open .npz (see ``load``)."""
+    if "templates" not in z or "labels" not in z:
+        raise ValueError(f"{p} needs arrays 'templates' and 'labels'")
+    temps, labels = z["templates"].astype(np.float32), z["labels"].astype(str)
+    if len(temps) != len(labels):
+        raise ValueError(f"{p}: {len(temps)} templates but {len(labels)} labels")
+    samples = [Sample(str(lab), f"{i:08d}", template=temps[i]) for i, lab in enumerate(labels)]
+    groups: dict[str, dict[str, str]] = {}
+    for key in z.files:
+        if key.startswith("group_"):
+            for lab, val in zip(labels, z[key].astype(str), strict=True):
+                groups.setdefault(str(lab), {})[key[6:]] = str(val)
+    model = str(z["model_id"]) if "model_id" in z else ""
+    return Dataset(str(p), samples, groups, model)
+
+
+def _load_folder(p: Path) -> Dataset:
     if not p.is_dir():
         raise ValueError(f"{p} is neither a folder of identity folders nor an .npz of templates")
     samples = [
@@ -101,9 +110,10 @@ class FacePipeline:
 
     def __init__(self, env: dict[str, str]) -> None:
         from tanu.embedder.service import Embedder
-        from tanu.face import models
+        from tanu.face import images, models
         from tanu.face.mtcnn import MTCNN
 
+        images.quiet_decoder_warnings()
         det = cfg.from_env(cfg.DetectorConfig, env)
         self.limits = cfg.from_env(cfg.GatewayConfig, env)
         self.embedder = Embedder(cfg.from_env(cfg.EmbedderConfig, env))
@@ -260,12 +270,19 @@ class IdentifyScores:
 
 
 def identify_scores(
-    samples: list[Sample], metric: str, fraction: float, top_k: int
+    samples: list[Sample],
+    metric: str,
+    fraction: float,
+    top_k: int,
+    held_out: set[str] | None = None,
 ) -> IdentifyScores:
+    """``held_out``: the non-mated identities (default: every 1/fraction-th);
+    per-group runs pass the whole dataset's, so that a group's enrolment
+    samples are the ones that went through the enrolment checks."""
     from tanu.searcher.index import PartitionIndex
 
     idents = sorted({s.identity for s in samples})
-    held_out = nonmated_identities(idents, fraction)
+    held_out = nonmated_identities(idents, fraction) if held_out is None else held_out & set(idents)
     mated = split(samples, set(idents) - held_out)
     non = [s for s in samples if s.identity in held_out]
     non_ok = [s for s in non if s.template is not None]

@@ -22,6 +22,16 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
+def quiet_decoder_warnings() -> None:
+    """Process-wide: Pillow's warnings about untrusted photos (corrupt EXIF,
+    its own decompression-bomb warning) say nothing our checks and errors do
+    not, and would only fill the logs. Called by the services that decode
+    (``warnings.catch_warnings`` is not thread-safe, and decoding runs in
+    worker threads)."""
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
+
+
 def header_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a PNG IHDR or a JPEG SOF header, without decoding
     anything; None when the header cannot be read that way."""
@@ -60,17 +70,24 @@ def decode(data: bytes, max_pixels: int) -> np.ndarray:
     size = header_size(data)
     if size is not None:
         _check_size(*size, max_pixels)
+    elif data.startswith(PNG_SIGNATURE) or data.startswith(b"\xff\xd8"):
+        kind = "PNG" if data.startswith(PNG_SIGNATURE) else "JPEG"
+        raise errors.InvalidArgument(
+            f"{kind} header is truncated or corrupt: no image size could be read"
+        )
     try:
-        with warnings.catch_warnings():
-            # Our own limit, checked below from the header, names the size.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data), formats=FORMATS)
+        im = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError:
         raise errors.InvalidArgument(
-            f"image has more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels, over the limit of {max_pixels}; "
-            "it was not decoded"
+            f"image has more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels, beyond what the decoder "
+            "accepts at all; it was not decoded"
         ) from None
     except UnidentifiedImageError:
+        if data.startswith(PNG_SIGNATURE) or data.startswith(b"\xff\xd8"):
+            kind = "PNG" if data.startswith(PNG_SIGNATURE) else "JPEG"
+            raise errors.InvalidArgument(
+                f"{kind} image is truncated or corrupt: it cannot be read"
+            ) from None
         raise errors.InvalidArgument("bytes are not a JPEG or PNG image") from None
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on corrupt headers
         raise errors.InvalidArgument(f"image header is corrupt: {exc}") from None
@@ -91,9 +108,10 @@ def decode(data: bytes, max_pixels: int) -> np.ndarray:
 def to_rgb(im: Image.Image) -> np.ndarray:
     """8-bit RGB from any mode (alpha is composited on white)."""
     if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # Scale the full 16-bit range, not the image's own maximum: a dark
+        # photo must stay dark for the exposure check.
         arr = np.asarray(im, dtype=np.float32)
-        top = float(arr.max()) or 1.0
-        im = Image.fromarray((arr * (255.0 / top)).astype(np.uint8), "L")
+        im = Image.fromarray(np.clip(arr / 257.0, 0, 255).astype(np.uint8), "L")
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = im.convert("RGBA")
         bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

@@ -83,12 +83,14 @@ def prepare(model_dir: str | Path, say=print) -> dict[str, Path]:
         dat = _check(_package_dir("face_recognition_models") / "models" / DLIB_DAT, DLIB_DAT_SHA256)
         tmp = target.with_suffix(f".tmp{os.getpid()}")
         say(f"converting {dat.name} to ONNX ...")
-        convert(dat, tmp)
-        got = sha256(tmp)
-        if got != DLIB_ONNX_SHA256:
-            tmp.unlink()
-            raise ModelError(f"converted model has SHA-256 {got}, expected {DLIB_ONNX_SHA256}")
-        tmp.replace(target)
+        try:
+            convert(dat, tmp)
+            got = sha256(tmp)
+            if got != DLIB_ONNX_SHA256:
+                raise ModelError(f"converted model has SHA-256 {got}, expected {DLIB_ONNX_SHA256}")
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
         say(f"dlib recogniser: {target} (converted, checksum ok)")
     say(f"MTCNN detector: {detector} (checksums ok)")
     return {"mtcnn": detector, "dlib": target}

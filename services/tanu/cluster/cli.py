@@ -61,7 +61,7 @@ def load_sample(path: str) -> common_pb2.BiometricSample:
     if p.suffix.lower() == ".npy":
         try:
             arr = np.load(p, allow_pickle=False)
-        except ValueError as exc:
+        except (ValueError, EOFError, OSError) as exc:
             raise SystemExit(f"error: {path} is not a numpy .npy file: {exc}") from None
         arr = np.asarray(arr, dtype=np.float32).reshape(-1)
         return common_pb2.BiometricSample(
@@ -144,11 +144,12 @@ def _enroll_dir(args) -> int:
                     subject_id=sid,
                     sample=load_sample(str(path)),
                     allow_duplicate=args.allow_duplicate,
+                    wait_indexed=True,  # the next photo's de-duplication must see this one
                 )
                 return path.name, stub.Enroll(req, timeout=args.timeout), None
             except grpc.RpcError as exc:
                 return path.name, None, f"{exc.code().name}: {exc.details()}"
-            except SystemExit as exc:
+            except (SystemExit, OSError) as exc:
                 return path.name, None, str(exc)
 
         with ThreadPoolExecutor(max_workers=args.workers) as pool:
@@ -200,9 +201,23 @@ def cmd_eval(args) -> int:
     from tanu.eval import report as rep
     from tanu.eval import run
 
+    problems = [
+        (0 < args.target_fmr < 1, f"--target-fmr must be between 0 and 1, got {args.target_fmr}"),
+        (
+            0 < args.target_fpir < 1,
+            f"--target-fpir must be between 0 and 1, got {args.target_fpir}",
+        ),
+        (args.gallery_size is None or args.gallery_size >= 1, "--gallery-size must be at least 1"),
+        (0 < args.nonmated_fraction < 1, "--nonmated-fraction must be between 0 and 1"),
+        (args.top_k >= 1, "--top-k must be at least 1"),
+    ]
+    for ok, message in problems:
+        if not ok:
+            print(f"error: {message}", file=sys.stderr)
+            return 2
     try:
         ds = run.load(args.dataset)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     env = {**os.environ, "TANU_MODEL_DIR": os.environ.get("TANU_MODEL_DIR", args.model_dir)}
@@ -216,8 +231,19 @@ def cmd_eval(args) -> int:
         with tqdm(total=len(ds.samples), unit="photo", desc="embedding", disable=args.quiet) as bar:
             pipeline.embed(ds.samples, first, bar.update)
     else:
-        model_id = ds.model_id or os.environ.get("TANU_MODEL_ID", "dlib-resnet-v1")
-        metric = os.environ.get("TANU_METRIC", "l2")
+        # Templates carry no model: a threshold must be tied to the right one.
+        model_id = args.model_id or ds.model_id
+        metric = args.metric
+        if not model_id:
+            print("error: the .npz has no model_id array; say which model made the templates with --model-id",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        if ds.model_id and args.model_id and ds.model_id != args.model_id:
+            print(
+                f"error: the .npz says model {ds.model_id!r}, --model-id says {args.model_id!r}",
+                file=sys.stderr,
+            )
+            return 2
     try:
         if args.mode == "verify":
             report, curves = rep.verify_report(ds, metric, model_id, args.target_fmr)
@@ -230,6 +256,10 @@ def cmd_eval(args) -> int:
     out = Path(args.out)
     print(rep.write(out, report, curves, ds, model_id, metric))
     print(f"report: {out / f'report_{args.mode}.json'}; DET curve: {out / f'det_{args.mode}.png'}")
+    if args.apply and not report["calibration"]["resolved"] and not args.force:
+        print("error: not stored: the dataset is too small to measure the target rate (see the note); "
+              "use --force to store this conservative, unmeasured threshold anyway", file=sys.stderr)  # fmt: skip
+        return 3
     if args.apply:
         from tanu.core import bus, clusterconfig
 
@@ -263,7 +293,7 @@ def cmd_models(args) -> int:
 
     try:
         prepare(args.model_dir)
-    except ModelError as exc:
+    except (ModelError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
@@ -409,7 +439,9 @@ def parser() -> argparse.ArgumentParser:
         "--dir", help="bulk: enrol every photo in this folder (subject id = file name stem)"
     )
     e.add_argument("--csv", help="bulk: CSV of file,subject_id rows instead of file names")
-    e.add_argument("--workers", type=int, default=4, help="bulk: enrolments in flight")
+    e.add_argument("--workers", type=int, default=1,
+                   help="bulk: enrolments in flight (above 1, photos in flight together are not "
+                        "de-duplicated against each other)")  # fmt: skip
     ev = sub.add_parser(
         "eval", help="measure accuracy (FMR/FNMR, FPIR/FNIR, DET) and calibrate thresholds"
     )
@@ -437,6 +469,13 @@ def parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--model-dir", default="var/models")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.add_argument(
+        "--force", action="store_true", help="--apply even when the target rate is unresolved"
+    )
+    ev.add_argument("--model-id", help=".npz templates: the model that made them")
+    ev.add_argument(
+        "--metric", choices=["l2", "cosine"], default="l2", help=".npz templates: the score metric"
+    )
     m = sub.add_parser("models", help="set up the face models (convert once, verify checksums)")
     m.add_argument("action", choices=["prepare"])
     m.add_argument("--model-dir", default=os.environ.get("TANU_MODEL_DIR", "var/models"))

@@ -80,6 +80,7 @@ class LocalCluster:
         self.nats_port = nats_port
         self.base_env = env
         self.model_dir = env.get("TANU_MODEL_DIR") or str(var / "models")
+        self.snapshot_key = var / "keys" / "snapshot.key"
         self.say = say
         self.nats: NatsServer | None = None
         self.procs: list[Proc] = []
@@ -104,6 +105,8 @@ class LocalCluster:
                 env = {
                     "TANU_FAISS_THREADS": threads,
                     "OMP_NUM_THREADS": threads,
+                    "TANU_SNAPSHOT_DIR": str(self.var / "snapshots"),
+                    "TANU_SNAPSHOT_KEY_FILE": str(self.snapshot_key),
                     **common,
                     "TANU_PARTITION": str(p),
                     "TANU_REPLICA": f"r{r}",
@@ -171,6 +174,13 @@ class LocalCluster:
 
         self.var.mkdir(parents=True, exist_ok=True)
         prepare(self.model_dir, say=lambda m: None)
+        # Searcher snapshots are encrypted at rest; the local cluster keeps
+        # its key beside its data, readable by its owner only. (Production:
+        # the key comes from the secret store, never from the data volume.)
+        if not self.snapshot_key.exists():
+            from tanu.searcher.snapshot import new_key_file
+
+            new_key_file(self.snapshot_key)
         port = choose_port(self.nats_port, "NATS", self.say)
         self.nats = NatsServer(
             self.var / "nats", port=port, log_file=self.var / "logs" / "nats-server.log"

@@ -24,6 +24,7 @@ class DetectorService(ModelService):
     def __init__(self, config: DetectorConfig, metrics: Metrics | None = None) -> None:
         onnx = config.onnx
         self.config = config
+        images.quiet_decoder_warnings()
         self.mtcnn = MTCNN(
             models.mtcnn_dir(),
             providers=models.providers(onnx.provider),

@@ -44,8 +44,20 @@ class Embedder:
         self.mean = np.asarray(config.mean_values, dtype=np.float32).reshape(1, 3, 1, 1)
         self.std = np.float32(config.std)
         align.template(config.template, config.input_size)  # fails early on an unknown template
-        probe = self.run(np.zeros((1, config.input_size, config.input_size, 3), dtype=np.uint8))
-        if probe.shape != (1, config.output_dim):
+        shape = self.session.get_inputs()[0].shape  # e.g. ['N', 3, 150, 150]
+        fixed = [d for d in shape[2:] if isinstance(d, int)]
+        if fixed and fixed != [config.input_size] * len(fixed):
+            raise models.ModelError(
+                f"model {path.name} takes {shape[2:]} chips, but TANU_EMBED_INPUT_SIZE={config.input_size}"
+            )
+        # A batch of 2: micro-batching needs a model whose batch dimension is free.
+        try:
+            probe = self.run(np.zeros((2, config.input_size, config.input_size, 3), dtype=np.uint8))
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+            raise models.ModelError(
+                f"model {path.name} cannot run a batch of 2 faces: {exc}"
+            ) from None
+        if probe.shape != (2, config.output_dim):
             raise models.ModelError(
                 f"model {path.name} outputs {probe.shape[1:]} per face, but TANU_EMBED_DIM={config.output_dim}"
             )
@@ -68,6 +80,7 @@ class EmbedderService(ModelService):
     def __init__(self, config: EmbedderConfig, metrics: Metrics | None = None) -> None:
         self.config = config
         self.embedder = Embedder(config)
+        images.quiet_decoder_warnings()
         super().__init__(config.common, config.onnx, metrics, model=config.model_id,
                          run_batch=lambda chips: list(self.embedder.run(np.stack(chips))))  # fmt: skip
 

@@ -93,6 +93,12 @@ class Gateway:
     async def refresh_thresholds(self) -> None:
         """Reads this model's calibrated thresholds from the cluster configuration."""
         found = await clusterconfig.read_thresholds(self._nc.jetstream(), self.layout.model_id)
+        # A threshold is a number in one score space: never use a distance as a similarity.
+        found = {
+            k: v
+            for k, v in found.items()
+            if v.get("metric", self.layout.metric) == self.layout.metric
+        }
         if found != self.calibrated:
             log.info("thresholds_loaded", model_id=self.layout.model_id,
                      **{k: v["threshold"] for k, v in found.items()})  # fmt: skip
@@ -441,7 +447,7 @@ class GatewayService(ServiceBase):
         return self
 
     async def _refresh_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.config.threshold_refresh_s)
             try:
                 await self.gateway.refresh_thresholds()

@@ -84,7 +84,10 @@ class PartitionIndex:
         """Top-k scores (L2 distance or cosine similarity) and template ids
         for a (n, d) float32 batch; missing hits have id -1."""
         k = max(1, min(k, len(self) or 1))
-        scores, ids = self._index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.metric == "cosine":  # similarities of unit vectors, whatever the caller sent
+            q = vectors.normalise(q).astype(np.float32)
+        scores, ids = self._index.search(q, k)
         if self.metric == "l2":
             np.sqrt(np.maximum(scores, 0, out=scores), out=scores)
         return scores, ids
@@ -94,3 +97,20 @@ class PartitionIndex:
 
     def template_ids(self) -> list[int]:
         return sorted(self._subject_of)
+
+    def export(self, sequence: int):
+        """The index's state as a snapshot (call on the index's own thread)."""
+        from .snapshot import Snapshot
+
+        ids = np.fromiter(self._subject_of.keys(), dtype=np.int64, count=len(self._subject_of))
+        subjects = list(self._subject_of.values())
+        removed = np.fromiter(self._removed, dtype=np.int64, count=len(self._removed))
+        return Snapshot(self._index, ids, subjects, removed, sequence)
+
+    def restore(self, snap) -> None:
+        """Replaces this index's state with a snapshot's."""
+        if snap.index.d != self.dimension or int(snap.index.ntotal) != len(snap.template_ids):
+            raise ValueError("snapshot does not fit this index")
+        self._index = snap.index
+        self._subject_of = dict(zip(snap.template_ids.tolist(), snap.subjects, strict=True))
+        self._removed = set(snap.removed.tolist())

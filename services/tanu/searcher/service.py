@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import nats.errors
 import numpy as np
@@ -25,6 +26,7 @@ from tanu.core.metrics import Metrics
 from tanu.core.service import ServiceBase
 from tanu.v1 import common_pb2, searcher_pb2, searcher_pb2_grpc, store_pb2
 
+from . import snapshot
 from .index import PartitionIndex
 
 log = logs.get(__name__)
@@ -54,7 +56,11 @@ class SearcherService(ServiceBase):
         )
         self._labels = (str(config.partition), config.replica)
         self._apply_task: asyncio.Task[None] | None = None
+        self._snapshot_task: asyncio.Task[None] | None = None
         self._psub = None
+        self.index_sequence = 0  # last stream sequence applied to the index (index thread)
+        self._snapshot_sequence = 0
+        self.restored_sequence = 0  # the snapshot this searcher started from (0: none)
 
     async def _in_index_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -78,8 +84,13 @@ class SearcherService(ServiceBase):
         )  # fmt: skip
         durable = subjects.searcher_consumer(cfg.partition, cfg.replica)
         filt = subjects.template_events(cfg.partition)
-        # The index starts empty, so the consumer starts at the beginning.
-        await bus.reset_durable_consumer(js, subjects.EVENTS_STREAM, durable, filt)
+        # The consumer starts right after what the index already holds: the
+        # beginning of the stream for an empty index, or the snapshot's
+        # sequence + 1 for a restored one.
+        restored = await self._restore(js) if cfg.snapshot_dir else 0
+        await bus.reset_durable_consumer(
+            js, subjects.EVENTS_STREAM, durable, filt, restored + 1 if restored else 0
+        )
         psub = self._psub = await js.pull_subscribe(
             filt, durable=durable, stream=subjects.EVENTS_STREAM
         )
@@ -87,6 +98,8 @@ class SearcherService(ServiceBase):
         if info.num_pending == 0:
             await self._mark_caught_up()
         self._apply_task = asyncio.create_task(self._apply_loop(psub), name="apply-events")
+        if cfg.snapshot_dir:
+            self._snapshot_task = asyncio.create_task(self._snapshot_loop(), name="snapshots")
         log.info(
             "searcher_started",
             partition=cfg.partition,
@@ -98,12 +111,16 @@ class SearcherService(ServiceBase):
     async def _apply_loop(self, psub) -> None:
         js = self.nc.jetstream()
         durable = subjects.searcher_consumer(self.config.partition, self.config.replica)
-        while True:
+        # nats-py turns a cancellation into an ordinary error in places
+        # (e.g. ConnectionClosedError), so the loop also checks the stop flag.
+        while not self._stopping:
             try:
                 await self._apply_round(psub, js, durable)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - NATS reconnecting, ack failed: unacked events come again
+                if self._stopping:
+                    return
                 log.warning("apply_round_failed", error=str(exc))
                 await asyncio.sleep(0.5)
 
@@ -129,8 +146,8 @@ class SearcherService(ServiceBase):
                 log.error("event_undecodable", sequence=m.metadata.sequence.stream)
                 continue
             events.append(ev)
-        await self._in_index_thread(self._apply, events)
         last = msgs[-1]
+        await self._in_index_thread(self._apply, events, last.metadata.sequence.stream)
         await last.ack()  # ack-all: acknowledges the whole batch
         self.applied_sequence = last.metadata.sequence.stream
         pending = last.metadata.num_pending
@@ -140,8 +157,11 @@ class SearcherService(ServiceBase):
         if pending == 0:
             await self._mark_caught_up()
 
-    def _apply(self, events: list[store_pb2.TemplateEvent]) -> None:
-        """Applies a batch in order, one FAISS call per run of adds or removes."""
+    def _apply(self, events: list[store_pb2.TemplateEvent], sequence: int) -> None:
+        """Applies a batch in order, one FAISS call per run of adds or
+        removes, and records the batch's last stream sequence with it (on
+        the index thread, so a snapshot never pairs an index with a sequence
+        it has not reached)."""
         dim, model = self.layout.dimension, self.layout.model_id
         adds: list[store_pb2.TemplateEvent] = []
 
@@ -172,6 +192,81 @@ class SearcherService(ServiceBase):
                 flush_adds()
                 self.index.remove(np.asarray(ev.template_ids, dtype=np.int64))
         flush_adds()
+        self.index_sequence = sequence
+
+    # --- snapshots --------------------------------------------------------
+
+    @property
+    def snapshot_path(self) -> Path:
+        return (
+            Path(self.config.snapshot_dir) / f"p{self.config.partition}-{self.config.replica}.snap"
+        )
+
+    def _binding(self) -> dict:
+        lay = self.layout
+        return {"format": 1, "partition": self.config.partition, "dimension": lay.dimension,
+                "metric": lay.metric, "model_id": lay.model_id, "kind": self.index.kind}  # fmt: skip
+
+    def _key(self) -> bytes:
+        try:
+            return snapshot.load_key(self.config.snapshot_key_file, self.config.snapshot_key)
+        except (OSError, ValueError) as exc:
+            raise errors.FailedPrecondition(
+                f"snapshots are encrypted at rest and need a key (TANU_SNAPSHOT_KEY_FILE or TANU_SNAPSHOT_KEY): {exc}"
+            ) from None
+
+    async def _restore(self, js) -> int:
+        """Loads the latest usable snapshot; returns its sequence (0: none)."""
+        key, path = self._key(), self.snapshot_path
+        if not path.exists():
+            return 0
+        state = (await js.stream_info(subjects.EVENTS_STREAM)).state
+        try:
+            snap = await self._in_index_thread(snapshot.read, path, key, self._binding())
+        except snapshot.SnapshotError as exc:
+            log.error("snapshot_refused", reason=str(exc))
+            return 0
+        if snap.sequence > state.last_seq:
+            log.error("snapshot_refused", reason="newer than the stream (the stream was reset)",
+                      snapshot_sequence=snap.sequence, stream_last=state.last_seq)  # fmt: skip
+            return 0
+        if state.first_seq > snap.sequence + 1:
+            log.error("snapshot_refused", reason="the stream no longer holds the events after it",
+                      snapshot_sequence=snap.sequence, stream_first=state.first_seq)  # fmt: skip
+            return 0
+        await self._in_index_thread(self.index.restore, snap)
+        self.index_sequence = self.applied_sequence = self._snapshot_sequence = (
+            self.restored_sequence
+        ) = snap.sequence
+        log.info("snapshot_restored", templates=len(self.index), sequence=snap.sequence)
+        return snap.sequence
+
+    async def take_snapshot(self) -> bool:
+        """Writes a snapshot if the index changed since the last one."""
+        if self.index_sequence == self._snapshot_sequence:
+            return False
+        state = await self._in_index_thread(self.index.export, self.index_sequence)
+        # Serialise on the index thread (a consistent cut); encrypt and write beside it.
+        size = await asyncio.to_thread(
+            snapshot.write, self.snapshot_path, self._key(), self._binding(), state
+        )
+        self._snapshot_sequence = state.sequence
+        self.metrics.snapshot_timestamp.labels(*self._labels).set(time.time())
+        log.info(
+            "snapshot_written",
+            templates=len(state.template_ids),
+            sequence=state.sequence,
+            bytes=size,
+        )
+        return True
+
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.snapshot_interval_s)
+            try:
+                await self.take_snapshot()
+            except Exception as exc:  # noqa: BLE001 - keep serving; the next round tries again
+                log.error("snapshot_failed", error=str(exc))
 
     def ready(self) -> bool:
         return self.caught_up.is_set()
@@ -270,17 +365,20 @@ class SearcherService(ServiceBase):
         """Stops applying events and answers what is queued (the queue group
         was left and health went NOT_SERVING before this)."""
         await self._batcher.close()
-        if self._apply_task:
-            self._apply_task.cancel()
-            try:
-                await self._apply_task
-            except asyncio.CancelledError:
-                pass
+        for task in (self._apply_task, self._snapshot_task):
+            if task:
+                task.cancel()
+                await asyncio.wait({task}, timeout=5)
         if self._psub:
             try:
                 await self._psub.unsubscribe()
             except Exception:  # noqa: BLE001 - connection already gone
                 pass
+        if self.config.snapshot_dir and self.caught_up.is_set():
+            try:
+                await self.take_snapshot()  # a graceful stop leaves the freshest snapshot behind
+            except Exception as exc:  # noqa: BLE001
+                log.error("snapshot_failed", error=str(exc))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

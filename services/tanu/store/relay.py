@@ -44,6 +44,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="outbox-relay")
@@ -59,7 +60,9 @@ class OutboxRelay:
 
     async def _loop(self) -> None:
         backoff = 0.1
-        while True:
+        # nats-py can turn a cancellation into an ordinary error (e.g.
+        # TooManyStalledMsgsError), so the loop also checks the stop flag.
+        while not self._stopping:
             rows = await self._db.run(self._db.outbox_batch, self._batch)
             if not rows:
                 self._metrics.outbox_pending.set(0)
@@ -76,6 +79,8 @@ class OutboxRelay:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - NATS down, timeouts: retry with backoff
+                if self._stopping:
+                    return
                 log.warning(
                     "relay_publish_failed", error=str(exc), events=len(rows), retry_in_s=backoff
                 )
@@ -97,10 +102,9 @@ class OutboxRelay:
         await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout_s)
 
     async def stop(self) -> None:
+        """Stops publishing; whatever is unacknowledged stays in the outbox."""
+        self._stopping = True
         if self._task:
             self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.wait({self._task}, timeout=5)
             self._task = None

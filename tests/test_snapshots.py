@@ -1,0 +1,101 @@
+"""Searcher snapshots: a snapshot plus the stream tail equals a full rebuild;
+snapshots are encrypted at rest; a tampered or foreign one is refused and
+the searcher rebuilds from the stream instead."""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+
+import numpy as np
+from test_event_stream import bulk_enrol, settle, stats, store_ids
+
+from conftest import Cluster, env_for, unit_vectors
+
+
+async def _cluster(nats_server, tmp_path, **extra) -> Cluster:
+    key = base64.b64encode(os.urandom(32)).decode()
+    env = env_for(nats_server.url, tmp_path, TANU_SNAPSHOT_DIR=str(tmp_path / "snaps"), TANU_SNAPSHOT_KEY=key,
+                  TANU_SNAPSHOT_INTERVAL_S="3600", **extra)  # fmt: skip
+    c = Cluster(env)
+    await c.start_store()
+    for p in (0, 1):
+        await c.start_searcher(p)
+    return c
+
+
+async def test_a_snapshot_plus_the_stream_tail_equals_a_full_rebuild(nats_server, tmp_path):
+    c = await _cluster(nats_server, tmp_path)
+    try:
+        await bulk_enrol(c, "a", 300, seed=1)
+        await c.store.relay.wait_idle(15)
+        await settle(c, {p: store_ids(c, p) for p in (0, 1)})
+        s0 = c.searchers[(0, "r0")]
+        assert await s0.take_snapshot()
+        taken_at = s0.index_sequence
+        older = tmp_path / "older.snap"
+        shutil.copy(s0.snapshot_path, older)
+        # The gallery moves on after the snapshot: more enrolments, and
+        # deletions of subjects the snapshot holds.
+        await bulk_enrol(c, "b", 120, seed=2)
+        for i in range(0, 60, 3):
+            await c.store.db.run(c.store.db.delete_subject, f"a{i}", "test")
+        c.store.relay.wake()
+        await c.store.relay.wait_idle(15)
+        expect = {p: store_ids(c, p) for p in (0, 1)}
+        await settle(c, expect)
+
+        await c.stop_searcher(0)  # (a graceful stop writes a fresh snapshot ...)
+        shutil.copy(
+            older, s0.snapshot_path
+        )  # (... replaced by the older one: the tail must be replayed)
+        restored = await c.start_searcher(0)
+        assert restored.restored_sequence == taken_at > 0
+        tail_and_snapshot = set((await stats(restored)).template_ids)
+        assert tail_and_snapshot == expect[0]
+
+        await c.stop_searcher(0)
+        c.env["TANU_SNAPSHOT_DIR"] = ""
+        rebuilt = await c.start_searcher(0)
+        assert rebuilt.restored_sequence == 0
+        assert set((await stats(rebuilt)).template_ids) == tail_and_snapshot
+    finally:
+        await c.stop()
+
+
+async def test_snapshots_hold_no_plaintext_and_bad_ones_are_refused(nats_server, tmp_path):
+    c = await _cluster(nats_server, tmp_path)
+    try:
+        vecs = unit_vectors(50, seed=3)
+        await c.store.db.run(c.store.db.put_many, [(f"v{i}", vecs[i : i + 1]) for i in range(50)])
+        c.store.relay.wake()
+        await c.store.relay.wait_idle(15)
+        expect = {p: store_ids(c, p) for p in (0, 1)}
+        await settle(c, expect)
+        s0 = c.searchers[(0, "r0")]
+        await s0.take_snapshot()
+        blob = s0.snapshot_path.read_bytes()
+        for v in vecs:
+            raw = v.astype("<f4").tobytes()
+            assert raw[:16] not in blob and raw[-16:] not in blob, (
+                "a template is in the snapshot in the clear"
+            )
+            assert v.astype(np.float16).tobytes()[:16] not in blob
+        assert b"v1\n" not in blob, "subject ids are encrypted too"
+
+        await c.stop_searcher(0)
+        damaged = bytearray(s0.snapshot_path.read_bytes())
+        damaged[len(damaged) // 2] ^= 0x01
+        s0.snapshot_path.write_bytes(bytes(damaged))
+        s = await c.start_searcher(0)
+        assert s.restored_sequence == 0, "a tampered snapshot must not be loaded"
+        assert set((await stats(s)).template_ids) == expect[0], "the stream rebuilds what it held"
+
+        await c.stop_searcher(0)  # writes a good snapshot with this key ...
+        c.env["TANU_SNAPSHOT_KEY"] = base64.b64encode(os.urandom(32)).decode()
+        s = await c.start_searcher(0)  # ... which another key cannot read
+        assert s.restored_sequence == 0
+        assert set((await stats(s)).template_ids) == expect[0]
+    finally:
+        await c.stop()
