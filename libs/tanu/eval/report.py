@@ -188,6 +188,15 @@ def det_png(path: Path, curves: dict, title: str, mark: tuple[float, float] | No
     plt.close(fig)
 
 
+def _point_lines(points: list[dict], false_rate: str, miss_rate: str, negatives: str) -> list[str]:
+    out = []
+    for p in points:
+        flag = "" if p["resolved"] else f"  (unresolved: too few {negatives})"
+        out.append(f"  {false_rate.upper()} {p[false_rate]:<7g} {miss_rate.upper()} {p[miss_rate]:.4f}  "
+                   f"threshold {p['threshold']:.4f}{flag}")  # fmt: skip
+    return out
+
+
 def summary(report: dict, ds: Dataset, model_id: str) -> str:
     lines = [f"tanu eval {report['mode']}: {ds.source}", f"model {model_id}; {len(ds.identities)} identities, "
              f"{len(ds.samples)} samples; FTE {report['fte']:.3%}, FTA {report['fta']:.3%}"]  # fmt: skip
@@ -195,11 +204,7 @@ def summary(report: dict, ds: Dataset, model_id: str) -> str:
     if report["mode"] == "verify":
         lines.append(f"{report['genuine_comparisons']} genuine, {report['impostor_comparisons']} impostor comparisons; "
                      f"EER {report['eer']:.3%} at {report['eer_threshold']:.4f}")  # fmt: skip
-        for p in report["operating_points"]:
-            flag = "" if p["resolved"] else "  (unresolved: too few impostor comparisons)"
-            lines.append(
-                f"  FMR {p['fmr']:<7g} FNMR {p['fnmr']:.4f}  threshold {p['threshold']:.4f}{flag}"
-            )
+        lines += _point_lines(report["operating_points"], "fmr", "fnmr", "impostor comparisons")
         lines.append(f"calibrated for FMR {c['target_fmr']:g}: threshold {c['threshold']:.4f} "
                      f"(FMR {c['fmr']:.2e}, FNMR {c['fnmr']:.4f})")  # fmt: skip
     else:
@@ -207,11 +212,7 @@ def summary(report: dict, ds: Dataset, model_id: str) -> str:
                      f"{report['nonmated_searches']} non-mated searches; rank-1 {report['rank1']:.4f}; "
                      f"FNIR at FPIR 0.003: {report['fnir_at_fpir_0.003']:.4f}"
                      f"{'' if report['fnir_at_fpir_0.003_resolved'] else ' (unresolved)'}")  # fmt: skip
-        for p in report["operating_points"]:
-            flag = "" if p["resolved"] else "  (unresolved: too few non-mated searches)"
-            lines.append(
-                f"  FPIR {p['fpir']:<7g} FNIR {p['fnir']:.4f}  threshold {p['threshold']:.4f}{flag}"
-            )
+        lines += _point_lines(report["operating_points"], "fpir", "fnir", "non-mated searches")
         lines.append(f"calibrated for FPIR {c['target_fpir']:g} at gallery size {c['deployed_gallery_size']}: "
                      f"threshold {c['threshold']:.4f} (FNIR {c['fnir']:.4f}; {c['method']})")  # fmt: skip
     if c["note"]:
