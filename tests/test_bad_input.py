@@ -148,3 +148,14 @@ async def test_the_store_refuses_garbage_over_nats_and_keeps_serving(cluster):
         assert ok.subject_id == "s" and ok.template_count == 1
     finally:
         await nc.close()
+
+
+async def test_the_store_caps_templates_per_subject(cluster):
+    nc = await bus.connect(cluster.env["TANU_NATS_URL"], "test")
+    try:
+        many = [sample(v).template for v in unit_vectors(33)]
+        with pytest.raises(InvalidArgument, match="33 templates for one subject; the limit is 32"):
+            await bus.request(nc, subjects.store("put"), store_pb2.PutSubjectRequest(subject_id="m", templates=many),
+                              common_pb2.Subject, 2)  # fmt: skip
+    finally:
+        await nc.close()

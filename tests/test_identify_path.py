@@ -92,3 +92,15 @@ async def test_deletes_are_honoured_by_every_index_kind(nats_server, tmp_path, k
                 assert all(x.subject_id != f"k{i}" for x in top) and not top[0].is_match
     finally:
         await c.stop()
+
+
+async def test_concurrent_enrolments_of_one_face_enrol_it_once(cluster):
+    import asyncio
+
+    v = unit_vectors(1, seed=31)[0]
+    replies = await asyncio.gather(
+        *(cluster.stub.Enroll(enroll(f"twin-{i}", near(v, seed=i))) for i in range(6))
+    )
+    enrolled = [r.subject.subject_id for r in replies if r.enrolled]
+    assert len(enrolled) == 1, enrolled
+    assert all(r.duplicate_of.subject_id == enrolled[0] for r in replies if not r.enrolled)

@@ -35,6 +35,9 @@ log = logs.get(__name__)
 METRIC_ENUM = {"l2": common_pb2.METRIC_L2, "cosine": common_pb2.METRIC_COSINE}
 # ~40 bytes a candidate on the wire: 16,384 of them stay far below 1 MiB.
 MAX_CANDIDATES_PER_SCATTER = 16_384
+# How long this gateway remembers the enrolments it accepted, for de-duplicating
+# against those not yet searchable (normally milliseconds; minutes under lag).
+RECENT_S = 120.0
 
 
 class SearchResult:
@@ -59,6 +62,8 @@ class Gateway:
         self.metrics = metrics
         self._nc = nc
         self.calibrated: dict[str, dict] = {}
+        self._recent: list[tuple[object, str, np.ndarray, float]] = []
+        self._recent_lock = asyncio.Lock()
         self._timeout = config.common.request_timeout_s
         self._batcher = MicroBatcher(
             self._search_batch,
@@ -288,29 +293,65 @@ class Gateway:
                 f"cannot de-duplicate: partitions {res.missing} did not answer; nothing was enrolled"
             )
         reply = identity_pb2.EnrollResponse(threshold=threshold, threshold_source=source)
-        if res.candidates and vectors.is_match(
-            res.candidates[0].score, threshold, self.layout.metric
-        ):
-            dup = res.candidates[0]
-            if dup.subject_id == subject_id:
-                raise errors.AlreadyExists(f"subject {subject_id!r} is already enrolled")
-            dup.is_match = True
-            reply.duplicate_of.CopyFrom(dup)
-            if not req.allow_duplicate:
-                log.info("enrol_duplicate_refused", partition=dup.partition)
-                return reply
+        metric = self.layout.metric
+        async with (
+            self._recent_lock
+        ):  # check and record atomically: concurrent enrolments see each other
+            dup = self._recent_match(probe, threshold)
+            if (
+                dup is None
+                and res.candidates
+                and vectors.is_match(res.candidates[0].score, threshold, metric)
+            ):
+                dup = res.candidates[0]
+            if dup is not None:
+                if dup.subject_id == subject_id:
+                    raise errors.AlreadyExists(f"subject {subject_id!r} is already enrolled")
+                dup.is_match = True
+                reply.duplicate_of.CopyFrom(dup)
+                if not req.allow_duplicate:
+                    log.info("enrol_duplicate_refused", partition=dup.partition)
+                    return reply
+            token = object()
+            self._recent.append((token, subject_id, probe, asyncio.get_running_loop().time()))
         put = store_pb2.PutSubjectRequest(
             subject_id=subject_id,
             templates=[
                 common_pb2.Template(vector=vectors.to_bytes(probe), model_id=self.layout.model_id)
             ],
         )
-        subject = await self._call(subjects.store("put"), put, common_pb2.Subject, "store.put")
+        try:
+            subject = await self._call(subjects.store("put"), put, common_pb2.Subject, "store.put")
+        except BaseException:
+            self._recent = [r for r in self._recent if r[0] is not token]
+            raise
         reply.enrolled = True
         reply.subject.CopyFrom(subject)
         if req.wait_indexed:
             reply.indexed = await self._wait_indexed(subject, probe, deadline_s)
         return reply
+
+    def _recent_match(self, probe: np.ndarray, threshold: float) -> common_pb2.Candidate | None:
+        """The best match among enrolments this gateway accepted in the last
+        RECENT_S seconds: they may not be searchable yet (store → stream →
+        searcher), and two enrolments of one face arriving together must not
+        both pass de-duplication. (Across gateways the window remains; see
+        the README.)"""
+        now = asyncio.get_running_loop().time()
+        self._recent = [r for r in self._recent if now - r[3] < RECENT_S]
+        if not self._recent:
+            return None
+        gallery = np.concatenate([r[2] for r in self._recent], axis=0)
+        scores = vectors.scores(probe, gallery, self.layout.metric)
+        i = int(np.argmax(scores) if vectors.best_first(self.layout.metric) else np.argmin(scores))
+        if not vectors.is_match(float(scores[i]), threshold, self.layout.metric):
+            return None
+        sid = self._recent[i][1]
+        return common_pb2.Candidate(
+            subject_id=sid,
+            score=float(scores[i]),
+            partition=vectors.partition_of(sid, self.layout.partitions),
+        )
 
     async def _wait_indexed(
         self, subject: common_pb2.Subject, probe: np.ndarray, deadline_s: float | None

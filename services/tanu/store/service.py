@@ -16,6 +16,8 @@ from .relay import OutboxRelay
 
 log = logs.get(__name__)
 
+MAX_TEMPLATES_PER_SUBJECT = 32
+
 
 class StoreHandlers:
     """The operations, shared by the NATS and gRPC front doors."""
@@ -27,6 +29,12 @@ class StoreHandlers:
     def _vectors(self, templates) -> np.ndarray:
         if not templates:
             raise errors.InvalidArgument("at least one template is required")
+        # One subject is one event on the stream: bounded, so no event can
+        # exceed the stream's message limit and block the relay.
+        if len(templates) > MAX_TEMPLATES_PER_SUBJECT:
+            raise errors.InvalidArgument(
+                f"{len(templates)} templates for one subject; the limit is {MAX_TEMPLATES_PER_SUBJECT}"
+            )
         rows = [
             vectors.parse_template(t.vector, t.model_id, self.db.layout, field=f"templates[{i}]")
             for i, t in enumerate(templates)
