@@ -1,0 +1,190 @@
+"""Search overhead: raw FAISS, the searcher service (over NATS, as the
+gateway calls it) and the full gateway path, on the same gallery and the same
+queries, at concurrency 1, 16 and 64; plus the machine's dense matmul peak
+and the fraction of it FAISS reaches.
+
+    .venv/bin/python benchmarks/search/overhead.py [--templates 100000] [--seconds 6]
+
+One partition holds the whole gallery, so the three paths search exactly the
+same index. Raw FAISS at concurrency c gets c queries per call (the best an
+in-process batcher could do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import faiss
+import grpc
+import numpy as np
+
+from tanu.cluster.local import LocalCluster
+from tanu.core import bus, subjects, vectors
+from tanu.core.config import Layout
+from tanu.store.db import SqliteStore
+from tanu.v1 import common_pb2, identity_pb2, identity_pb2_grpc, searcher_pb2
+
+DIM, K = 128, 10
+
+
+def synthetic(n: int, seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).standard_normal((n, DIM)).astype(np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def pct(xs, q):
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))] * 1e3
+
+
+def raw(index, queries: np.ndarray, c: int, seconds: float) -> dict:
+    index.search(queries[:c], K)
+    lat, n, i = [], 0, 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        q = queries[(i * c) % (len(queries) - c) :][:c]
+        t = time.perf_counter()
+        index.search(q, K)
+        lat += [time.perf_counter() - t] * c
+        n += c
+        i += 1
+    return {"qps": n / (time.perf_counter() - start), "p50": pct(lat, 50), "p99": pct(lat, 99)}
+
+
+async def load(call, reqs: list, c: int, seconds: float) -> dict:
+    await call(reqs[0])
+    lat: list[float] = []
+    end = time.perf_counter() + seconds
+    it = iter(range(10**9))
+
+    async def worker():
+        while time.perf_counter() < end:
+            r = reqs[next(it) % len(reqs)]
+            t = time.perf_counter()
+            await call(r)
+            lat.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(c)))
+    return {
+        "qps": len(lat) / (time.perf_counter() - start),
+        "p50": pct(lat, 50),
+        "p99": pct(lat, 99),
+    }
+
+
+def matmul_peak() -> float:
+    a = np.random.default_rng(0).standard_normal((2048, 2048)).astype(np.float32)
+    a @ a
+    best = 0.0
+    for _ in range(5):
+        t = time.perf_counter()
+        a @ a
+        best = max(best, 2 * 2048**3 / (time.perf_counter() - t))
+    return best / 1e9
+
+
+def faiss_gflops(index, queries: np.ndarray, n: int, batch: int = 256) -> float:
+    index.search(queries[:batch], K)
+    best = 0.0
+    for _ in range(3):
+        t = time.perf_counter()
+        index.search(queries[:batch], K)
+        best = max(best, 2 * batch * n * DIM / (time.perf_counter() - t))
+    return best / 1e9
+
+
+async def run_service(cluster: LocalCluster, queries: np.ndarray, levels, seconds) -> dict:
+    out = {}
+    nc = await bus.connect(cluster.nats.url, "bench")
+    sreqs = [searcher_pb2.SearchRequest(queries=vectors.to_bytes(q[None]), count=1, top_k=K).SerializeToString()
+             for q in queries[:2000]]  # fmt: skip
+    ireqs = [identity_pb2.IdentifyRequest(sample=common_pb2.BiometricSample(
+        template=common_pb2.Template(vector=vectors.to_bytes(q))), top_k=K) for q in queries[:2000]]  # fmt: skip
+    gw = next(p.grpc_port for p in cluster.procs if p.name == "gateway")
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{gw}") as ch:
+        stub = identity_pb2_grpc.IdentityStub(ch)
+
+        async def searcher(r):
+            await bus.request(nc, subjects.search(0), r, searcher_pb2.SearchResponse, 30)
+
+        async def gateway(r):
+            await stub.Identify(r, timeout=30)
+
+        for c in levels:
+            out[("searcher", c)] = await load(searcher, sreqs, c, seconds)
+            out[("gateway", c)] = await load(gateway, ireqs, c, seconds)
+    await nc.close()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--templates", type=int, default=100_000)
+    ap.add_argument("--seconds", type=float, default=6.0)
+    args = ap.parse_args()
+    levels = (1, 16, 64)
+    gallery = synthetic(args.templates, 1)
+    rng = np.random.default_rng(2)
+    queries = (gallery[rng.integers(0, args.templates, 20_000)]
+               + rng.standard_normal((20_000, DIM)).astype(np.float32) * 0.02).astype(np.float32)  # fmt: skip
+    index = faiss.IndexFlatL2(DIM)
+    index.add(gallery)
+    raws = {c: raw(index, queries, c, args.seconds) for c in levels}
+    peak, fgf = matmul_peak(), faiss_gflops(index, queries, args.templates)
+    del index
+    with tempfile.TemporaryDirectory(prefix="tanu-overhead-") as tmp:
+        var = Path(tmp) / "var"
+        db = SqliteStore(var / "store.sqlite3", Layout(partitions=1))
+        db.put_many([(f"c{i}", gallery[i : i + 1]) for i in range(args.templates)])
+        db.close()
+        env = dict(os.environ, TANU_LOG_LEVEL="warning")
+        cluster = LocalCluster(var, 1, 1, 0, 0, env, say=lambda m: print("  " + m, file=sys.stderr))
+        try:
+            cluster.start()
+
+            async def ready():
+                probe = identity_pb2.IdentifyRequest(
+                    sample=common_pb2.BiometricSample(
+                        template=common_pb2.Template(vector=vectors.to_bytes(queries[0]))
+                    )
+                )
+                async with grpc.aio.insecure_channel(
+                    f"127.0.0.1:{cluster.procs[-1].grpc_port}"
+                ) as ch:
+                    stub = identity_pb2_grpc.IdentityStub(ch)
+                    while (await stub.Identify(probe)).gallery_size < args.templates:
+                        await asyncio.sleep(0.2)
+
+            asyncio.run(ready())
+            svc = asyncio.run(run_service(cluster, queries, levels, args.seconds))
+        finally:
+            cluster.stop()
+    print(f"\nsearch overhead: {args.templates} x {DIM}-d, exact fp32, one partition, top-{K}; "
+          f"{os.cpu_count()} cores; faiss {faiss.__version__}; {time.strftime('%Y-%m-%d')}")  # fmt: skip
+    print(
+        f"{'conc':>4} | {'raw q/s':>8} {'p50':>6} {'p99':>6} | {'searcher q/s':>12} {'p50':>6} {'p99':>6} "
+        f"{'ratio':>5} | {'gateway q/s':>11} {'p50':>6} {'p99':>6} {'ratio':>5} | p50 overhead ms (searcher, gateway)"
+    )
+    for c in levels:
+        r, s, g = raws[c], svc[("searcher", c)], svc[("gateway", c)]
+        print(f"{c:>4} | {r['qps']:>8.1f} {r['p50']:>6.2f} {r['p99']:>6.2f} | {s['qps']:>12.1f} {s['p50']:>6.2f} "
+              f"{s['p99']:>6.2f} {s['qps'] / r['qps']:>5.2f} | {g['qps']:>11.1f} {g['p50']:>6.2f} {g['p99']:>6.2f} "
+              f"{g['qps'] / r['qps']:>5.2f} | {s['p50'] - r['p50']:.2f}, {g['p50'] - r['p50']:.2f}")  # fmt: skip
+    print(
+        f"machine peak (numpy 2048^2 fp32 matmul): {peak:.1f} GFLOP/s; FAISS flat search at batch 256: "
+        f"{fgf:.1f} GFLOP/s = {fgf / peak:.0%} of peak"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
