@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -133,4 +132,3 @@ def near(v: np.ndarray, scale: float = 0.02, seed: int = 1) -> np.ndarray:
     return out.astype(np.float32)
 
 
-__all__ = ["Cluster", "dataclasses", "env_for", "near", "unit_vectors", "DIM"]
