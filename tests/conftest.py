@@ -130,5 +130,3 @@ def near(v: np.ndarray, scale: float = 0.02, seed: int = 1) -> np.ndarray:
     rng = np.random.default_rng(seed)
     out = v + rng.standard_normal(v.shape).astype(np.float32) * scale
     return out.astype(np.float32)
-
-

@@ -66,7 +66,7 @@ async def test_enrolment_refuses_a_duplicate_face_unless_asked(cluster):
     assert s.template_count == 1 and s.model_id == "dlib-resnet-v1"
 
 
-@pytest.mark.parametrize("kind", ["flat", "fp16"])
+@pytest.mark.parametrize("kind", ["flat", "fp16", "ivf"])
 async def test_deletes_are_honoured_by_every_index_kind(nats_server, tmp_path, kind):
     from conftest import Cluster, env_for
 

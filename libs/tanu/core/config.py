@@ -166,7 +166,16 @@ class SearcherConfig:
         "TANU_FAISS_THREADS", 0, "FAISS OpenMP threads; 0 keeps FAISS's default."
     )
     index_kind: str = setting(
-        "TANU_INDEX_KIND", "flat", "FAISS index: flat (fp32) or fp16 (half the memory)."
+        "TANU_INDEX_KIND",
+        "flat",
+        "FAISS index: flat (fp32), fp16 (half the memory) or ivf (large partitions).",
+    )
+    ivf_nlist: int = setting(
+        "TANU_IVF_NLIST", 1024, "ivf: inverted lists (trained once 39 x nlist templates are in)."
+    )
+    ivf_nprobe: int = setting("TANU_IVF_NPROBE", 16, "ivf: lists searched per query.")
+    ivf_rerank: int = setting(
+        "TANU_IVF_RERANK", 4, "ivf: candidates re-ranked exactly, as a multiple of top_k."
     )
     snapshot_dir: str = setting(
         "TANU_SNAPSHOT_DIR", "", "Folder of encrypted index snapshots; empty disables them."

@@ -43,7 +43,8 @@ class SearcherService(ServiceBase):
         super().__init__(config.common, metrics)
         self.config = config
         self.layout = config.common.layout
-        self.index = PartitionIndex(self.layout.dimension, self.layout.metric, config.index_kind)
+        self.index = PartitionIndex(self.layout.dimension, self.layout.metric, config.index_kind,
+                                    config.ivf_nlist, config.ivf_nprobe, config.ivf_rerank)  # fmt: skip
         self.applied_sequence = 0
         self.caught_up = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faiss")

@@ -63,6 +63,7 @@ class Snapshot:
     subjects: list[str]
     removed: np.ndarray
     sequence: int
+    extra: faiss.Index | None = None  # the trained IVF index of kind "ivf"
 
 
 def _aad(binding: dict) -> bytes:
@@ -79,6 +80,7 @@ def write(path: Path, key: bytes, binding: dict, snap: Snapshot) -> int:
         subjects=np.frombuffer("\n".join(snap.subjects).encode("utf-8"), dtype=np.uint8),
         removed=np.asarray(snap.removed, dtype=np.int64),
         sequence=np.array([snap.sequence], dtype=np.int64),
+        **({"ivf": faiss.serialize_index(snap.extra)} if snap.extra is not None else {}),
     )
     nonce = os.urandom(12)
     blob = MAGIC + nonce + AESGCM(key).encrypt(nonce, buf.getvalue(), _aad(binding))
@@ -109,6 +111,12 @@ def read(path: Path, key: bytes, binding: dict) -> Snapshot:
     ids = z["ids"]
     if len(subjects) != len(ids):
         raise SnapshotError(f"{path}: {len(ids)} template ids but {len(subjects)} subjects")
+    extra = faiss.deserialize_index(z["ivf"]) if "ivf" in z.files else None
     return Snapshot(
-        faiss.deserialize_index(z["index"]), ids, subjects, z["removed"], int(z["sequence"][0])
+        faiss.deserialize_index(z["index"]),
+        ids,
+        subjects,
+        z["removed"],
+        int(z["sequence"][0]),
+        extra,
     )
