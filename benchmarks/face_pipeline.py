@@ -28,6 +28,8 @@ import numpy as np
 import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import figures, load  # noqa: E402
 from photos import originals, variants  # noqa: E402
 
 from tanu.cluster.local import LocalCluster  # noqa: E402
@@ -46,11 +48,6 @@ from tanu.v1 import (  # noqa: E402
 )
 
 
-def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
-
-
 def timed(fn, items: list, per_call: int, seconds: float) -> dict:
     """Calls fn on ``per_call`` items at a time for ``seconds``; items/s and per-call latency."""
     fn(items[:per_call])
@@ -63,31 +60,7 @@ def timed(fn, items: list, per_call: int, seconds: float) -> dict:
         lat.append(time.perf_counter() - t)
         n += per_call
         i += per_call
-    wall = time.perf_counter() - start
-    return {"items_per_s": n / wall, "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3}
-
-
-async def load(call, requests: list, concurrency: int, seconds: float) -> dict:
-    await call(requests[0])
-    lat: list[float] = []
-    end = time.perf_counter() + seconds
-    counter = iter(range(10**9))
-
-    async def worker() -> None:
-        while time.perf_counter() < end:
-            req = requests[next(counter) % len(requests)]
-            t = time.perf_counter()
-            await call(req)
-            lat.append(time.perf_counter() - t)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    wall = time.perf_counter() - start
-    return {
-        "items_per_s": len(lat) / wall,
-        "p50_ms": pct(lat, 50) * 1e3,
-        "p99_ms": pct(lat, 99) * 1e3,
-    }
+    return figures(lat, n, time.perf_counter() - start)
 
 
 async def services(cluster: LocalCluster, photos: list[bytes], faces: list, seconds: float) -> dict:
@@ -221,13 +194,13 @@ def main() -> int:
     for key in ("detector_c1", "detector_c16", "embedder_c1", "embedder_c16"):
         s, r = svc[key], raw[key]
         print(
-            f"{key:<14} | {s['items_per_s']:>9.1f} {s['p50_ms']:>8.1f} {s['p99_ms']:>8.1f} | "
-            f"{r['items_per_s']:>8.1f} {r['p50_ms']:>8.1f} | {s['items_per_s'] / r['items_per_s']:>5.2f}"
+            f"{key:<14} | {s['per_s']:>9.1f} {s['p50_ms']:>8.1f} {s['p99_ms']:>8.1f} | "
+            f"{r['per_s']:>8.1f} {r['p50_ms']:>8.1f} | {s['per_s'] / r['per_s']:>5.2f}"
         )
     for key in ("enrol_c1", "enrol_c16"):
         s = svc[key]
         print(
-            f"{key:<14} | {s['items_per_s']:>9.1f} {s['p50_ms']:>8.1f} {s['p99_ms']:>8.1f} | "
+            f"{key:<14} | {s['per_s']:>9.1f} {s['p50_ms']:>8.1f} {s['p99_ms']:>8.1f} | "
             f"{'(end to end: decode, detect, quality, embed, de-dup search, store)'}"
         )
     if args.json:

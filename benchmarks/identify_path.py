@@ -27,7 +27,10 @@ import faiss
 import grpc
 import numpy as np
 
-from tanu.cluster.local import LocalCluster
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from loadgen import pct  # noqa: E402
+
+from tanu.cluster.local import LocalCluster  # noqa: E402
 from tanu.core import vectors
 from tanu.core.config import Layout
 from tanu.store.db import SqliteStore
@@ -40,11 +43,6 @@ def synthetic(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     v = rng.standard_normal((n, DIM)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
-
-
-def pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))]
 
 
 def summary(lat_s: list[float], wall_s: float) -> dict:

@@ -24,7 +24,10 @@ import faiss
 import grpc
 import numpy as np
 
-from tanu.cluster.local import LocalCluster
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from loadgen import figures, load  # noqa: E402
+
+from tanu.cluster.local import LocalCluster  # noqa: E402
 from tanu.core import bus, subjects, vectors
 from tanu.core.config import Layout
 from tanu.store.db import SqliteStore
@@ -38,11 +41,6 @@ def synthetic(n: int, seed: int) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def pct(xs, q):
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(round(q / 100 * (len(s) - 1))))] * 1e3
-
-
 def raw(index, queries: np.ndarray, c: int, seconds: float) -> dict:
     index.search(queries[:c], K)
     lat, n, i = [], 0, 0
@@ -54,29 +52,7 @@ def raw(index, queries: np.ndarray, c: int, seconds: float) -> dict:
         lat += [time.perf_counter() - t] * c
         n += c
         i += 1
-    return {"qps": n / (time.perf_counter() - start), "p50": pct(lat, 50), "p99": pct(lat, 99)}
-
-
-async def load(call, reqs: list, c: int, seconds: float) -> dict:
-    await call(reqs[0])
-    lat: list[float] = []
-    end = time.perf_counter() + seconds
-    it = iter(range(10**9))
-
-    async def worker():
-        while time.perf_counter() < end:
-            r = reqs[next(it) % len(reqs)]
-            t = time.perf_counter()
-            await call(r)
-            lat.append(time.perf_counter() - t)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(c)))
-    return {
-        "qps": len(lat) / (time.perf_counter() - start),
-        "p50": pct(lat, 50),
-        "p99": pct(lat, 99),
-    }
+    return figures(lat, n, time.perf_counter() - start)
 
 
 def matmul_peak() -> float:
@@ -176,9 +152,9 @@ def main() -> int:
     )
     for c in levels:
         r, s, g = raws[c], svc[("searcher", c)], svc[("gateway", c)]
-        print(f"{c:>4} | {r['qps']:>8.1f} {r['p50']:>6.2f} {r['p99']:>6.2f} | {s['qps']:>12.1f} {s['p50']:>6.2f} "
-              f"{s['p99']:>6.2f} {s['qps'] / r['qps']:>5.2f} | {g['qps']:>11.1f} {g['p50']:>6.2f} {g['p99']:>6.2f} "
-              f"{g['qps'] / r['qps']:>5.2f} | {s['p50'] - r['p50']:.2f}, {g['p50'] - r['p50']:.2f}")  # fmt: skip
+        print(f"{c:>4} | {r['per_s']:>8.1f} {r['p50_ms']:>6.2f} {r['p99_ms']:>6.2f} | {s['per_s']:>12.1f} {s['p50_ms']:>6.2f} "
+              f"{s['p99_ms']:>6.2f} {s['per_s'] / r['per_s']:>5.2f} | {g['per_s']:>11.1f} {g['p50_ms']:>6.2f} {g['p99_ms']:>6.2f} "
+              f"{g['per_s'] / r['per_s']:>5.2f} | {s['p50_ms'] - r['p50_ms']:.2f}, {g['p50_ms'] - r['p50_ms']:.2f}")  # fmt: skip
     print(
         f"machine peak (numpy 2048^2 fp32 matmul): {peak:.1f} GFLOP/s; FAISS flat search at batch 256: "
         f"{fgf:.1f} GFLOP/s = {fgf / peak:.0%} of peak"
