@@ -86,7 +86,6 @@ async def write_threshold(js: JetStreamContext, model_id: str, kind: str, record
 
 
 LAYOUT_KEY = "layout"
-LAYOUT_FIELDS = ("partitions", "dimension", "metric", "model_id")
 
 
 async def ensure_layout(js: JetStreamContext, layout, service: str) -> dict:
@@ -100,7 +99,7 @@ async def ensure_layout(js: JetStreamContext, layout, service: str) -> dict:
     from tanu.core import errors
 
     kv = await bucket(js)
-    want = {k: getattr(layout, k) for k in LAYOUT_FIELDS}
+    want = layout.as_dict()
     try:
         have = json.loads((await kv.get(LAYOUT_KEY)).value)
     except KeyNotFoundError:
@@ -109,11 +108,8 @@ async def ensure_layout(js: JetStreamContext, layout, service: str) -> dict:
             return want
         except KeyWrongLastSequenceError:  # another service recorded it first
             have = json.loads((await kv.get(LAYOUT_KEY)).value)
-    diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
-    if diff:
-        detail = ", ".join(
-            f"{k}: cluster {a!r}, {service} configured {b!r}" for k, (a, b) in diff.items()
-        )
+    detail = layout.differences(have, "cluster", f"{service} configured")
+    if detail:
         raise errors.FailedPrecondition(
             f"cluster layout mismatch ({detail}); refusing to start against {subjects.CLUSTER_BUCKET}/{LAYOUT_KEY}"
         )

@@ -98,6 +98,25 @@ class Layout:
         if not self.model_id:
             raise ValueError("TANU_MODEL_ID must not be empty")
 
+    FIELDS = ("partitions", "dimension", "metric", "model_id")
+
+    def as_dict(self, as_str: bool = False) -> dict:
+        """The fields every service of a cluster must agree on (as strings
+        for a store that keeps them as text)."""
+        return {k: str(getattr(self, k)) if as_str else getattr(self, k) for k in self.FIELDS}
+
+    def differences(
+        self, recorded: dict, recorded_as: str, configured_as: str, as_str: bool = False
+    ) -> str:
+        """'' when ``recorded`` equals this layout; else every difference,
+        named, for the refusal message."""
+        diffs = [
+            f"{k}: {recorded_as} {recorded.get(k)!r}, {configured_as} {v!r}"
+            for k, v in self.as_dict(as_str).items()
+            if recorded.get(k) != v
+        ]
+        return ", ".join(diffs)
+
 
 @dataclass(frozen=True)
 class Common:

@@ -13,7 +13,7 @@ mate is the first candidate, whatever its score.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -75,16 +75,15 @@ class VerificationResult:
     fnmr: np.ndarray
     eer: float
     eer_threshold: float  # distance form
+    genuine_sorted: np.ndarray = field(repr=False)
+    impostor_sorted: np.ndarray = field(repr=False)
 
     def at(self, t: float) -> tuple[float, float]:
         """(FMR, FNMR) at distance threshold t."""
-        return float(self._fmr(t)), float(self._fnmr(t))
-
-    def _fmr(self, t):
-        return rate_at_or_below(self._imp, t)
-
-    def _fnmr(self, t):
-        return 1.0 - rate_at_or_below(self._gen, t)
+        return (
+            float(rate_at_or_below(self.impostor_sorted, t)),
+            float(1.0 - rate_at_or_below(self.genuine_sorted, t)),
+        )
 
 
 def verification(genuine_d: np.ndarray, impostor_d: np.ndarray) -> VerificationResult:
@@ -96,11 +95,9 @@ def verification(genuine_d: np.ndarray, impostor_d: np.ndarray) -> VerificationR
     fmr = rate_at_or_below(imp, t)
     fnmr = 1.0 - rate_at_or_below(gen, t)
     i = int(np.argmin(np.abs(fmr - fnmr)))
-    r = VerificationResult(
-        len(gen), len(imp), t, fmr, fnmr, float((fmr[i] + fnmr[i]) / 2), float(t[i])
+    return VerificationResult(
+        len(gen), len(imp), t, fmr, fnmr, float((fmr[i] + fnmr[i]) / 2), float(t[i]), gen, imp
     )
-    r._gen, r._imp = gen, imp
-    return r
 
 
 @dataclass
@@ -113,11 +110,13 @@ class IdentificationResult:
     thresholds: np.ndarray  # distance form
     fpir: np.ndarray
     fnir: np.ndarray
+    mate_sorted: np.ndarray = field(repr=False)  # inf where the mate was not in the top L
+    nonmated_sorted: np.ndarray = field(repr=False)
 
     def at(self, t: float) -> tuple[float, float]:
         """(FPIR, FNIR) at distance threshold t."""
-        fpir = float(rate_at_or_below(self._nonmated, t))
-        fnir = float(1.0 - rate_at_or_below(self._mate, t))
+        fpir = float(rate_at_or_below(self.nonmated_sorted, t))
+        fnir = float(1.0 - rate_at_or_below(self.mate_sorted, t))
         return fpir, fnir
 
 
@@ -141,18 +140,8 @@ def identification(
     t = sweep(found[np.isfinite(found)] if np.isfinite(found).any() else non, non, 1000)
     fpir = rate_at_or_below(non, t)
     fnir = 1.0 - rate_at_or_below(mate_sorted, t)
-    r = IdentificationResult(gallery_size, len(found), len(non), candidates, float(np.mean(mate_rank == 1)),
-                             t, fpir, fnir)  # fmt: skip
-    r._mate, r._nonmated = mate_sorted, non
-    return r
-
-
-def fpir_for_gallery(fmr: float, gallery_size: int) -> float:
-    """FPIR of a gallery of N independent impostor comparisons each passing
-    with probability FMR: 1 - (1 - FMR)^N. Used to carry a calibration to
-    the deployed gallery size; real galleries are not independent, so it is
-    an approximation, stated as such in reports."""
-    return float(-np.expm1(gallery_size * np.log1p(-min(fmr, 1 - 1e-16))))
+    return IdentificationResult(gallery_size, len(found), len(non), candidates, float(np.mean(mate_rank == 1)),
+                                t, fpir, fnir, mate_sorted, non)  # fmt: skip
 
 
 def fmr_for_fpir(fpir: float, gallery_size: int) -> float:

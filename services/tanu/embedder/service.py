@@ -36,7 +36,7 @@ class Embedder:
             else models.dlib_onnx_path(config.onnx.model_dir)
         )
         if not config.model_file:
-            models._check(path, models.DLIB_ONNX_SHA256)
+            models.verify(path, models.DLIB_ONNX_SHA256)
         elif not path.exists():
             raise models.ModelError(f"TANU_EMBED_MODEL_FILE={path} does not exist")
         self.session = models.session(path, config.onnx.provider, config.onnx.intra_threads)

@@ -109,13 +109,15 @@ class Gateway:
                      **{k: v["threshold"] for k, v in found.items()})  # fmt: skip
         self.calibrated = found
 
-    async def _call(self, subject: str, message, reply_type, operation: str):
+    async def _call(
+        self, subject: str, message, reply_type, operation: str, timeout: float | None = None
+    ):
         return await bus.request(
             self._nc,
             subject,
             message,
             reply_type,
-            self._timeout,
+            self._timeout if timeout is None else timeout,
             operation=operation,
             metrics=self.metrics,
         )
@@ -368,15 +370,10 @@ class Gateway:
         delay = 0.005
         while (left := end - loop.time()) > 0:
             try:
-                r = await bus.request(
-                    self._nc,
-                    subjects.search(subject.partition),
-                    req,
-                    searcher_pb2.SearchResponse,
-                    min(left, self._timeout),
-                    operation="search",
-                    metrics=self.metrics,
-                )
+                r = await self._call(
+                    subjects.search(subject.partition), req, searcher_pb2.SearchResponse, "search",
+                    timeout=min(left, self._timeout),
+                )  # fmt: skip
                 if any(c.subject_id == subject.subject_id for c in r.results[0].candidates):
                     return True
             except errors.TanuError:

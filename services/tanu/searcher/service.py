@@ -62,6 +62,7 @@ class SearcherService(ServiceBase):
         self.index_sequence = 0  # last stream sequence applied to the index (index thread)
         self._snapshot_sequence = 0
         self.restored_sequence = 0  # the snapshot this searcher started from (0: none)
+        self._snapshot_key = b""  # loaded at start when snapshots are on
 
     async def _in_index_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -218,7 +219,8 @@ class SearcherService(ServiceBase):
 
     async def _restore(self, js) -> int:
         """Loads the latest usable snapshot; returns its sequence (0: none)."""
-        key, path = self._key(), self.snapshot_path
+        self._snapshot_key = key = self._key()  # read once; every snapshot uses it
+        path = self.snapshot_path
         if not path.exists():
             return 0
         state = (await js.stream_info(subjects.EVENTS_STREAM)).state
@@ -249,7 +251,7 @@ class SearcherService(ServiceBase):
         state = await self._in_index_thread(self.index.export, self.index_sequence)
         # Serialise on the index thread (a consistent cut); encrypt and write beside it.
         size = await asyncio.to_thread(
-            snapshot.write, self.snapshot_path, self._key(), self._binding(), state
+            snapshot.write, self.snapshot_path, self._snapshot_key, self._binding(), state
         )
         self._snapshot_sequence = state.sequence
         self.metrics.snapshot_timestamp.labels(*self._labels).set(time.time())

@@ -57,8 +57,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 """
 
-LAYOUT_KEYS = ("partitions", "dimension", "metric", "model_id")
-
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -97,14 +95,15 @@ class SqliteStore:
     def _check_layout(self, conn: sqlite3.Connection) -> None:
         """Records the layout on first use; refuses a different one later,
         because partition assignment and template space depend on it."""
-        want = {k: str(getattr(self.layout, k)) for k in LAYOUT_KEYS}
         have = dict(conn.execute("SELECT key, value FROM meta").fetchall())
         if not have:
-            conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", list(want.items()))
+            conn.executemany(
+                "INSERT INTO meta(key, value) VALUES (?, ?)",
+                list(self.layout.as_dict(True).items()),
+            )
             return
-        diff = {k: (have.get(k), v) for k, v in want.items() if have.get(k) != v}
-        if diff:
-            detail = ", ".join(f"{k}: stored {a!r}, configured {b!r}" for k, (a, b) in diff.items())
+        detail = self.layout.differences(have, "stored", "configured", as_str=True)
+        if detail:
             raise errors.FailedPrecondition(
                 f"store {self.path} was created with another layout ({detail})"
             )
