@@ -8,8 +8,6 @@ PROTOS := $(wildcard protos/tanu/v1/*.proto)
 
 .PHONY: up test lint proto bench clean venv models
 
-models: $(MODELS)
-
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
@@ -23,6 +21,8 @@ MODELS := var/models/dlib_face_recognition_resnet_model_v1.onnx
 # Converts the dlib recogniser to ONNX once and verifies every model checksum.
 $(MODELS): $(STAMP)
 	$(BIN)/tanu models prepare --model-dir var/models
+
+models: $(MODELS)
 
 up: $(STAMP) $(MODELS)
 	$(BIN)/tanu up

@@ -6,7 +6,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+import shutil
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
 LATENCY_BUCKETS = (
     0.0005,
@@ -48,6 +58,15 @@ class Metrics:
     search_partial: Counter
     inference_duration: Histogram
     snapshot_timestamp: Gauge
+    denials: Counter
+    rate_limited: Counter
+    audit_entries: Counter
+    audit_checkpoint_timestamp: Gauge
+    erasures: Counter
+    verify_lockouts: Counter
+    biometric_lock_changes: Counter
+    key_rewraps: Counter
+    disk_free: Gauge
 
     @classmethod
     def create(cls, latency_buckets: tuple[float, ...] = LATENCY_BUCKETS) -> Metrics:
@@ -147,7 +166,69 @@ class Metrics:
                 buckets=latency_buckets,
                 registry=r,
             ),
+            denials=Counter(
+                "tanu_denials_total",
+                "Requests refused by authentication, authorisation, consent or abuse limits, "
+                "by operation and reason (unauthenticated, scope, purpose, consent, "
+                "rate_limited, lockout, biometric_lock).",
+                ["service", "operation", "reason"],
+                registry=r,
+            ),
+            rate_limited=Counter(
+                "tanu_rate_limited_total",
+                "Requests refused by a tenant's rate limit (tenants come from configuration).",
+                ["tenant"],
+                registry=r,
+            ),
+            audit_entries=Counter(
+                "tanu_audit_entries_total",
+                "Entries appended to the hash-chained audit log.",
+                registry=r,
+            ),
+            audit_checkpoint_timestamp=Gauge(
+                "tanu_audit_checkpoint_timestamp_seconds",
+                "When the audit log was last sealed by a signed checkpoint (Unix time).",
+                registry=r,
+            ),
+            erasures=Counter(
+                "tanu_erasures_total",
+                "Subjects erased (templates removed, data key destroyed), by reason.",
+                ["reason"],
+                registry=r,
+            ),
+            verify_lockouts=Counter(
+                "tanu_verify_lockouts_total",
+                "Subjects locked after repeated failed verifications.",
+                registry=r,
+            ),
+            biometric_lock_changes=Counter(
+                "tanu_biometric_lock_changes_total",
+                "Biometric locks set or lifted at a subject's request, by action.",
+                ["action"],
+                registry=r,
+            ),
+            key_rewraps=Counter(
+                "tanu_key_rewraps_total",
+                "Subject data keys re-wrapped under a new master key.",
+                registry=r,
+            ),
+            disk_free=Gauge(
+                "tanu_disk_free_bytes",
+                "Free bytes on the file system holding a service's data.",
+                ["path"],
+                registry=r,
+            ),
         )
+
+    def __post_init__(self) -> None:
+        # process_resident_memory_bytes, process_cpu_seconds_total, ... and
+        # python_info in every service's own registry.
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+
+    def watch_disk(self, path: str) -> None:
+        """Reports the free space under ``path`` on every scrape."""
+        self.disk_free.labels(path).set_function(lambda: shutil.disk_usage(path).free)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int | None:
         """Serves /metrics on ``port`` (0: a free one; -1: not at all); returns the port."""
