@@ -204,6 +204,11 @@ class SearcherConfig:
         300.0,
         "Seconds between snapshots (taken only when the index changed).",
     )
+    snapshot_erasure_delay_s: float = setting(
+        "TANU_SNAPSHOT_ERASURE_DELAY_S",
+        30.0,
+        "Longest wait before a snapshot holding erased templates is rewritten without them.",
+    )
     snapshot_key_file: str = setting(
         "TANU_SNAPSHOT_KEY_FILE", "", "File holding the 32-byte snapshot key (base64)."
     )

@@ -59,6 +59,8 @@ class PartitionIndex:
         self._index = faiss.IndexIDMap2(base)
         self._subject_of: dict[int, str] = {}
         self._removed: set[int] = set()
+        # Templates removed since the last export: the last snapshot may still hold them.
+        self._erased: set[int] = set()
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -102,7 +104,22 @@ class PartitionIndex:
             self._ivf.remove_ids(faiss.IDSelectorBatch(present))
         for t in present.tolist():
             self._subject_of.pop(t, None)
+        self._erased.update(present.tolist())
         return removed
+
+    def tombstoned(self, template_ids: np.ndarray) -> np.ndarray:
+        """Whether each id's removal has been applied (a bool mask)."""
+        return np.fromiter((int(t) in self._removed for t in template_ids), dtype=bool,
+                           count=len(template_ids))  # fmt: skip
+
+    def erased_since_export(self, template_ids: np.ndarray) -> np.ndarray:
+        """Whether each id was removed after the last export (a bool mask)."""
+        return np.fromiter((int(t) in self._erased for t in template_ids), dtype=bool,
+                           count=len(template_ids))  # fmt: skip
+
+    @property
+    def has_erasures_since_export(self) -> bool:
+        return bool(self._erased)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k scores (L2 distance or cosine similarity) and template ids
@@ -183,6 +200,12 @@ class PartitionIndex:
         removed = np.fromiter(self._removed, dtype=np.int64, count=len(self._removed))
         return Snapshot(self._index, ids, subjects, removed, sequence, self._ivf)
 
+    def take_erased(self) -> set[int]:
+        """The ids removed since the last call (call together with export:
+        the previous export still held them, this one does not)."""
+        erased, self._erased = self._erased, set()
+        return erased
+
     def restore(self, snap) -> None:
         """Replaces this index's state with a snapshot's."""
         if snap.index.d != self.dimension or int(snap.index.ntotal) != len(snap.template_ids):
@@ -193,3 +216,4 @@ class PartitionIndex:
             faiss.downcast_index(self._ivf).nprobe = self.nprobe
         self._subject_of = dict(zip(snap.template_ids.tolist(), snap.subjects, strict=True))
         self._removed = set(snap.removed.tolist())
+        self._erased = set()

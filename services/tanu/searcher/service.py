@@ -63,6 +63,15 @@ class SearcherService(ServiceBase):
         self._snapshot_sequence = 0
         self.restored_sequence = 0  # the snapshot this searcher started from (0: none)
         self._snapshot_key = b""  # loaded at start when snapshots are on
+        # Erasure: ids removed from the index that the snapshot on disk may
+        # still hold (exported, but the write has not completed yet) ...
+        self._unwritten_erasures: set[int] = set()
+        # ... or all of them, when a snapshot file is on disk that this
+        # searcher did not write or load (refused: another key, damaged).
+        self._disk_unknown = False
+        self._erasure_deadline: float | None = None  # loop time the snapshot must be rewritten by
+        self._snapshot_wake = asyncio.Event()
+        self._snapshot_lock = asyncio.Lock()
 
     async def _in_index_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -149,7 +158,9 @@ class SearcherService(ServiceBase):
                 continue
             events.append(ev)
         last = msgs[-1]
-        await self._in_index_thread(self._apply, events, last.metadata.sequence.stream)
+        erased = await self._in_index_thread(self._apply, events, last.metadata.sequence.stream)
+        if erased:
+            self._erasure_applied()
         await last.ack()  # ack-all: acknowledges the whole batch
         self.applied_sequence = last.metadata.sequence.stream
         pending = last.metadata.num_pending
@@ -159,11 +170,11 @@ class SearcherService(ServiceBase):
         if pending == 0:
             await self._mark_caught_up()
 
-    def _apply(self, events: list[store_pb2.TemplateEvent], sequence: int) -> None:
+    def _apply(self, events: list[store_pb2.TemplateEvent], sequence: int) -> bool:
         """Applies a batch in order, one FAISS call per run of adds or
         removes, and records the batch's last stream sequence with it (on
         the index thread, so a snapshot never pairs an index with a sequence
-        it has not reached)."""
+        it has not reached). Returns whether templates were removed."""
         dim, model = self.layout.dimension, self.layout.model_id
         adds: list[store_pb2.TemplateEvent] = []
 
@@ -195,6 +206,7 @@ class SearcherService(ServiceBase):
                 self.index.remove(np.asarray(ev.template_ids, dtype=np.int64))
         flush_adds()
         self.index_sequence = sequence
+        return self.index.has_erasures_since_export
 
     # --- snapshots --------------------------------------------------------
 
@@ -221,22 +233,26 @@ class SearcherService(ServiceBase):
         """Loads the latest usable snapshot; returns its sequence (0: none)."""
         self._snapshot_key = key = self._key()  # read once; every snapshot uses it
         path = self.snapshot_path
+        snapshot.remove_partial(path)  # a write cut short by a crash
         if not path.exists():
             return 0
         state = (await js.stream_info(subjects.EVENTS_STREAM)).state
+        # A refused snapshot stays on disk until this searcher writes its
+        # own; it may hold erased templates, so until then every erasure
+        # counts as pending, and the rewrite is due within the erasure delay.
         try:
             snap = await self._in_index_thread(snapshot.read, path, key, self._binding())
         except snapshot.SnapshotError as exc:
             log.error("snapshot_refused", reason=str(exc))
-            return 0
+            return self._refused()
         if snap.sequence > state.last_seq:
             log.error("snapshot_refused", reason="newer than the stream (the stream was reset)",
                       snapshot_sequence=snap.sequence, stream_last=state.last_seq)  # fmt: skip
-            return 0
+            return self._refused()
         if state.first_seq > snap.sequence + 1:
             log.error("snapshot_refused", reason="the stream no longer holds the events after it",
                       snapshot_sequence=snap.sequence, stream_first=state.first_seq)  # fmt: skip
-            return 0
+            return self._refused()
         await self._in_index_thread(self.index.restore, snap)
         self.index_sequence = self.applied_sequence = self._snapshot_sequence = (
             self.restored_sequence
@@ -244,16 +260,42 @@ class SearcherService(ServiceBase):
         log.info("snapshot_restored", templates=len(self.index), sequence=snap.sequence)
         return snap.sequence
 
-    async def take_snapshot(self) -> bool:
-        """Writes a snapshot if the index changed since the last one."""
-        if self.index_sequence == self._snapshot_sequence:
-            return False
-        state = await self._in_index_thread(self.index.export, self.index_sequence)
-        # Serialise on the index thread (a consistent cut); encrypt and write beside it.
-        size = await asyncio.to_thread(
-            snapshot.write, self.snapshot_path, self._snapshot_key, self._binding(), state
+    def _refused(self) -> int:
+        self._disk_unknown = True
+        self._erasure_deadline = (
+            asyncio.get_running_loop().time() + self.config.snapshot_erasure_delay_s
         )
-        self._snapshot_sequence = state.sequence
+        return 0
+
+    def _erasure_applied(self) -> None:
+        """Templates were removed: with snapshots on, the snapshot on disk
+        must be rewritten without them within the erasure delay."""
+        if not self.config.snapshot_dir or self._erasure_deadline is not None:
+            return
+        self._erasure_deadline = (
+            asyncio.get_running_loop().time() + self.config.snapshot_erasure_delay_s
+        )
+        self._snapshot_wake.set()
+
+    def _export(self, sequence: int):
+        return self.index.export(sequence), self.index.take_erased()
+
+    async def take_snapshot(self, force: bool = False) -> bool:
+        """Writes a snapshot if the index changed since the last one (or
+        ``force``). The new file replaces the old one atomically, so once it
+        is written no snapshot file holds the templates removed before it."""
+        async with self._snapshot_lock:
+            if self.index_sequence == self._snapshot_sequence and not force:
+                return False
+            # Serialise on the index thread (a consistent cut); encrypt and write beside it.
+            state, erased = await self._in_index_thread(self._export, self.index_sequence)
+            self._unwritten_erasures |= erased
+            size = await asyncio.to_thread(
+                snapshot.write, self.snapshot_path, self._snapshot_key, self._binding(), state
+            )
+            self._unwritten_erasures -= erased
+            self._disk_unknown = False
+            self._snapshot_sequence = state.sequence
         self.metrics.snapshot_timestamp.labels(*self._labels).set(time.time())
         log.info(
             "snapshot_written",
@@ -264,12 +306,56 @@ class SearcherService(ServiceBase):
         return True
 
     async def _snapshot_loop(self) -> None:
+        """A snapshot every interval (when the index changed), and one within
+        the erasure delay of a removal."""
+        loop = asyncio.get_running_loop()
+        regular = loop.time() + self.config.snapshot_interval_s
         while True:
-            await asyncio.sleep(self.config.snapshot_interval_s)
+            due = min(regular, self._erasure_deadline or regular)
             try:
-                await self.take_snapshot()
-            except Exception as exc:  # noqa: BLE001 - keep serving; the next round tries again
+                await asyncio.wait_for(self._snapshot_wake.wait(), max(0.0, due - loop.time()))
+            except TimeoutError:
+                pass
+            self._snapshot_wake.clear()
+            now = loop.time()
+            erasure = self._erasure_deadline is not None and now >= self._erasure_deadline
+            if now < regular and not erasure:
+                continue
+            try:
+                if erasure:
+                    self._erasure_deadline = None  # removals from here on set a new deadline
+                await self.take_snapshot(force=erasure and self._disk_unknown)
+            except Exception as exc:  # noqa: BLE001 - keep serving; try again soon
                 log.error("snapshot_failed", error=str(exc))
+                if erasure:
+                    self._erasure_deadline = now + min(5.0, self.config.snapshot_erasure_delay_s)
+            if now >= regular:
+                regular = now + self.config.snapshot_interval_s
+
+    async def pending_erasures(self, template_ids: list[int]) -> list[int]:
+        """Of ``template_ids``, those this replica has not erased everywhere
+        it keeps them: not yet removed from the index (no removal event
+        applied), or still in the snapshot file on disk."""
+        if not template_ids:
+            return []
+        ids = np.asarray(template_ids, dtype=np.int64)
+
+        def check():
+            removed = self.index.tombstoned(ids)
+            on_disk = (
+                self.index.erased_since_export(ids)
+                if self.config.snapshot_dir
+                else np.zeros(len(ids), bool)
+            )
+            return removed, on_disk
+
+        removed, on_disk = await self._in_index_thread(check)
+        if self.config.snapshot_dir:
+            if self._disk_unknown and self.snapshot_path.exists():
+                on_disk |= removed
+            elif self._unwritten_erasures:
+                on_disk |= np.isin(ids, np.fromiter(self._unwritten_erasures, np.int64))
+        return ids[~removed | on_disk].tolist()
 
     def ready(self) -> bool:
         return self.caught_up.is_set()
@@ -349,8 +435,11 @@ class SearcherService(ServiceBase):
         scores, ids = self.index.search(queries, k)
         return scores, ids, len(self.index)
 
-    async def stats(self, include_ids: bool) -> searcher_pb2.StatsResponse:
+    async def stats(
+        self, include_ids: bool, erased: list[int] | None = None
+    ) -> searcher_pb2.StatsResponse:
         ids = await self._in_index_thread(self.index.template_ids) if include_ids else []
+        pending = await self.pending_erasures(list(erased or []))
         return searcher_pb2.StatsResponse(
             partition=self.config.partition,
             replica=self.config.replica,
@@ -362,6 +451,16 @@ class SearcherService(ServiceBase):
             metric=METRIC_ENUM[self.layout.metric],
             model_id=self.layout.model_id,
             template_ids=ids,
+            pending_erasure_template_ids=pending,
+            snapshot_sequence=self._snapshot_sequence if self.snapshot_on_disk else 0,
+        )
+
+    @property
+    def snapshot_on_disk(self) -> bool:
+        return (
+            bool(self.config.snapshot_dir)
+            and not self._disk_unknown
+            and self.snapshot_path.exists()
         )
 
     async def release(self) -> None:
@@ -397,4 +496,4 @@ class SearcherServicer(searcher_pb2_grpc.SearcherServicer):
         return await self._svc.search(request)
 
     async def Stats(self, request, context):
-        return await self._svc.stats(request.include_template_ids)
+        return await self._svc.stats(request.include_template_ids, request.erased_template_ids)

@@ -85,16 +85,47 @@ def write(path: Path, key: bytes, binding: dict, snap: Snapshot) -> int:
     nonce = os.urandom(12)
     blob = MAGIC + nonce + AESGCM(key).encrypt(nonce, buf.getvalue(), _aad(binding))
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(blob)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    tmp = _partial(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        # The rename replaces the previous snapshot in one step: no file
+        # (old, new or temporary) is left holding templates removed before it.
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
     return len(blob)
 
 
-def read(path: Path, key: bytes, binding: dict) -> Snapshot:
+def _partial(path: Path) -> Path:
+    return path.with_suffix(path.suffix + ".tmp")
+
+
+def remove_partial(path: Path) -> None:
+    """Deletes a temporary file left by a write that a crash cut short."""
+    _partial(path).unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Makes the rename durable (the directory entry), where the platform allows."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def decrypt(path: Path, key: bytes, binding: dict) -> bytes:
+    """The plaintext of a snapshot file (an npz archive)."""
     blob = path.read_bytes()
     if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 28:
         raise SnapshotError(f"{path} is not a Tanu snapshot")
@@ -105,7 +136,11 @@ def read(path: Path, key: bytes, binding: dict) -> Snapshot:
         raise SnapshotError(
             f"{path} does not decrypt: another key, another partition or layout, or it was altered"
         ) from None
-    z = np.load(io.BytesIO(plain), allow_pickle=False)
+    return plain
+
+
+def read(path: Path, key: bytes, binding: dict) -> Snapshot:
+    z = np.load(io.BytesIO(decrypt(path, key, binding)), allow_pickle=False)
     text = z["subjects"].tobytes().decode("utf-8")
     subjects = text.split("\n") if text else []
     ids = z["ids"]
