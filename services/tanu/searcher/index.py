@@ -5,6 +5,14 @@ or removing one that is absent, changes nothing; and removed ids are kept as
 tombstones (the store never reuses a template id), so a replayed or
 redelivered "added" event can never bring a deleted vector back.
 
+The id map is arrays, not Python objects, so that tens of millions of
+templates fit: the FAISS index holds the vectors by position (no FAISS id
+map), ``ids[i]`` is the template id at position i (ascending while the store
+hands out ids in order, which it does), ``codes[i]`` an int32 index into the
+subject ids, kept as one UTF-8 blob with offsets; tombstones are a sorted
+int64 array. About 8 + 4 + 8 + len(subject id) bytes a template, against
+about 100 for a Python dict.
+
 Not thread-safe: the searcher calls it from one thread only.
 """
 
@@ -30,6 +38,36 @@ KINDS = {
 }
 
 
+class _Grow:
+    """A numpy array that grows by doubling (amortised O(1) appends)."""
+
+    def __init__(self, dtype, data: np.ndarray | None = None) -> None:
+        data = np.zeros(0, dtype) if data is None else np.asarray(data, dtype)
+        self._buf = np.empty(max(16, len(data)), dtype)
+        self._buf[: len(data)] = data
+        self.n = len(data)
+
+    @property
+    def a(self) -> np.ndarray:
+        return self._buf[: self.n]
+
+    def extend(self, x: np.ndarray) -> None:
+        need = self.n + len(x)
+        if need > len(self._buf):
+            buf = np.empty(max(need, 2 * len(self._buf)), self._buf.dtype)
+            buf[: self.n] = self._buf[: self.n]
+            self._buf = buf
+        self._buf[self.n : need] = x
+        self.n = need
+
+    def delete(self, positions: np.ndarray) -> None:
+        keep = np.ones(self.n, bool)
+        keep[positions] = False
+        kept = self._buf[: self.n][keep]
+        self._buf[: len(kept)] = kept
+        self.n = len(kept)
+
+
 class PartitionIndex:
     """Exhaustive search over one partition's templates, fp32 or fp16."""
 
@@ -48,93 +86,184 @@ class PartitionIndex:
         self.metric = metric
         self.kind = kind
         self.nlist, self.nprobe, self.rerank = nlist, nprobe, max(1, rerank)
-        self._fmetric = fmetric = (
-            faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-        )
+        self._fmetric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
         self._ivf: faiss.Index | None = None  # kind "ivf", once trained
-        if KINDS[kind] is None:
-            base = faiss.IndexFlat(dimension, fmetric)
-        else:
-            base = faiss.IndexScalarQuantizer(dimension, KINDS[kind], fmetric)
-        self._index = faiss.IndexIDMap2(base)
-        self._subject_of: dict[int, str] = {}
-        self._removed: set[int] = set()
+        self._index = self._new_base()
+        self._ids = _Grow(np.int64)  # template id at each FAISS position
+        self._codes = _Grow(np.int32)  # its subject: an index into _starts
+        self._blob = bytearray()  # subject ids, UTF-8, each followed by "\n"
+        self._starts = _Grow(
+            np.int64, np.zeros(1, np.int64)
+        )  # subject i: blob[starts[i]:starts[i+1]-1]
+        self._order: np.ndarray | None = None  # argsort of ids when they are not ascending
+        self._removed = np.zeros(0, np.int64)  # tombstones, sorted
+        self._dead_subjects = False  # the blob may hold ids of removed subjects
         # Templates removed since the last export: the last snapshot may still hold them.
         self._erased: set[int] = set()
+
+    def _new_base(self) -> faiss.Index:
+        if KINDS[self.kind] is None:
+            return faiss.IndexFlat(self.dimension, self._fmetric)
+        return faiss.IndexScalarQuantizer(self.dimension, KINDS[self.kind], self._fmetric)
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
 
-    def add(self, template_ids: np.ndarray, subject_ids: list[str], vecs: np.ndarray) -> int:
+    # --- id lookups -------------------------------------------------------
+
+    def _positions(self, template_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(FAISS positions, found mask) of template ids, vectorised."""
+        ids = self._ids.a
+        if not len(ids) or not len(template_ids):
+            return np.zeros(len(template_ids), np.int64), np.zeros(len(template_ids), bool)
+        if self._order is None:
+            i = np.minimum(np.searchsorted(ids, template_ids), len(ids) - 1)
+            return i, ids[i] == template_ids
+        srt = ids[self._order]
+        i = np.minimum(np.searchsorted(srt, template_ids), len(ids) - 1)
+        return self._order[i], srt[i] == template_ids
+
+    def tombstoned(self, template_ids: np.ndarray) -> np.ndarray:
+        """Whether each id's removal has been applied (a bool mask)."""
+        t = self._removed
+        if not len(t):
+            return np.zeros(len(template_ids), bool)
+        i = np.minimum(np.searchsorted(t, template_ids), len(t) - 1)
+        return t[i] == template_ids
+
+    def subjects_at(self, positions: np.ndarray) -> list[str]:
+        """Subject ids of FAISS positions (one decode per hit, never per template)."""
+        codes = self._codes.a[positions]
+        starts = self._starts.a
+        a, b = starts[codes].tolist(), (starts[codes + 1] - 1).tolist()
+        blob = self._blob
+        return [blob[i:j].decode() for i, j in zip(a, b, strict=True)]
+
+    # --- events -----------------------------------------------------------
+
+    def add(self, template_ids: np.ndarray, subject_ids, vecs: np.ndarray) -> int:
         """Adds the templates not already present; returns how many were added."""
-        keep = np.fromiter(
-            (int(t) not in self._subject_of and int(t) not in self._removed for t in template_ids),
-            dtype=bool,
-            count=len(template_ids),
-        )
-        if not keep.any():
+        ids = np.asarray(template_ids, dtype=np.int64)
+        if not len(ids):
             return 0
-        ids = np.ascontiguousarray(template_ids[keep], dtype=np.int64)
-        x = np.ascontiguousarray(vecs[keep], dtype=np.float32)
-        if self.metric == "cosine":
-            x = vectors.normalise(x).astype(np.float32)
         # A batch may carry one id twice (duplicate delivery inside one fetch).
         ids, first = np.unique(ids, return_index=True)
-        x = x[first]
-        kept_subjects = [s for s, k in zip(subject_ids, keep, strict=True) if k]
-        self._index.add_with_ids(x, ids)
+        _, present = self._positions(ids)
+        keep = ~present & ~self.tombstoned(ids)
+        if not keep.any():
+            return 0
+        ids, first = ids[keep], first[keep]
+        x = np.ascontiguousarray(np.asarray(vecs)[first], dtype=np.float32)
+        if self.metric == "cosine":
+            x = vectors.normalise(x).astype(np.float32)
+        subs = np.asarray(subject_ids, dtype=object)[first]
+        # One subject entry per run of equal subject ids (an event's templates).
+        new = np.ones(len(subs), bool)
+        new[1:] = subs[1:] != subs[:-1]
+        uniq = subs[new]
+        chunk = ("\n".join(uniq.tolist()) + "\n").encode("utf-8")
+        ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10) + 1 + len(self._blob)
+        codes = (np.cumsum(new) - 1 + (self._starts.n - 1)).astype(np.int32)
+        if self._starts.n - 1 + len(uniq) >= 2**31:
+            raise OverflowError("more than 2^31 subject entries in one partition")
+        was_ascending = self._order is None and (not self._ids.n or ids[0] > self._ids.a[-1])
+        self._index.add(x)
         if self._ivf is not None:
             self._ivf.add_with_ids(x, ids)
-        elif self.kind == "ivf" and len(self) >= self.train_size:
+        self._blob += chunk
+        self._starts.extend(ends)
+        self._codes.extend(codes)
+        self._ids.extend(ids)
+        self._order = None if was_ascending else np.argsort(self._ids.a, kind="stable")
+        if self._ivf is None and self.kind == "ivf" and len(self) >= self.train_size:
             self._train()
-        for i, tid in zip(first, ids, strict=True):
-            self._subject_of[int(tid)] = kept_subjects[i]
         return len(ids)
 
     def remove(self, template_ids: np.ndarray) -> int:
         """Removes the given templates (and tombstones them); returns how many were present."""
-        self._removed.update(template_ids.tolist())
-        present = np.array(
-            [t for t in template_ids.tolist() if t in self._subject_of], dtype=np.int64
-        )
+        ids = np.unique(np.asarray(template_ids, dtype=np.int64))
+        self._removed = np.union1d(self._removed, ids)
+        pos, found = self._positions(ids)
+        pos, present = pos[found], ids[found]
         if not len(present):
             return 0
-        removed = int(self._index.remove_ids(faiss.IDSelectorBatch(present)))
+        removed = int(self._index.remove_ids(faiss.IDSelectorBatch(pos.astype(np.int64))))
         if self._ivf is not None:
             self._ivf.remove_ids(faiss.IDSelectorBatch(present))
-        for t in present.tolist():
-            self._subject_of.pop(t, None)
+        self._ids.delete(pos)
+        self._codes.delete(pos)
+        if self._order is not None:
+            self._order = np.argsort(self._ids.a, kind="stable")
+        self._dead_subjects = True
+        if self._starts.n - 1 > 2 * len(self) + 4096:
+            self._compact()  # most subject entries are dead: drop their ids from memory
         self._erased.update(present.tolist())
         return removed
 
-    def tombstoned(self, template_ids: np.ndarray) -> np.ndarray:
-        """Whether each id's removal has been applied (a bool mask)."""
-        return np.fromiter((int(t) in self._removed for t in template_ids), dtype=bool,
-                           count=len(template_ids))  # fmt: skip
+    def _compact(self) -> None:
+        """Keeps only the live subjects' ids in the blob (codes renumbered)."""
+        self._dead_subjects = False
+        live, codes = np.unique(self._codes.a, return_inverse=True)
+        if not len(live):
+            self._blob, self._starts = bytearray(), _Grow(np.int64, np.zeros(1, np.int64))
+            self._codes = _Grow(np.int32)
+            return
+        starts = self._starts.a
+        a, b = starts[live], starts[live + 1]
+        lens = b - a
+        blob = np.frombuffer(bytes(self._blob), np.uint8)
+        # gather the live byte ranges in one numpy operation
+        idx = np.repeat(a - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(lens.sum())
+        self._blob = bytearray(blob[idx].tobytes())
+        self._starts = _Grow(np.int64, np.r_[0, np.cumsum(lens)])
+        self._codes = _Grow(np.int32, codes.astype(np.int32))
 
     def erased_since_export(self, template_ids: np.ndarray) -> np.ndarray:
         """Whether each id was removed after the last export (a bool mask)."""
-        return np.fromiter((int(t) in self._erased for t in template_ids), dtype=bool,
-                           count=len(template_ids))  # fmt: skip
+        if not self._erased:
+            return np.zeros(len(template_ids), bool)
+        return np.isin(template_ids, np.fromiter(self._erased, np.int64, len(self._erased)))
 
     @property
     def has_erasures_since_export(self) -> bool:
         return bool(self._erased)
 
+    # --- search -----------------------------------------------------------
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-k scores (L2 distance or cosine similarity) and template ids
         for a (n, d) float32 batch; missing hits have id -1."""
+        scores, pos = self.search_positions(queries, k)
+        ids = np.where(pos >= 0, self._ids.a[np.maximum(pos, 0)] if self._ids.n else -1, -1)
+        return scores, ids
+
+    def search_positions(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like search, with FAISS positions (for subjects_at) instead of ids."""
         k = max(1, min(k, len(self) or 1))
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if self.metric == "cosine":  # similarities of unit vectors, whatever the caller sent
             q = vectors.normalise(q).astype(np.float32)
         if self._ivf is not None:
-            scores, ids = self._search_ivf(q, k)
+            scores, pos = self._search_ivf(q, k)
         else:
-            scores, ids = self._index.search(q, k)
+            scores, pos = self._index.search(q, k)
         if self.metric == "l2":
             np.sqrt(np.maximum(scores, 0, out=scores), out=scores)
-        return scores, ids
+        return scores, pos
+
+    def search_subjects(self, queries: np.ndarray, k: int):
+        """(scores, template ids, subject ids per hit row) in one consistent cut."""
+        scores, pos = self.search_positions(queries, k)
+        valid = pos >= 0
+        ids = np.full(pos.shape, -1, np.int64)
+        ids[valid] = self._ids.a[pos[valid]]
+        flat = self.subjects_at(pos[valid]) if valid.any() else []
+        counts = valid.sum(1).tolist()
+        rows, i = [], 0
+        for c in counts:  # hits are a prefix of each row (FAISS pads with -1)
+            rows.append(flat[i : i + c])
+            i += c
+        return scores, ids, rows
 
     @property
     def train_size(self) -> int:
@@ -148,9 +277,8 @@ class PartitionIndex:
 
     def _train(self) -> None:
         """Trains IVF-PQ on (a sample of) the partition and fills it."""
-        base = faiss.downcast_index(self._index.index)
-        x = base.reconstruct_n(0, self._index.ntotal)
-        ids = faiss.vector_to_array(self._index.id_map)
+        x = self._index.reconstruct_n(0, self._index.ntotal)
+        ids = self._ids.a.copy()
         sample = (
             x
             if len(x) <= 200_000
@@ -166,13 +294,17 @@ class PartitionIndex:
 
     def _search_ivf(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """IVF-PQ candidates, re-ranked exactly against the fp16 copy (raw
-        FAISS scores: squared L2 or inner product)."""
+        FAISS scores: squared L2 or inner product); positions, -1 for none."""
         kk = min(k * self.rerank, len(self))
         _, cand = self._ivf.search(q, kk)
+        pos = np.full(cand.shape, -1, np.int64)
         valid = cand >= 0
+        p, found = self._positions(cand[valid])
+        pos[valid] = np.where(found, p, -1)
+        valid = pos >= 0
         vecs = np.zeros((*cand.shape, self.dimension), dtype=np.float32)
         if valid.any():
-            vecs[valid] = self._index.reconstruct_batch(cand[valid])
+            vecs[valid] = self._index.reconstruct_batch(pos[valid])
         if self.metric == "cosine":
             exact = np.einsum("nkd,nd->nk", vecs, q)
             exact[~valid] = -np.inf
@@ -182,23 +314,38 @@ class PartitionIndex:
             exact[~valid] = np.inf
             order = np.argsort(exact, axis=1)[:, :k]
         scores = np.take_along_axis(exact, order, 1).astype(np.float32)
-        ids = np.where(np.take_along_axis(valid, order, 1), np.take_along_axis(cand, order, 1), -1)
-        return scores, ids
+        out = np.where(np.take_along_axis(valid, order, 1), np.take_along_axis(pos, order, 1), -1)
+        return scores, out
+
+    # --- inspection and snapshots -----------------------------------------
 
     def subject(self, template_id: int) -> str | None:
-        return self._subject_of.get(template_id)
+        pos, found = self._positions(np.array([template_id], np.int64))
+        return self.subjects_at(pos[:1])[0] if found[0] else None
 
     def template_ids(self) -> list[int]:
-        return sorted(self._subject_of)
+        return np.sort(self._ids.a).tolist()
+
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes held per structure (vectors in FAISS, the id map, tombstones)."""
+        ntotal = len(self)
+        per = self.dimension * (4 if KINDS[self.kind] is None else 2)
+        return {
+            "vectors": ntotal * per,
+            "id_map": self._ids.n * 8 + self._codes.n * 4 + self._starts.n * 8 + len(self._blob),
+            "tombstones": self._removed.nbytes,
+        }
 
     def export(self, sequence: int):
-        """The index's state as a snapshot (call on the index's own thread)."""
+        """The index's state as a snapshot (call on the index's own thread);
+        only live subjects' ids are written (erased ones are left out)."""
         from .snapshot import Snapshot
 
-        ids = np.fromiter(self._subject_of.keys(), dtype=np.int64, count=len(self._subject_of))
-        subjects = list(self._subject_of.values())
-        removed = np.fromiter(self._removed, dtype=np.int64, count=len(self._removed))
-        return Snapshot(self._index, ids, subjects, removed, sequence, self._ivf)
+        if self._dead_subjects:
+            self._compact()
+        return Snapshot(self._index, self._ids.a.copy(), self._codes.a.copy(),
+                        bytes(self._blob), self._starts.a.copy(), self._removed.copy(),
+                        sequence, self._ivf)  # fmt: skip
 
     def take_erased(self) -> set[int]:
         """The ids removed since the last call (call together with export:
@@ -214,6 +361,11 @@ class PartitionIndex:
         self._ivf = snap.extra
         if self._ivf is not None:
             faiss.downcast_index(self._ivf).nprobe = self.nprobe
-        self._subject_of = dict(zip(snap.template_ids.tolist(), snap.subjects, strict=True))
-        self._removed = set(snap.removed.tolist())
+        self._ids = _Grow(np.int64, snap.template_ids)
+        self._codes = _Grow(np.int32, snap.codes)
+        self._blob = bytearray(snap.blob)
+        self._starts = _Grow(np.int64, snap.starts)
+        ids = self._ids.a
+        self._order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")
+        self._removed = np.unique(np.asarray(snap.removed, np.int64))
         self._erased = set()

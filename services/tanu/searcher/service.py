@@ -187,6 +187,15 @@ class SearcherService(ServiceBase):
             self.index.add(ids, subs, vecs)
             adds.clear()
 
+        removes: list[store_pb2.TemplateEvent] = []
+
+        def flush_removes() -> None:
+            if removes:
+                self.index.remove(
+                    np.fromiter((t for e in removes for t in e.template_ids), np.int64)
+                )
+                removes.clear()
+
         for ev in events:
             if ev.model_id and ev.model_id != model:
                 log.error(
@@ -200,11 +209,13 @@ class SearcherService(ServiceBase):
                 if ev.dimension != dim or len(ev.vectors) != 4 * dim * len(ev.template_ids):
                     log.error("event_bad_vectors", event_id=ev.event_id)
                     continue
+                flush_removes()
                 adds.append(ev)
             elif ev.kind == store_pb2.TemplateEvent.KIND_REMOVED:
                 flush_adds()
-                self.index.remove(np.asarray(ev.template_ids, dtype=np.int64))
+                removes.append(ev)
         flush_adds()
+        flush_removes()
         self.index_sequence = sequence
         return self.index.has_erasures_since_export
 
@@ -218,7 +229,7 @@ class SearcherService(ServiceBase):
 
     def _binding(self) -> dict:
         lay = self.layout
-        return {"format": 1, "partition": self.config.partition, "dimension": lay.dimension,
+        return {"format": 2, "partition": self.config.partition, "dimension": lay.dimension,
                 "metric": lay.metric, "model_id": lay.model_id, "kind": self.index.kind}  # fmt: skip
 
     def _key(self) -> bytes:
@@ -393,21 +404,16 @@ class SearcherService(ServiceBase):
         q = np.frombuffer(req.queries, dtype="<f4").reshape(req.count, lay.dimension)
         if not np.isfinite(q).all():
             raise errors.InvalidArgument("queries contain NaN or infinity")
-        scores, ids, size = await self._batcher.submit((q, int(req.top_k)))
+        scores, subs, size = await self._batcher.submit((q, int(req.top_k)))
         part = self.config.partition
         reply = searcher_pb2.SearchResponse(
             partition=part, gallery_size=size, applied_sequence=self.applied_sequence
         )
-        for row_scores, row_ids in zip(scores, ids, strict=True):
+        for row_scores, row_subs in zip(scores.tolist(), subs, strict=True):
             hits = reply.results.add()
             seen: set[str] = set()
-            for s, t in zip(row_scores.tolist(), row_ids.tolist(), strict=True):
-                if t < 0:
-                    break
-                sid = self.index.subject(t)
-                if (
-                    sid is None or sid in seen
-                ):  # removed since, or another template of a listed subject
+            for s, sid in zip(row_scores, row_subs, strict=False):
+                if sid in seen:  # another template of a listed subject
                     continue
                 seen.add(sid)
                 hits.candidates.add(subject_id=sid, score=s, partition=part)
@@ -417,23 +423,24 @@ class SearcherService(ServiceBase):
         queries = np.concatenate([q for q, _ in items], axis=0)
         k = max(k for _, k in items)
         start = time.perf_counter()
-        scores, ids, size = await self._in_index_thread(self._run_search, queries, k)
+        scores, subs, size = await self._in_index_thread(self._run_search, queries, k)
         self.metrics.faiss_search_duration.labels(str(self.config.partition)).observe(
             time.perf_counter() - start
         )
         out, row = [], 0
         for q, kk in items:
             n = len(q)
-            out.append((scores[row : row + n, :kk], ids[row : row + n, :kk], size))
+            out.append((scores[row : row + n, :kk], [r[:kk] for r in subs[row : row + n]], size))
             row += n
         return out
 
     def _run_search(self, queries: np.ndarray, k: int):
+        """Scores and subject ids (mapped in the same cut as the search)."""
         if len(self.index) == 0:
             n = len(queries)
-            return np.zeros((n, 0), np.float32), np.zeros((n, 0), np.int64), 0
-        scores, ids = self.index.search(queries, k)
-        return scores, ids, len(self.index)
+            return np.zeros((n, 0), np.float32), [[] for _ in range(n)], 0
+        scores, _, subs = self.index.search_subjects(queries, k)
+        return scores, subs, len(self.index)
 
     async def stats(
         self, include_ids: bool, erased: list[int] | None = None

@@ -1,4 +1,4 @@
-"""Searcher snapshots: the index, its id → subject map, its tombstones and
+"""Searcher snapshots: the index, its id → subject map (arrays), its tombstones and
 the last applied stream sequence, encrypted at rest with AES-256-GCM.
 
 A restarted searcher loads its latest snapshot and replays only the stream
@@ -27,7 +27,7 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-MAGIC = b"TANUSNAP1\n"
+MAGIC = b"TANUSNAP2\n"  # 2: the id map as arrays (1: one string per template)
 
 
 class SnapshotError(Exception):
@@ -58,12 +58,20 @@ def new_key_file(path: Path) -> Path:
 
 @dataclass
 class Snapshot:
-    index: faiss.Index
-    template_ids: np.ndarray
-    subjects: list[str]
-    removed: np.ndarray
+    index: faiss.Index  # vectors by position
+    template_ids: np.ndarray  # int64, the template id at each position
+    codes: np.ndarray  # int32, each position's subject: an index into starts
+    blob: bytes  # subject ids, UTF-8, each followed by "\n"
+    starts: np.ndarray  # int64, subject i is blob[starts[i]:starts[i + 1] - 1]
+    removed: np.ndarray  # int64 tombstones
     sequence: int
     extra: faiss.Index | None = None  # the trained IVF index of kind "ivf"
+
+    @property
+    def subjects(self) -> list[str]:
+        """Every position's subject id (for inspection and tests)."""
+        names = self.blob.decode("utf-8").split("\n")[:-1]
+        return [names[c] for c in self.codes.tolist()]
 
 
 def _aad(binding: dict) -> bytes:
@@ -77,7 +85,9 @@ def write(path: Path, key: bytes, binding: dict, snap: Snapshot) -> int:
         buf,
         index=faiss.serialize_index(snap.index),
         ids=np.asarray(snap.template_ids, dtype=np.int64),
-        subjects=np.frombuffer("\n".join(snap.subjects).encode("utf-8"), dtype=np.uint8),
+        codes=np.asarray(snap.codes, dtype=np.int32),
+        blob=np.frombuffer(snap.blob, dtype=np.uint8),
+        starts=np.asarray(snap.starts, dtype=np.int64),
         removed=np.asarray(snap.removed, dtype=np.int64),
         sequence=np.array([snap.sequence], dtype=np.int64),
         **({"ivf": faiss.serialize_index(snap.extra)} if snap.extra is not None else {}),
@@ -141,17 +151,13 @@ def decrypt(path: Path, key: bytes, binding: dict) -> bytes:
 
 def read(path: Path, key: bytes, binding: dict) -> Snapshot:
     z = np.load(io.BytesIO(decrypt(path, key, binding)), allow_pickle=False)
-    text = z["subjects"].tobytes().decode("utf-8")
-    subjects = text.split("\n") if text else []
-    ids = z["ids"]
-    if len(subjects) != len(ids):
-        raise SnapshotError(f"{path}: {len(ids)} template ids but {len(subjects)} subjects")
+    ids, codes, blob, starts = z["ids"], z["codes"], z["blob"].tobytes(), z["starts"]
+    if len(codes) != len(ids) or (
+        len(codes) and (codes.min() < 0 or codes.max() >= len(starts) - 1)
+    ):
+        raise SnapshotError(f"{path}: the id map is inconsistent")
+    if not len(starts) or starts[-1] != len(blob):
+        raise SnapshotError(f"{path}: the subject ids are inconsistent")
     extra = faiss.deserialize_index(z["ivf"]) if "ivf" in z.files else None
-    return Snapshot(
-        faiss.deserialize_index(z["index"]),
-        ids,
-        subjects,
-        z["removed"],
-        int(z["sequence"][0]),
-        extra,
-    )
+    return Snapshot(faiss.deserialize_index(z["index"]), ids, codes, blob, starts, z["removed"],
+                    int(z["sequence"][0]), extra)  # fmt: skip
