@@ -1,0 +1,128 @@
+{{/* Names, labels and the pieces every Tanu pod shares. */}}
+
+{{- define "tanu.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "tanu.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+app.kubernetes.io/name: tanu
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{/* selector labels of one component: (dict "ctx" $ "component" "gateway") */}}
+{{- define "tanu.selector" -}}
+app.kubernetes.io/name: tanu
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "tanu.keysSecret" -}}
+{{- .Values.secrets.existingSecret | default (printf "%s-keys" (include "tanu.fullname" .)) -}}
+{{- end -}}
+
+{{- define "tanu.natsUrl" -}}
+{{- if .Values.nats.enabled -}}
+{{- printf "nats://%s-nats:4222" .Release.Name -}}
+{{- else -}}
+{{- required "externalNats.url is required when nats.enabled=false" .Values.externalNats.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/* the image of a component: (dict "ctx" $ "gpu" <count>) */}}
+{{- define "tanu.image" -}}
+{{- $tag := .ctx.Values.image.tag | default .ctx.Chart.AppVersion -}}
+{{- if gt (int .gpu) 0 -}}{{- $tag = printf "%s%s" $tag .ctx.Values.image.gpuTagSuffix -}}{{- end -}}
+{{- printf "%s:%s" .ctx.Values.image.repository $tag -}}
+{{- end -}}
+
+{{/* pod annotations: scraping, and a restart when the configuration changes */}}
+{{- define "tanu.podAnnotations" -}}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .Values.ports.metrics | quote }}
+checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- end -}}
+
+{{/* env shared by every service */}}
+{{- define "tanu.env" -}}
+- name: TANU_NATS_URL
+  value: {{ include "tanu.natsUrl" . | quote }}
+- name: TANU_GRPC_HOST
+  value: "0.0.0.0"
+- name: TANU_GRPC_PORT
+  value: {{ .Values.ports.grpc | quote }}
+- name: TANU_METRICS_PORT
+  value: {{ .Values.ports.metrics | quote }}
+- name: TANU_MODEL_DIR
+  value: /opt/tanu/models
+- name: TANU_MASTER_KEY_FILE
+  value: /etc/tanu/keys/master.key
+- name: TANU_TOKEN_SIGNING_KEY_FILE
+  value: /etc/tanu/keys/token-signing.key
+- name: TANU_SNAPSHOT_KEY_FILE
+  value: /etc/tanu/keys/snapshot.key
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+{{- end -}}
+
+{{/* container ports, probes and security shared by every service */}}
+{{- define "tanu.containerCommon" -}}
+imagePullPolicy: {{ .Values.image.pullPolicy }}
+envFrom:
+  - configMapRef:
+      name: {{ include "tanu.fullname" . }}-config
+ports:
+  - name: grpc
+    containerPort: {{ .Values.ports.grpc }}
+    protocol: TCP
+  - name: metrics
+    containerPort: {{ .Values.ports.metrics }}
+    protocol: TCP
+readinessProbe:
+  grpc:
+    port: {{ .Values.ports.grpc }}
+  periodSeconds: {{ .Values.probes.periodSeconds }}
+  failureThreshold: {{ .Values.probes.readinessFailureThreshold }}
+livenessProbe:
+  grpc:
+    port: {{ .Values.ports.grpc }}
+  periodSeconds: {{ .Values.probes.periodSeconds }}
+  failureThreshold: {{ .Values.probes.livenessFailureThreshold }}
+securityContext:
+  {{- toYaml .Values.securityContext | nindent 2 }}
+{{- end -}}
+
+{{/* resources with the GPU request: (dict "resources" ... "gpu" n) */}}
+{{- define "tanu.resources" -}}
+{{- $r := deepCopy .resources -}}
+{{- if gt (int .gpu) 0 -}}
+{{- $_ := set $r "limits" (merge (dict "nvidia.com/gpu" (int .gpu)) ($r.limits | default dict)) -}}
+{{- $_ := set $r "requests" (merge (dict "nvidia.com/gpu" (int .gpu)) ($r.requests | default dict)) -}}
+{{- end -}}
+{{- toYaml $r -}}
+{{- end -}}
+
+{{- define "tanu.keysVolume" -}}
+- name: keys
+  secret:
+    secretName: {{ include "tanu.keysSecret" . }}
+    defaultMode: 0400
+- name: tmp
+  emptyDir: {}
+{{- end -}}
+
+{{- define "tanu.keysMount" -}}
+- name: keys
+  mountPath: /etc/tanu/keys
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
