@@ -110,8 +110,8 @@ async def test_erasure_reaches_the_index_and_the_snapshot_file(nats_server, tmp_
         snap = snapshot.read(s0.snapshot_path, s0._snapshot_key, s0._binding())
         assert sid not in snap.subjects and not np.isin(ids, snap.template_ids).any()
         on_disk = sorted(p.name for p in snaps.iterdir())
-        assert on_disk == ["p0-r0.snap"], f"no temporary or older file: {on_disk}"
-        assert raw not in (snaps / "p0-r0.snap").read_bytes()
+        assert on_disk == [s0.snapshot_path.name], f"no temporary or older file: {on_disk}"
+        assert raw not in s0.snapshot_path.read_bytes()
 
         # A restart from that snapshot does not bring it back.
         await c.stop_searcher(0)

@@ -114,3 +114,48 @@ async def ensure_layout(js: JetStreamContext, layout, service: str) -> dict:
             f"cluster layout mismatch ({detail}); refusing to start against {subjects.CLUSTER_BUCKET}/{LAYOUT_KEY}"
         )
     return have
+
+
+# --- re-partitioning (tanu partitions rebalance) ---------------------------
+#
+# Key ``layout.next``: the layout a rebalance moves to, while its staging
+# searchers build. When the switch happens, ``layout`` takes its partition
+# count and lists in ``routed`` every partition count the event stream's
+# subjects were ever routed with: searchers then read every partition's
+# events and keep their own by recomputing the partition.
+
+NEXT_LAYOUT_KEY = "layout.next"
+
+
+async def read_layout(
+    js: JetStreamContext, key: str = LAYOUT_KEY
+) -> tuple[dict | None, int | None]:
+    """(the record, its revision), or (None, None) when absent."""
+    kv = await bucket(js)
+    try:
+        entry = await kv.get(key)
+    except KeyNotFoundError:
+        return None, None
+    if not entry.value:  # deleted
+        return None, entry.revision
+    return json.loads(entry.value), entry.revision
+
+
+def rerouted(record: dict, partitions: int) -> bool:
+    """Whether the stream holds events routed under another partition count."""
+    return any(int(p) != partitions for p in record.get("routed", []))
+
+
+async def ensure_next_layout(js: JetStreamContext, layout, service: str) -> dict:
+    """A staging searcher's check: a rebalance to exactly this layout is in
+    progress (or already switched to it)."""
+    from tanu.core import errors
+
+    for key in (NEXT_LAYOUT_KEY, LAYOUT_KEY):
+        record, _ = await read_layout(js, key)
+        if record and not layout.differences(record, key, f"{service} configured"):
+            return record
+    raise errors.FailedPrecondition(
+        f"no rebalance to {layout.as_dict()} is in progress ({subjects.CLUSTER_BUCKET}/{NEXT_LAYOUT_KEY}); "
+        "start one with `tanu partitions rebalance`"
+    )

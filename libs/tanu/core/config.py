@@ -209,6 +209,12 @@ class SearcherConfig:
         30.0,
         "Longest wait before a snapshot holding erased templates is rewritten without them.",
     )
+    staging: bool = setting(
+        "TANU_SEARCHER_STAGING",
+        False,
+        "Build a partition of the layout a rebalance moves to (tanu partitions rebalance); "
+        "it joins the search queue group once the layout is switched.",
+    )
     snapshot_key_file: str = setting(
         "TANU_SNAPSHOT_KEY_FILE", "", "File holding the 32-byte snapshot key (base64)."
     )

@@ -497,6 +497,9 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--reason", default="requested via CLI")
     g = client("subject", "what is held about a subject")
     g.add_argument("subject_id")
+    from .repartition import add_parser as partitions_parser  # tanu partitions rebalance|abort
+
+    partitions_parser(sub)
     return p
 
 
@@ -507,6 +510,10 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --partitions and --replicas must be at least 1", file=sys.stderr)
             return 2
         return up(Path(args.var), args.partitions, args.replicas, args.port, args.nats_port)
+    if args.command == "partitions":
+        from .repartition import main as partitions_main
+
+        return partitions_main(args)
     handlers = {
         "models": cmd_models,
         "eval": cmd_eval,

@@ -19,7 +19,7 @@ import nats.errors
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from tanu.core import bus, clusterconfig, errors, logs, subjects
+from tanu.core import bus, clusterconfig, errors, logs, subjects, vectors
 from tanu.core.batching import MicroBatcher
 from tanu.core.config import SearcherConfig
 from tanu.core.metrics import Metrics
@@ -32,6 +32,20 @@ from .index import PartitionIndex
 log = logs.get(__name__)
 
 MAX_TOP_K = 2048
+ALL_TEMPLATE_EVENTS = "tanu.events.templates.*"
+LAYOUT_POLL_S = 1.0
+
+
+def stats_subject(partitions: int, partition: int) -> str:
+    """NATS subject on which every replica of one partition of a P-partition
+    layout answers StatsRequest (no queue group: all of them answer)."""
+    return f"tanu.searcher.stats.n{partitions}.p{partition}"
+
+
+def staging_consumer(partitions: int, partition: int, replica: str) -> str:
+    return f"searcher-n{partitions}-p{partition}-{replica}"
+
+
 MAX_QUERIES = 4096
 METRIC_ENUM = {"l2": common_pb2.METRIC_L2, "cosine": common_pb2.METRIC_COSINE}
 
@@ -72,6 +86,14 @@ class SearcherService(ServiceBase):
         self._erasure_deadline: float | None = None  # loop time the snapshot must be rewritten by
         self._snapshot_wake = asyncio.Event()
         self._snapshot_lock = asyncio.Lock()
+        # Re-partitioning: a staging searcher builds a partition of the next
+        # layout and joins the queue group only once the layout is switched
+        # to it; an active one leaves when the layout moves away from it.
+        self.active = not config.staging
+        self.in_queue_group = False
+        self._all_events = False  # read every partition's events, keep this one's
+        self._search_responder = None
+        self._layout_task: asyncio.Task[None] | None = None
 
     async def _in_index_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -88,13 +110,23 @@ class SearcherService(ServiceBase):
                               "tanu.v1.Searcher", serving=False)  # fmt: skip
         nc = await self.connect(f"tanu-searcher-p{cfg.partition}-{cfg.replica}")
         js = nc.jetstream()
-        await clusterconfig.ensure_layout(js, self.layout, f"searcher-p{cfg.partition}")
+        name = f"searcher-p{cfg.partition}"
+        if cfg.staging:
+            record = await clusterconfig.ensure_next_layout(js, self.layout, name)
+        else:
+            record = await clusterconfig.ensure_layout(js, self.layout, name)
+        # After a rebalance the stream holds events routed under another
+        # partition count: read them all and keep this partition's.
+        self._all_events = cfg.staging or clusterconfig.rerouted(record, self.layout.partitions)
+        self._search_responder = bus.Responder(nc)
+        await self.responder.serve(stats_subject(self.layout.partitions, cfg.partition), "",
+                                   searcher_pb2.StatsRequest, self._stats_request)  # fmt: skip
         await bus.ensure_events_stream(
             js, subjects.EVENTS_STREAM, [subjects.EVENTS_WILDCARD], common.stream_replicas,
             common.stream_duplicate_window_s,
         )  # fmt: skip
-        durable = subjects.searcher_consumer(cfg.partition, cfg.replica)
-        filt = subjects.template_events(cfg.partition)
+        durable = self._durable
+        filt = ALL_TEMPLATE_EVENTS if self._all_events else subjects.template_events(cfg.partition)
         # The consumer starts right after what the index already holds: the
         # beginning of the stream for an empty index, or the snapshot's
         # sequence + 1 for a restored one.
@@ -111,17 +143,71 @@ class SearcherService(ServiceBase):
         self._apply_task = asyncio.create_task(self._apply_loop(psub), name="apply-events")
         if cfg.snapshot_dir:
             self._snapshot_task = asyncio.create_task(self._snapshot_loop(), name="snapshots")
+        self._layout_task = asyncio.create_task(self._layout_loop(js), name="layout")
         log.info(
             "searcher_started",
             partition=cfg.partition,
             replica=cfg.replica,
             pending=info.num_pending,
+            staging=cfg.staging,
+            all_events=self._all_events,
         )
         return self
 
+    @property
+    def _durable(self) -> str:
+        cfg = self.config
+        if cfg.staging:
+            return staging_consumer(self.layout.partitions, cfg.partition, cfg.replica)
+        return subjects.searcher_consumer(cfg.partition, cfg.replica)
+
+    async def _stats_request(self, req: searcher_pb2.StatsRequest) -> searcher_pb2.StatsResponse:
+        return await self.stats(req.include_template_ids, list(req.erased_template_ids))
+
+    async def _layout_loop(self, js) -> None:
+        """Follows the cluster's layout: a staging searcher becomes active
+        when the layout is switched to its own; an active one leaves the
+        queue group when the layout moves to another partition count."""
+        mine = self.layout.partitions
+        while not self._stopping:
+            await asyncio.sleep(LAYOUT_POLL_S)
+            try:
+                record, _ = await clusterconfig.read_layout(js)
+            except Exception as exc:  # noqa: BLE001 - NATS reconnecting: ask again
+                log.warning("layout_unreadable", error=str(exc))
+                continue
+            if record is None:
+                continue
+            ours = not self.layout.differences(record, "cluster", "searcher")
+            if ours and not self.active:
+                self.active = True
+                log.info("searcher_promoted", partition=self.config.partition, partitions=mine)
+                if self.caught_up.is_set():
+                    await self._join_queue_group()
+            elif not ours and self.active:
+                self.active = False
+                log.warning("searcher_retired", partition=self.config.partition, partitions=mine,
+                            cluster_partitions=record.get("partitions"))  # fmt: skip
+                await self._leave_queue_group()
+
+    async def _join_queue_group(self) -> None:
+        if self.in_queue_group or not self.active:
+            return
+        cfg = self.config
+        await self._search_responder.serve(subjects.search(cfg.partition), subjects.search_queue(cfg.partition),
+                                           searcher_pb2.SearchRequest, self.search)  # fmt: skip
+        self.in_queue_group = True
+
+    async def _leave_queue_group(self) -> None:
+        if self.in_queue_group:
+            self.in_queue_group = False
+            await self._search_responder.stop()
+            if self.grpc:
+                await self.grpc.set_serving(False)
+
     async def _apply_loop(self, psub) -> None:
         js = self.nc.jetstream()
-        durable = subjects.searcher_consumer(self.config.partition, self.config.replica)
+        durable = self._durable
         # nats-py turns a cancellation into an ordinary error in places
         # (e.g. ConnectionClosedError), so the loop also checks the stop flag.
         while not self._stopping:
@@ -149,6 +235,7 @@ class SearcherService(ServiceBase):
         if not msgs:
             return
         events = []
+        part, parts = self.config.partition, self.layout.partitions
         for m in msgs:
             ev = store_pb2.TemplateEvent()
             try:
@@ -156,6 +243,8 @@ class SearcherService(ServiceBase):
             except DecodeError:
                 log.error("event_undecodable", sequence=m.metadata.sequence.stream)
                 continue
+            if self._all_events and vectors.partition_of(ev.subject_id, parts) != part:
+                continue  # another partition's subject under this layout
             events.append(ev)
         last = msgs[-1]
         erased = await self._in_index_thread(self._apply, events, last.metadata.sequence.stream)
@@ -223,13 +312,12 @@ class SearcherService(ServiceBase):
 
     @property
     def snapshot_path(self) -> Path:
-        return (
-            Path(self.config.snapshot_dir) / f"p{self.config.partition}-{self.config.replica}.snap"
-        )
+        cfg, parts = self.config, self.layout.partitions
+        return Path(cfg.snapshot_dir) / f"p{cfg.partition}of{parts}-{cfg.replica}.snap"
 
     def _binding(self) -> dict:
         lay = self.layout
-        return {"format": 2, "partition": self.config.partition, "dimension": lay.dimension,
+        return {"format": 2, "partition": self.config.partition, "partitions": lay.partitions, "dimension": lay.dimension,
                 "metric": lay.metric, "model_id": lay.model_id, "kind": self.index.kind}  # fmt: skip
 
     def _key(self) -> bytes:
@@ -369,15 +457,14 @@ class SearcherService(ServiceBase):
         return ids[~removed | on_disk].tolist()
 
     def ready(self) -> bool:
-        return self.caught_up.is_set()
+        return self.caught_up.is_set() and (self.active or self.config.staging)
 
     async def _mark_caught_up(self) -> None:
         """Joins the partition's queue group and says SERVING, once."""
         if self.caught_up.is_set():
             return
         cfg = self.config
-        await self.responder.serve(subjects.search(cfg.partition), subjects.search_queue(cfg.partition),
-                                   searcher_pb2.SearchRequest, self.search)  # fmt: skip
+        await self._join_queue_group()
         assert self.grpc
         await self.grpc.set_serving(True)
         self.caught_up.set()
@@ -474,7 +561,9 @@ class SearcherService(ServiceBase):
         """Stops applying events and answers what is queued (the queue group
         was left and health went NOT_SERVING before this)."""
         await self._batcher.close()
-        for task in (self._apply_task, self._snapshot_task):
+        if self._search_responder:
+            await self._search_responder.stop()
+        for task in (self._layout_task, self._apply_task, self._snapshot_task):
             if task:
                 task.cancel()
                 await asyncio.wait({task}, timeout=5)

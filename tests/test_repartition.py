@@ -1,0 +1,161 @@
+"""Re-partitioning: a cluster moves from 2 to 3 partitions while it keeps
+serving; afterwards every subject is found in its new partition, none is
+lost, and deletes and enrolments still reach the right searcher."""
+
+from __future__ import annotations
+
+import asyncio
+
+from test_event_stream import bulk_enrol
+
+from tanu.cluster import repartition
+from tanu.core import bus
+from tanu.core import config as cfg
+from tanu.core.vectors import partition_of
+from tanu.searcher.service import SearcherService
+
+from conftest import Cluster, env_for, unit_vectors
+from helpers import identify
+
+
+async def until_verified(nc, partitions: int, db: str, timeout: float = 30.0):
+    end = asyncio.get_running_loop().time() + timeout
+    while True:
+        check = await repartition.verify(nc, partitions, repartition.store_templates(db))
+        if check.ok:
+            return check
+        if asyncio.get_running_loop().time() > end:
+            raise AssertionError(f"not verified: {check.problems}")
+        await asyncio.sleep(0.1)
+
+
+async def until(cond, what: str, timeout: float = 30.0) -> None:
+    end = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def test_rebalance_from_two_to_three_partitions_loses_no_subject(nats_server, tmp_path):
+    env = env_for(nats_server.url, tmp_path, partitions=2)
+    db = env["TANU_STORE_DB"]
+    c = Cluster(env)
+    staging: list[SearcherService] = []
+    nc = await bus.connect(nats_server.url, "test")
+    js = nc.jetstream()
+    try:
+        await c.start_store()
+        for p in (0, 1):
+            await c.start_searcher(p)
+        await bulk_enrol(c, "m", 60, seed=11)
+        await c.store.relay.wait_idle(15)
+        await until_verified(nc, 2, db)
+
+        target = await repartition.begin(js, 3)
+        assert target["partitions"] == 3 and target["from_partitions"] == 2
+        env3 = {**env, "TANU_PARTITIONS": "3", "TANU_SEARCHER_STAGING": "true"}
+        for k in range(3):
+            s = await SearcherService(
+                cfg.from_env(cfg.SearcherConfig, {**env3, "TANU_PARTITION": str(k)})
+            ).start()
+            staging.append(s)
+        for s in staging:
+            await s.caught_up.wait()
+            assert not s.in_queue_group, "staging searchers stay out of the queue groups"
+        assert all(s.in_queue_group for s in c.searchers.values()), "the old layout keeps serving"
+
+        # The gallery keeps changing during the move (events routed under P=2).
+        await bulk_enrol(c, "n", 20, seed=12)
+        for sid in ("m0", "m1", "m2"):
+            await c.store.db.run(c.store.db.delete_subject, sid, "test")
+        c.store.relay.wake()
+        await c.store.relay.wait_idle(15)
+        check = await until_verified(nc, 3, db)
+        assert check.templates == 77 and check.replicas == {0: 1, 1: 1, 2: 1}
+
+        await repartition.switch(js, 3)
+        await until(lambda: all(s.in_queue_group for s in staging), "staging searchers to join")
+        await until(
+            lambda: not any(s.in_queue_group for s in c.searchers.values()), "old ones to leave"
+        )
+        for p in (0, 1):
+            await c.stop_searcher(p)
+        # The store and the gateway restart with the new partition count.
+        await c.store.stop()
+        moved = repartition.migrate_store_db(db, 3)
+        held = repartition.store_templates(db)
+        assert moved == sum(partition_of(s, 2) != partition_of(s, 3) for s in held) > 0
+        c.env["TANU_PARTITIONS"] = "3"
+        await c.start_store()
+        await c.start_gateway()
+
+        vecs = {**{f"m{i}": v for i, v in enumerate(unit_vectors(60, seed=11))},
+                **{f"n{i}": v for i, v in enumerate(unit_vectors(20, seed=12))}}  # fmt: skip
+        for sid in held:
+            r = await c.stub.Identify(identify(vecs[sid]))
+            assert r.complete and r.gallery_size == 77
+            top = r.candidates[0]
+            assert top.subject_id == sid and top.partition == partition_of(sid, 3), sid
+        r = await c.stub.Identify(identify(vecs["m0"]))
+        assert "m0" not in [x.subject_id for x in r.candidates], "deleted before the move"
+
+        # After the move: deletes and enrolments reach the new partitions.
+        await c.store.db.run(c.store.db.delete_subject, "m5", "test")
+        await bulk_enrol(c, "after", 5, seed=13)
+        await c.store.relay.wait_idle(15)
+        await until_verified(nc, 3, db)
+        r = await c.stub.Identify(identify(vecs["m5"]))
+        assert "m5" not in [x.subject_id for x in r.candidates]
+        r = await c.stub.Identify(identify(unit_vectors(5, seed=13)[2]))
+        assert r.candidates[0].subject_id == "after2"
+        assert r.candidates[0].partition == partition_of("after2", 3)
+
+        # A searcher of the new layout started afresh (not staging) reads
+        # every partition's events, as the stream holds both routings.
+        k = partition_of("m7", 3)
+        fresh = await c.start_searcher(k, replica="r1")
+        assert fresh._all_events
+        check = await until_verified(nc, 3, db)
+        assert check.replicas[k] == 2
+    finally:
+        await nc.close()
+        for s in staging:
+            await s.stop()
+        await c.stop()
+
+
+async def test_rebalance_refuses_a_no_op_and_a_second_target(nats_server, tmp_path):
+    from tanu.core import errors
+
+    c = Cluster(env_for(nats_server.url, tmp_path, partitions=2))
+    nc = await bus.connect(nats_server.url, "test")
+    try:
+        await c.start_store()
+        js = nc.jetstream()
+        try:
+            await repartition.begin(js, 2)
+            raise AssertionError("a rebalance to the same count must be refused")
+        except errors.InvalidArgument:
+            pass
+        await repartition.begin(js, 4)
+        try:
+            await repartition.begin(js, 3)
+            raise AssertionError("a second target must be refused")
+        except errors.FailedPrecondition:
+            pass
+        # A staging searcher for a layout nobody asked for refuses to start.
+        env = {**c.env, "TANU_PARTITIONS": "3", "TANU_SEARCHER_STAGING": "true"}
+        s = SearcherService(cfg.from_env(cfg.SearcherConfig, env))
+        try:
+            await s.start()
+            raise AssertionError("must refuse")
+        except errors.FailedPrecondition as exc:
+            assert "no rebalance" in exc.message
+        finally:
+            await s.stop()
+        await repartition.abort(js)
+        await repartition.begin(js, 3)
+    finally:
+        await nc.close()
+        await c.stop()
