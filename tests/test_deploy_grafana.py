@@ -18,7 +18,13 @@ from tanu.core.metrics import Metrics
 
 GRAFANA = ROOT / "deploy" / "grafana"
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "tanu.rules.yml"
-EXPECTED = {"overview.json", "search.json", "enrolment.json", "security.json", "infrastructure.json"}
+EXPECTED = {
+    "overview.json",
+    "search.json",
+    "enrolment.json",
+    "security.json",
+    "infrastructure.json",
+}
 KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
 # Prometheus's own series (one per scrape target), not a Tanu metric.
 PROMETHEUS_SERIES = {"up"}
@@ -84,7 +90,9 @@ def test_the_five_dashboards_are_valid_json_with_unique_uids_and_queries():
 
 
 def test_dashboards_are_up_to_date_with_their_generator():
-    spec = importlib.util.spec_from_file_location("build_dashboards", GRAFANA / "build_dashboards.py")
+    spec = importlib.util.spec_from_file_location(
+        "build_dashboards", GRAFANA / "build_dashboards.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     for name, text in mod.render().items():
