@@ -34,6 +34,7 @@ from photos import originals, variants  # noqa: E402
 
 from tanu.cluster.local import LocalCluster  # noqa: E402
 from tanu.core import config as cfg  # noqa: E402
+from tanu.core import secrets  # noqa: E402
 from tanu.embedder.service import Embedder  # noqa: E402
 from tanu.face import images, models  # noqa: E402
 from tanu.face.mtcnn import MTCNN  # noqa: E402
@@ -69,7 +70,9 @@ async def services(cluster: LocalCluster, photos: list[bytes], faces: list, seco
     async with (
         grpc.aio.insecure_channel(f"127.0.0.1:{ports['detector']}") as dch,
         grpc.aio.insecure_channel(f"127.0.0.1:{ports['embedder']}") as ech,
-        grpc.aio.insecure_channel(f"127.0.0.1:{ports['gateway']}") as gch,
+        secrets.aio_channel(
+            f"127.0.0.1:{ports['gateway']}", (cluster.var / "keys" / "operator.token").read_text()
+        ) as gch,
     ):
         detect = detector_pb2_grpc.DetectorStub(dch).Detect
         embed = embedder_pb2_grpc.EmbedderStub(ech).Embed
@@ -89,6 +92,10 @@ async def services(cluster: LocalCluster, photos: list[bytes], faces: list, seco
                 subject_id=f"bench-{next(ids)}",
                 allow_duplicate=True,
                 sample=common_pb2.BiometricSample(image=photo),
+                date_of_birth="1980-01-01",
+                consent=identity_pb2.ConsentGrant(
+                    purposes=[secrets.DEFAULT_PURPOSE], evidence_ref="bench"
+                ),
             )
             r = await enroll(req, timeout=60)
             assert r.enrolled

@@ -24,19 +24,20 @@ import time
 from pathlib import Path
 
 import faiss
-import grpc
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import pct  # noqa: E402
 
 from tanu.cluster.local import LocalCluster  # noqa: E402
-from tanu.core import vectors
+from tanu.core import keys, secrets, vectors
 from tanu.core.config import Layout
 from tanu.store.db import SqliteStore
 from tanu.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 
 DIM = 128
+
+TOKEN = [""]  # the operator token of the benchmark's cluster, set in main()
 
 
 def synthetic(n: int, seed: int) -> np.ndarray:
@@ -80,7 +81,7 @@ async def service(address: str, queries: np.ndarray, concurrency: int, k: int) -
         )
         for q in queries
     ]
-    async with grpc.aio.insecure_channel(address) as ch:
+    async with secrets.aio_channel(address, TOKEN[0]) as ch:
         stub = identity_pb2_grpc.IdentityStub(ch)
         for s in samples[:concurrency]:
             await stub.Identify(s, timeout=30)  # warm-up
@@ -118,7 +119,7 @@ async def wait_gallery(address: str, n: int, timeout: float) -> float:
         ),
         top_k=1,
     )
-    async with grpc.aio.insecure_channel(address) as ch:
+    async with secrets.aio_channel(address, TOKEN[0]) as ch:
         stub = identity_pb2_grpc.IdentityStub(ch)
         while time.perf_counter() - start < timeout:
             r = await stub.Identify(probe, timeout=30)
@@ -157,13 +158,21 @@ def main() -> int:
         var = Path(tmp) / "var"
         layout = Layout(partitions=args.partitions, dimension=DIM)
         t = time.perf_counter()
-        db = SqliteStore(var / "store.sqlite3", layout)
+        keyenv = secrets.provision(var / "keys")
+        TOKEN[0] = (var / "keys" / "operator.token").read_text()
+        db = SqliteStore(
+            var / "store.sqlite3", layout,
+            keys.LocalKeyProvider.from_file(keyenv["TANU_MASTER_KEY_FILE"]),
+        )  # fmt: skip
+        consent = common_pb2.Consent(purposes=[secrets.DEFAULT_PURPOSE], evidence_ref="bench")
         for lo in range(0, args.templates, 20_000):
             db.put_many(
                 [
                     (f"citizen-{i}", gallery[i : i + 1])
                     for i in range(lo, min(lo + 20_000, args.templates))
-                ]
+                ],
+                "1980-01-01",
+                consent,
             )
         db.close()
         load_s = time.perf_counter() - t

@@ -12,7 +12,7 @@ import pytest
 
 from tanu.cluster.natsd import NatsServer
 from tanu.core import config as cfg
-from tanu.core import logs
+from tanu.core import logs, secrets
 from tanu.gateway.service import GatewayService
 from tanu.searcher.service import SearcherService
 from tanu.store.service import StoreService
@@ -45,8 +45,18 @@ def env_for(nats_url: str, tmp_path: Path, partitions: int = 2, **extra: str) ->
         "TANU_RELAY_POLL_S": "0.2",
         "TANU_SEARCH_TIMEOUT_S": "1.5",
     }
+    provisioned = secrets.provision(tmp_path / "keys")
+    if "TANU_SNAPSHOT_KEY" in extra:  # the test manages the snapshot key itself
+        provisioned.pop("TANU_SNAPSHOT_KEY_FILE")
+    env.update(provisioned)
+    env["TANU_AUDIT_CHECKPOINT_S"] = "0.5"
     env.update(extra)
     return env
+
+
+def operator_token(env: dict[str, str]) -> str:
+    """The operator tenant's token (every scope) that ``provision`` issued."""
+    return (Path(env["TANU_TENANTS_FILE"]).parent / "operator.token").read_text()
 
 
 class Cluster:
@@ -85,7 +95,9 @@ class Cluster:
 
     async def start_gateway(self) -> GatewayService:
         self.gateway = await GatewayService(cfg.from_env(cfg.GatewayConfig, self.env)).start()
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.gateway.port}")
+        self.channel = secrets.aio_channel(
+            f"127.0.0.1:{self.gateway.port}", operator_token(self.env)
+        )
         self.stub = identity_pb2_grpc.IdentityStub(self.channel)
         return self.gateway
 

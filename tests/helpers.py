@@ -14,7 +14,25 @@ def sample(vec: np.ndarray, model_id: str = "") -> common_pb2.BiometricSample:
     )
 
 
+ADULT_DOB = "1990-01-01"
+PURPOSES = ("identity_verification", "kyc")
+
+
+def consent(purposes=PURPOSES, **kw) -> identity_pb2.ConsentGrant:
+    return identity_pb2.ConsentGrant(purposes=list(purposes), evidence_ref="form-0001", **kw)
+
+
+def enroll_request(**kw) -> identity_pb2.EnrollRequest:
+    """An EnrollRequest with an adult's date of birth and own consent, unless ``kw`` says otherwise."""
+    kw.setdefault("date_of_birth", ADULT_DOB)
+    kw.setdefault("consent", consent())
+    return identity_pb2.EnrollRequest(**kw)
+
+
 def enroll(subject_id: str, vec: np.ndarray, **kw) -> identity_pb2.EnrollRequest:
+    """An adult's enrolment with their own consent, unless ``kw`` says otherwise."""
+    kw.setdefault("date_of_birth", ADULT_DOB)
+    kw.setdefault("consent", consent())
     return identity_pb2.EnrollRequest(subject_id=subject_id, sample=sample(vec), **kw)
 
 

@@ -12,7 +12,7 @@ from tanu.core.errors import InvalidArgument
 from tanu.v1 import common_pb2, identity_pb2, store_pb2
 
 from conftest import unit_vectors
-from helpers import enroll, identify, sample, verify
+from helpers import enroll, enroll_request, identify, sample, verify
 
 
 async def expect(call, code: grpc.StatusCode, *words: str) -> str:
@@ -51,9 +51,7 @@ async def test_bad_templates_are_refused_and_the_gateway_keeps_serving(cluster):
     invalid = grpc.StatusCode.INVALID_ARGUMENT
     for bad, *words in cases:
         await expect(stub.Identify(identity_pb2.IdentifyRequest(sample=bad)), invalid, *words)
-        await expect(
-            stub.Enroll(identity_pb2.EnrollRequest(subject_id="x", sample=bad)), invalid, *words
-        )
+        await expect(stub.Enroll(enroll_request(subject_id="x", sample=bad)), invalid, *words)
         await expect(
             stub.Verify(identity_pb2.VerifyRequest(subject_id="known", sample=bad)), invalid, *words
         )
@@ -140,7 +138,10 @@ async def test_the_store_refuses_garbage_over_nats_and_keeps_serving(cluster):
             nc,
             subjects.store("put"),
             store_pb2.PutSubjectRequest(
-                subject_id="s", templates=[sample(unit_vectors(1)[0]).template]
+                subject_id="s",
+                templates=[sample(unit_vectors(1)[0]).template],
+                date_of_birth="1990-01-01",
+                consent=common_pb2.Consent(purposes=["kyc"], evidence_ref="form-1"),
             ),
             common_pb2.Subject,
             2,

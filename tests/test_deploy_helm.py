@@ -11,6 +11,7 @@ without the `dependencies` list. `helm lint` runs on the chart as it is."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -102,14 +103,29 @@ def test_every_service_is_deployed_with_grpc_probes_metrics_and_keys(chart_witho
     assert set(by_kind(docs, "HorizontalPodAutoscaler")) == set(deployments)
     assert set(by_kind(docs, "PodDisruptionBudget")) == {*deployments, "t-tanu-searcher"}
     secret = by_kind(docs, "Secret")["t-tanu-keys"]
-    assert set(secret["data"]) == {"master.key", "token-signing.key", "snapshot.key"}
+    assert set(secret["data"]) == {
+        "master.keyring",
+        "audit.pem",
+        "issuer.pem.pub",
+        "tenants.json",
+        "snapshot.key",
+    }
+    import base64
+
+    tenants = json.loads(base64.b64decode(secret["data"]["tenants.json"]))
+    assert {t["kind"] for t in tenants["tenants"]} == {"government", "bank"}
+    ring = json.loads(base64.b64decode(secret["data"]["master.keyring"]))
+    assert len(base64.b64decode(ring["keys"][ring["active"]])) == 32
+    assert b"PRIVATE KEY" in base64.b64decode(secret["data"]["audit.pem"])
     config = by_kind(docs, "ConfigMap")["t-tanu-config"]["data"]
     assert config["TANU_PARTITIONS"] == "4" and config["TANU_STREAM_REPLICAS"] == "3"
     for workload, c in containers(docs):
         env = {e["name"]: e.get("value") for e in c["env"]}
         assert env["TANU_NATS_URL"] == "nats://nats.example:4222"
         assert env["TANU_GRPC_HOST"] == "0.0.0.0"
-        assert env["TANU_MASTER_KEY_FILE"] == "/etc/tanu/keys/master.key"
+        assert env["TANU_MASTER_KEY_FILE"] == "/etc/tanu/keys/master.keyring"
+        assert env["TANU_AUDIT_KEY_FILE"] == "/etc/tanu/keys/audit.pem"
+        assert env["TANU_TOKEN_PUBLIC_KEY_FILE"] == "/etc/tanu/keys/issuer.pem.pub"
         for probe in ("readinessProbe", "livenessProbe"):
             assert c[probe]["grpc"]["port"] == 50051, (workload, probe)
         assert c["securityContext"]["allowPrivilegeEscalation"] is False

@@ -22,6 +22,7 @@ from tanu.embedder.service import EmbedderService
 from tanu.face.models import prepare
 from tanu.v1 import common_pb2, detector_pb2, detector_pb2_grpc, identity_pb2
 
+import helpers
 from conftest import Cluster, env_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -49,6 +50,10 @@ async def face_cluster(tmp_path_factory):
         TANU_MAX_IMAGE_PIXELS="20000000",
         TANU_REQUEST_TIMEOUT_S="30",
         TANU_ONNX_THREADS="1",
+        # These tests try impostors on purpose, many times in a row; the
+        # lockout itself is tested in test_security.py.
+        TANU_LOCKOUT_AFTER="1000",
+        TANU_LOCK_AFTER="2000",
     )
     c = Cluster(env)
     det = emb = None
@@ -64,7 +69,7 @@ async def face_cluster(tmp_path_factory):
             "hopper",
         ):  # every test starts with these two enrolled from photos
             r = await c.stub.Enroll(
-                identity_pb2.EnrollRequest(
+                helpers.enroll_request(
                     subject_id=name, sample=image_sample(encode(people[name])), wait_indexed=True
                 )
             )
@@ -111,7 +116,7 @@ async def test_enrolled_people_verify_from_every_variant_and_strangers_do_not(fa
     # The cameraman is near-profile: enrolment refuses him on pose ...
     await refused(
         stub.Enroll(
-            identity_pb2.EnrollRequest(
+            helpers.enroll_request(
                 subject_id="cameraman", sample=image_sample(photos["cameraman"]["original"])
             )
         ),
@@ -145,7 +150,7 @@ async def test_identify_finds_each_person_among_10000_synthetic_templates(face_c
         identity_pb2.IdentifyRequest(sample=image_sample(photos["cameraman"]["original"]))
     )
     held = await c.stub.Enroll(
-        identity_pb2.EnrollRequest(
+        helpers.enroll_request(
             subject_id="cameraman-t",
             sample=common_pb2.BiometricSample(
                 template=await _template(c, photos["cameraman"]["original"])
@@ -167,7 +172,10 @@ async def test_identify_finds_each_person_among_10000_synthetic_templates(face_c
         0.9 / np.sqrt(256)
     )
     await c.store.db.run(
-        c.store.db.put_many, [(f"synthetic-{i}", fake[i : i + 1]) for i in range(10_000)]
+        c.store.db.put_many,
+        [(f"synthetic-{i}", fake[i : i + 1]) for i in range(10_000)],
+        "1990-01-01",
+        common_pb2.Consent(purposes=list(helpers.PURPOSES), evidence_ref="import-1"),
     )
     c.store.relay.wake()
     for _ in range(300):
@@ -287,7 +295,7 @@ async def test_bad_images_get_invalid_argument_naming_the_problem(face_cluster, 
     for data, words in cases:
         for call in (
             stub.Identify(identity_pb2.IdentifyRequest(sample=image_sample(data))),
-            stub.Enroll(identity_pb2.EnrollRequest(subject_id="bad", sample=image_sample(data))),
+            stub.Enroll(helpers.enroll_request(subject_id="bad", sample=image_sample(data))),
         ):
             await refused(call, grpc.StatusCode.INVALID_ARGUMENT, words)
     r = await stub.Identify(identity_pb2.IdentifyRequest(sample=image_sample(good)))
@@ -302,7 +310,7 @@ async def test_enrolment_needs_exactly_one_face_of_enough_quality(face_cluster, 
     pair[:, 512:1024] = h
     two = encode(pair)
     await refused(
-        stub.Enroll(identity_pb2.EnrollRequest(subject_id="pair", sample=image_sample(two))),
+        stub.Enroll(helpers.enroll_request(subject_id="pair", sample=image_sample(two))),
         grpc.StatusCode.INVALID_ARGUMENT,
         "2 faces found",
         "enrolment needs exactly one",
@@ -328,7 +336,7 @@ async def test_enrolment_needs_exactly_one_face_of_enough_quality(face_cluster, 
     for measure, data in low.items():
         await refused(
             stub.Enroll(
-                identity_pb2.EnrollRequest(subject_id=f"low-{measure}", sample=image_sample(data))
+                helpers.enroll_request(subject_id=f"low-{measure}", sample=image_sample(data))
             ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "quality too low",

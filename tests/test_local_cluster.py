@@ -25,6 +25,8 @@ pytestmark = pytest.mark.slow
 TANU = [sys.executable, "-m", "tanu.cluster.cli"]
 MODEL_DIR = str(ROOT / "var" / "models")
 
+CONSENT = ("--dob", "1990-01-01", "--evidence", "form-1")
+
 
 def alive(pid: int) -> bool:
     try:
@@ -98,12 +100,12 @@ def test_tanu_up_runs_a_cluster_that_the_cli_can_use_and_sigterm_stops(tmp_path)
         np.save(tmp_path / "a2.npy", near(a))
         np.save(tmp_path / "b.npy", b)
         np.save(tmp_path / "short.npy", a[:10])
-        r = tanu(var, "enroll", "alice", str(tmp_path / "a.npy"), "--json")
+        r = tanu(var, "enroll", "alice", str(tmp_path / "a.npy"), "--json", *CONSENT)
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["enrolled"] is True
-        dup = tanu(var, "enroll", "alias", str(tmp_path / "a2.npy"))
+        dup = tanu(var, "enroll", "alias", str(tmp_path / "a2.npy"), *CONSENT)
         assert dup.returncode == 3 and "matches alice" in dup.stdout
-        assert tanu(var, "enroll", "bob", str(tmp_path / "b.npy")).returncode == 0
+        assert tanu(var, "enroll", "bob", str(tmp_path / "b.npy"), *CONSENT).returncode == 0
         found = json.loads(
             tanu(var, "identify", str(tmp_path / "a2.npy"), "--top-k", "2", "--json").stdout
         )
@@ -121,14 +123,14 @@ def test_tanu_up_runs_a_cluster_that_the_cli_can_use_and_sigterm_stops(tmp_path)
         # Photos: one at a time, then a folder with one file that is no photo.
         people = originals()
         (tmp_path / "hopper.jpg").write_bytes(encode(people["hopper"]))
-        r = tanu(var, "enroll", "grace", str(tmp_path / "hopper.jpg"))
+        r = tanu(var, "enroll", "grace", str(tmp_path / "hopper.jpg"), *CONSENT)
         assert r.returncode == 0 and "enrolled grace" in r.stdout, r.stdout + r.stderr
         folder = tmp_path / "photos"
         folder.mkdir()
         (folder / "eileen.jpg").write_bytes(encode(people["astronaut"]))
         (folder / "grace-again.png").write_bytes(encode(people["hopper"], "PNG"))
         (folder / "broken.jpg").write_bytes(b"not a photo")
-        bulk = tanu(var, "enroll", "--dir", str(folder))
+        bulk = tanu(var, "enroll", "--dir", str(folder), *CONSENT)
         assert bulk.returncode == 1, bulk.stdout + bulk.stderr
         assert "enrolled 1 of 3; 2 failed" in bulk.stdout
         assert "broken.jpg: INVALID_ARGUMENT: bytes are not a JPEG or PNG image" in bulk.stdout

@@ -21,14 +21,13 @@ import time
 from pathlib import Path
 
 import faiss
-import grpc
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loadgen import figures, load  # noqa: E402
 
 from tanu.cluster.local import LocalCluster  # noqa: E402
-from tanu.core import bus, subjects, vectors
+from tanu.core import bus, keys, secrets, subjects, vectors
 from tanu.core.config import Layout
 from tanu.store.db import SqliteStore
 from tanu.v1 import common_pb2, identity_pb2, identity_pb2_grpc, searcher_pb2
@@ -84,7 +83,7 @@ async def run_service(cluster: LocalCluster, queries: np.ndarray, levels, second
     ireqs = [identity_pb2.IdentifyRequest(sample=common_pb2.BiometricSample(
         template=common_pb2.Template(vector=vectors.to_bytes(q))), top_k=K) for q in queries[:2000]]  # fmt: skip
     gw = next(p.grpc_port for p in cluster.procs if p.name == "gateway")
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{gw}") as ch:
+    async with secrets.aio_channel(f"127.0.0.1:{gw}", token(cluster)) as ch:
         stub = identity_pb2_grpc.IdentityStub(ch)
 
         async def searcher(r):
@@ -98,6 +97,10 @@ async def run_service(cluster: LocalCluster, queries: np.ndarray, levels, second
             out[("gateway", c)] = await load(gateway, ireqs, c, seconds)
     await nc.close()
     return out
+
+
+def token(cluster: LocalCluster) -> str:
+    return (cluster.var / "keys" / "operator.token").read_text()
 
 
 def main() -> int:
@@ -119,8 +122,12 @@ def main() -> int:
     del index
     with tempfile.TemporaryDirectory(prefix="tanu-overhead-") as tmp:
         var = Path(tmp) / "var"
-        db = SqliteStore(var / "store.sqlite3", Layout(partitions=1))
-        db.put_many([(f"c{i}", gallery[i : i + 1]) for i in range(args.templates)])
+        keyenv = secrets.provision(var / "keys")  # the cluster below uses the same keys
+        db = SqliteStore(var / "store.sqlite3", Layout(partitions=1),
+                         keys.LocalKeyProvider.from_file(keyenv["TANU_MASTER_KEY_FILE"]))  # fmt: skip
+        consent = common_pb2.Consent(purposes=[secrets.DEFAULT_PURPOSE], evidence_ref="bench")
+        db.put_many([(f"c{i}", gallery[i : i + 1]) for i in range(args.templates)], "1980-01-01",
+                    consent)  # fmt: skip
         db.close()
         env = dict(os.environ, TANU_LOG_LEVEL="warning")
         cluster = LocalCluster(var, 1, 1, 0, 0, env, say=lambda m: print("  " + m, file=sys.stderr))
@@ -133,8 +140,8 @@ def main() -> int:
                         template=common_pb2.Template(vector=vectors.to_bytes(queries[0]))
                     )
                 )
-                async with grpc.aio.insecure_channel(
-                    f"127.0.0.1:{cluster.procs[-1].grpc_port}"
+                async with secrets.aio_channel(
+                    f"127.0.0.1:{cluster.procs[-1].grpc_port}", token(cluster)
                 ) as ch:
                     stub = identity_pb2_grpc.IdentityStub(ch)
                     while (await stub.Identify(probe)).gallery_size < args.templates:

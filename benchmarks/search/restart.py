@@ -27,7 +27,7 @@ import numpy as np
 
 from tanu.cluster.natsd import NatsServer
 from tanu.core import config as cfg
-from tanu.core import logs
+from tanu.core import keys, logs, secrets
 from tanu.searcher.service import SearcherService
 from tanu.store.db import SqliteStore
 from tanu.store.service import StoreService
@@ -55,9 +55,12 @@ async def run(args) -> None:
             "TANU_SNAPSHOT_DIR": str(tmp / "snaps"), "TANU_SNAPSHOT_INTERVAL_S": "86400",
             "TANU_SNAPSHOT_KEY": base64.b64encode(os.urandom(32)).decode(), "TANU_INDEX_KIND": args.kind,
         }  # fmt: skip
+        env.update({k: v for k, v in secrets.provision(tmp / "keys").items()
+                    if k != "TANU_SNAPSHOT_KEY_FILE"})  # fmt: skip
         try:
             t = time.perf_counter()
-            db = SqliteStore(env["TANU_STORE_DB"], cfg.Layout(partitions=1))
+            db = SqliteStore(env["TANU_STORE_DB"], cfg.Layout(partitions=1),
+                             keys.LocalKeyProvider.from_file(env["TANU_MASTER_KEY_FILE"]))  # fmt: skip
             for lo in range(0, args.templates, 50_000):
                 vecs = synthetic(min(50_000, args.templates - lo), lo)
                 db.put_many([(f"c{lo + i}", vecs[i : i + 1]) for i in range(len(vecs))])

@@ -62,9 +62,13 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
 - name: TANU_MODEL_DIR
   value: /opt/tanu/models
 - name: TANU_MASTER_KEY_FILE
-  value: /etc/tanu/keys/master.key
-- name: TANU_TOKEN_SIGNING_KEY_FILE
-  value: /etc/tanu/keys/token-signing.key
+  value: /etc/tanu/keys/master.keyring
+- name: TANU_AUDIT_KEY_FILE
+  value: /etc/tanu/keys/audit.pem
+- name: TANU_TOKEN_PUBLIC_KEY_FILE
+  value: /etc/tanu/keys/issuer.pem.pub
+- name: TANU_TENANTS_FILE
+  value: /etc/tanu/keys/tenants.json
 - name: TANU_SNAPSHOT_KEY_FILE
   value: /etc/tanu/keys/snapshot.key
 - name: POD_NAME

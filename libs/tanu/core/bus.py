@@ -154,6 +154,26 @@ async def scatter(
     return list(await asyncio.gather(*(one(s) for s in subjects)))
 
 
+async def gather_all(nc: NATS, subject: str, payload: bytes, window_s: float) -> list[bytes]:
+    """Publishes once and collects every reply that arrives within
+    ``window_s`` (for subjects that every instance answers, not one of a
+    queue group). Error replies are skipped."""
+    inbox = nc.new_inbox()
+    replies: list[bytes] = []
+
+    async def on_reply(msg: Msg) -> None:
+        if not (msg.headers or {}).get(ERROR_CODE):
+            replies.append(msg.data)
+
+    sub = await nc.subscribe(inbox, cb=on_reply)
+    try:
+        await nc.publish(subject, payload, reply=inbox)
+        await asyncio.sleep(window_s)
+    finally:
+        await sub.unsubscribe()
+    return replies
+
+
 Handler = Callable[[Q], Awaitable[Message]]
 
 

@@ -127,6 +127,15 @@ class Common:
     )
     grpc_host: str = setting("TANU_GRPC_HOST", "127.0.0.1", "Interface the gRPC server binds.")
     grpc_port: int = setting("TANU_GRPC_PORT", 0, "gRPC port; 0 picks a free one.")
+    tls_cert_file: str = setting(
+        "TANU_TLS_CERT_FILE", "", "Server certificate (PEM); with the key, gRPC speaks TLS."
+    )
+    tls_key_file: str = setting("TANU_TLS_KEY_FILE", "", "Server private key (PEM).")
+    tls_client_ca_file: str = setting(
+        "TANU_TLS_CLIENT_CA_FILE",
+        "",
+        "CA bundle (PEM); when set, clients must present a certificate it signed (mTLS).",
+    )
     metrics_port: int = setting(
         "TANU_METRICS_PORT", -1, "Prometheus port; -1 disables, 0 picks a free one."
     )
@@ -156,6 +165,37 @@ class StoreConfig:
     """The store: the system of record and its outbox relay."""
 
     db_path: str = setting("TANU_STORE_DB", "var/store.sqlite3", "SQLite database file.")
+    dsn: str = setting(
+        "TANU_STORE_DSN",
+        "",
+        "PostgreSQL DSN (postgresql://...); when set, the store uses PostgreSQL, not SQLite.",
+    )
+    master_key_file: str = setting(
+        "TANU_MASTER_KEY_FILE",
+        "",
+        "Master keyring (JSON; `tanu keys init`) that wraps every subject's data key.",
+    )
+    master_key: str = setting(
+        "TANU_MASTER_KEY", "", "A single 32-byte master key, base64 (when no keyring file)."
+    )
+    audit_key_file: str = setting(
+        "TANU_AUDIT_KEY_FILE",
+        "",
+        "Ed25519 private key (PEM) signing audit checkpoints and erasure receipts.",
+    )
+    lockout_after: int = setting(
+        "TANU_LOCKOUT_AFTER",
+        5,
+        "Consecutive failed verifications of a subject before growing delays (1 s, 2 s, 4 s...).",
+    )
+    lock_after: int = setting(
+        "TANU_LOCK_AFTER",
+        10,
+        "Consecutive failed verifications that lock the subject until they unlock.",
+    )
+    audit_checkpoint_s: float = setting(
+        "TANU_AUDIT_CHECKPOINT_S", 10.0, "Seconds between signed audit checkpoints."
+    )
     relay_batch: int = setting("TANU_RELAY_BATCH", 256, "Outbox events published per relay round.")
     relay_poll_s: float = setting(
         "TANU_RELAY_POLL_S", 1.0, "Relay poll interval when no write wakes it."
@@ -277,6 +317,21 @@ class GatewayConfig:
     )
     min_face_score: float = setting(
         "TANU_MIN_FACE_SCORE", 0.9, "Detector score below which a face is ignored."
+    )
+    token_public_key_file: str = setting(
+        "TANU_TOKEN_PUBLIC_KEY_FILE",
+        "",
+        "Ed25519 public key (PEM) of the token issuer; tenants' tokens must verify with it.",
+    )
+    tenants_file: str = setting(
+        "TANU_TENANTS_FILE",
+        "",
+        "Tenant registry (JSON): id, kind, scopes, purposes, rate limit of each tenant.",
+    )
+    erasure_wait_s: float = setting(
+        "TANU_ERASURE_WAIT_S",
+        5.0,
+        "How long an erasure waits for every searcher replica to confirm it.",
     )
     threshold_refresh_s: float = setting(
         "TANU_THRESHOLD_REFRESH_S",

@@ -4,9 +4,8 @@ never a subject id."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import shutil
+from dataclasses import dataclass
 
 from prometheus_client import (
     CollectorRegistry,

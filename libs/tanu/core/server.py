@@ -99,6 +99,26 @@ class GrpcServer:
         await self.server.stop(grace_s)
 
 
+def server_credentials(common: Common) -> grpc.ServerCredentials | None:
+    """TLS when a certificate is configured; mutual TLS (client certificates
+    required and checked against the CA) when a client CA is too."""
+    if not (common.tls_cert_file or common.tls_key_file):
+        if common.tls_client_ca_file:
+            raise errors.FailedPrecondition(
+                "TANU_TLS_CLIENT_CA_FILE needs TANU_TLS_CERT_FILE and TANU_TLS_KEY_FILE"
+            )
+        return None
+    try:
+        cert = open(common.tls_cert_file, "rb").read()  # noqa: SIM115
+        key = open(common.tls_key_file, "rb").read()  # noqa: SIM115
+        ca = open(common.tls_client_ca_file, "rb").read() if common.tls_client_ca_file else None  # noqa: SIM115
+    except OSError as exc:
+        raise errors.FailedPrecondition(f"cannot read a TLS file: {exc}") from None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
 async def start_grpc(
     common: Common,
     service: str,
@@ -131,7 +151,10 @@ async def start_grpc(
     )
     address = f"{common.grpc_host}:{common.grpc_port}"
     try:
-        port = server.add_insecure_port(address)
+        creds = server_credentials(common)
+        port = (
+            server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
+        )
     except RuntimeError as exc:
         raise errors.Unavailable(f"cannot bind gRPC on {address}: {exc}") from exc
     if port == 0:

@@ -25,6 +25,12 @@ def search(partition: int) -> str:
     return f"tanu.search.p{partition}"
 
 
+def erasure(partition: int) -> str:
+    """Every replica of the partition answers here (no queue group): which of
+    the given template ids it has not yet erased from its index and snapshot."""
+    return f"tanu.erasure.p{partition}"
+
+
 def search_queue(partition: int) -> str:
     """Queue group of a partition's replicas: one of them answers each request."""
     return f"searcher-p{partition}"

@@ -7,17 +7,87 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ConsentGrant(_message.Message):
+    __slots__ = ("purposes", "evidence_ref", "guardian_subject_id", "relationship", "guardian_sample")
+    PURPOSES_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_REF_FIELD_NUMBER: _ClassVar[int]
+    GUARDIAN_SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    RELATIONSHIP_FIELD_NUMBER: _ClassVar[int]
+    GUARDIAN_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    purposes: _containers.RepeatedScalarFieldContainer[str]
+    evidence_ref: str
+    guardian_subject_id: str
+    relationship: str
+    guardian_sample: _common_pb2.BiometricSample
+    def __init__(self, purposes: _Optional[_Iterable[str]] = ..., evidence_ref: _Optional[str] = ..., guardian_subject_id: _Optional[str] = ..., relationship: _Optional[str] = ..., guardian_sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ...) -> None: ...
+
+class GrantConsentRequest(_message.Message):
+    __slots__ = ("subject_id", "consent", "sample")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    consent: ConsentGrant
+    sample: _common_pb2.BiometricSample
+    def __init__(self, subject_id: _Optional[str] = ..., consent: _Optional[_Union[ConsentGrant, _Mapping]] = ..., sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ...) -> None: ...
+
+class RevokeConsentRequest(_message.Message):
+    __slots__ = ("subject_id", "purposes", "revoker_subject_id", "revoker_sample")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PURPOSES_FIELD_NUMBER: _ClassVar[int]
+    REVOKER_SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    REVOKER_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    purposes: _containers.RepeatedScalarFieldContainer[str]
+    revoker_subject_id: str
+    revoker_sample: _common_pb2.BiometricSample
+    def __init__(self, subject_id: _Optional[str] = ..., purposes: _Optional[_Iterable[str]] = ..., revoker_subject_id: _Optional[str] = ..., revoker_sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ...) -> None: ...
+
+class ConsentResponse(_message.Message):
+    __slots__ = ("subject_id", "purposes", "erased", "receipt")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PURPOSES_FIELD_NUMBER: _ClassVar[int]
+    ERASED_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    purposes: _containers.RepeatedScalarFieldContainer[str]
+    erased: bool
+    receipt: _common_pb2.ErasureReceipt
+    def __init__(self, subject_id: _Optional[str] = ..., purposes: _Optional[_Iterable[str]] = ..., erased: _Optional[bool] = ..., receipt: _Optional[_Union[_common_pb2.ErasureReceipt, _Mapping]] = ...) -> None: ...
+
+class SetBiometricLockRequest(_message.Message):
+    __slots__ = ("subject_id", "locked", "sample")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    locked: bool
+    sample: _common_pb2.BiometricSample
+    def __init__(self, subject_id: _Optional[str] = ..., locked: _Optional[bool] = ..., sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ...) -> None: ...
+
+class SetBiometricLockResponse(_message.Message):
+    __slots__ = ("subject_id", "locked")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    locked: bool
+    def __init__(self, subject_id: _Optional[str] = ..., locked: _Optional[bool] = ...) -> None: ...
+
 class EnrollRequest(_message.Message):
-    __slots__ = ("subject_id", "sample", "allow_duplicate", "wait_indexed")
+    __slots__ = ("subject_id", "sample", "allow_duplicate", "wait_indexed", "date_of_birth", "consent")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_FIELD_NUMBER: _ClassVar[int]
     ALLOW_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     WAIT_INDEXED_FIELD_NUMBER: _ClassVar[int]
+    DATE_OF_BIRTH_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     sample: _common_pb2.BiometricSample
     allow_duplicate: bool
     wait_indexed: bool
-    def __init__(self, subject_id: _Optional[str] = ..., sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., allow_duplicate: _Optional[bool] = ..., wait_indexed: _Optional[bool] = ...) -> None: ...
+    date_of_birth: str
+    consent: ConsentGrant
+    def __init__(self, subject_id: _Optional[str] = ..., sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., allow_duplicate: _Optional[bool] = ..., wait_indexed: _Optional[bool] = ..., date_of_birth: _Optional[str] = ..., consent: _Optional[_Union[ConsentGrant, _Mapping]] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
     __slots__ = ("enrolled", "subject", "duplicate_of", "threshold", "indexed", "threshold_source")
@@ -104,16 +174,18 @@ class DeleteRequest(_message.Message):
     def __init__(self, subject_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
-    __slots__ = ("subject_id", "templates_removed", "deleted_at_ms", "partition")
+    __slots__ = ("subject_id", "templates_removed", "deleted_at_ms", "partition", "receipt")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     TEMPLATES_REMOVED_FIELD_NUMBER: _ClassVar[int]
     DELETED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     templates_removed: int
     deleted_at_ms: int
     partition: int
-    def __init__(self, subject_id: _Optional[str] = ..., templates_removed: _Optional[int] = ..., deleted_at_ms: _Optional[int] = ..., partition: _Optional[int] = ...) -> None: ...
+    receipt: _common_pb2.ErasureReceipt
+    def __init__(self, subject_id: _Optional[str] = ..., templates_removed: _Optional[int] = ..., deleted_at_ms: _Optional[int] = ..., partition: _Optional[int] = ..., receipt: _Optional[_Union[_common_pb2.ErasureReceipt, _Mapping]] = ...) -> None: ...
 
 class GetSubjectRequest(_message.Message):
     __slots__ = ("subject_id",)

@@ -60,6 +60,31 @@ class IdentityStub:
                 request_serializer=tanu_dot_v1_dot_identity__pb2.GetSubjectRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_common__pb2.Subject.FromString,
                 _registered_method=True)
+        self.GrantConsent = channel.unary_unary(
+                '/tanu.v1.Identity/GrantConsent',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.GrantConsentRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_identity__pb2.ConsentResponse.FromString,
+                _registered_method=True)
+        self.RevokeConsent = channel.unary_unary(
+                '/tanu.v1.Identity/RevokeConsent',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.RevokeConsentRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_identity__pb2.ConsentResponse.FromString,
+                _registered_method=True)
+        self.GetSubjectReport = channel.unary_unary(
+                '/tanu.v1.Identity/GetSubjectReport',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.GetSubjectRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_common__pb2.SubjectReport.FromString,
+                _registered_method=True)
+        self.GetAccessHistory = channel.unary_unary(
+                '/tanu.v1.Identity/GetAccessHistory',
+                request_serializer=tanu_dot_v1_dot_common__pb2.AccessHistoryRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_common__pb2.AccessHistory.FromString,
+                _registered_method=True)
+        self.SetBiometricLock = channel.unary_unary(
+                '/tanu.v1.Identity/SetBiometricLock',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.SetBiometricLockRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_identity__pb2.SetBiometricLockResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServicer:
@@ -103,6 +128,43 @@ class IdentityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GrantConsent(self, request, context):
+        """Add purposes to a subject's consent (the subject, or a guardian of a
+        minor, verified 1:1 by face).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeConsent(self, request, context):
+        """Withdraw consent for some or all purposes. With no purpose left the
+        subject is erased and the reply carries the signed receipt.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSubjectReport(self, request, context):
+        """For the citizen: what is stored about them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccessHistory(self, request, context):
+        """For the citizen: every use of their data, newest last, paginated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetBiometricLock(self, request, context):
+        """The subject locks (or unlocks) all matching of their face.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +192,31 @@ def add_IdentityServicer_to_server(servicer, server):
                     servicer.GetSubject,
                     request_deserializer=tanu_dot_v1_dot_identity__pb2.GetSubjectRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_common__pb2.Subject.SerializeToString,
+            ),
+            'GrantConsent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantConsent,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.GrantConsentRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_identity__pb2.ConsentResponse.SerializeToString,
+            ),
+            'RevokeConsent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeConsent,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.RevokeConsentRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_identity__pb2.ConsentResponse.SerializeToString,
+            ),
+            'GetSubjectReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSubjectReport,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.GetSubjectRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_common__pb2.SubjectReport.SerializeToString,
+            ),
+            'GetAccessHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccessHistory,
+                    request_deserializer=tanu_dot_v1_dot_common__pb2.AccessHistoryRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_common__pb2.AccessHistory.SerializeToString,
+            ),
+            'SetBiometricLock': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBiometricLock,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.SetBiometricLockRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_identity__pb2.SetBiometricLockResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -267,6 +354,141 @@ class Identity:
             '/tanu.v1.Identity/GetSubject',
             tanu_dot_v1_dot_identity__pb2.GetSubjectRequest.SerializeToString,
             tanu_dot_v1_dot_common__pb2.Subject.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantConsent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/GrantConsent',
+            tanu_dot_v1_dot_identity__pb2.GrantConsentRequest.SerializeToString,
+            tanu_dot_v1_dot_identity__pb2.ConsentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeConsent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/RevokeConsent',
+            tanu_dot_v1_dot_identity__pb2.RevokeConsentRequest.SerializeToString,
+            tanu_dot_v1_dot_identity__pb2.ConsentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSubjectReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/GetSubjectReport',
+            tanu_dot_v1_dot_identity__pb2.GetSubjectRequest.SerializeToString,
+            tanu_dot_v1_dot_common__pb2.SubjectReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccessHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/GetAccessHistory',
+            tanu_dot_v1_dot_common__pb2.AccessHistoryRequest.SerializeToString,
+            tanu_dot_v1_dot_common__pb2.AccessHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBiometricLock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/SetBiometricLock',
+            tanu_dot_v1_dot_identity__pb2.SetBiometricLockRequest.SerializeToString,
+            tanu_dot_v1_dot_identity__pb2.SetBiometricLockResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,31 +25,55 @@ _sym_db = _symbol_database.Default()
 from tanu.v1 import common_pb2 as tanu_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tanu/v1/store.proto\x12\x07tanu.v1\x1a\x14tanu/v1/common.proto\"M\n\x11PutSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12$\n\ttemplates\x18\x02 \x03(\x0b\x32\x11.tanu.v1.Template\"-\n\x17GetSubjectRecordRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\")\n\x13GetTemplatesRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"J\n\x0eStoredTemplate\x12\x13\n\x0btemplate_id\x18\x01 \x01(\x03\x12#\n\x08template\x18\x02 \x01(\x0b\x32\x11.tanu.v1.Template\"e\n\x14GetTemplatesResponse\x12!\n\x07subject\x18\x01 \x01(\x0b\x32\x10.tanu.v1.Subject\x12*\n\ttemplates\x18\x02 \x03(\x0b\x32\x17.tanu.v1.StoredTemplate\":\n\x14\x44\x65leteSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"g\n\x15\x44\x65leteSubjectResponse\x12!\n\x07subject\x18\x01 \x01(\x0b\x32\x10.tanu.v1.Subject\x12\x14\n\x0ctemplate_ids\x18\x02 \x03(\x03\x12\x15\n\rdeleted_at_ms\x18\x03 \x01(\x03\"\x97\x02\n\rTemplateEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.tanu.v1.TemplateEvent.Kind\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12\x11\n\tpartition\x18\x04 \x01(\r\x12\x14\n\x0ctemplate_ids\x18\x05 \x03(\x03\x12\x0f\n\x07vectors\x18\x06 \x01(\x0c\x12\x11\n\tdimension\x18\x07 \x01(\r\x12\x10\n\x08model_id\x18\x08 \x01(\t\x12\x16\n\x0eoccurred_at_ms\x18\t \x01(\x03\">\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nKIND_ADDED\x10\x01\x12\x10\n\x0cKIND_REMOVED\x10\x02\x32\xa2\x02\n\x05Store\x12:\n\nPutSubject\x12\x1a.tanu.v1.PutSubjectRequest\x1a\x10.tanu.v1.Subject\x12@\n\nGetSubject\x12 .tanu.v1.GetSubjectRecordRequest\x1a\x10.tanu.v1.Subject\x12K\n\x0cGetTemplates\x12\x1c.tanu.v1.GetTemplatesRequest\x1a\x1d.tanu.v1.GetTemplatesResponse\x12N\n\rDeleteSubject\x12\x1d.tanu.v1.DeleteSubjectRequest\x1a\x1e.tanu.v1.DeleteSubjectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13tanu/v1/store.proto\x12\x07tanu.v1\x1a\x14tanu/v1/common.proto\"\xde\x01\n\rSubjectStatus\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x10\n\x08\x65nrolled\x18\x02 \x01(\x08\x12\x15\n\rdate_of_birth\x18\x03 \x01(\t\x12\x10\n\x08purposes\x18\x04 \x03(\t\x12\x18\n\x10\x62iometric_locked\x18\x05 \x01(\x08\x12\x1b\n\x13verification_locked\x18\x06 \x01(\x08\x12\x1c\n\x14\x66\x61iled_verifications\x18\x07 \x01(\r\x12\x16\n\x0eretry_after_ms\x18\x08 \x01(\x03\x12\x11\n\tguardians\x18\t \x03(\t\"$\n\rStatusRequest\x12\x13\n\x0bsubject_ids\x18\x01 \x03(\t\":\n\x0eStatusResponse\x12(\n\x08statuses\x18\x01 \x03(\x0b\x32\x16.tanu.v1.SubjectStatus\":\n\x13VerificationOutcome\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0f\n\x07matched\x18\x02 \x01(\x08\"M\n\x14\x43onsentRecordRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12!\n\x07\x63onsent\x18\x02 \x01(\x0b\x32\x10.tanu.v1.Consent\"1\n\x0bLockRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06locked\x18\x02 \x01(\x08\"O\n\x12SealReceiptRequest\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x11\n\tbody_json\x18\x03 \x01(\t\"\x99\x01\n\x0b\x41uditRecord\x12\r\n\x05\x61t_ms\x18\x01 \x01(\x03\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0e\n\x06\x63lient\x18\x03 \x01(\t\x12\x11\n\toperation\x18\x04 \x01(\t\x12\x0f\n\x07purpose\x18\x05 \x01(\t\x12\x12\n\nsubject_id\x18\x06 \x01(\t\x12\x0e\n\x06result\x18\x07 \x01(\t\x12\x13\n\x0b\x64\x65tail_json\x18\x08 \x01(\t\";\n\x12\x41ppendAuditRequest\x12%\n\x07records\x18\x01 \x03(\x0b\x32\x14.tanu.v1.AuditRecord\"\'\n\x13\x41ppendAuditResponse\x12\x10\n\x08last_seq\x18\x01 \x01(\x04\"\"\n\x11RewrapKeysRequest\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\r\"V\n\x12RewrapKeysResponse\x12\x11\n\trewrapped\x18\x01 \x01(\x04\x12\x15\n\ractive_key_id\x18\x02 \x01(\t\x12\x16\n\x0ekey_ids_in_use\x18\x03 \x03(\t\"\x87\x01\n\x11PutSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12$\n\ttemplates\x18\x02 \x03(\x0b\x32\x11.tanu.v1.Template\x12\x15\n\rdate_of_birth\x18\x03 \x01(\t\x12!\n\x07\x63onsent\x18\x04 \x01(\x0b\x32\x10.tanu.v1.Consent\"-\n\x17GetSubjectRecordRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\")\n\x13GetTemplatesRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"J\n\x0eStoredTemplate\x12\x13\n\x0btemplate_id\x18\x01 \x01(\x03\x12#\n\x08template\x18\x02 \x01(\x0b\x32\x11.tanu.v1.Template\"\x8d\x01\n\x14GetTemplatesResponse\x12!\n\x07subject\x18\x01 \x01(\x0b\x32\x10.tanu.v1.Subject\x12*\n\ttemplates\x18\x02 \x03(\x0b\x32\x17.tanu.v1.StoredTemplate\x12&\n\x06status\x18\x03 \x01(\x0b\x32\x16.tanu.v1.SubjectStatus\"Z\n\x14\x44\x65leteSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0e\n\x06\x63lient\x18\x04 \x01(\t\"\xf3\x01\n\x15\x44\x65leteSubjectResponse\x12!\n\x07subject\x18\x01 \x01(\x0b\x32\x10.tanu.v1.Subject\x12\x14\n\x0ctemplate_ids\x18\x02 \x03(\x03\x12\x15\n\rdeleted_at_ms\x18\x03 \x01(\x03\x12\x13\n\x0b\x64\x61ta_key_id\x18\x04 \x01(\t\x12\x15\n\rmaster_key_id\x18\x05 \x01(\t\x12\x17\n\x0fstream_messages\x18\x06 \x01(\r\x12\x18\n\x10\x63onsents_removed\x18\x07 \x01(\r\x12\x18\n\x10removal_event_id\x18\x08 \x01(\t\x12\x11\n\taudit_seq\x18\t \x01(\x04\"\x97\x02\n\rTemplateEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.tanu.v1.TemplateEvent.Kind\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12\x11\n\tpartition\x18\x04 \x01(\r\x12\x14\n\x0ctemplate_ids\x18\x05 \x03(\x03\x12\x0f\n\x07vectors\x18\x06 \x01(\x0c\x12\x11\n\tdimension\x18\x07 \x01(\r\x12\x10\n\x08model_id\x18\x08 \x01(\t\x12\x16\n\x0eoccurred_at_ms\x18\t \x01(\x03\">\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n\nKIND_ADDED\x10\x01\x12\x10\n\x0cKIND_REMOVED\x10\x02\x32\xdf\x07\n\x05Store\x12:\n\nPutSubject\x12\x1a.tanu.v1.PutSubjectRequest\x1a\x10.tanu.v1.Subject\x12@\n\nGetSubject\x12 .tanu.v1.GetSubjectRecordRequest\x1a\x10.tanu.v1.Subject\x12K\n\x0cGetTemplates\x12\x1c.tanu.v1.GetTemplatesRequest\x1a\x1d.tanu.v1.GetTemplatesResponse\x12N\n\rDeleteSubject\x12\x1d.tanu.v1.DeleteSubjectRequest\x1a\x1e.tanu.v1.DeleteSubjectResponse\x12\x43\n\x0bSealReceipt\x12\x1b.tanu.v1.SealReceiptRequest\x1a\x17.tanu.v1.ErasureReceipt\x12\x39\n\x06Status\x12\x16.tanu.v1.StatusRequest\x1a\x17.tanu.v1.StatusResponse\x12J\n\x12RecordVerification\x12\x1c.tanu.v1.VerificationOutcome\x1a\x16.tanu.v1.SubjectStatus\x12\x45\n\x0cGrantConsent\x12\x1d.tanu.v1.ConsentRecordRequest\x1a\x16.tanu.v1.SubjectStatus\x12\x46\n\rRevokeConsent\x12\x1d.tanu.v1.ConsentRecordRequest\x1a\x16.tanu.v1.SubjectStatus\x12@\n\x10SetBiometricLock\x12\x14.tanu.v1.LockRequest\x1a\x16.tanu.v1.SubjectStatus\x12\x42\n\x06Report\x12 .tanu.v1.GetSubjectRecordRequest\x1a\x16.tanu.v1.SubjectReport\x12I\n\x10GetAccessHistory\x12\x1d.tanu.v1.AccessHistoryRequest\x1a\x16.tanu.v1.AccessHistory\x12H\n\x0b\x41ppendAudit\x12\x1b.tanu.v1.AppendAuditRequest\x1a\x1c.tanu.v1.AppendAuditResponse\x12\x45\n\nRewrapKeys\x12\x1a.tanu.v1.RewrapKeysRequest\x1a\x1b.tanu.v1.RewrapKeysResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tanu.v1.store_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PUTSUBJECTREQUEST']._serialized_start=54
-  _globals['_PUTSUBJECTREQUEST']._serialized_end=131
-  _globals['_GETSUBJECTRECORDREQUEST']._serialized_start=133
-  _globals['_GETSUBJECTRECORDREQUEST']._serialized_end=178
-  _globals['_GETTEMPLATESREQUEST']._serialized_start=180
-  _globals['_GETTEMPLATESREQUEST']._serialized_end=221
-  _globals['_STOREDTEMPLATE']._serialized_start=223
-  _globals['_STOREDTEMPLATE']._serialized_end=297
-  _globals['_GETTEMPLATESRESPONSE']._serialized_start=299
-  _globals['_GETTEMPLATESRESPONSE']._serialized_end=400
-  _globals['_DELETESUBJECTREQUEST']._serialized_start=402
-  _globals['_DELETESUBJECTREQUEST']._serialized_end=460
-  _globals['_DELETESUBJECTRESPONSE']._serialized_start=462
-  _globals['_DELETESUBJECTRESPONSE']._serialized_end=565
-  _globals['_TEMPLATEEVENT']._serialized_start=568
-  _globals['_TEMPLATEEVENT']._serialized_end=847
-  _globals['_TEMPLATEEVENT_KIND']._serialized_start=785
-  _globals['_TEMPLATEEVENT_KIND']._serialized_end=847
-  _globals['_STORE']._serialized_start=850
-  _globals['_STORE']._serialized_end=1140
+  _globals['_SUBJECTSTATUS']._serialized_start=55
+  _globals['_SUBJECTSTATUS']._serialized_end=277
+  _globals['_STATUSREQUEST']._serialized_start=279
+  _globals['_STATUSREQUEST']._serialized_end=315
+  _globals['_STATUSRESPONSE']._serialized_start=317
+  _globals['_STATUSRESPONSE']._serialized_end=375
+  _globals['_VERIFICATIONOUTCOME']._serialized_start=377
+  _globals['_VERIFICATIONOUTCOME']._serialized_end=435
+  _globals['_CONSENTRECORDREQUEST']._serialized_start=437
+  _globals['_CONSENTRECORDREQUEST']._serialized_end=514
+  _globals['_LOCKREQUEST']._serialized_start=516
+  _globals['_LOCKREQUEST']._serialized_end=565
+  _globals['_SEALRECEIPTREQUEST']._serialized_start=567
+  _globals['_SEALRECEIPTREQUEST']._serialized_end=646
+  _globals['_AUDITRECORD']._serialized_start=649
+  _globals['_AUDITRECORD']._serialized_end=802
+  _globals['_APPENDAUDITREQUEST']._serialized_start=804
+  _globals['_APPENDAUDITREQUEST']._serialized_end=863
+  _globals['_APPENDAUDITRESPONSE']._serialized_start=865
+  _globals['_APPENDAUDITRESPONSE']._serialized_end=904
+  _globals['_REWRAPKEYSREQUEST']._serialized_start=906
+  _globals['_REWRAPKEYSREQUEST']._serialized_end=940
+  _globals['_REWRAPKEYSRESPONSE']._serialized_start=942
+  _globals['_REWRAPKEYSRESPONSE']._serialized_end=1028
+  _globals['_PUTSUBJECTREQUEST']._serialized_start=1031
+  _globals['_PUTSUBJECTREQUEST']._serialized_end=1166
+  _globals['_GETSUBJECTRECORDREQUEST']._serialized_start=1168
+  _globals['_GETSUBJECTRECORDREQUEST']._serialized_end=1213
+  _globals['_GETTEMPLATESREQUEST']._serialized_start=1215
+  _globals['_GETTEMPLATESREQUEST']._serialized_end=1256
+  _globals['_STOREDTEMPLATE']._serialized_start=1258
+  _globals['_STOREDTEMPLATE']._serialized_end=1332
+  _globals['_GETTEMPLATESRESPONSE']._serialized_start=1335
+  _globals['_GETTEMPLATESRESPONSE']._serialized_end=1476
+  _globals['_DELETESUBJECTREQUEST']._serialized_start=1478
+  _globals['_DELETESUBJECTREQUEST']._serialized_end=1568
+  _globals['_DELETESUBJECTRESPONSE']._serialized_start=1571
+  _globals['_DELETESUBJECTRESPONSE']._serialized_end=1814
+  _globals['_TEMPLATEEVENT']._serialized_start=1817
+  _globals['_TEMPLATEEVENT']._serialized_end=2096
+  _globals['_TEMPLATEEVENT_KIND']._serialized_start=2034
+  _globals['_TEMPLATEEVENT_KIND']._serialized_end=2096
+  _globals['_STORE']._serialized_start=2099
+  _globals['_STORE']._serialized_end=3090
 # @@protoc_insertion_point(module_scope)

@@ -8,13 +8,133 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SubjectStatus(_message.Message):
+    __slots__ = ("subject_id", "enrolled", "date_of_birth", "purposes", "biometric_locked", "verification_locked", "failed_verifications", "retry_after_ms", "guardians")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENROLLED_FIELD_NUMBER: _ClassVar[int]
+    DATE_OF_BIRTH_FIELD_NUMBER: _ClassVar[int]
+    PURPOSES_FIELD_NUMBER: _ClassVar[int]
+    BIOMETRIC_LOCKED_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_LOCKED_FIELD_NUMBER: _ClassVar[int]
+    FAILED_VERIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    GUARDIANS_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    enrolled: bool
+    date_of_birth: str
+    purposes: _containers.RepeatedScalarFieldContainer[str]
+    biometric_locked: bool
+    verification_locked: bool
+    failed_verifications: int
+    retry_after_ms: int
+    guardians: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, subject_id: _Optional[str] = ..., enrolled: _Optional[bool] = ..., date_of_birth: _Optional[str] = ..., purposes: _Optional[_Iterable[str]] = ..., biometric_locked: _Optional[bool] = ..., verification_locked: _Optional[bool] = ..., failed_verifications: _Optional[int] = ..., retry_after_ms: _Optional[int] = ..., guardians: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StatusRequest(_message.Message):
+    __slots__ = ("subject_ids",)
+    SUBJECT_IDS_FIELD_NUMBER: _ClassVar[int]
+    subject_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, subject_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class StatusResponse(_message.Message):
+    __slots__ = ("statuses",)
+    STATUSES_FIELD_NUMBER: _ClassVar[int]
+    statuses: _containers.RepeatedCompositeFieldContainer[SubjectStatus]
+    def __init__(self, statuses: _Optional[_Iterable[_Union[SubjectStatus, _Mapping]]] = ...) -> None: ...
+
+class VerificationOutcome(_message.Message):
+    __slots__ = ("subject_id", "matched")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    MATCHED_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    matched: bool
+    def __init__(self, subject_id: _Optional[str] = ..., matched: _Optional[bool] = ...) -> None: ...
+
+class ConsentRecordRequest(_message.Message):
+    __slots__ = ("subject_id", "consent")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    consent: _common_pb2.Consent
+    def __init__(self, subject_id: _Optional[str] = ..., consent: _Optional[_Union[_common_pb2.Consent, _Mapping]] = ...) -> None: ...
+
+class LockRequest(_message.Message):
+    __slots__ = ("subject_id", "locked")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    LOCKED_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    locked: bool
+    def __init__(self, subject_id: _Optional[str] = ..., locked: _Optional[bool] = ...) -> None: ...
+
+class SealReceiptRequest(_message.Message):
+    __slots__ = ("receipt_id", "subject_id", "body_json")
+    RECEIPT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    BODY_JSON_FIELD_NUMBER: _ClassVar[int]
+    receipt_id: str
+    subject_id: str
+    body_json: str
+    def __init__(self, receipt_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., body_json: _Optional[str] = ...) -> None: ...
+
+class AuditRecord(_message.Message):
+    __slots__ = ("at_ms", "tenant", "client", "operation", "purpose", "subject_id", "result", "detail_json")
+    AT_MS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
+    at_ms: int
+    tenant: str
+    client: str
+    operation: str
+    purpose: str
+    subject_id: str
+    result: str
+    detail_json: str
+    def __init__(self, at_ms: _Optional[int] = ..., tenant: _Optional[str] = ..., client: _Optional[str] = ..., operation: _Optional[str] = ..., purpose: _Optional[str] = ..., subject_id: _Optional[str] = ..., result: _Optional[str] = ..., detail_json: _Optional[str] = ...) -> None: ...
+
+class AppendAuditRequest(_message.Message):
+    __slots__ = ("records",)
+    RECORDS_FIELD_NUMBER: _ClassVar[int]
+    records: _containers.RepeatedCompositeFieldContainer[AuditRecord]
+    def __init__(self, records: _Optional[_Iterable[_Union[AuditRecord, _Mapping]]] = ...) -> None: ...
+
+class AppendAuditResponse(_message.Message):
+    __slots__ = ("last_seq",)
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    last_seq: int
+    def __init__(self, last_seq: _Optional[int] = ...) -> None: ...
+
+class RewrapKeysRequest(_message.Message):
+    __slots__ = ("batch",)
+    BATCH_FIELD_NUMBER: _ClassVar[int]
+    batch: int
+    def __init__(self, batch: _Optional[int] = ...) -> None: ...
+
+class RewrapKeysResponse(_message.Message):
+    __slots__ = ("rewrapped", "active_key_id", "key_ids_in_use")
+    REWRAPPED_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_IDS_IN_USE_FIELD_NUMBER: _ClassVar[int]
+    rewrapped: int
+    active_key_id: str
+    key_ids_in_use: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, rewrapped: _Optional[int] = ..., active_key_id: _Optional[str] = ..., key_ids_in_use: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class PutSubjectRequest(_message.Message):
-    __slots__ = ("subject_id", "templates")
+    __slots__ = ("subject_id", "templates", "date_of_birth", "consent")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    DATE_OF_BIRTH_FIELD_NUMBER: _ClassVar[int]
+    CONSENT_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     templates: _containers.RepeatedCompositeFieldContainer[_common_pb2.Template]
-    def __init__(self, subject_id: _Optional[str] = ..., templates: _Optional[_Iterable[_Union[_common_pb2.Template, _Mapping]]] = ...) -> None: ...
+    date_of_birth: str
+    consent: _common_pb2.Consent
+    def __init__(self, subject_id: _Optional[str] = ..., templates: _Optional[_Iterable[_Union[_common_pb2.Template, _Mapping]]] = ..., date_of_birth: _Optional[str] = ..., consent: _Optional[_Union[_common_pb2.Consent, _Mapping]] = ...) -> None: ...
 
 class GetSubjectRecordRequest(_message.Message):
     __slots__ = ("subject_id",)
@@ -37,30 +157,48 @@ class StoredTemplate(_message.Message):
     def __init__(self, template_id: _Optional[int] = ..., template: _Optional[_Union[_common_pb2.Template, _Mapping]] = ...) -> None: ...
 
 class GetTemplatesResponse(_message.Message):
-    __slots__ = ("subject", "templates")
+    __slots__ = ("subject", "templates", "status")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
     subject: _common_pb2.Subject
     templates: _containers.RepeatedCompositeFieldContainer[StoredTemplate]
-    def __init__(self, subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., templates: _Optional[_Iterable[_Union[StoredTemplate, _Mapping]]] = ...) -> None: ...
+    status: SubjectStatus
+    def __init__(self, subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., templates: _Optional[_Iterable[_Union[StoredTemplate, _Mapping]]] = ..., status: _Optional[_Union[SubjectStatus, _Mapping]] = ...) -> None: ...
 
 class DeleteSubjectRequest(_message.Message):
-    __slots__ = ("subject_id", "reason")
+    __slots__ = ("subject_id", "reason", "tenant", "client")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     reason: str
-    def __init__(self, subject_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    tenant: str
+    client: str
+    def __init__(self, subject_id: _Optional[str] = ..., reason: _Optional[str] = ..., tenant: _Optional[str] = ..., client: _Optional[str] = ...) -> None: ...
 
 class DeleteSubjectResponse(_message.Message):
-    __slots__ = ("subject", "template_ids", "deleted_at_ms")
+    __slots__ = ("subject", "template_ids", "deleted_at_ms", "data_key_id", "master_key_id", "stream_messages", "consents_removed", "removal_event_id", "audit_seq")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
     DELETED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    DATA_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    MASTER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    STREAM_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    CONSENTS_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    REMOVAL_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_SEQ_FIELD_NUMBER: _ClassVar[int]
     subject: _common_pb2.Subject
     template_ids: _containers.RepeatedScalarFieldContainer[int]
     deleted_at_ms: int
-    def __init__(self, subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., template_ids: _Optional[_Iterable[int]] = ..., deleted_at_ms: _Optional[int] = ...) -> None: ...
+    data_key_id: str
+    master_key_id: str
+    stream_messages: int
+    consents_removed: int
+    removal_event_id: str
+    audit_seq: int
+    def __init__(self, subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., template_ids: _Optional[_Iterable[int]] = ..., deleted_at_ms: _Optional[int] = ..., data_key_id: _Optional[str] = ..., master_key_id: _Optional[str] = ..., stream_messages: _Optional[int] = ..., consents_removed: _Optional[int] = ..., removal_event_id: _Optional[str] = ..., audit_seq: _Optional[int] = ...) -> None: ...
 
 class TemplateEvent(_message.Message):
     __slots__ = ("event_id", "kind", "subject_id", "partition", "template_ids", "vectors", "dimension", "model_id", "occurred_at_ms")

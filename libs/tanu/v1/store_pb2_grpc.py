@@ -55,6 +55,56 @@ class StoreStub:
                 request_serializer=tanu_dot_v1_dot_store__pb2.DeleteSubjectRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_store__pb2.DeleteSubjectResponse.FromString,
                 _registered_method=True)
+        self.SealReceipt = channel.unary_unary(
+                '/tanu.v1.Store/SealReceipt',
+                request_serializer=tanu_dot_v1_dot_store__pb2.SealReceiptRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_common__pb2.ErasureReceipt.FromString,
+                _registered_method=True)
+        self.Status = channel.unary_unary(
+                '/tanu.v1.Store/Status',
+                request_serializer=tanu_dot_v1_dot_store__pb2.StatusRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.StatusResponse.FromString,
+                _registered_method=True)
+        self.RecordVerification = channel.unary_unary(
+                '/tanu.v1.Store/RecordVerification',
+                request_serializer=tanu_dot_v1_dot_store__pb2.VerificationOutcome.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.SubjectStatus.FromString,
+                _registered_method=True)
+        self.GrantConsent = channel.unary_unary(
+                '/tanu.v1.Store/GrantConsent',
+                request_serializer=tanu_dot_v1_dot_store__pb2.ConsentRecordRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.SubjectStatus.FromString,
+                _registered_method=True)
+        self.RevokeConsent = channel.unary_unary(
+                '/tanu.v1.Store/RevokeConsent',
+                request_serializer=tanu_dot_v1_dot_store__pb2.ConsentRecordRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.SubjectStatus.FromString,
+                _registered_method=True)
+        self.SetBiometricLock = channel.unary_unary(
+                '/tanu.v1.Store/SetBiometricLock',
+                request_serializer=tanu_dot_v1_dot_store__pb2.LockRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.SubjectStatus.FromString,
+                _registered_method=True)
+        self.Report = channel.unary_unary(
+                '/tanu.v1.Store/Report',
+                request_serializer=tanu_dot_v1_dot_store__pb2.GetSubjectRecordRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_common__pb2.SubjectReport.FromString,
+                _registered_method=True)
+        self.GetAccessHistory = channel.unary_unary(
+                '/tanu.v1.Store/GetAccessHistory',
+                request_serializer=tanu_dot_v1_dot_common__pb2.AccessHistoryRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_common__pb2.AccessHistory.FromString,
+                _registered_method=True)
+        self.AppendAudit = channel.unary_unary(
+                '/tanu.v1.Store/AppendAudit',
+                request_serializer=tanu_dot_v1_dot_store__pb2.AppendAuditRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.AppendAuditResponse.FromString,
+                _registered_method=True)
+        self.RewrapKeys = channel.unary_unary(
+                '/tanu.v1.Store/RewrapKeys',
+                request_serializer=tanu_dot_v1_dot_store__pb2.RewrapKeysRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.RewrapKeysResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServicer:
@@ -81,7 +131,73 @@ class StoreServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteSubject(self, request, context):
+        """Erasure: templates, consents and the subject's data key (crypto-
+        shredding), its template messages in the event stream, and a removal
+        event for the searchers. Audited.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SealReceipt(self, request, context):
+        """Signs an erasure receipt and records it in the audit log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Status(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordVerification(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GrantConsent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeConsent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetBiometricLock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Report(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAccessHistory(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AppendAudit(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RewrapKeys(self, request, context):
+        """Re-wraps every data key under the active master key (after the keyring
+        gained a new version), in small transactions while serving.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -108,6 +224,56 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.DeleteSubject,
                     request_deserializer=tanu_dot_v1_dot_store__pb2.DeleteSubjectRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_store__pb2.DeleteSubjectResponse.SerializeToString,
+            ),
+            'SealReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.SealReceipt,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.SealReceiptRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_common__pb2.ErasureReceipt.SerializeToString,
+            ),
+            'Status': grpc.unary_unary_rpc_method_handler(
+                    servicer.Status,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.StatusRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.StatusResponse.SerializeToString,
+            ),
+            'RecordVerification': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordVerification,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.VerificationOutcome.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.SubjectStatus.SerializeToString,
+            ),
+            'GrantConsent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GrantConsent,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.ConsentRecordRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.SubjectStatus.SerializeToString,
+            ),
+            'RevokeConsent': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeConsent,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.ConsentRecordRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.SubjectStatus.SerializeToString,
+            ),
+            'SetBiometricLock': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetBiometricLock,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.LockRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.SubjectStatus.SerializeToString,
+            ),
+            'Report': grpc.unary_unary_rpc_method_handler(
+                    servicer.Report,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.GetSubjectRecordRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_common__pb2.SubjectReport.SerializeToString,
+            ),
+            'GetAccessHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAccessHistory,
+                    request_deserializer=tanu_dot_v1_dot_common__pb2.AccessHistoryRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_common__pb2.AccessHistory.SerializeToString,
+            ),
+            'AppendAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.AppendAudit,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.AppendAuditRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.AppendAuditResponse.SerializeToString,
+            ),
+            'RewrapKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.RewrapKeys,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.RewrapKeysRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.RewrapKeysResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -218,6 +384,276 @@ class Store:
             '/tanu.v1.Store/DeleteSubject',
             tanu_dot_v1_dot_store__pb2.DeleteSubjectRequest.SerializeToString,
             tanu_dot_v1_dot_store__pb2.DeleteSubjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SealReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/SealReceipt',
+            tanu_dot_v1_dot_store__pb2.SealReceiptRequest.SerializeToString,
+            tanu_dot_v1_dot_common__pb2.ErasureReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Status(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/Status',
+            tanu_dot_v1_dot_store__pb2.StatusRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordVerification(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/RecordVerification',
+            tanu_dot_v1_dot_store__pb2.VerificationOutcome.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.SubjectStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GrantConsent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/GrantConsent',
+            tanu_dot_v1_dot_store__pb2.ConsentRecordRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.SubjectStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeConsent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/RevokeConsent',
+            tanu_dot_v1_dot_store__pb2.ConsentRecordRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.SubjectStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetBiometricLock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/SetBiometricLock',
+            tanu_dot_v1_dot_store__pb2.LockRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.SubjectStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Report(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/Report',
+            tanu_dot_v1_dot_store__pb2.GetSubjectRecordRequest.SerializeToString,
+            tanu_dot_v1_dot_common__pb2.SubjectReport.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAccessHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/GetAccessHistory',
+            tanu_dot_v1_dot_common__pb2.AccessHistoryRequest.SerializeToString,
+            tanu_dot_v1_dot_common__pb2.AccessHistory.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AppendAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/AppendAudit',
+            tanu_dot_v1_dot_store__pb2.AppendAuditRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.AppendAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RewrapKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/RewrapKeys',
+            tanu_dot_v1_dot_store__pb2.RewrapKeysRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.RewrapKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -11,6 +11,15 @@
     tanu identify FILE [--top-k K] [--threshold T] [--require-complete] [--json]
     tanu delete SUBJECT_ID [--reason TEXT] [--json]
     tanu subject SUBJECT_ID [--json]
+    tanu report SUBJECT_ID [--json]          what is held about a subject, for the subject
+    tanu history SUBJECT_ID [--json]         every use of a subject's data
+    tanu audit verify [--db FILE | --dsn DSN] [--public-key FILE]
+    tanu keys init | rotate [--retire]       master keyring, audit and issuer keys
+    tanu tokens issue --tenant T --client C [--scopes ...] [--purposes ...] [--ttl S]
+
+Every call to the gateway carries a token (``--token``, ``TANU_TOKEN``, or
+the local cluster's ``var/keys/operator.token``) and a purpose
+(``--purpose``, default identity_verification).
 
 FILE is a JPEG/PNG photo or a ``.npy`` template (float32, the model's
 dimension). The gateway address comes from ``--gateway``,
@@ -95,10 +104,41 @@ def _candidates(cands) -> str:
     )
 
 
+class _Metadata(grpc.UnaryUnaryClientInterceptor):
+    """Adds the token and purpose to every call."""
+
+    def __init__(self, md) -> None:
+        self._md = list(md)
+
+    def intercept_unary_unary(self, continuation, details, request):
+        details = details._replace(metadata=list(details.metadata or ()) + self._md)
+        return continuation(details, request)
+
+
+def _token(args) -> str:
+    if getattr(args, "token", None):
+        return args.token
+    if os.environ.get("TANU_TOKEN"):
+        return os.environ["TANU_TOKEN"]
+    path = Path(args.var) / "keys" / "operator.token"
+    if path.exists():
+        return path.read_text().strip()
+    raise SystemExit("error: no token: pass --token, set TANU_TOKEN, or run `tanu up` first")
+
+
+def _channel(args):
+    from tanu.core import secrets
+
+    ch = grpc.insecure_channel(_gateway(args))
+    md = secrets.call_metadata(_token(args), args.purpose)
+    return grpc.intercept_channel(ch, _Metadata(md)), ch
+
+
 def _call(args, fn):
     addr = _gateway(args)
-    with grpc.insecure_channel(addr) as ch:
-        stub = identity_pb2_grpc.IdentityStub(ch)
+    channel, raw = _channel(args)
+    with raw:
+        stub = identity_pb2_grpc.IdentityStub(channel)
         try:
             return fn(stub)
         except grpc.RpcError as exc:
@@ -127,15 +167,18 @@ def _enroll_dir(args) -> int:
         if rows and rows[0][:2] == ["file", "subject_id"]:
             rows = rows[1:]
         ids = {r[0]: r[1] for r in rows if len(r) >= 2}
+        dobs = {r[0]: r[2] for r in rows if len(r) >= 3 and r[2]}
         jobs = [(p, ids[p.name]) for p in photos if p.name in ids]
         unmapped = [p.name for p in photos if p.name not in ids]
     else:
-        jobs, unmapped = [(p, p.stem) for p in photos], []
+        jobs, unmapped, dobs = [(p, p.stem) for p in photos], [], {}
+    if not args.dob and not (dobs and len(dobs) == len(jobs)):
+        raise SystemExit("error: every subject needs a date of birth: --dob, or a third CSV column")
     failures: list[tuple[str, str]] = [(n, "not listed in the CSV") for n in unmapped]
     enrolled = duplicates = 0
-    addr = _gateway(args)
-    with grpc.insecure_channel(addr) as ch:
-        stub = identity_pb2_grpc.IdentityStub(ch)
+    channel, raw = _channel(args)
+    with raw:
+        stub = identity_pb2_grpc.IdentityStub(channel)
 
         def one(job):
             path, sid = job
@@ -143,6 +186,8 @@ def _enroll_dir(args) -> int:
                 req = identity_pb2.EnrollRequest(
                     subject_id=sid,
                     sample=load_sample(str(path)),
+                    date_of_birth=dobs.get(path.name) or args.dob,
+                    consent=_consent(args),
                     allow_duplicate=args.allow_duplicate,
                     wait_indexed=True,  # the next photo's de-duplication must see this one
                 )
@@ -299,6 +344,21 @@ def cmd_models(args) -> int:
     return 0
 
 
+def _consent(args) -> identity_pb2.ConsentGrant:
+    if not args.evidence:
+        raise SystemExit("error: enroll needs --evidence REF: where the signed consent is kept")
+    grant = identity_pb2.ConsentGrant(
+        purposes=[p for p in args.consent_purposes.split(",") if p], evidence_ref=args.evidence
+    )
+    if args.guardian:
+        if not args.guardian_file:
+            raise SystemExit("error: --guardian needs --guardian-file (the guardian's photo)")
+        grant.guardian_subject_id = args.guardian
+        grant.relationship = args.relationship
+        grant.guardian_sample.CopyFrom(load_sample(args.guardian_file))
+    return grant
+
+
 def cmd_enroll(args) -> int:
     if args.dir:
         if args.subject_id or args.file:
@@ -306,11 +366,15 @@ def cmd_enroll(args) -> int:
         return _enroll_dir(args)
     if not (args.subject_id and args.file):
         raise SystemExit("error: enroll needs SUBJECT_ID FILE (or --dir PHOTOS/)")
+    if not args.dob:
+        raise SystemExit("error: enroll needs --dob YYYY-MM-DD (a minor needs --guardian too)")
     req = identity_pb2.EnrollRequest(
         subject_id=args.subject_id,
         sample=load_sample(args.file),
         allow_duplicate=args.allow_duplicate,
         wait_indexed=True,
+        date_of_birth=args.dob,
+        consent=_consent(args),
     )
     r = _call(args, lambda s: s.Enroll(req, timeout=args.timeout))
     if r.enrolled:
@@ -356,6 +420,126 @@ def cmd_delete(args) -> int:
     req = identity_pb2.DeleteRequest(subject_id=args.subject_id, reason=args.reason)
     r = _call(args, lambda s: s.Delete(req, timeout=args.timeout))
     _print(args, r, f"deleted {r.subject_id}: {r.templates_removed} template(s) removed")
+    return 0
+
+
+def cmd_report(args) -> int:
+    req = identity_pb2.GetSubjectRequest(subject_id=args.subject_id)
+    r = _call(args, lambda s: s.GetSubjectReport(req, timeout=args.timeout))
+    consents = "; ".join(
+        f"{','.join(c.purposes)} by {c.given_by}{' (revoked)' if c.revoked_at_ms else ''}"
+        for c in r.consents
+    )
+    _print(args, r, f"{r.subject.subject_id}: born {r.date_of_birth}{' (minor)' if r.minor else ''}; "
+                    f"records {dict(r.records)}; model {r.subject.model_id}, partition "
+                    f"{r.subject.partition}; data key {r.data_key_id} under {r.master_key_id}; "
+                    f"consents: {consents}; biometric lock: {r.biometric_locked}")  # fmt: skip
+    return 0
+
+
+def cmd_history(args) -> int:
+    entries, token = [], ""
+    while True:
+        req = common_pb2.AccessHistoryRequest(subject_id=args.subject_id, page_size=500,
+                                              page_token=token)  # fmt: skip
+        r = _call(args, lambda s, req=req: s.GetAccessHistory(req, timeout=args.timeout))
+        entries.extend(r.entries)
+        token = r.next_page_token
+        if not token:
+            break
+    out = common_pb2.AccessHistory(entries=entries)
+    lines = [
+        f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(e.at_ms / 1000))}  {e.tenant}/{e.client}"
+        f"  {e.operation:<16} {e.purpose:<22} {e.result}"
+        for e in entries
+    ]
+    _print(args, out, f"{len(entries)} use(s) of {args.subject_id}'s data\n" + "\n".join(lines))
+    return 0
+
+
+def cmd_audit(args) -> int:
+    """Verifies the audit log's hash chain and signed checkpoints."""
+    from tanu.core import audit, keys
+    from tanu.store.db import Store
+
+    key_file = args.public_key or str(Path(args.var) / "keys" / "audit.pem.pub")
+    target = args.dsn or args.db or str(Path(args.var) / "store.sqlite3")
+    if not args.dsn and not Path(target).exists():
+        print(f"error: no store database at {target}", file=sys.stderr)
+        return 2
+    try:
+        public = keys.load_public_key(key_file)
+        db = Store.open_readonly(target)
+    except Exception as exc:  # noqa: BLE001 - report, do not trace
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        rep = audit.verify(db.audit_entries(), db.audit_checkpoints(), public)
+    finally:
+        db.close()
+    if args.json:
+        print(json.dumps({"ok": rep.ok, "entries": rep.entries, "checkpoints": rep.checkpoints,
+                          "last_sealed_seq": rep.last_sealed_seq, "problems": rep.problems}, indent=2))  # fmt: skip
+    elif rep.ok:
+        print(f"audit log intact: {rep.entries} entries, {rep.checkpoints} signed checkpoints, "
+              f"sealed up to entry {rep.last_sealed_seq}")  # fmt: skip
+    else:
+        print(f"audit log TAMPERED: {len(rep.problems)} problem(s)")
+        for p in rep.problems:
+            print(f"  {p}")
+    return 0 if rep.ok else 1
+
+
+def cmd_keys(args) -> int:
+    """init: creates the missing secrets; rotate: adds a master key version,
+    has the running store re-wrap every data key, then (--retire) drops
+    the versions no data key uses any more."""
+    import asyncio
+
+    from tanu.core import bus, keys, secrets, subjects
+    from tanu.v1 import store_pb2
+
+    folder = Path(args.var) / "keys"
+    if args.action == "init":
+        for k, v in secrets.provision(folder).items():
+            print(f"{k}={v}")
+        return 0
+    keyring = args.keyring or str(folder / "master.keyring")
+    old, new = keys.add_key_version(keyring)
+    print(f"master key {new} added and active (was {old}); re-wrapping data keys ...")
+
+    async def rewrap():
+        nc = await bus.connect(_nats_url(args), "tanu-keys")
+        try:
+            return await bus.request(nc, subjects.store("keys.rewrap"), store_pb2.RewrapKeysRequest(),
+                                     store_pb2.RewrapKeysResponse, args.timeout)  # fmt: skip
+        finally:
+            await nc.close()
+
+    try:
+        r = asyncio.run(rewrap())
+    except Exception as exc:  # noqa: BLE001 - report, do not trace
+        print(f"error: the store did not re-wrap ({exc}); the new key is active for new "
+              f"subjects; run `tanu keys rotate` again when the store is up", file=sys.stderr)  # fmt: skip
+        return 1
+    print(f"re-wrapped {r.rewrapped} data key(s); master keys in use: {list(r.key_ids_in_use)}")
+    if args.retire:
+        gone = keys.retire_key_versions(keyring, set(r.key_ids_in_use))
+        print(f"retired: {gone or 'none'}")
+    return 0
+
+
+def cmd_tokens(args) -> int:
+    from tanu.core import auth, keys
+
+    key = keys.load_signing_key(args.issuer_key or str(Path(args.var) / "keys" / "issuer.pem"))
+    scopes = [x for x in args.scopes.split(",") if x]
+    purposes = [x for x in args.purposes.split(",") if x]
+    try:
+        print(auth.issue_token(key, args.tenant, args.client, scopes, purposes, args.ttl))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -425,6 +609,11 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("--gateway", help="gateway address host:port")
         c.add_argument("--json", action="store_true", help="machine-readable output")
         c.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
+        c.add_argument(
+            "--token", help="tenant token (default: TANU_TOKEN or var/keys/operator.token)"
+        )
+        c.add_argument("--purpose", default="identity_verification",
+                       help="why the data is used (the tenant must be allowed it)")  # fmt: skip
         return c
 
     s = sub.add_parser("status", help="health of every service of the local cluster")
@@ -438,7 +627,15 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument(
         "--dir", help="bulk: enrol every photo in this folder (subject id = file name stem)"
     )
-    e.add_argument("--csv", help="bulk: CSV of file,subject_id rows instead of file names")
+    e.add_argument("--csv", help="bulk: CSV of file,subject_id[,date_of_birth] rows")
+    e.add_argument("--dob", help="date of birth YYYY-MM-DD (bulk: for every photo)")
+    e.add_argument("--evidence", help="where the signed consent is kept (document id)")
+    e.add_argument("--consent-purposes", default="identity_verification",
+                   help="comma-separated purposes the subject consents to")  # fmt: skip
+    e.add_argument("--guardian", help="minor: the consenting guardian's subject id")
+    e.add_argument("--relationship", default="parent",
+                   help="minor: parent, legal_guardian or legal_representative")  # fmt: skip
+    e.add_argument("--guardian-file", help="minor: the guardian's photo or template")
     e.add_argument("--workers", type=int, default=1,
                    help="bulk: enrolments in flight (above 1, photos in flight together are not "
                         "de-duplicated against each other)")  # fmt: skip
@@ -497,6 +694,31 @@ def parser() -> argparse.ArgumentParser:
     d.add_argument("--reason", default="requested via CLI")
     g = client("subject", "what is held about a subject")
     g.add_argument("subject_id")
+    rp = client("report", "for the citizen: what is stored about them, keys and consents")
+    rp.add_argument("subject_id")
+    h = client("history", "for the citizen: every use of their data")
+    h.add_argument("subject_id")
+    au = sub.add_parser("audit", help="verify the audit log's hash chain and signed checkpoints")
+    au.add_argument("action", choices=["verify"])
+    au.add_argument("--db", help="SQLite store file (default: var/store.sqlite3)")
+    au.add_argument("--dsn", help="PostgreSQL DSN of the store")
+    au.add_argument("--public-key", help="audit public key PEM (default: var/keys/audit.pem.pub)")
+    au.add_argument("--json", action="store_true")
+    k = sub.add_parser("keys", help="init the secrets, or rotate the master key while serving")
+    k.add_argument("action", choices=["init", "rotate"])
+    k.add_argument("--keyring", help="master keyring (default: var/keys/master.keyring)")
+    k.add_argument("--retire", action="store_true",
+                   help="rotate: drop master key versions no data key uses any more")  # fmt: skip
+    k.add_argument("--nats", help="NATS URL (default: the local cluster's, or TANU_NATS_URL)")
+    k.add_argument("--timeout", type=float, default=600.0)
+    t = sub.add_parser("tokens", help="issue a signed tenant token")
+    t.add_argument("action", choices=["issue"])
+    t.add_argument("--tenant", required=True)
+    t.add_argument("--client", required=True)
+    t.add_argument("--scopes", default="verify", help="comma-separated scopes")
+    t.add_argument("--purposes", default="", help="comma-separated purposes (empty: the tenant's)")
+    t.add_argument("--ttl", type=float, default=3600.0, help="seconds the token is valid")
+    t.add_argument("--issuer-key", help="issuer private key (default: var/keys/issuer.pem)")
     from .repartition import add_parser as partitions_parser  # tanu partitions rebalance|abort
 
     partitions_parser(sub)
@@ -523,6 +745,11 @@ def main(argv: list[str] | None = None) -> int:
         "identify": cmd_identify,
         "delete": cmd_delete,
         "subject": cmd_subject,
+        "report": cmd_report,
+        "history": cmd_history,
+        "audit": cmd_audit,
+        "keys": cmd_keys,
+        "tokens": cmd_tokens,
     }
     return handlers[args.command](args)
 

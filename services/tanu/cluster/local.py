@@ -80,7 +80,7 @@ class LocalCluster:
         self.nats_port = nats_port
         self.base_env = env
         self.model_dir = env.get("TANU_MODEL_DIR") or str(var / "models")
-        self.snapshot_key = var / "keys" / "snapshot.key"
+        self.secret_env: dict[str, str] = {}
         self.say = say
         self.nats: NatsServer | None = None
         self.procs: list[Proc] = []
@@ -95,6 +95,7 @@ class LocalCluster:
             "TANU_STORE_DB": str(self.var / "store.sqlite3"),
             "TANU_MODEL_DIR": self.model_dir,
             "PYTHONUNBUFFERED": "1",
+            **self.secret_env,
         }
         procs = [Proc("store", "tanu.store", free_port(), free_port(), dict(common))]
         # Searchers share this machine's cores: more FAISS threads than cores
@@ -106,7 +107,6 @@ class LocalCluster:
                     "TANU_FAISS_THREADS": threads,
                     "OMP_NUM_THREADS": threads,
                     "TANU_SNAPSHOT_DIR": str(self.var / "snapshots"),
-                    "TANU_SNAPSHOT_KEY_FILE": str(self.snapshot_key),
                     **common,
                     "TANU_PARTITION": str(p),
                     "TANU_REPLICA": f"r{r}",
@@ -174,13 +174,13 @@ class LocalCluster:
 
         self.var.mkdir(parents=True, exist_ok=True)
         prepare(self.model_dir, say=lambda m: None)
-        # Searcher snapshots are encrypted at rest; the local cluster keeps
-        # its key beside its data, readable by its owner only. (Production:
-        # the key comes from the secret store, never from the data volume.)
-        if not self.snapshot_key.exists():
-            from tanu.searcher.snapshot import new_key_file
+        # Master keyring, audit and token-issuer keys, the snapshot key, the
+        # tenant registry and an operator token for the CLI: the local
+        # cluster keeps them beside its data, readable by its owner only.
+        # (Production: they come from the secret store, never the data volume.)
+        from tanu.core import secrets
 
-            new_key_file(self.snapshot_key)
+        self.secret_env = secrets.provision(self.var / "keys")
         port = choose_port(self.nats_port, "NATS", self.say)
         self.nats = NatsServer(
             self.var / "nats", port=port, log_file=self.var / "logs" / "nats-server.log"

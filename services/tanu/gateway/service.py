@@ -11,6 +11,8 @@ searcher runs one FAISS call for all of them.
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
 from tanu.core.service import ServiceBase
 from tanu.face import quality
+from tanu.store.db import RELATIONSHIPS, is_minor, parse_dob, receipt_id
 from tanu.v1 import (
     common_pb2,
     detector_pb2,
@@ -29,6 +32,8 @@ from tanu.v1 import (
     searcher_pb2,
     store_pb2,
 )
+
+from .guard import Call, Denied, Guard, RetryLater
 
 log = logs.get(__name__)
 
@@ -255,7 +260,29 @@ class Gateway:
             matched |= c.is_match
         return common_pb2.DECISION_MATCH if matched else common_pb2.DECISION_NO_MATCH
 
-    async def identify(self, req: identity_pb2.IdentifyRequest) -> identity_pb2.IdentifyResponse:
+    async def _statuses(self, subject_ids: list[str]) -> dict[str, store_pb2.SubjectStatus]:
+        if not subject_ids:
+            return {}
+        r = await self._call(
+            subjects.store("status"), store_pb2.StatusRequest(subject_ids=subject_ids),
+            store_pb2.StatusResponse, "store.status",
+        )  # fmt: skip
+        return {st.subject_id: st for st in r.statuses}
+
+    async def _usable(self, candidates, purpose: str) -> list[common_pb2.Candidate]:
+        """Drops the candidates that may not be matched for this purpose:
+        no consent to it, a biometric lock, or erased meanwhile."""
+        st = await self._statuses(sorted({c.subject_id for c in candidates}))
+        ok = []
+        for c in candidates:
+            s = st.get(c.subject_id)
+            if s and s.enrolled and purpose in s.purposes and not s.biometric_locked:
+                ok.append(c)
+        return ok
+
+    async def identify(
+        self, req: identity_pb2.IdentifyRequest, call: Call
+    ) -> identity_pb2.IdentifyResponse:
         top_k = self._top_k(req.top_k)
         threshold, source = self.threshold(
             "identify", req.threshold if req.HasField("threshold") else None
@@ -266,11 +293,16 @@ class Gateway:
             raise errors.Unavailable(
                 f"partitions {res.missing} did not answer in time; the search would not cover the whole gallery"
             )
-        decision = self._decide(res.candidates, threshold)
-        if res.candidates:
-            self.metrics.match_score.labels("identify").observe(res.candidates[0].score)
+        cands = await self._usable(res.candidates, call.purpose)
+        decision = self._decide(cands, threshold)
+        if cands:
+            self.metrics.match_score.labels("identify").observe(cands[0].score)
+        call.detail = {"candidates": len(cands), "withheld": len(res.candidates) - len(cands)}
+        # Each returned candidate is a use of that subject's data: their
+        # access history shows it.
+        call.extra = [(c.subject_id, "match" if c.is_match else "candidate") for c in cands]
         return identity_pb2.IdentifyResponse(
-            candidates=res.candidates,
+            candidates=cands,
             decision=decision,
             threshold=threshold,
             threshold_source=source,
@@ -283,10 +315,117 @@ class Gateway:
 
     # --- enrolment ----------------------------------------------------
 
+    async def _consent(
+        self,
+        subject_id: str,
+        dob: str,
+        grant: identity_pb2.ConsentGrant,
+        call: Call,
+        sample: common_pb2.BiometricSample | None,
+    ) -> common_pb2.Consent:
+        """The consent record to store, once its giver is established: the
+        subject (an adult), or for a minor a guardian who is an enrolled
+        adult, states a relationship, and matches their own face 1:1."""
+        purposes = sorted({p.strip() for p in grant.purposes if p.strip()})
+        if not purposes:
+            raise errors.InvalidArgument(
+                "consent.purposes is empty: name what the data may be used for"
+            )
+        if not grant.evidence_ref:
+            raise errors.InvalidArgument(
+                "consent.evidence_ref is empty: where is the signed consent kept?"
+            )
+        minor = is_minor(dob)
+        if not minor:
+            if sample is not None:
+                await self._verify_person(subject_id, sample, "the subject")
+            return common_pb2.Consent(
+                purposes=purposes, given_by="self", evidence_ref=grant.evidence_ref,
+                tenant=call.principal.tenant_id, client=call.principal.client,
+            )  # fmt: skip
+        if not grant.guardian_subject_id:
+            raise Denied(
+                f"subject {subject_id!r} is under 18 (born {dob}): a guardian's consent is "
+                "required (consent.guardian_subject_id, relationship, guardian_sample)",
+                "consent",
+            )
+        if grant.relationship not in RELATIONSHIPS:
+            raise errors.InvalidArgument(
+                f"consent.relationship must be one of {list(RELATIONSHIPS)}, got {grant.relationship!r}"
+            )
+        gid = vectors.check_subject_id(grant.guardian_subject_id)
+        gst = (await self._statuses([gid]))[gid]
+        if not gst.enrolled:
+            raise Denied(
+                f"guardian {gid!r} is not enrolled; a guardian must be an enrolled adult", "consent"
+            )
+        if is_minor(gst.date_of_birth):
+            raise Denied(f"guardian {gid!r} is under 18 and cannot consent for another", "consent")
+        if not grant.HasField("guardian_sample"):
+            raise errors.InvalidArgument(
+                "consent.guardian_sample is required to verify the guardian"
+            )
+        await self._verify_person(gid, grant.guardian_sample, "the guardian")
+        call.detail = {**(call.detail or {}), "guardian_subject_id": gid,
+                       "relationship": grant.relationship}  # fmt: skip
+        return common_pb2.Consent(
+            purposes=purposes, given_by="guardian", guardian_subject_id=gid,
+            relationship=grant.relationship, evidence_ref=grant.evidence_ref,
+            tenant=call.principal.tenant_id, client=call.principal.client,
+        )  # fmt: skip
+
+    async def _verify_person(
+        self, subject_id: str, sample: common_pb2.BiometricSample, who: str
+    ) -> float:
+        """1:1 check that ``sample`` is ``subject_id`` (even while locked:
+        the subject proving who they are to manage their own data)."""
+        probe = await self.probe(sample)
+        held = await self._templates(subject_id)
+        best, match = self._compare(probe, held, self.threshold("verify", None)[0])
+        await self._call(
+            subjects.store("verification"),
+            store_pb2.VerificationOutcome(subject_id=subject_id, matched=match),
+            store_pb2.SubjectStatus, "store.verification",
+        )  # fmt: skip
+        if not match:
+            raise Denied(f"the face does not match {who} ({subject_id!r})", "identity")
+        return best
+
+    async def _templates(self, subject_id: str) -> store_pb2.GetTemplatesResponse:
+        return await self._call(
+            subjects.store("templates"), store_pb2.GetTemplatesRequest(subject_id=subject_id),
+            store_pb2.GetTemplatesResponse, "store.templates",
+        )  # fmt: skip
+
+    def _compare(
+        self, probe: np.ndarray, held: store_pb2.GetTemplatesResponse, threshold: float
+    ) -> tuple[float, bool]:
+        lay = self.layout
+        usable = [t.template.vector for t in held.templates if t.template.model_id == lay.model_id]
+        if not usable:
+            raise errors.FailedPrecondition(
+                f"subject {held.subject.subject_id!r} has no {lay.model_id!r} templates to compare with"
+            )
+        gallery = vectors.from_bytes(b"".join(usable), lay.dimension)
+        s = vectors.scores(probe, gallery, lay.metric)
+        best = float(s.max() if vectors.best_first(lay.metric) else s.min())
+        return best, vectors.is_match(best, threshold, lay.metric)
+
     async def enroll(
-        self, req: identity_pb2.EnrollRequest, deadline_s: float | None
+        self, req: identity_pb2.EnrollRequest, deadline_s: float | None, call: Call
     ) -> identity_pb2.EnrollResponse:
         subject_id = vectors.check_subject_id(req.subject_id)
+        if not req.date_of_birth:
+            raise errors.InvalidArgument("date_of_birth is required (YYYY-MM-DD)")
+        parse_dob(req.date_of_birth)
+        if not req.HasField("consent"):
+            raise Denied("enrolment needs a consent record (consent); none was given", "consent")
+        consent = await self._consent(subject_id, req.date_of_birth, req.consent, call, None)
+        if call.purpose not in consent.purposes:
+            raise Denied(
+                f"purpose {call.purpose!r} is not among the consented purposes {list(consent.purposes)}",
+                "consent",
+            )
         probe = await self.probe(req.sample, enrol=True)
         threshold, source = self.threshold("dedup", None)
         res = await self.search(probe, 1)
@@ -318,6 +457,8 @@ class Gateway:
             self._recent.append((token, subject_id, probe, asyncio.get_running_loop().time()))
         put = store_pb2.PutSubjectRequest(
             subject_id=subject_id,
+            date_of_birth=req.date_of_birth,
+            consent=consent,
             templates=[
                 common_pb2.Template(vector=vectors.to_bytes(probe), model_id=self.layout.model_id)
             ],
@@ -384,29 +525,47 @@ class Gateway:
 
     # --- 1:1, records, deletion ------------------------------------------
 
-    async def verify(self, req: identity_pb2.VerifyRequest) -> identity_pb2.VerifyResponse:
+    async def verify(
+        self, req: identity_pb2.VerifyRequest, call: Call
+    ) -> identity_pb2.VerifyResponse:
         subject_id = vectors.check_subject_id(req.subject_id)
         threshold, source = self.threshold(
             "verify", req.threshold if req.HasField("threshold") else None
         )
-        probe = await self.probe(req.sample)
-        held = await self._call(
-            subjects.store("templates"),
-            store_pb2.GetTemplatesRequest(subject_id=subject_id),
-            store_pb2.GetTemplatesResponse,
-            "store.templates",
-        )
-        lay = self.layout
-        usable = [t.template.vector for t in held.templates if t.template.model_id == lay.model_id]
-        if not usable:
-            raise errors.FailedPrecondition(
-                f"subject {subject_id!r} has no {lay.model_id!r} templates to compare with"
+        held = await self._templates(subject_id)
+        st = held.status
+        if st.biometric_locked:
+            raise Denied(
+                f"subject {subject_id!r} has locked the use of their biometrics", "biometric_lock"
             )
-        gallery = vectors.from_bytes(b"".join(usable), lay.dimension)
-        s = vectors.scores(probe, gallery, lay.metric)
-        best = float(s.max() if vectors.best_first(lay.metric) else s.min())
+        if st.verification_locked:
+            raise Denied(
+                f"subject {subject_id!r} is locked after {st.failed_verifications} failed "
+                "verifications; the subject must unlock (SetBiometricLock locked=false)",
+                "lockout",
+            )
+        wait_ms = st.retry_after_ms - int(time.time() * 1000)
+        if wait_ms > 0:
+            raise RetryLater(
+                f"subject {subject_id!r}: {st.failed_verifications} failed verifications in a "
+                f"row; retry in {wait_ms / 1000:.1f}s"
+            )
+        if call.purpose not in st.purposes:
+            raise Denied(
+                f"subject {subject_id!r} has not consented to {call.purpose!r} "
+                f"(consented: {list(st.purposes)})",
+                "consent",
+            )
+        probe = await self.probe(req.sample)
+        best, match = self._compare(probe, held, threshold)
         self.metrics.match_score.labels("verify").observe(best)
-        match = vectors.is_match(best, threshold, lay.metric)
+        await self._call(
+            subjects.store("verification"),
+            store_pb2.VerificationOutcome(subject_id=subject_id, matched=match),
+            store_pb2.SubjectStatus, "store.verification",
+        )  # fmt: skip
+        call.result = "match" if match else "no_match"
+        lay = self.layout
         return identity_pb2.VerifyResponse(
             decision=common_pb2.DECISION_MATCH if match else common_pb2.DECISION_NO_MATCH,
             score=best,
@@ -416,19 +575,198 @@ class Gateway:
             model_id=lay.model_id,
         )
 
-    async def delete(self, req: identity_pb2.DeleteRequest) -> identity_pb2.DeleteResponse:
+    async def delete(
+        self, req: identity_pb2.DeleteRequest, call: Call
+    ) -> identity_pb2.DeleteResponse:
         subject_id = vectors.check_subject_id(req.subject_id)
-        r = await self._call(
-            subjects.store("delete"),
-            store_pb2.DeleteSubjectRequest(subject_id=subject_id, reason=req.reason),
-            store_pb2.DeleteSubjectResponse,
-            "store.delete",
-        )
+        r, receipt = await self.erase(subject_id, "lawful_delete: " + req.reason[:200], call)
         return identity_pb2.DeleteResponse(
             subject_id=subject_id,
             templates_removed=len(r.template_ids),
             deleted_at_ms=r.deleted_at_ms,
             partition=r.subject.partition,
+            receipt=receipt,
+        )
+
+    async def erase(
+        self, subject_id: str, reason: str, call: Call
+    ) -> tuple[store_pb2.DeleteSubjectResponse, common_pb2.ErasureReceipt]:
+        """Erases a subject everywhere and returns the signed receipt: the
+        store's transaction (templates, consents, data key), the stream's
+        template messages, and each searcher replica's confirmation that its
+        index and snapshot no longer hold the vectors."""
+        r = await self._call(
+            subjects.store("delete"),
+            store_pb2.DeleteSubjectRequest(subject_id=subject_id, reason=reason,
+                                           tenant=call.principal.tenant_id,
+                                           client=call.principal.client),
+            store_pb2.DeleteSubjectResponse, "store.delete",
+        )  # fmt: skip
+        replicas = await self._confirm_erasure(r.subject.partition, list(r.template_ids))
+        complete = bool(replicas) and all(x["index_removed"] and x["snapshot_purged"]
+                                          for x in replicas)  # fmt: skip
+        body = {
+            "receipt_id": receipt_id(subject_id, r.deleted_at_ms),
+            "subject_id": subject_id,
+            "reason": reason,
+            "requested_by": {"tenant": call.principal.tenant_id, "client": call.principal.client},
+            "erased_at_ms": r.deleted_at_ms,
+            "partition": r.subject.partition,
+            "store": {
+                "templates_removed": list(r.template_ids),
+                "consents_removed": r.consents_removed,
+                "data_key_destroyed": {"data_key_id": r.data_key_id,
+                                       "master_key_id": r.master_key_id},
+                "audit_seq": r.audit_seq,
+            },
+            "event_stream": {
+                "template_messages_deleted": r.stream_messages,
+                "removal_event_id": r.removal_event_id,
+            },
+            "searchers": replicas,
+            "complete": complete,
+        }  # fmt: skip
+        receipt = await self._call(
+            subjects.store("receipt"),
+            store_pb2.SealReceiptRequest(
+                receipt_id=body["receipt_id"], subject_id=subject_id,
+                body_json=json.dumps(body, sort_keys=True, separators=(",", ":")),
+            ),
+            common_pb2.ErasureReceipt, "store.receipt",
+        )  # fmt: skip
+        receipt.erased_at_ms, receipt.complete = r.deleted_at_ms, complete
+        call.detail = {"receipt_id": body["receipt_id"], "complete": complete}
+        return r, receipt
+
+    async def _confirm_erasure(self, partition: int, template_ids: list[int]) -> list[dict]:
+        """Asks every replica of the partition (each answers on its own)
+        until all that answer confirm, or TANU_ERASURE_WAIT_S passes."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.config.erasure_wait_s
+        req = searcher_pb2.StatsRequest(erased_template_ids=template_ids).SerializeToString()
+        seen: dict[str, dict] = {}
+        while True:
+            replies = await bus.gather_all(self._nc, subjects.erasure(partition), req, 0.25)
+            for raw in replies:
+                st = searcher_pb2.StatsResponse.FromString(raw)
+                pending = set(st.pending_erasure_template_ids)
+                seen[st.replica] = {
+                    "replica": st.replica,
+                    "index_removed": st.caught_up and not pending,
+                    "snapshot_purged": not pending,
+                    "applied_sequence": st.applied_sequence,
+                }
+            done = seen and all(v["snapshot_purged"] for v in seen.values())
+            if done or loop.time() >= end:
+                return [seen[k] for k in sorted(seen)]
+            await asyncio.sleep(0.1)
+
+    # --- the citizen's own controls ---------------------------------------
+
+    async def grant_consent(
+        self, req: identity_pb2.GrantConsentRequest, call: Call
+    ) -> identity_pb2.ConsentResponse:
+        subject_id = vectors.check_subject_id(req.subject_id)
+        st = (await self._statuses([subject_id]))[subject_id]
+        if not st.enrolled:
+            raise errors.NotFound(f"subject {subject_id!r} is not enrolled")
+        if not is_minor(st.date_of_birth) and not req.HasField("sample"):
+            raise errors.InvalidArgument("sample is required: the subject confirms by face")
+        consent = await self._consent(
+            subject_id, st.date_of_birth, req.consent, call,
+            req.sample if req.HasField("sample") else None,
+        )  # fmt: skip
+        if consent.given_by == "guardian" and consent.guardian_subject_id not in st.guardians:
+            raise Denied(
+                f"{consent.guardian_subject_id!r} is not a guardian on record for {subject_id!r}",
+                "consent",
+            )
+        new = await self._call(
+            subjects.store("consent.grant"),
+            store_pb2.ConsentRecordRequest(subject_id=subject_id, consent=consent),
+            store_pb2.SubjectStatus, "store.consent",
+        )  # fmt: skip
+        call.detail = {**(call.detail or {}), "purposes": list(consent.purposes)}
+        return identity_pb2.ConsentResponse(subject_id=subject_id, purposes=new.purposes)
+
+    async def _self_or_guardian(
+        self,
+        subject_id: str,
+        revoker: str,
+        sample: common_pb2.BiometricSample,
+        st: store_pb2.SubjectStatus,
+    ) -> str:
+        """Establishes who acts on a subject's data: the subject, or a
+        guardian on record while the subject is a minor; verified by face."""
+        if not sample.WhichOneof("data"):
+            raise errors.InvalidArgument("a face sample is required to confirm who is asking")
+        if not revoker or revoker == subject_id:
+            await self._verify_person(subject_id, sample, "the subject")
+            return "self"
+        revoker = vectors.check_subject_id(revoker)
+        if revoker not in st.guardians:
+            raise Denied(f"{revoker!r} is not a guardian on record for {subject_id!r}", "consent")
+        if not is_minor(st.date_of_birth):
+            raise Denied(
+                f"subject {subject_id!r} is now an adult: only they can act on their data",
+                "consent",
+            )
+        await self._verify_person(revoker, sample, "the guardian")
+        return f"guardian:{revoker}"
+
+    async def revoke_consent(
+        self, req: identity_pb2.RevokeConsentRequest, call: Call
+    ) -> identity_pb2.ConsentResponse:
+        subject_id = vectors.check_subject_id(req.subject_id)
+        st = (await self._statuses([subject_id]))[subject_id]
+        if not st.enrolled:
+            raise errors.NotFound(f"subject {subject_id!r} is not enrolled")
+        who = await self._self_or_guardian(
+            subject_id, req.revoker_subject_id, req.revoker_sample, st
+        )
+        new = await self._call(
+            subjects.store("consent.revoke"),
+            store_pb2.ConsentRecordRequest(
+                subject_id=subject_id,
+                consent=common_pb2.Consent(purposes=list(req.purposes), revoked_by=who),
+            ),
+            store_pb2.SubjectStatus, "store.consent",
+        )  # fmt: skip
+        call.detail = {"revoked": list(req.purposes) or "all", "by": who.split(":")[0]}
+        reply = identity_pb2.ConsentResponse(subject_id=subject_id, purposes=new.purposes)
+        if not new.purposes:  # nothing left to hold the data for: erase it
+            _, receipt = await self.erase(subject_id, f"consent_revoked by {who}", call)
+            reply.erased = True
+            reply.receipt.CopyFrom(receipt)
+        return reply
+
+    async def set_biometric_lock(
+        self, req: identity_pb2.SetBiometricLockRequest, call: Call
+    ) -> identity_pb2.SetBiometricLockResponse:
+        subject_id = vectors.check_subject_id(req.subject_id)
+        if not req.sample.WhichOneof("data"):
+            raise errors.InvalidArgument("sample is required: the subject confirms by face")
+        await self._verify_person(subject_id, req.sample, "the subject")
+        st = await self._call(
+            subjects.store("lock"), store_pb2.LockRequest(subject_id=subject_id, locked=req.locked),
+            store_pb2.SubjectStatus, "store.lock",
+        )  # fmt: skip
+        call.detail = {"locked": st.biometric_locked}
+        return identity_pb2.SetBiometricLockResponse(
+            subject_id=subject_id, locked=st.biometric_locked
+        )
+
+    async def report(self, req: identity_pb2.GetSubjectRequest) -> common_pb2.SubjectReport:
+        return await self._call(
+            subjects.store("report"),
+            store_pb2.GetSubjectRecordRequest(subject_id=vectors.check_subject_id(req.subject_id)),
+            common_pb2.SubjectReport, "store.report",
+        )  # fmt: skip
+
+    async def history(self, req: common_pb2.AccessHistoryRequest) -> common_pb2.AccessHistory:
+        vectors.check_subject_id(req.subject_id)
+        return await self._call(
+            subjects.store("history"), req, common_pb2.AccessHistory, "store.history"
         )
 
     async def get_subject(self, req: identity_pb2.GetSubjectRequest) -> common_pb2.Subject:
@@ -441,23 +779,56 @@ class Gateway:
 
 
 class IdentityServicer(identity_pb2_grpc.IdentityServicer):
-    def __init__(self, gw: Gateway) -> None:
+    """Every RPC passes the guard: token, scope, purpose, rate limit, audit."""
+
+    def __init__(self, gw: Gateway, guard: Guard) -> None:
         self._gw = gw
+        self._guard = guard
+
+    async def _run(self, op: str, request, context, fn):
+        md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        return await self._guard.handle(op, md, getattr(request, "subject_id", ""), fn)
 
     async def Enroll(self, request, context):
-        return await self._gw.enroll(request, context.time_remaining())
+        deadline = context.time_remaining()
+        return await self._run("Enroll", request, context,
+                               lambda call: self._gw.enroll(request, deadline, call))  # fmt: skip
 
     async def Verify(self, request, context):
-        return await self._gw.verify(request)
+        return await self._run("Verify", request, context,
+                               lambda call: self._gw.verify(request, call))  # fmt: skip
 
     async def Identify(self, request, context):
-        return await self._gw.identify(request)
+        return await self._run("Identify", request, context,
+                               lambda call: self._gw.identify(request, call))  # fmt: skip
 
     async def Delete(self, request, context):
-        return await self._gw.delete(request)
+        return await self._run("Delete", request, context,
+                               lambda call: self._gw.delete(request, call))  # fmt: skip
 
     async def GetSubject(self, request, context):
-        return await self._gw.get_subject(request)
+        return await self._run("GetSubject", request, context,
+                               lambda call: self._gw.get_subject(request))  # fmt: skip
+
+    async def GetSubjectReport(self, request, context):
+        return await self._run("GetSubjectReport", request, context,
+                               lambda call: self._gw.report(request))  # fmt: skip
+
+    async def GetAccessHistory(self, request, context):
+        return await self._run("GetAccessHistory", request, context,
+                               lambda call: self._gw.history(request))  # fmt: skip
+
+    async def GrantConsent(self, request, context):
+        return await self._run("GrantConsent", request, context,
+                               lambda call: self._gw.grant_consent(request, call))  # fmt: skip
+
+    async def RevokeConsent(self, request, context):
+        return await self._run("RevokeConsent", request, context,
+                               lambda call: self._gw.revoke_consent(request, call))  # fmt: skip
+
+    async def SetBiometricLock(self, request, context):
+        return await self._run("SetBiometricLock", request, context,
+                               lambda call: self._gw.set_biometric_lock(request, call))  # fmt: skip
 
 
 class GatewayService(ServiceBase):
@@ -469,17 +840,19 @@ class GatewayService(ServiceBase):
         super().__init__(config.common, metrics)
         self.config = config
         self.gateway: Gateway | None = None
+        self.guard: Guard | None = None
         self._refresh: asyncio.Task[None] | None = None
 
     async def start(self) -> GatewayService:
         nc = await self.connect("tanu-gateway")
         await clusterconfig.ensure_layout(nc.jetstream(), self.config.common.layout, "gateway")
+        self.guard = Guard(self.config, nc, self.metrics)
         self.gateway = Gateway(self.config, nc, self.metrics)
         await self.gateway.refresh_thresholds()
         self._refresh = asyncio.create_task(self._refresh_loop(), name="thresholds")
         await self.serve_grpc(
             identity_pb2_grpc.add_IdentityServicer_to_server,
-            IdentityServicer(self.gateway),
+            IdentityServicer(self.gateway, self.guard),
             "tanu.v1.Identity",
         )
         return self
@@ -497,3 +870,5 @@ class GatewayService(ServiceBase):
             self._refresh.cancel()
         if self.gateway:
             await self.gateway.close()
+        if self.guard:
+            await self.guard.close()

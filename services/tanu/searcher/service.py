@@ -465,6 +465,12 @@ class SearcherService(ServiceBase):
             return
         cfg = self.config
         await self._join_queue_group()
+        # Every replica answers erasure checks (no queue group): the gateway's
+        # erasure receipt lists each one's confirmation.
+        await self.responder.serve(
+            subjects.erasure(cfg.partition), "", searcher_pb2.StatsRequest,
+            lambda r: self.stats(False, list(r.erased_template_ids)),
+        )  # fmt: skip
         assert self.grpc
         await self.grpc.set_serving(True)
         self.caught_up.set()

@@ -14,10 +14,10 @@ import asyncio
 
 from nats.js import JetStreamContext
 
-from tanu.core import logs
+from tanu.core import logs, subjects
 from tanu.core.metrics import Metrics
 
-from .db import SqliteStore
+from .db import Store
 
 log = logs.get(__name__)
 
@@ -27,14 +27,16 @@ MSG_ID = "Nats-Msg-Id"
 class OutboxRelay:
     def __init__(
         self,
-        db: SqliteStore,
+        db: Store,
         js: JetStreamContext,
         *,
         batch: int,
         poll_s: float,
         metrics: Metrics,
         ack_timeout_s: float = 10.0,
+        stream: str = subjects.EVENTS_STREAM,
     ) -> None:
+        self._stream = stream
         self._db = db
         self._js = js
         self._batch = batch
@@ -65,6 +67,16 @@ class OutboxRelay:
         while not self._stopping:
             rows = await self._db.run(self._db.outbox_batch, self._batch)
             if not rows:
+                try:
+                    await self.erase_from_stream(self._stream)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - NATS down: retried next round
+                    log.warning("stream_erasure_failed", error=str(exc))
+                    if not self._stopping:
+                        await asyncio.sleep(backoff)
+                        backoff = min(backoff * 2, 5.0)
+                    continue
                 self._metrics.outbox_pending.set(0)
                 self._idle.set()
                 self._wake.clear()
@@ -75,7 +87,7 @@ class OutboxRelay:
                 continue
             self._idle.clear()
             try:
-                await self._publish(rows)
+                acks = await self._publish(rows)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - NATS down, timeouts: retry with backoff
@@ -88,18 +100,37 @@ class OutboxRelay:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
-            await self._db.run(self._db.outbox_done, rows[-1].seq)
+            await self._db.run(self._db.outbox_done, rows, acks)
             self._metrics.events_published.inc(len(rows))
             self._metrics.outbox_pending.set(await self._db.run(self._db.outbox_pending))
 
-    async def _publish(self, rows) -> None:
+    async def _publish(self, rows) -> list[int]:
         # publish_async sends in call order on one connection, so the stream
         # keeps commit order; the acknowledgements are awaited together.
         futures = [
             await self._js.publish_async(row.subject, row.payload, headers={MSG_ID: row.event_id})
             for row in rows
         ]
-        await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout_s)
+        acks = await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout_s)
+        return [a.seq for a in acks]
+
+    async def erase_from_stream(self, stream: str) -> int:
+        """Deletes erased subjects' template events from the stream (the
+        server overwrites them); returns how many are still pending."""
+        from nats.js.errors import NotFoundError
+
+        seqs = await self._db.run(self._db.pending_stream_erasures, 1000)
+        done = []
+        for seq in seqs:
+            try:
+                await self._js.delete_msg(stream, seq)
+            except NotFoundError:
+                pass  # already gone (aged out, purged, or deleted before)
+            done.append(seq)
+        if done:
+            await self._db.run(self._db.stream_erasures_done, done)
+            log.info("stream_messages_erased", count=len(done))
+        return len(seqs) - len(done)
 
     async def stop(self) -> None:
         """Stops publishing; whatever is unacknowledged stays in the outbox."""

@@ -1,17 +1,22 @@
 """The store service: the system of record behind ``tanu.store.<op>`` (NATS)
-and the internal ``tanu.v1.Store`` gRPC service, with its outbox relay."""
+and the internal ``tanu.v1.Store`` gRPC service, with its outbox relay, the
+audit log's single writer and checkpoint signer, and erasure receipts."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
+
 import numpy as np
 
-from tanu.core import bus, clusterconfig, errors, logs, subjects, vectors
+from tanu.core import audit, bus, clusterconfig, errors, keys, logs, subjects, vectors
 from tanu.core.config import StoreConfig
 from tanu.core.metrics import Metrics
 from tanu.core.service import ServiceBase
 from tanu.v1 import common_pb2, store_pb2, store_pb2_grpc
 
-from .db import SqliteStore
+from .db import Store, parse_dob
 from .relay import OutboxRelay
 
 log = logs.get(__name__)
@@ -22,9 +27,13 @@ MAX_TEMPLATES_PER_SUBJECT = 32
 class StoreHandlers:
     """The operations, shared by the NATS and gRPC front doors."""
 
-    def __init__(self, db: SqliteStore, relay: OutboxRelay | None) -> None:
+    def __init__(
+        self, db: Store, relay: OutboxRelay | None, signer, metrics: Metrics | None = None
+    ) -> None:
         self.db = db
         self.relay = relay
+        self.signer = signer
+        self.metrics = metrics or Metrics.create()
 
     def _vectors(self, templates) -> np.ndarray:
         if not templates:
@@ -48,7 +57,12 @@ class StoreHandlers:
     async def put(self, req: store_pb2.PutSubjectRequest) -> common_pb2.Subject:
         subject_id = vectors.check_subject_id(req.subject_id)
         vecs = self._vectors(req.templates)
-        subject = await self.db.run(self.db.put_subject, subject_id, vecs)
+        if not req.HasField("consent"):
+            raise errors.FailedPrecondition("enrolment needs a consent record; none was given")
+        parse_dob(req.date_of_birth)
+        subject = await self.db.run(
+            self.db.put_subject, subject_id, vecs, req.date_of_birth, req.consent
+        )
         self._changed()
         log.info("subject_stored", partition=subject.partition, templates=subject.template_count)
         return subject
@@ -61,13 +75,104 @@ class StoreHandlers:
 
     async def delete(self, req: store_pb2.DeleteSubjectRequest) -> store_pb2.DeleteSubjectResponse:
         reply = await self.db.run(
-            self.db.delete_subject, vectors.check_subject_id(req.subject_id), req.reason
-        )
+            self.db.delete_subject, vectors.check_subject_id(req.subject_id), req.reason,
+            req.tenant, req.client,
+        )  # fmt: skip
         self._changed()
+        self.metrics.erasures.labels(req.reason.split(":")[0][:32] or "delete").inc()
         log.info(
             "subject_deleted", partition=reply.subject.partition, templates=len(reply.template_ids)
         )
         return reply
+
+    async def seal_receipt(self, req: store_pb2.SealReceiptRequest) -> common_pb2.ErasureReceipt:
+        """Signs an erasure statement and records it (its hash) in the audit log."""
+        body = req.body_json.encode()
+        digest = hashlib.sha256(body).hexdigest()
+        rec = store_pb2.AuditRecord(
+            operation="erasure_receipt", subject_id=req.subject_id, result="ok",
+            detail_json=audit.detail_json({"receipt_id": req.receipt_id, "sha256": digest}),
+        )  # fmt: skip
+        seq = await self.db.run(self.db.append_audit, [rec])
+        self.metrics.audit_entries.inc()
+        return common_pb2.ErasureReceipt(
+            receipt_id=req.receipt_id,
+            subject_id=req.subject_id,
+            body_json=req.body_json,
+            signature=self.signer.sign(body),
+            signing_key_id=keys.key_id(self.signer.public_key()),
+            audit_seq=seq,
+        )
+
+    async def status(self, req: store_pb2.StatusRequest) -> store_pb2.StatusResponse:
+        if len(req.subject_ids) > 1000:
+            raise errors.InvalidArgument("at most 1000 subject ids per status request")
+        return await self.db.run(self.db.status, list(req.subject_ids))
+
+    async def record_verification(self, req: store_pb2.VerificationOutcome):
+        st = await self.db.run(
+            self.db.record_verification, vectors.check_subject_id(req.subject_id), req.matched
+        )
+        if not req.matched and st.failed_verifications == self.db.lockout[1]:
+            self.metrics.verify_lockouts.inc()
+        return st
+
+    async def grant_consent(self, req: store_pb2.ConsentRecordRequest):
+        return await self.db.run(
+            self.db.grant_consent, vectors.check_subject_id(req.subject_id), req.consent
+        )
+
+    async def revoke_consent(self, req: store_pb2.ConsentRecordRequest):
+        return await self.db.run(
+            self.db.revoke_consent, vectors.check_subject_id(req.subject_id),
+            list(req.consent.purposes), req.consent.revoked_by,
+        )  # fmt: skip
+
+    async def set_lock(self, req: store_pb2.LockRequest):
+        st = await self.db.run(
+            self.db.set_biometric_lock, vectors.check_subject_id(req.subject_id), req.locked
+        )
+        self.metrics.biometric_lock_changes.labels("lock" if req.locked else "unlock").inc()
+        return st
+
+    async def report(self, req: store_pb2.GetSubjectRecordRequest) -> common_pb2.SubjectReport:
+        return await self.db.run(self.db.report, vectors.check_subject_id(req.subject_id))
+
+    async def history(self, req: common_pb2.AccessHistoryRequest) -> common_pb2.AccessHistory:
+        return await self.db.run(
+            self.db.access_history, vectors.check_subject_id(req.subject_id), req.page_size,
+            req.page_token,
+        )  # fmt: skip
+
+    async def append_audit(self, req: store_pb2.AppendAuditRequest):
+        if not req.records:
+            raise errors.InvalidArgument("no audit records to append")
+        seq = await self.db.run(self.db.append_audit, list(req.records))
+        self.metrics.audit_entries.inc(len(req.records))
+        return store_pb2.AppendAuditResponse(last_seq=seq)
+
+    async def rewrap(self, req: store_pb2.RewrapKeysRequest) -> store_pb2.RewrapKeysResponse:
+        """Reloads the keyring and re-wraps every data key under its active
+        master key, a batch per transaction, so serving goes on meanwhile."""
+        provider = self.db.keys
+        if hasattr(provider, "reload"):
+            provider.reload()
+        total = 0
+        while n := await self.db.run(self.db.rewrap_batch, req.batch or 500):
+            total += n
+            self.metrics.key_rewraps.inc(n)
+            await asyncio.sleep(0)
+        in_use = await self.db.run(self.db.master_keys_in_use)
+        log.info("data_keys_rewrapped", count=total, active=provider.active_id())
+        return store_pb2.RewrapKeysResponse(
+            rewrapped=total, active_key_id=provider.active_id(), key_ids_in_use=in_use
+        )
+
+    async def checkpoint(self) -> None:
+        cp = await self.db.run(self.db.checkpoint, self.signer)
+        if cp is not None:
+            self.metrics.audit_checkpoint_timestamp.set(cp.ts_ms / 1000)
+            log.info("audit_checkpoint", seq=cp.seq)
 
 
 class StoreServicer(store_pb2_grpc.StoreServicer):
@@ -88,6 +193,36 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
     async def DeleteSubject(self, request, context):
         return await self._h.delete(request)
 
+    async def SealReceipt(self, request, context):
+        return await self._h.seal_receipt(request)
+
+    async def Status(self, request, context):
+        return await self._h.status(request)
+
+    async def RecordVerification(self, request, context):
+        return await self._h.record_verification(request)
+
+    async def GrantConsent(self, request, context):
+        return await self._h.grant_consent(request)
+
+    async def RevokeConsent(self, request, context):
+        return await self._h.revoke_consent(request)
+
+    async def SetBiometricLock(self, request, context):
+        return await self._h.set_lock(request)
+
+    async def Report(self, request, context):
+        return await self._h.report(request)
+
+    async def GetAccessHistory(self, request, context):
+        return await self._h.history(request)
+
+    async def AppendAudit(self, request, context):
+        return await self._h.append_audit(request)
+
+    async def RewrapKeys(self, request, context):
+        return await self._h.rewrap(request)
+
 
 class StoreService(ServiceBase):
     """A running store: database, relay, NATS responders and gRPC server."""
@@ -97,12 +232,27 @@ class StoreService(ServiceBase):
     def __init__(self, config: StoreConfig, metrics: Metrics | None = None) -> None:
         super().__init__(config.common, metrics)
         self.config = config
-        self.db: SqliteStore | None = None
+        self.db: Store | None = None
         self.relay: OutboxRelay | None = None
+        self.handlers: StoreHandlers | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
 
     async def start(self) -> StoreService:
         cfg, common = self.config, self.config.common
-        self.db = SqliteStore(cfg.db_path, common.layout)
+        provider = keys.LocalKeyProvider.from_settings(cfg.master_key_file, cfg.master_key)
+        if not cfg.audit_key_file:
+            raise errors.FailedPrecondition(
+                "the audit log is signed: set TANU_AUDIT_KEY_FILE (an Ed25519 PEM key, "
+                "`tanu keys init` makes one)"
+            )
+        signer = keys.load_signing_key(cfg.audit_key_file)
+        self.db = Store(cfg.dsn or cfg.db_path, common.layout, provider,
+                        (cfg.lockout_after, cfg.lock_after))  # fmt: skip
+        if not self.db.is_postgres:
+            self.metrics.watch_disk(os.path.dirname(cfg.db_path) or ".")
+        self.metrics.audit_checkpoint_timestamp.set(
+            await self.db.run(self.db.last_checkpoint_ms) / 1000
+        )
         nc = await self.connect("tanu-store")
         js = nc.jetstream()
         await clusterconfig.ensure_layout(js, common.layout, "store")
@@ -114,23 +264,50 @@ class StoreService(ServiceBase):
             self.relay = OutboxRelay(self.db, js, batch=cfg.relay_batch, poll_s=cfg.relay_poll_s,
                                      metrics=self.metrics)  # fmt: skip
             self.relay.start()
-        handlers = StoreHandlers(self.db, self.relay)
+        self.handlers = handlers = StoreHandlers(self.db, self.relay, signer, self.metrics)
         for op, req_type, fn in (
             ("put", store_pb2.PutSubjectRequest, handlers.put),
             ("get", store_pb2.GetSubjectRecordRequest, handlers.get),
             ("templates", store_pb2.GetTemplatesRequest, handlers.templates),
             ("delete", store_pb2.DeleteSubjectRequest, handlers.delete),
+            ("receipt", store_pb2.SealReceiptRequest, handlers.seal_receipt),
+            ("status", store_pb2.StatusRequest, handlers.status),
+            ("verification", store_pb2.VerificationOutcome, handlers.record_verification),
+            ("consent.grant", store_pb2.ConsentRecordRequest, handlers.grant_consent),
+            ("consent.revoke", store_pb2.ConsentRecordRequest, handlers.revoke_consent),
+            ("lock", store_pb2.LockRequest, handlers.set_lock),
+            ("report", store_pb2.GetSubjectRecordRequest, handlers.report),
+            ("history", common_pb2.AccessHistoryRequest, handlers.history),
+            ("audit", store_pb2.AppendAuditRequest, handlers.append_audit),
+            ("keys.rewrap", store_pb2.RewrapKeysRequest, handlers.rewrap),
         ):
             await self.responder.serve(subjects.store(op), subjects.STORE_QUEUE, req_type, fn)
         await self.serve_grpc(
             store_pb2_grpc.add_StoreServicer_to_server, StoreServicer(handlers), "tanu.v1.Store"
         )
+        self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="audit-checkpoints")
         log.info(
-            "store_started", db=str(cfg.db_path), subjects=await self.db.run(self.db.count_subjects)
-        )
+            "store_started", db=self.db.describe(),
+            subjects=await self.db.run(self.db.count_subjects),
+        )  # fmt: skip
         return self
 
+    async def _checkpoint_loop(self) -> None:
+        while not self._stopping:
+            await asyncio.sleep(self.config.audit_checkpoint_s)
+            try:
+                await self.handlers.checkpoint()
+            except Exception as exc:  # noqa: BLE001 - retried next round; the age alert fires
+                log.error("audit_checkpoint_failed", error=str(exc))
+
     async def release(self) -> None:
+        if self._checkpoints:
+            self._checkpoints.cancel()
+        if self.handlers:
+            try:  # seal what was appended since the last checkpoint
+                await self.handlers.checkpoint()
+            except Exception as exc:  # noqa: BLE001
+                log.error("audit_checkpoint_failed", error=str(exc))
         if self.relay:
             await self.relay.stop()
 

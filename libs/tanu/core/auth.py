@@ -1,0 +1,240 @@
+"""Tenants, signed tokens, scopes and purposes.
+
+A tenant (a government system, a bank, the citizen portal, an auditor) is
+registered in the tenants file with its kind, its scopes and the purposes it
+may act for. It authenticates with a token: ``tanu1.<claims>.<signature>``,
+base64url JSON claims signed with Ed25519 by the token issuer (``tanu tokens
+issue``); gateways hold only the issuer's public key. A request's effective
+scopes are the token's scopes that its tenant also holds; its purpose (gRPC
+metadata ``x-tanu-purpose``) must be one the tenant and token allow.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from . import errors, keys
+
+PREFIX = "tanu1"
+
+SCOPES = (
+    "enrol",
+    "verify",
+    "identify",
+    "delete",
+    "subject.report",
+    "audit.read",
+    "consent.manage",
+    "lock.manage",
+)
+
+# What each kind of tenant may do when its entry lists no scopes of its own.
+# Banks are verify-only unless the registry grants them more explicitly.
+DEFAULT_SCOPES = {
+    "government": ("enrol", "verify", "identify", "delete", "subject.report", "consent.manage"),
+    "bank": ("verify",),
+    "citizen_portal": ("subject.report", "consent.manage", "lock.manage"),
+    "auditor": ("audit.read",),
+    "operator": SCOPES,
+}
+KINDS = tuple(DEFAULT_SCOPES)
+
+
+Unauthenticated = errors.Unauthenticated
+PermissionDenied = errors.PermissionDenied
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class Tenant:
+    tenant_id: str
+    kind: str
+    scopes: frozenset[str]
+    purposes: frozenset[str]
+    rate_per_s: float = 50.0
+    burst: int = 100
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the tenant, its client, and what this request may do."""
+
+    tenant: Tenant
+    client: str
+    scopes: frozenset[str]
+    purposes: frozenset[str]
+    token_id: str = ""
+
+    @property
+    def tenant_id(self) -> str:
+        return self.tenant.tenant_id
+
+
+@dataclass
+class Registry:
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Registry:
+        try:
+            doc = json.loads(Path(path).read_text())
+        except FileNotFoundError:
+            raise errors.FailedPrecondition(f"tenants file {path} does not exist") from None
+        except ValueError as exc:
+            raise errors.FailedPrecondition(f"tenants file {path} is not JSON: {exc}") from None
+        return cls.from_doc(doc, str(path))
+
+    @classmethod
+    def from_doc(cls, doc: dict, where: str = "tenants") -> Registry:
+        out: dict[str, Tenant] = {}
+        for i, t in enumerate(doc.get("tenants", [])):
+            tid, kind = t.get("id"), t.get("kind")
+            if not tid or kind not in DEFAULT_SCOPES:
+                raise errors.FailedPrecondition(
+                    f"{where}: tenant #{i} needs an id and a kind in {list(KINDS)}"
+                )
+            scopes = frozenset(t.get("scopes") or DEFAULT_SCOPES[kind])
+            unknown = scopes - set(SCOPES)
+            if unknown:
+                raise errors.FailedPrecondition(
+                    f"{where}: tenant {tid!r} has unknown scopes {sorted(unknown)}"
+                )
+            out[tid] = Tenant(
+                tid,
+                kind,
+                scopes,
+                frozenset(t.get("purposes", [])),
+                float(t.get("rate_per_s", 50.0)),
+                int(t.get("burst", 100)),
+            )
+        return cls(out)
+
+
+def issue_token(
+    key: Ed25519PrivateKey,
+    tenant: str,
+    client: str,
+    scopes: list[str],
+    purposes: list[str] | None = None,
+    ttl_s: float = 3600.0,
+    now: float | None = None,
+) -> str:
+    """A signed token for ``tenant``'s ``client``, valid for ``ttl_s`` seconds."""
+    now = time.time() if now is None else now
+    bad = set(scopes) - set(SCOPES)
+    if bad:
+        raise ValueError(f"unknown scopes {sorted(bad)}; known: {list(SCOPES)}")
+    claims = {
+        "ten": tenant,
+        "cli": client,
+        "scp": sorted(scopes),
+        "pur": sorted(purposes or []),
+        "iat": int(now),
+        "exp": int(now + ttl_s),
+        "jti": _b64(os.urandom(9)),
+        "kid": keys.key_id(key.public_key()),
+    }
+    body = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+    signed = f"{PREFIX}.{body}"
+    return f"{signed}.{_b64(key.sign(signed.encode()))}"
+
+
+class Authenticator:
+    """Checks tokens against the issuer's public key and the tenant registry."""
+
+    def __init__(self, public_key: Ed25519PublicKey, registry: Registry, leeway_s: float = 30.0):
+        self._key = public_key
+        self._kid = keys.key_id(public_key)
+        self.registry = registry
+        self._leeway = leeway_s
+
+    def authenticate(self, authorization: str | None, now: float | None = None) -> Principal:
+        if not authorization:
+            raise Unauthenticated("no credentials: send 'authorization: Bearer <token>' metadata")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthenticated("the authorization metadata must be 'Bearer <token>'")
+        parts = token.strip().split(".")
+        if len(parts) != 3 or parts[0] != PREFIX:
+            raise Unauthenticated("the token is malformed (expected tanu1.<claims>.<signature>)")
+        try:
+            sig = _unb64(parts[2])
+            claims = json.loads(_unb64(parts[1]))
+        except (ValueError, TypeError):
+            raise Unauthenticated("the token is malformed (bad base64 or JSON)") from None
+        if not keys.verify_signature(self._key, sig, f"{parts[0]}.{parts[1]}".encode()):
+            raise Unauthenticated(
+                "the token's signature is not valid (wrong issuer key or altered)"
+            )
+        now = time.time() if now is None else now
+        try:
+            exp, tenant_id, client = float(claims["exp"]), claims["ten"], claims["cli"]
+            scopes, purposes = frozenset(claims["scp"]), frozenset(claims.get("pur", []))
+        except (KeyError, TypeError, ValueError):
+            raise Unauthenticated("the token lacks required claims") from None
+        if now > exp + self._leeway:
+            raise Unauthenticated(
+                f"the token expired at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(exp))}"
+            )
+        tenant = self.registry.tenants.get(tenant_id)
+        if tenant is None:
+            raise PermissionDenied(f"tenant {tenant_id!r} is not registered with this service")
+        return Principal(
+            tenant=tenant,
+            client=str(client)[:64],
+            scopes=scopes & tenant.scopes,
+            # A token naming no purposes may act for every purpose of its tenant.
+            purposes=(purposes & tenant.purposes) if purposes else tenant.purposes,
+            token_id=str(claims.get("jti", "")),
+        )
+
+    @staticmethod
+    def authorize(p: Principal, scope: str, purpose: str | None) -> None:
+        if scope not in p.scopes:
+            raise PermissionDenied(
+                f"tenant {p.tenant_id!r} ({p.tenant.kind}) may not {scope!r}; "
+                f"its token allows {sorted(p.scopes)}"
+            )
+        if purpose is None:
+            return
+        if not purpose:
+            raise PermissionDenied(
+                "no purpose given: send 'x-tanu-purpose' metadata naming why the data is used"
+            )
+        if purpose not in p.purposes:
+            raise PermissionDenied(
+                f"purpose {purpose!r} is not allowed for tenant {p.tenant_id!r}; "
+                f"allowed: {sorted(p.purposes)}"
+            )
+
+
+class RateLimiter:
+    """A token bucket per tenant (per gateway instance)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, tenant: Tenant, now: float | None = None) -> float:
+        """0.0 if the request may go ahead, else the seconds until it may."""
+        now = time.monotonic() if now is None else now
+        level, last = self._buckets.get(tenant.tenant_id, (float(tenant.burst), now))
+        level = min(float(tenant.burst), level + (now - last) * tenant.rate_per_s)
+        if level >= 1.0:
+            self._buckets[tenant.tenant_id] = (level - 1.0, now)
+            return 0.0
+        self._buckets[tenant.tenant_id] = (level, now)
+        return (1.0 - level) / tenant.rate_per_s if tenant.rate_per_s > 0 else float("inf")

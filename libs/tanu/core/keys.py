@@ -1,0 +1,259 @@
+"""Keys: envelope encryption of templates, and Ed25519 signing keys.
+
+Every subject has its own 256-bit data key (DEK). Templates are sealed with
+it (AES-256-GCM, bound to the subject id), and the DEK is stored only
+wrapped by a master key (AES-256-GCM again, bound to the subject id and the
+master key's id). Destroying a subject's wrapped DEK makes every copy of its
+sealed templates unreadable (crypto-shredding).
+
+Master keys come from a ``KeyProvider``. Two ship here: a keyring file (JSON:
+the active key id and every key version, base64) and a single key from the
+environment. A KMS or HSM implements the same three methods: ``active_id``,
+``wrap`` and ``unwrap``, so the master key never has to leave it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from . import errors
+
+NONCE = 12
+KEY_BYTES = 32
+
+
+class KeyProblem(errors.FailedPrecondition):
+    """A key is missing, unknown or does not open the data."""
+
+
+def _seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
+    nonce = os.urandom(NONCE)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
+
+
+def _open(key: bytes, blob: bytes, aad: bytes, what: str) -> bytes:
+    try:
+        return AESGCM(key).decrypt(blob[:NONCE], blob[NONCE:], aad)
+    except (InvalidTag, ValueError):
+        raise KeyProblem(f"{what} cannot be decrypted (wrong key or tampered data)") from None
+
+
+def new_data_key() -> bytes:
+    return AESGCM.generate_key(bit_length=256)
+
+
+def seal_template(dek: bytes, subject_id: str, vector: bytes) -> bytes:
+    """A template's vector bytes, sealed with its subject's data key."""
+    return _seal(dek, vector, b"tanu-template:" + subject_id.encode())
+
+
+def open_template(dek: bytes, subject_id: str, blob: bytes) -> bytes:
+    return _open(dek, blob, b"tanu-template:" + subject_id.encode(), "a template")
+
+
+class KeyProvider(Protocol):
+    """Where master keys live. A KMS/HSM adapter implements these three."""
+
+    def active_id(self) -> str: ...
+
+    def wrap(self, key_id: str, dek: bytes, context: bytes) -> bytes: ...
+
+    def unwrap(self, key_id: str, wrapped: bytes, context: bytes) -> bytes: ...
+
+
+class LocalKeyProvider:
+    """Master keys held in process memory: from a keyring file or one key
+    from the environment. ``reload()`` re-reads the file (after a rotation)."""
+
+    def __init__(self, keys: dict[str, bytes], active: str, path: Path | None = None) -> None:
+        if active not in keys:
+            raise KeyProblem(f"the active master key {active!r} is not in the keyring")
+        for kid, k in keys.items():
+            if len(k) != KEY_BYTES:
+                raise KeyProblem(f"master key {kid!r} must be {KEY_BYTES} bytes, got {len(k)}")
+        self._keys, self._active, self.path = keys, active, path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> LocalKeyProvider:
+        p = Path(path)
+        try:
+            doc = json.loads(p.read_text())
+            keys = {kid: base64.b64decode(v) for kid, v in doc["keys"].items()}
+            return cls(keys, doc["active"], p)
+        except FileNotFoundError:
+            raise KeyProblem(f"master key file {p} does not exist") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise KeyProblem(f"master key file {p} is not a valid keyring: {exc}") from None
+
+    @classmethod
+    def from_settings(cls, key_file: str, key_b64: str) -> LocalKeyProvider:
+        if key_file:
+            return cls.from_file(key_file)
+        if key_b64:
+            try:
+                key = base64.b64decode(key_b64, validate=True)
+            except ValueError:
+                raise KeyProblem("TANU_MASTER_KEY is not valid base64") from None
+            return cls({"env": key}, "env")
+        raise KeyProblem(
+            "templates are encrypted at rest and need a master key: set "
+            "TANU_MASTER_KEY_FILE (a keyring, see `tanu keys init`) or TANU_MASTER_KEY"
+        )
+
+    def reload(self) -> None:
+        if self.path is None:
+            return
+        fresh = LocalKeyProvider.from_file(self.path)
+        with self._lock:
+            self._keys, self._active = fresh._keys, fresh._active
+
+    def active_id(self) -> str:
+        return self._active
+
+    def key_ids(self) -> list[str]:
+        return sorted(self._keys)
+
+    def _key(self, key_id: str) -> bytes:
+        try:
+            return self._keys[key_id]
+        except KeyError:
+            raise KeyProblem(f"master key {key_id!r} is not in the keyring") from None
+
+    def wrap(self, key_id: str, dek: bytes, context: bytes) -> bytes:
+        return _seal(self._key(key_id), dek, b"tanu-dek:" + key_id.encode() + b":" + context)
+
+    def unwrap(self, key_id: str, wrapped: bytes, context: bytes) -> bytes:
+        return _open(
+            self._key(key_id),
+            wrapped,
+            b"tanu-dek:" + key_id.encode() + b":" + context,
+            "a data key",
+        )
+
+
+# --- keyring files (tanu keys init / rotate) ---------------------------
+
+
+def write_private(path: Path, data: str) -> None:
+    """Writes a secret file readable by its owner only, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def init_keyring(path: str | Path) -> str:
+    """Creates a keyring with one master key unless it exists; returns the active id."""
+    p = Path(path)
+    if p.exists():
+        return LocalKeyProvider.from_file(p).active_id()
+    kid = "mk-" + time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    doc = {"active": kid, "keys": {kid: base64.b64encode(new_data_key()).decode()}}
+    write_private(p, json.dumps(doc, indent=1))
+    return kid
+
+
+def add_key_version(path: str | Path) -> tuple[str, str]:
+    """Adds a fresh master key and makes it active; returns (old id, new id)."""
+    p = Path(path)
+    doc = json.loads(p.read_text())
+    old = doc["active"]
+    kid = "mk-" + time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    n = 1
+    while kid in doc["keys"]:
+        n += 1
+        kid = f"{kid.split('.')[0]}.{n}"
+    doc["keys"][kid] = base64.b64encode(new_data_key()).decode()
+    doc["active"] = kid
+    write_private(p, json.dumps(doc, indent=1))
+    return old, kid
+
+
+def retire_key_versions(path: str | Path, keep: set[str]) -> list[str]:
+    """Drops every key version not in ``keep``; returns the dropped ids."""
+    p = Path(path)
+    doc = json.loads(p.read_text())
+    gone = [k for k in doc["keys"] if k not in keep and k != doc["active"]]
+    for k in gone:
+        del doc["keys"][k]
+    write_private(p, json.dumps(doc, indent=1))
+    return gone
+
+
+# --- Ed25519 (audit checkpoints, erasure receipts, tenant tokens) --------
+
+
+def init_signing_key(path: str | Path) -> Ed25519PrivateKey:
+    """Loads an Ed25519 private key (PEM), creating it (and ``<path>.pub``) if missing."""
+    p = Path(path)
+    if not p.exists():
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        write_private(p, pem.decode())
+        Path(str(p) + ".pub").write_text(public_pem(key.public_key()))
+    return load_signing_key(p)
+
+
+def load_signing_key(path: str | Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except FileNotFoundError:
+        raise KeyProblem(f"signing key file {path} does not exist") from None
+    except ValueError as exc:
+        raise KeyProblem(f"signing key file {path} is not a PEM private key: {exc}") from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise KeyProblem(f"signing key file {path} does not hold an Ed25519 key")
+    return key
+
+
+def public_pem(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def load_public_key(path_or_pem: str | Path) -> Ed25519PublicKey:
+    text = str(path_or_pem)
+    data = text.encode() if "BEGIN PUBLIC KEY" in text else Path(text).read_bytes()
+    try:
+        key = serialization.load_pem_public_key(data)
+    except ValueError as exc:
+        raise KeyProblem(f"not a PEM public key: {exc}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise KeyProblem("the public key is not an Ed25519 key")
+    return key
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    """A short, stable id of a public key (the first 16 hex digits of its SHA-256)."""
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def verify_signature(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
+    try:
+        key.verify(signature, message)
+        return True
+    except InvalidSignature:
+        return False

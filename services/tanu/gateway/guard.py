@@ -1,0 +1,185 @@
+"""The gateway's front door: who is calling (token), may they (scope,
+purpose, rate limit), and the audit record of every request, allowed or not.
+
+Every request is written to the audit log before its reply leaves: entries
+are micro-batched to the store's audit writer (``tanu.store.audit``), so a
+busy gateway costs the store one append per batch, not per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tanu.core import audit, auth, bus, errors, keys, logs, subjects
+from tanu.core.batching import MicroBatcher
+from tanu.core.config import GatewayConfig
+from tanu.core.metrics import Metrics
+from tanu.v1 import store_pb2
+
+log = logs.get(__name__)
+
+PURPOSE_KEY = "x-tanu-purpose"
+
+# RPC -> (scope, whether it needs a purpose). Scopes can be granted by
+# alternatives: the citizen portal reads a subject's report with
+# subject.report, an auditor reads the access history with audit.read.
+OPERATIONS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "Enroll": (("enrol",), True),
+    "Verify": (("verify",), True),
+    "Identify": (("identify",), True),
+    "Delete": (("delete",), False),
+    "GetSubject": (("subject.report",), False),
+    "GetSubjectReport": (("subject.report",), False),
+    "GetAccessHistory": (("subject.report", "audit.read"), False),
+    "GrantConsent": (("consent.manage",), False),
+    "RevokeConsent": (("consent.manage",), False),
+    "SetBiometricLock": (("lock.manage",), False),
+}
+
+
+@dataclass
+class Call:
+    """One authorised request: who, why, and what the audit entry will say."""
+
+    operation: str
+    principal: auth.Principal
+    purpose: str
+    subject_id: str = ""
+    result: str = "ok"
+    detail: dict[str, Any] | None = None
+    # Further subjects whose data the request used: (subject id, result).
+    extra: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Guard:
+    def __init__(self, config: GatewayConfig, nc, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self._nc = nc
+        if not config.token_public_key_file or not config.tenants_file:
+            raise errors.FailedPrecondition(
+                "the gateway authenticates every tenant: set TANU_TOKEN_PUBLIC_KEY_FILE "
+                "(the token issuer's Ed25519 public key) and TANU_TENANTS_FILE"
+            )
+        self.auth = auth.Authenticator(
+            keys.load_public_key(config.token_public_key_file),
+            auth.Registry.from_file(config.tenants_file),
+        )
+        self.limits = auth.RateLimiter()
+        self._audit = MicroBatcher(
+            self._append, name="audit", max_batch=512, max_wait_s=0.002, max_in_flight=2,
+            metrics=metrics,
+        )  # fmt: skip
+
+    async def close(self) -> None:
+        await self._audit.close()
+
+    async def _append(self, records: list[store_pb2.AuditRecord]) -> list[int]:
+        reply = await bus.request(
+            self._nc, subjects.store("audit"), store_pb2.AppendAuditRequest(records=records),
+            store_pb2.AppendAuditResponse, self.config.common.request_timeout_s,
+            operation="store.audit", metrics=self.metrics,
+        )  # fmt: skip
+        first = reply.last_seq - len(records) + 1
+        return list(range(first, reply.last_seq + 1))
+
+    async def record(
+        self,
+        principal: auth.Principal | None,
+        operation: str,
+        purpose: str,
+        subject_id: str,
+        result: str,
+        detail: dict | None = None,
+    ) -> int:
+        """Appends one audit entry and waits until the store holds it."""
+        rec = store_pb2.AuditRecord(
+            at_ms=int(time.time() * 1000),
+            tenant=principal.tenant_id if principal else "",
+            client=principal.client if principal else "",
+            operation=operation,
+            purpose=purpose,
+            subject_id=subject_id,
+            result=result,
+            detail_json=audit.detail_json({"request_id": logs.request_id_var.get(), **(detail or {})}),
+        )  # fmt: skip
+        return await self._audit.submit(rec)
+
+    def _deny(self, operation: str, reason: str) -> None:
+        self.metrics.denials.labels("gateway", operation, reason).inc()
+
+    async def handle(
+        self,
+        operation: str,
+        metadata: dict[str, str],
+        subject_id: str,
+        fn: Callable[[Call], Awaitable[Any]],
+    ) -> Any:
+        """Authenticates, authorises, rate-limits, runs ``fn`` and audits
+        the outcome (every denial included)."""
+        scopes, needs_purpose = OPERATIONS[operation]
+        purpose = metadata.get(PURPOSE_KEY, "").strip()
+        principal = None
+        try:
+            principal = self.auth.authenticate(metadata.get("authorization"))
+            wait = self.limits.allow(principal.tenant)
+            if wait > 0:
+                self.metrics.rate_limited.labels(principal.tenant_id).inc()
+                self._deny(operation, "rate_limited")
+                raise errors.ResourceExhausted(
+                    f"tenant {principal.tenant_id!r} is over its rate limit "
+                    f"({principal.tenant.rate_per_s:g}/s); retry in {wait:.2f}s"
+                )
+            granted = [s for s in scopes if s in principal.scopes]
+            auth.Authenticator.authorize(
+                principal, granted[0] if granted else scopes[0], purpose if needs_purpose else None
+            )
+        except errors.TanuError as exc:
+            reason = {
+                errors.Unauthenticated: "unauthenticated",
+                errors.PermissionDenied: "purpose" if "purpose" in exc.message else "scope",
+            }.get(type(exc))
+            if reason:
+                self._deny(operation, reason)
+            await self._safe_record(principal, operation, purpose, subject_id, exc)
+            raise
+        call = Call(operation, principal, purpose, subject_id)
+        try:
+            out = await fn(call)
+        except errors.TanuError as exc:
+            if getattr(exc, "reason", None):
+                self._deny(operation, exc.reason)
+            await self._safe_record(principal, operation, purpose, call.subject_id, exc)
+            raise
+        await asyncio.gather(
+            self.record(principal, operation, purpose, call.subject_id, call.result, call.detail),
+            *(self.record(principal, operation, purpose, sid, res) for sid, res in call.extra),
+        )
+        return out
+
+    async def _safe_record(self, principal, operation, purpose, subject_id, exc) -> None:
+        """Audits a refusal; if the audit log cannot be reached, the refusal
+        still goes out (it released nothing) and the failure is logged."""
+        try:
+            await self.record(principal, operation, purpose, subject_id, exc.code.name,
+                              {"reason": exc.message[:300]})  # fmt: skip
+        except errors.TanuError as audit_exc:
+            log.error("audit_append_failed", operation=operation, error=audit_exc.message)
+
+
+class Denied(errors.PermissionDenied):
+    """A refusal on the subject's side: no consent for the purpose, a lock."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class RetryLater(errors.ResourceExhausted):
+    """Verification of a subject is delayed after repeated failures."""
+
+    reason = "lockout"
