@@ -195,7 +195,7 @@ async def test_a_calibrated_threshold_reaches_the_gateways_decisions(cluster, tm
     await gw.refresh_thresholds()
     assert gw.calibrated["verify"]["threshold"] == pytest.approx(stored)
     v = unit_vectors(1, seed=8)[0]
-    await cluster.stub.Enroll(__import__("helpers").enroll("cal", v))
+    await cluster.stub.Enroll(__import__("helpers").enroll("cal", v, wait_indexed=True))
     rv = await cluster.stub.Verify(verify("cal", v))
     assert rv.threshold == pytest.approx(stored, rel=1e-6) and rv.threshold_source == "calibrated"
     ri = await cluster.stub.Identify(identify(v))

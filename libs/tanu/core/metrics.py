@@ -4,6 +4,7 @@ never a subject id."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass
 
@@ -227,7 +228,14 @@ class Metrics:
 
     def watch_disk(self, path: str) -> None:
         """Reports the free space under ``path`` on every scrape."""
-        self.disk_free.labels(path).set_function(lambda: shutil.disk_usage(path).free)
+
+        def free() -> float:
+            p = os.path.abspath(path)
+            while not os.path.exists(p) and os.path.dirname(p) != p:
+                p = os.path.dirname(p)  # not created yet: its file system all the same
+            return float(shutil.disk_usage(p).free)
+
+        self.disk_free.labels(path).set_function(free)
 
     def serve(self, port: int, host: str = "0.0.0.0") -> int | None:
         """Serves /metrics on ``port`` (0: a free one; -1: not at all); returns the port."""

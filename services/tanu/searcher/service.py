@@ -143,6 +143,7 @@ class SearcherService(ServiceBase):
         self._apply_task = asyncio.create_task(self._apply_loop(psub), name="apply-events")
         if cfg.snapshot_dir:
             self._snapshot_task = asyncio.create_task(self._snapshot_loop(), name="snapshots")
+            self.metrics.watch_disk(cfg.snapshot_dir)
         self._layout_task = asyncio.create_task(self._layout_loop(js), name="layout")
         log.info(
             "searcher_started",
