@@ -8,7 +8,6 @@ busy gateway costs the store one append per batch, not per request.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -78,14 +77,21 @@ class Guard:
     async def close(self) -> None:
         await self._audit.close()
 
-    async def _append(self, records: list[store_pb2.AuditRecord]) -> list[int]:
+    async def _append(self, groups: list[list[store_pb2.AuditRecord]]) -> list[int]:
+        """One store append for the entries of many requests (each request's
+        entries are one batch item, so one request never looks like load to
+        the batcher's adaptive wait). Returns each group's last sequence."""
+        records = [r for g in groups for r in g]
         reply = await bus.request(
             self._nc, subjects.store("audit"), store_pb2.AppendAuditRequest(records=records),
             store_pb2.AppendAuditResponse, self.config.common.request_timeout_s,
             operation="store.audit", metrics=self.metrics,
         )  # fmt: skip
-        first = reply.last_seq - len(records) + 1
-        return list(range(first, reply.last_seq + 1))
+        ends, seq = [], reply.last_seq - len(records)
+        for g in groups:
+            seq += len(g)
+            ends.append(seq)
+        return ends
 
     async def record(
         self,
@@ -95,19 +101,29 @@ class Guard:
         subject_id: str,
         result: str,
         detail: dict | None = None,
+        extra: list[tuple[str, str]] = (),
     ) -> int:
-        """Appends one audit entry and waits until the store holds it."""
-        rec = store_pb2.AuditRecord(
-            at_ms=int(time.time() * 1000),
-            tenant=principal.tenant_id if principal else "",
-            client=principal.client if principal else "",
-            operation=operation,
-            purpose=purpose,
-            subject_id=subject_id,
-            result=result,
-            detail_json=audit.detail_json({"request_id": logs.request_id_var.get(), **(detail or {})}),
-        )  # fmt: skip
-        return await self._audit.submit(rec)
+        """Appends a request's audit entries (one, plus one per further
+        subject it used) and waits until the store holds them."""
+        now = int(time.time() * 1000)
+        tenant = principal.tenant_id if principal else ""
+        client = principal.client if principal else ""
+        rid = logs.request_id_var.get()
+        recs = [
+            store_pb2.AuditRecord(
+                at_ms=now, tenant=tenant, client=client, operation=operation, purpose=purpose,
+                subject_id=subject_id, result=result,
+                detail_json=audit.detail_json({"request_id": rid, **(detail or {})}),
+            )
+        ]  # fmt: skip
+        recs += [
+            store_pb2.AuditRecord(
+                at_ms=now, tenant=tenant, client=client, operation=operation, purpose=purpose,
+                subject_id=sid, result=res, detail_json=audit.detail_json({"request_id": rid}),
+            )
+            for sid, res in extra
+        ]  # fmt: skip
+        return await self._audit.submit(recs)
 
     def _deny(self, operation: str, reason: str) -> None:
         self.metrics.denials.labels("gateway", operation, reason).inc()
@@ -155,10 +171,8 @@ class Guard:
                 self._deny(operation, exc.reason)
             await self._safe_record(principal, operation, purpose, call.subject_id, exc)
             raise
-        await asyncio.gather(
-            self.record(principal, operation, purpose, call.subject_id, call.result, call.detail),
-            *(self.record(principal, operation, purpose, sid, res) for sid, res in call.extra),
-        )
+        await self.record(principal, operation, purpose, call.subject_id, call.result, call.detail,
+                          call.extra)  # fmt: skip
         return out
 
     async def _safe_record(self, principal, operation, purpose, subject_id, exc) -> None:
