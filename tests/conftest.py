@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,7 +29,8 @@ def _logs():
 
 @pytest.fixture
 def nats_server(tmp_path: Path):
-    server = NatsServer(tmp_path / "nats").start()
+    # JetStream encrypted at rest, as `tanu up` and production run it.
+    server = NatsServer(tmp_path / "nats", encryption_key=os.urandom(16).hex()).start()
     try:
         yield server
     finally:

@@ -169,15 +169,19 @@ def test_the_store_refuses_to_open_with_another_layout(tmp_path):
 
 
 def test_the_production_nats_config_is_accepted_by_nats_server():
+    import os
     import subprocess
 
     from tanu.cluster.natsd import ROOT_CONF, find_binary
 
     r = subprocess.run(
-        [find_binary(), "-t", "-c", str(ROOT_CONF)], capture_output=True, text=True, timeout=30
-    )
+        [find_binary(), "-t", "-c", str(ROOT_CONF)], capture_output=True, text=True, timeout=30,
+        env={**os.environ, "TANU_JS_KEY": "a-32-byte-key-from-the-secrets!!"},
+    )  # fmt: skip
     assert r.returncode == 0 and "is valid" in (r.stdout + r.stderr), r.stderr
-    assert "sync_interval: always" in ROOT_CONF.read_text()
+    text = ROOT_CONF.read_text()
+    assert "sync_interval: always" in text
+    assert "cipher: chachapoly" in text and "key: $TANU_JS_KEY" in text
 
 
 def test_fp16_scores_stay_within_rounding_of_exact():

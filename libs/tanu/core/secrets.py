@@ -5,6 +5,7 @@ missing under one folder and names it in the environment the services read.
 - ``audit.pem`` (+ ``.pub``): Ed25519 key signing audit checkpoints and receipts;
 - ``issuer.pem`` (+ ``.pub``): Ed25519 key signing tenant tokens;
 - ``snapshot.key``: the searchers' snapshot key;
+- ``jetstream.key``: the key JetStream encrypts its files with (``NatsServer``);
 - ``tenants.json``: the tenant registry, with one operator tenant;
 - ``operator.token``: a token for the operator tenant, for the CLI.
 
@@ -41,9 +42,10 @@ def provision(folder: str | Path, token_ttl_s: float = 30 * 24 * 3600) -> dict[s
     keys.init_keyring(d / "master.keyring")
     keys.init_signing_key(d / "audit.pem")
     issuer = keys.init_signing_key(d / "issuer.pem")
+    for name in ("snapshot.key", "jetstream.key"):
+        if not (d / name).exists():
+            keys.write_private(d / name, base64.b64encode(os.urandom(32)).decode())
     snap = d / "snapshot.key"
-    if not snap.exists():
-        keys.write_private(snap, base64.b64encode(os.urandom(32)).decode())
     tenants = d / "tenants.json"
     if not tenants.exists():
         tenants.write_text(json.dumps({"tenants": [

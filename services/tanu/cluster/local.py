@@ -183,8 +183,9 @@ class LocalCluster:
         self.secret_env = secrets.provision(self.var / "keys")
         port = choose_port(self.nats_port, "NATS", self.say)
         self.nats = NatsServer(
-            self.var / "nats", port=port, log_file=self.var / "logs" / "nats-server.log"
-        )
+            self.var / "nats", port=port, log_file=self.var / "logs" / "nats-server.log",
+            encryption_key=(self.var / "keys" / "jetstream.key").read_text().strip(),
+        )  # fmt: skip
         (self.var / "logs").mkdir(parents=True, exist_ok=True)
         self.nats.start()
         self.say(f"nats-server     {self.nats.url} (JetStream, data in {self.var / 'nats'})")

@@ -3,6 +3,7 @@ for ``tanu up`` and for tests, which start their own on a free port."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -13,10 +14,6 @@ from pathlib import Path
 
 ROOT_CONF = Path(__file__).resolve().parents[3] / "deploy" / "nats" / "nats-server.conf"
 """Production JetStream settings (checked by a test with ``nats-server -t``)."""
-
-
-MAX_PAYLOAD = 8 * 1024 * 1024
-"""Largest NATS message: images up to the gRPC limit travel to the detector."""
 
 
 MAX_PAYLOAD = 8 * 1024 * 1024
@@ -74,7 +71,12 @@ class NatsServer:
         port: int | None = None,
         host: str = "127.0.0.1",
         log_file: str | Path | None = None,
+        encryption_key: str | None = None,
     ) -> None:
+        """``encryption_key``: JetStream encrypts its files at rest with it
+        (ChaCha20-Poly1305); it reaches the server through its environment,
+        never a file."""
+        self.encryption_key = encryption_key
         self.host = host
         self.port = port or free_port(host)
         self.store_dir = Path(store_dir)
@@ -88,7 +90,12 @@ class NatsServer:
     def start(self, timeout: float = 15.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         conf = self.store_dir / "tanu-nats.conf"
-        conf.write_text(f"max_payload: {MAX_PAYLOAD}\n")
+        text = f"max_payload: {MAX_PAYLOAD}\n"
+        env = None
+        if self.encryption_key:
+            text += "jetstream {\n  cipher: chachapoly\n  key: $TANU_JS_KEY\n}\n"
+            env = {**os.environ, "TANU_JS_KEY": self.encryption_key}
+        conf.write_text(text)
         args = [find_binary(), "-c", str(conf), "-a", self.host, "-p", str(self.port), "-js",
                 "-sd", str(self.store_dir), "-l", str(self.log_file)]  # fmt: skip
         # Its own session: Ctrl-C in the terminal reaches the supervisor
@@ -99,6 +106,7 @@ class NatsServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
+            env=env,
         )
         wait_port(self.port, timeout, self.host, self.proc)
         return self
