@@ -229,6 +229,17 @@ class SearcherConfig:
         "flat",
         "FAISS index: flat (fp32), fp16 (half the memory) or ivf (large partitions).",
     )
+    index_device: str = setting(
+        "TANU_INDEX_DEVICE",
+        "cpu",
+        "Where searches run: cpu; gpu (a copy on every visible GPU, flat/fp16 kinds); "
+        "cpu-copy (the same tombstoned copy on the CPU).",
+    )
+    device_compact_share: float = setting(
+        "TANU_DEVICE_COMPACT_SHARE",
+        0.05,
+        "Rebuild the device copy once tombstones pass this share of it (and 4096).",
+    )
     ivf_nlist: int = setting(
         "TANU_IVF_NLIST", 1024, "ivf: inverted lists (trained once 39 x nlist templates are in)."
     )

@@ -70,6 +70,7 @@ class Gateway:
         self._recent: list[tuple[object, str, np.ndarray, float]] = []
         self._recent_lock = asyncio.Lock()
         self._timeout = config.common.request_timeout_s
+        self.layout_problem = ""  # set when the cluster's layout no longer matches
         self._batcher = MicroBatcher(
             self._search_batch,
             name="identify",
@@ -200,7 +201,27 @@ class Gateway:
 
     async def search(self, probe: np.ndarray, top_k: int) -> SearchResult:
         """Searches every partition (micro-batched with concurrent searches)."""
+        if self.layout_problem:
+            raise errors.Unavailable(self.layout_problem)
         return await self._batcher.submit((probe, top_k))
+
+    async def check_layout(self) -> bool:
+        """Compares this gateway's layout with the cluster's (which a
+        rebalance switches): a gateway searching another partition count
+        would answer from part of the gallery and call it complete, so it
+        refuses searches until restarted with the cluster's layout."""
+        have, _ = await clusterconfig.read_layout(self._nc.jetstream())
+        detail = self.layout.differences(have, "cluster", "this gateway") if have else ""
+        problem = (
+            f"the cluster's layout changed ({detail}); this gateway refuses to search until "
+            "restarted with the cluster's layout"
+            if detail
+            else ""
+        )
+        if problem != self.layout_problem:
+            (log.error if problem else log.info)("layout_checked", problem=problem or "none")
+        self.layout_problem = problem
+        return not problem
 
     async def _search_batch(self, items: list[tuple[np.ndarray, int]]) -> list[SearchResult]:
         # Every query of one scatter shares the largest top_k; keep each
@@ -864,6 +885,14 @@ class GatewayService(ServiceBase):
                 await self.gateway.refresh_thresholds()
             except Exception as exc:  # noqa: BLE001 - keep the last known thresholds
                 log.warning("thresholds_refresh_failed", error=str(exc))
+            await self._check_once()
+
+    async def _check_once(self) -> None:
+        try:
+            ok = await self.gateway.check_layout()
+            await self.grpc.set_serving(ok)
+        except Exception as exc:  # noqa: BLE001 - keep the last verdict
+            log.warning("layout_check_failed", error=str(exc))
 
     async def release(self) -> None:
         if self._refresh:

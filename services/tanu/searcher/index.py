@@ -23,6 +23,8 @@ import numpy as np
 
 from tanu.core import vectors
 
+from .device import DEVICES, DeviceCopy
+
 KINDS = {
     # exhaustive search over fp32 vectors: 4 bytes per value (512 B per 128-d template)
     "flat": None,
@@ -79,9 +81,16 @@ class PartitionIndex:
         nlist: int = 1024,
         nprobe: int = 16,
         rerank: int = 4,
+        device: str = "cpu",
+        compact_share: float = 0.05,
+        compact_floor: int = 4096,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}; known: {sorted(KINDS)}")
+        if device not in DEVICES:
+            raise ValueError(f"unknown index device {device!r}; known: {list(DEVICES)}")
+        if device != "cpu" and kind == "ivf":
+            raise ValueError("the ivf kind searches on the CPU; use flat or fp16 on a device")
         self.dimension = dimension
         self.metric = metric
         self.kind = kind
@@ -100,6 +109,12 @@ class PartitionIndex:
         self._dead_subjects = False  # the blob may hold ids of removed subjects
         # Templates removed since the last export: the last snapshot may still hold them.
         self._erased: set[int] = set()
+        # Searches run on a tombstoned copy (GPU, or a CPU copy) when asked to.
+        self._device: DeviceCopy | None = None
+        if device != "cpu":
+            self._device = DeviceCopy(device, dimension, self._fmetric, KINDS[kind] is not None,
+                                      compact_share, compact_floor)  # fmt: skip
+            self._device.rebuild(np.zeros((0, dimension), np.float32), np.zeros(0, np.int64))
 
     def _new_base(self) -> faiss.Index:
         if KINDS[self.kind] is None:
@@ -170,6 +185,8 @@ class PartitionIndex:
         self._index.add(x)
         if self._ivf is not None:
             self._ivf.add_with_ids(x, ids)
+        if self._device is not None:
+            self._device.add(x, ids)
         self._blob += chunk
         self._starts.extend(ends)
         self._codes.extend(codes)
@@ -198,7 +215,21 @@ class PartitionIndex:
         if self._starts.n - 1 > 2 * len(self) + 4096:
             self._compact()  # most subject entries are dead: drop their ids from memory
         self._erased.update(present.tolist())
+        if self._device is not None and self._device.remove(present):
+            self.compact_device()
         return removed
+
+    def compact_device(self) -> None:
+        """Rebuilds the device copy from the CPU index: no tombstones left."""
+        if self._device is None:
+            return
+        x = (self._index.reconstruct_n(0, len(self)) if len(self)
+             else np.zeros((0, self.dimension), np.float32))  # fmt: skip
+        self._device.rebuild(x, self._ids.a.copy())
+
+    @property
+    def device_tombstones(self) -> int:
+        return self._device.tombstones if self._device is not None else 0
 
     def _compact(self) -> None:
         """Keeps only the live subjects' ids in the blob (codes renumbered)."""
@@ -245,6 +276,10 @@ class PartitionIndex:
             q = vectors.normalise(q).astype(np.float32)
         if self._ivf is not None:
             scores, pos = self._search_ivf(q, k)
+        elif self._device is not None:
+            scores, tids = self._device.search(q, k)
+            p, found = self._positions(tids.ravel())
+            pos = np.where(found & (tids.ravel() >= 0), p, -1).reshape(tids.shape)
         else:
             scores, pos = self._index.search(q, k)
         if self.metric == "l2":
@@ -369,3 +404,4 @@ class PartitionIndex:
         self._order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")
         self._removed = np.unique(np.asarray(snap.removed, np.int64))
         self._erased = set()
+        self.compact_device()

@@ -58,7 +58,9 @@ class SearcherService(ServiceBase):
         self.config = config
         self.layout = config.common.layout
         self.index = PartitionIndex(self.layout.dimension, self.layout.metric, config.index_kind,
-                                    config.ivf_nlist, config.ivf_nprobe, config.ivf_rerank)  # fmt: skip
+                                    config.ivf_nlist, config.ivf_nprobe, config.ivf_rerank,
+                                    device=config.index_device,
+                                    compact_share=config.device_compact_share)  # fmt: skip
         self.applied_sequence = 0
         self.caught_up = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="faiss")
