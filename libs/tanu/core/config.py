@@ -329,6 +329,11 @@ class GatewayConfig:
     min_face_score: float = setting(
         "TANU_MIN_FACE_SCORE", 0.9, "Detector score below which a face is ignored."
     )
+    rest_port: int = setting(
+        "TANU_REST_PORT",
+        -1,
+        "Port of the partner REST facade (OSIA subset); -1 disables it, 0 picks a free one.",
+    )
     token_public_key_file: str = setting(
         "TANU_TOKEN_PUBLIC_KEY_FILE",
         "",

@@ -67,6 +67,8 @@ class Metrics:
     biometric_lock_changes: Counter
     key_rewraps: Counter
     disk_free: Gauge
+    http_requests: Counter
+    http_duration: Histogram
 
     @classmethod
     def create(cls, latency_buckets: tuple[float, ...] = LATENCY_BUCKETS) -> Metrics:
@@ -210,6 +212,19 @@ class Metrics:
             key_rewraps=Counter(
                 "tanu_key_rewraps_total",
                 "Subject data keys re-wrapped under a new master key.",
+                registry=r,
+            ),
+            http_requests=Counter(
+                "tanu_http_requests_total",
+                "REST facade requests, by route template, method and HTTP status.",
+                ["route", "method", "status"],
+                registry=r,
+            ),
+            http_duration=Histogram(
+                "tanu_http_request_duration_seconds",
+                "REST facade request handling time, by route template and method.",
+                ["route", "method"],
+                buckets=latency_buckets,
                 registry=r,
             ),
             disk_free=Gauge(

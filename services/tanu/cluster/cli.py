@@ -574,12 +574,18 @@ def cmd_status(args) -> int:
     if args.json:
         print(
             json.dumps(
-                {"nats_url": state["nats_url"], "gateway": state["gateway"], "services": rows},
+                {
+                    "nats_url": state["nats_url"],
+                    "gateway": state["gateway"],
+                    "rest": state.get("rest"),
+                    "services": rows,
+                },  # fmt: skip
                 indent=2,
             )
         )
     else:
-        print(f"NATS {state['nats_url']}    Identity API {state['gateway']}")
+        print(f"NATS {state['nats_url']}    Identity API {state['gateway']}    "
+              f"REST {state.get('rest', '-')}")  # fmt: skip
         for r in rows:
             print(
                 f"  {r['name']:<16} {r['health']:<12} {r['address']:<18} metrics :{r['metrics_port']}"

@@ -72,6 +72,7 @@ class LocalCluster:
         nats_port: int,
         env: dict[str, str],
         say=print,
+        rest_port: int = 0,
     ) -> None:
         self.var = var
         self.partitions = partitions
@@ -81,6 +82,7 @@ class LocalCluster:
         self.base_env = env
         self.model_dir = env.get("TANU_MODEL_DIR") or str(var / "models")
         self.secret_env: dict[str, str] = {}
+        self.rest_port = rest_port
         self.say = say
         self.nats: NatsServer | None = None
         self.procs: list[Proc] = []
@@ -121,7 +123,9 @@ class LocalCluster:
             env = {"TANU_ONNX_THREADS": onnx_threads, **common}
             procs.append(Proc(name, f"tanu.{name}", free_port(), free_port(), env))
         gw = choose_port(self.gateway_port, "the gateway", self.say)
-        procs.append(Proc("gateway", "tanu.gateway", gw, free_port(), dict(common)))
+        self.rest_port = choose_port(self.rest_port or 0, "the REST facade", self.say)
+        procs.append(Proc("gateway", "tanu.gateway", gw, free_port(),
+                          {**common, "TANU_REST_PORT": str(self.rest_port)}))  # fmt: skip
         for proc in procs:
             proc.env.update(
                 TANU_GRPC_PORT=str(proc.grpc_port), TANU_METRICS_PORT=str(proc.metrics_port)
@@ -164,6 +168,7 @@ class LocalCluster:
         state = {
             "nats_url": self.nats.url,
             "gateway": f"127.0.0.1:{self.procs[-1].grpc_port}",
+            "rest": f"http://127.0.0.1:{self.rest_port}",
             "supervisor_pid": os.getpid(),
             "services": [{k: v for k, v in asdict(p).items() if k != "env"} for p in self.procs],
         }
@@ -260,7 +265,8 @@ def up(var: Path, partitions: int, replicas: int, gateway_port: int, nats_port: 
         cluster.start()
         gw = cluster.procs[-1].grpc_port
         print(
-            f"\nTanu is up: Identity API on 127.0.0.1:{gw}; logs in {var / 'logs'}. Ctrl-C stops.",
+            f"\nTanu is up: Identity API (gRPC) on 127.0.0.1:{gw}, partner REST on "
+            f"http://127.0.0.1:{cluster.rest_port}; logs in {var / 'logs'}. Ctrl-C stops.",
             flush=True,
         )
         cluster.watch()

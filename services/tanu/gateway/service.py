@@ -862,6 +862,7 @@ class GatewayService(ServiceBase):
         self.config = config
         self.gateway: Gateway | None = None
         self.guard: Guard | None = None
+        self.rest = None
         self._refresh: asyncio.Task[None] | None = None
 
     async def start(self) -> GatewayService:
@@ -876,6 +877,12 @@ class GatewayService(ServiceBase):
             IdentityServicer(self.gateway, self.guard),
             "tanu.v1.Identity",
         )
+        if self.config.rest_port >= 0:
+            from .rest import RestFacade
+
+            self.rest = RestFacade(self.gateway, self.guard, self.metrics,
+                                   self.config.common.max_message_bytes)  # fmt: skip
+            await self.rest.start(self.config.common.grpc_host, self.config.rest_port)
         return self
 
     async def _refresh_loop(self) -> None:
@@ -895,6 +902,8 @@ class GatewayService(ServiceBase):
             log.warning("layout_check_failed", error=str(exc))
 
     async def release(self) -> None:
+        if self.rest:
+            await self.rest.stop()
         if self._refresh:
             self._refresh.cancel()
         if self.gateway:
