@@ -205,7 +205,9 @@ class Authenticator:
             )
         tenant = self.registry.tenants.get(tenant_id)
         if tenant is None:
-            raise PermissionDenied(f"tenant {tenant_id!r} is not registered with this service")
+            raise PermissionDenied(
+                f"tenant {tenant_id!r} is not registered with this service", "scope"
+            )
         return Principal(
             tenant=tenant,
             client=str(client)[:64],
@@ -220,18 +222,21 @@ class Authenticator:
         if scope not in p.scopes:
             raise PermissionDenied(
                 f"tenant {p.tenant_id!r} ({p.tenant.kind}) may not {scope!r}; "
-                f"its token allows {sorted(p.scopes)}"
+                f"its token allows {sorted(p.scopes)}",
+                "scope",
             )
         if purpose is None:
             return
         if not purpose:
             raise PermissionDenied(
-                "no purpose given: send 'x-tanu-purpose' metadata naming why the data is used"
+                "no purpose given: send 'x-tanu-purpose' metadata naming why the data is used",
+                "purpose",
             )
         if purpose not in p.purposes:
             raise PermissionDenied(
                 f"purpose {purpose!r} is not allowed for tenant {p.tenant_id!r}; "
-                f"allowed: {sorted(p.purposes)}"
+                f"allowed: {sorted(p.purposes)}",
+                "purpose",
             )
 
 

@@ -16,10 +16,16 @@ class TanuError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     http_status: int = 500
+    # Why a request was refused (unauthenticated, scope, purpose, consent,
+    # rate_limited, lockout, ...) for the denials metric; "" for errors that
+    # are not refusals.
+    reason: str = ""
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.message = message
+        if reason:
+            self.reason = reason
 
 
 class InvalidArgument(TanuError):
@@ -62,6 +68,7 @@ class Unauthenticated(TanuError):
 
     code = grpc.StatusCode.UNAUTHENTICATED
     http_status = 401
+    reason = "unauthenticated"
 
 
 class ResourceExhausted(TanuError):

@@ -164,9 +164,22 @@ def init_keyring(path: str | Path) -> str:
     p = Path(path)
     if p.exists():
         return LocalKeyProvider.from_file(p).active_id()
-    kid = "mk-" + time.strftime("%Y%m%d%H%M%S", time.gmtime())
-    doc = {"active": kid, "keys": {kid: base64.b64encode(new_data_key()).decode()}}
+    doc: dict = {"keys": {}}
+    _add_version(doc)
     write_private(p, json.dumps(doc, indent=1))
+    return doc["active"]
+
+
+def _add_version(doc: dict) -> str:
+    """Adds a fresh key to a keyring document and makes it active; its id
+    is the UTC time, with a counter when that id is taken."""
+    base = "mk-" + time.strftime("%Y%m%d%H%M%S", time.gmtime())
+    kid, n = base, 1
+    while kid in doc["keys"]:
+        n += 1
+        kid = f"{base}.{n}"
+    doc["keys"][kid] = base64.b64encode(new_data_key()).decode()
+    doc["active"] = kid
     return kid
 
 
@@ -175,13 +188,7 @@ def add_key_version(path: str | Path) -> tuple[str, str]:
     p = Path(path)
     doc = json.loads(p.read_text())
     old = doc["active"]
-    kid = "mk-" + time.strftime("%Y%m%d%H%M%S", time.gmtime())
-    n = 1
-    while kid in doc["keys"]:
-        n += 1
-        kid = f"{kid.split('.')[0]}.{n}"
-    doc["keys"][kid] = base64.b64encode(new_data_key()).decode()
-    doc["active"] = kid
+    kid = _add_version(doc)
     write_private(p, json.dumps(doc, indent=1))
     return old, kid
 

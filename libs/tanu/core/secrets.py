@@ -66,13 +66,11 @@ def provision(folder: str | Path, token_ttl_s: float = 30 * 24 * 3600) -> dict[s
     }
 
 
-class _Metadata(
-    grpc.aio.UnaryUnaryClientInterceptor,
-):
+class _Metadata(grpc.aio.UnaryUnaryClientInterceptor):
     """Adds the token and purpose to every call that does not set its own."""
 
     def __init__(self, token: str, purpose: str) -> None:
-        self._md = (("authorization", f"Bearer {token}"), ("x-tanu-purpose", purpose))
+        self._md = call_metadata(token, purpose)
 
     async def intercept_unary_unary(self, continuation, details, request):
         have = {k for k, _ in (details.metadata or ())}

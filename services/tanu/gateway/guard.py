@@ -45,7 +45,7 @@ class Call:
     """One authorised request: who, why, and what the audit entry will say."""
 
     operation: str
-    principal: auth.Principal
+    principal: auth.Principal | None  # None until the token is checked
     purpose: str
     subject_id: str = ""
     result: str = "ok"
@@ -125,9 +125,6 @@ class Guard:
         ]  # fmt: skip
         return await self._audit.submit(recs)
 
-    def _deny(self, operation: str, reason: str) -> None:
-        self.metrics.denials.labels("gateway", operation, reason).inc()
-
     async def handle(
         self,
         operation: str,
@@ -139,37 +136,26 @@ class Guard:
         the outcome (every denial included)."""
         scopes, needs_purpose = OPERATIONS[operation]
         purpose = metadata.get(PURPOSE_KEY, "").strip()
-        principal = None
+        call = Call(operation, None, purpose, subject_id)
         try:
-            principal = self.auth.authenticate(metadata.get("authorization"))
+            principal = call.principal = self.auth.authenticate(metadata.get("authorization"))
             wait = self.limits.allow(principal.tenant)
             if wait > 0:
                 self.metrics.rate_limited.labels(principal.tenant_id).inc()
-                self._deny(operation, "rate_limited")
                 raise errors.ResourceExhausted(
                     f"tenant {principal.tenant_id!r} is over its rate limit "
-                    f"({principal.tenant.rate_per_s:g}/s); retry in {wait:.2f}s"
+                    f"({principal.tenant.rate_per_s:g}/s); retry in {wait:.2f}s",
+                    "rate_limited",
                 )
             granted = [s for s in scopes if s in principal.scopes]
             auth.Authenticator.authorize(
                 principal, granted[0] if granted else scopes[0], purpose if needs_purpose else None
             )
-        except errors.TanuError as exc:
-            reason = {
-                errors.Unauthenticated: "unauthenticated",
-                errors.PermissionDenied: "purpose" if "purpose" in exc.message else "scope",
-            }.get(type(exc))
-            if reason:
-                self._deny(operation, reason)
-            await self._safe_record(principal, operation, purpose, subject_id, exc)
-            raise
-        call = Call(operation, principal, purpose, subject_id)
-        try:
             out = await fn(call)
         except errors.TanuError as exc:
-            if getattr(exc, "reason", None):
-                self._deny(operation, exc.reason)
-            await self._safe_record(principal, operation, purpose, call.subject_id, exc)
+            if exc.reason:  # a refusal (authentication, scope, purpose, consent, limits)
+                self.metrics.denials.labels("gateway", operation, exc.reason).inc()
+            await self._safe_record(call.principal, operation, purpose, call.subject_id, exc)
             raise
         await self.record(principal, operation, purpose, call.subject_id, call.result, call.detail,
                           call.extra)  # fmt: skip
@@ -185,12 +171,9 @@ class Guard:
             log.error("audit_append_failed", operation=operation, error=audit_exc.message)
 
 
-class Denied(errors.PermissionDenied):
-    """A refusal on the subject's side: no consent for the purpose, a lock."""
-
-    def __init__(self, message: str, reason: str) -> None:
-        super().__init__(message)
-        self.reason = reason
+# A refusal on the subject's side (no consent for the purpose, a lock, a
+# face that does not match): PERMISSION_DENIED with its reason.
+Denied = errors.PermissionDenied
 
 
 class RetryLater(errors.ResourceExhausted):

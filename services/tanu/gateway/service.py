@@ -403,14 +403,25 @@ class Gateway:
         probe = await self.probe(sample)
         held = await self._templates(subject_id)
         best, match = self._compare(probe, held, self.threshold("verify", None)[0])
-        await self._call(
-            subjects.store("verification"),
-            store_pb2.VerificationOutcome(subject_id=subject_id, matched=match),
-            store_pb2.SubjectStatus, "store.verification",
-        )  # fmt: skip
+        await self._record_outcome(subject_id, match)
         if not match:
             raise Denied(f"the face does not match {who} ({subject_id!r})", "identity")
         return best
+
+    async def _record_outcome(self, subject_id: str, matched: bool) -> None:
+        """Tells the store a 1:1 result: failures count towards the lockout."""
+        await self._call(
+            subjects.store("verification"),
+            store_pb2.VerificationOutcome(subject_id=subject_id, matched=matched),
+            store_pb2.SubjectStatus, "store.verification",
+        )  # fmt: skip
+
+    async def _enrolled(self, subject_id: str) -> store_pb2.SubjectStatus:
+        """The subject's status; NotFound when it is not enrolled."""
+        st = (await self._statuses([subject_id]))[subject_id]
+        if not st.enrolled:
+            raise errors.NotFound(f"subject {subject_id!r} is not enrolled")
+        return st
 
     async def _templates(self, subject_id: str) -> store_pb2.GetTemplatesResponse:
         return await self._call(
@@ -580,11 +591,7 @@ class Gateway:
         probe = await self.probe(req.sample)
         best, match = self._compare(probe, held, threshold)
         self.metrics.match_score.labels("verify").observe(best)
-        await self._call(
-            subjects.store("verification"),
-            store_pb2.VerificationOutcome(subject_id=subject_id, matched=match),
-            store_pb2.SubjectStatus, "store.verification",
-        )  # fmt: skip
+        await self._record_outcome(subject_id, match)
         call.result = "match" if match else "no_match"
         lay = self.layout
         return identity_pb2.VerifyResponse(
@@ -688,9 +695,7 @@ class Gateway:
         self, req: identity_pb2.GrantConsentRequest, call: Call
     ) -> identity_pb2.ConsentResponse:
         subject_id = vectors.check_subject_id(req.subject_id)
-        st = (await self._statuses([subject_id]))[subject_id]
-        if not st.enrolled:
-            raise errors.NotFound(f"subject {subject_id!r} is not enrolled")
+        st = await self._enrolled(subject_id)
         if not is_minor(st.date_of_birth) and not req.HasField("sample"):
             raise errors.InvalidArgument("sample is required: the subject confirms by face")
         consent = await self._consent(
@@ -739,9 +744,7 @@ class Gateway:
         self, req: identity_pb2.RevokeConsentRequest, call: Call
     ) -> identity_pb2.ConsentResponse:
         subject_id = vectors.check_subject_id(req.subject_id)
-        st = (await self._statuses([subject_id]))[subject_id]
-        if not st.enrolled:
-            raise errors.NotFound(f"subject {subject_id!r} is not enrolled")
+        st = await self._enrolled(subject_id)
         who = await self._self_or_guardian(
             subject_id, req.revoker_subject_id, req.revoker_sample, st
         )

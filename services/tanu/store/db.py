@@ -213,14 +213,11 @@ class Store:
         memory only (tests and benchmarks that never reopen the data)."""
         self.layout = layout
         self.lockout = lockout
-        self.target = str(target)
         self.keys = key_provider or keys.LocalKeyProvider({"ephemeral": keys.new_data_key()},
                                                           "ephemeral")  # fmt: skip
-        self.is_postgres = self.target.startswith(("postgresql://", "postgres://"))
-        self.dialect = _postgres() if self.is_postgres else SQLITE
+        self._bind(target)
         if not self.is_postgres and self.target != ":memory:":
             Path(self.target).parent.mkdir(parents=True, exist_ok=True)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-db")
         self._conn = self._executor.submit(self._open).result()
 
     @classmethod
@@ -228,18 +225,16 @@ class Store:
         """Opens an existing store to read (``tanu audit verify``): no schema,
         no layout check, no writes, no master key."""
         self = cls.__new__(cls)
+        self._bind(target)
+        self._conn = self._executor.submit(self._connect, True).result()
+        return self
+
+    def _bind(self, target: str | Path) -> None:
+        """The backend of ``target`` and the one thread that talks to it."""
         self.target = str(target)
         self.is_postgres = self.target.startswith(("postgresql://", "postgres://"))
         self.dialect = _postgres() if self.is_postgres else SQLITE
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-db")
-        if self.is_postgres:
-            import psycopg
-
-            self._conn = psycopg.connect(self.target, autocommit=True)
-        else:
-            uri = Path(self.target).resolve().as_uri() + "?mode=ro"
-            self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
-        return self
 
     @property
     def path(self) -> str:
@@ -247,19 +242,24 @@ class Store:
 
     # --- connection -----------------------------------------------------
 
-    def _open(self):
+    def _connect(self, readonly: bool = False):
         if self.is_postgres:
             import psycopg
 
-            conn = psycopg.connect(self.target, autocommit=True)
-        else:
-            conn = sqlite3.connect(self.target, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("PRAGMA foreign_keys=ON")
-            # Freed pages are zeroed, so deleted (sealed) rows leave nothing behind.
-            conn.execute("PRAGMA secure_delete=ON")
-        self._conn = conn
+            return psycopg.connect(self.target, autocommit=True)
+        if readonly:
+            uri = Path(self.target).resolve().as_uri() + "?mode=ro"
+            return sqlite3.connect(uri, uri=True, check_same_thread=False)
+        conn = sqlite3.connect(self.target, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        # Freed pages are zeroed, so deleted (sealed) rows leave nothing behind.
+        conn.execute("PRAGMA secure_delete=ON")
+        return conn
+
+    def _open(self):
+        self._conn = conn = self._connect()
         d = self.dialect
         ddl = SCHEMA.format(pk=d.pk, blob=d.blob, big=d.big)
         self._tx(lambda _c: [self._x(stmt) for stmt in ddl.split(";") if stmt.strip()])
@@ -446,12 +446,12 @@ class Store:
         consent: common_pb2.Consent | None = None,
     ) -> common_pb2.Subject:
         """Enrols a subject with its consent and templates, and queues the event."""
-        return self._tx(
-            lambda _c: (
-                self._insert_subject(subject_id, vecs, dob, consent),
-                self._subject_row(subject_id),
-            )[1]
-        )
+
+        def tx(_c) -> common_pb2.Subject:
+            self._insert_subject(subject_id, vecs, dob, consent)
+            return self._subject_row(subject_id)
+
+        return self._tx(tx)
 
     def put_many(
         self,
@@ -875,15 +875,12 @@ class Store:
             out.append(OutboxRow(seq, eid, subj, payload, sid, kind))
         return out
 
-    def outbox_done(self, rows: Sequence[OutboxRow] | int, stream_seqs: Sequence[int] = ()) -> None:
+    def outbox_done(self, rows: Sequence[OutboxRow], stream_seqs: Sequence[int]) -> None:
         """Forgets published events and remembers where their template
         events sit in the stream (to delete them there on erasure)."""
-        if isinstance(rows, int):
-            self._x("DELETE FROM outbox WHERE seq <= ?", (rows,))
-            return
 
         def tx(_c) -> None:
-            for row, sseq in zip(rows, stream_seqs, strict=False):
+            for row, sseq in zip(rows, stream_seqs, strict=True):
                 if row.kind != ADDED:
                     continue
                 if self._one("SELECT 1 FROM subjects WHERE subject_id = ?", (row.subject_id,)):
