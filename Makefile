@@ -51,7 +51,7 @@ lint: $(STAMP)
 # Regenerates the committed contracts in libs/tanu/v1 with the pinned
 # grpcio-tools; tests/test_contracts.py fails when they drift.
 proto: $(STAMP)
-	$(BIN)/python -m tanu.core.codegen libs
+	$(BIN)/python protos/codegen.py libs
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/identify_path.py

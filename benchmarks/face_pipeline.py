@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import figures, load  # noqa: E402
 from photos import originals, variants  # noqa: E402
 
-from tanu.cluster.local import LocalCluster  # noqa: E402
 from tanu.core import config as cfg  # noqa: E402
 from tanu.core import secrets  # noqa: E402
-from tanu.embedder.service import Embedder  # noqa: E402
 from tanu.face import images, models  # noqa: E402
+from tanu.face.embedding import Embedder  # noqa: E402
 from tanu.face.mtcnn import MTCNN  # noqa: E402
+from tanu.ops.local import LocalCluster  # noqa: E402
 from tanu.v1 import (  # noqa: E402
     common_pb2,
     detector_pb2,

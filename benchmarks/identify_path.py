@@ -29,9 +29,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import pct  # noqa: E402
 
-from tanu.cluster.local import LocalCluster  # noqa: E402
-from tanu.core import keys, secrets, vectors
+from tanu.core import envelope, secrets, vectors
 from tanu.core.config import Layout
+from tanu.ops.local import LocalCluster  # noqa: E402
 from tanu.store.db import SqliteStore
 from tanu.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 
@@ -162,7 +162,7 @@ def main() -> int:
         TOKEN[0] = (var / "keys" / "operator.token").read_text()
         db = SqliteStore(
             var / "store.sqlite3", layout,
-            keys.LocalKeyProvider.from_file(keyenv["TANU_MASTER_KEY_FILE"]),
+            envelope.LocalKeyProvider.from_file(keyenv["TANU_MASTER_KEY_FILE"]),
         )  # fmt: skip
         consent = common_pb2.Consent(purposes=[secrets.DEFAULT_PURPOSE], evidence_ref="bench")
         for lo in range(0, args.templates, 20_000):

@@ -11,10 +11,10 @@ import grpc
 import numpy as np
 import pytest
 
-from tanu.cluster.natsd import NatsServer
 from tanu.core import config as cfg
 from tanu.core import logs, secrets
 from tanu.gateway.service import GatewayService
+from tanu.ops.natsd import NatsServer
 from tanu.searcher.service import SearcherService
 from tanu.store.service import StoreService
 from tanu.v1 import identity_pb2_grpc

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from tanu.core import vectors
 from tanu.v1 import common_pb2, identity_pb2
+
+# The repository root (models under var/, deploy/, helm/).
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def sample(vec: np.ndarray, model_id: str = "") -> common_pb2.BiometricSample:

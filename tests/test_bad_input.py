@@ -7,7 +7,7 @@ import grpc
 import numpy as np
 import pytest
 
-from tanu.core import bus, subjects
+from tanu.core import bus, natsnames
 from tanu.core.errors import InvalidArgument
 from tanu.v1 import common_pb2, identity_pb2, store_pb2
 
@@ -123,20 +123,20 @@ async def test_an_image_without_a_face_pipeline_says_what_is_missing(cluster):
 async def test_the_store_refuses_garbage_over_nats_and_keeps_serving(cluster):
     nc = await bus.connect(cluster.env["TANU_NATS_URL"], "test")
     try:
-        msg = await nc.request(subjects.store("put"), b"\xff\xff\xff", timeout=2)
+        msg = await nc.request(natsnames.store("put"), b"\xff\xff\xff", timeout=2)
         assert msg.headers[bus.ERROR_CODE] == "INVALID_ARGUMENT"
         assert "PutSubjectRequest" in msg.headers[bus.ERROR_MESSAGE]
         with pytest.raises(InvalidArgument, match="at least one template"):
             await bus.request(
                 nc,
-                subjects.store("put"),
+                natsnames.store("put"),
                 store_pb2.PutSubjectRequest(subject_id="s"),
                 common_pb2.Subject,
                 2,
             )
         ok = await bus.request(
             nc,
-            subjects.store("put"),
+            natsnames.store("put"),
             store_pb2.PutSubjectRequest(
                 subject_id="s",
                 templates=[sample(unit_vectors(1)[0]).template],
@@ -156,7 +156,7 @@ async def test_the_store_caps_templates_per_subject(cluster):
     try:
         many = [sample(v).template for v in unit_vectors(33)]
         with pytest.raises(InvalidArgument, match="33 templates for one subject; the limit is 32"):
-            await bus.request(nc, subjects.store("put"), store_pb2.PutSubjectRequest(subject_id="m", templates=many),
+            await bus.request(nc, natsnames.store("put"), store_pb2.PutSubjectRequest(subject_id="m", templates=many),
                               common_pb2.Subject, 2)  # fmt: skip
     finally:
         await nc.close()

@@ -16,8 +16,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from tanu.cluster.natsd import free_port
-from tanu.core.codegen import ROOT
+from tanu.ops.natsd import free_port
+
+from helpers import ROOT
 
 DOCKER = ROOT / "deploy" / "docker"
 DOCKERFILES = [DOCKER / "Dockerfile", DOCKER / "Dockerfile.gpu"]

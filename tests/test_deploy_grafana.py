@@ -13,8 +13,9 @@ import subprocess
 import pytest
 import yaml
 
-from tanu.core.codegen import ROOT
 from tanu.core.metrics import Metrics
+
+from helpers import ROOT
 
 GRAFANA = ROOT / "deploy" / "grafana"
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "tanu.rules.yml"

@@ -20,7 +20,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tanu.core.codegen import ROOT
+from helpers import ROOT
 
 CHART = ROOT / "helm" / "tanu"
 K8S_VERSIONS = ("1.27.0", "1.33.0")

@@ -8,8 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tanu.searcher import device as dev
-from tanu.searcher.index import PartitionIndex
+from tanu.index import PartitionIndex
+from tanu.index import device as dev
 
 from conftest import Cluster, env_for, near, unit_vectors
 from helpers import enroll, identify

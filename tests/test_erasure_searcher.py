@@ -16,7 +16,8 @@ import numpy as np
 from test_event_stream import bulk_enrol, settle, store_ids
 
 from tanu.core import vectors
-from tanu.searcher import snapshot
+from tanu.core.ids import partition_of
+from tanu.index import snapshot
 from tanu.v1 import searcher_pb2, searcher_pb2_grpc
 
 from conftest import Cluster, env_for, unit_vectors
@@ -59,7 +60,7 @@ async def test_erasure_reaches_the_index_and_the_snapshot_file(nats_server, tmp_
         await settle(c, {p: store_ids(c, p) for p in (0, 1)})
         gallery = unit_vectors(40, seed=5)
         s0 = c.searchers[(0, "r0")]
-        victim = next(i for i in range(40) if vectors.partition_of(f"e{i}", 2) == 0)
+        victim = next(i for i in range(40) if partition_of(f"e{i}", 2) == 0)
         sid, vec = f"e{victim}", gallery[victim]
         ids = [
             t.template_id for t in (await c.store.db.run(c.store.db.get_templates, sid)).templates
@@ -124,7 +125,7 @@ async def test_erasure_reaches_the_index_and_the_snapshot_file(nats_server, tmp_
         )
         assert sid not in [h.subject_id for h in reply.results[0].candidates]
         # Searching still finds the others.
-        other = next(i for i in range(40) if i != victim and vectors.partition_of(f"e{i}", 2) == 0)
+        other = next(i for i in range(40) if i != victim and partition_of(f"e{i}", 2) == 0)
         reply = await s0.search(
             searcher_pb2.SearchRequest(
                 queries=vectors.to_bytes(gallery[other][None]), count=1, top_k=1
@@ -146,7 +147,7 @@ async def test_a_refused_snapshot_counts_as_holding_every_erasure_until_replaced
         await c.start_store()
         await c.start_searcher(0)
         await bulk_enrol(c, "r", 20, seed=6)
-        sid = next(f"r{i}" for i in range(20) if vectors.partition_of(f"r{i}", 2) == 0)
+        sid = next(f"r{i}" for i in range(20) if partition_of(f"r{i}", 2) == 0)
         ids = [
             t.template_id for t in (await c.store.db.run(c.store.db.get_templates, sid)).templates
         ]

@@ -28,7 +28,7 @@ from tanu.eval import metrics, report, run
 from tanu.v1 import common_pb2
 
 from conftest import unit_vectors
-from helpers import identify, verify
+from helpers import ROOT, identify, verify
 
 D, SIGMA, S = 32, 0.10, 0.12
 
@@ -145,14 +145,12 @@ def test_eval_runs_on_the_photo_augmentations(tmp_path):
     out = tmp_path / "out"
     env = {
         **os.environ,
-        "TANU_MODEL_DIR": str(
-            __import__("tanu.core.codegen", fromlist=["ROOT"]).ROOT / "var" / "models"
-        ),
+        "TANU_MODEL_DIR": str(ROOT / "var" / "models"),
     }
     cmd = [
         sys.executable,
         "-m",
-        "tanu.cluster.cli",
+        "tanu.ops.cli",
         "eval",
         "verify",
         str(root),
@@ -182,7 +180,7 @@ async def test_a_calibrated_threshold_reaches_the_gateways_decisions(cluster, tm
              labels=np.array([s.identity for s in ds.samples]), model_id="dlib-resnet-v1")  # fmt: skip
     # D-dimensional synthetic templates stand in for the score space here: the
     # calibration is stored per model id and the gateway reads it back.
-    cmd = [sys.executable, "-m", "tanu.cluster.cli", "eval", "verify", str(npz), "--out", str(tmp_path / "o"),
+    cmd = [sys.executable, "-m", "tanu.ops.cli", "eval", "verify", str(npz), "--out", str(tmp_path / "o"),
            "--target-fmr", "0.01", "--apply", "--nats", cluster.env["TANU_NATS_URL"], "--quiet"]  # fmt: skip
     # in a thread: the services under test share this event loop
     r = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=120)
@@ -233,7 +231,7 @@ def test_bad_targets_are_refused():
         metrics.threshold_for_rate(np.arange(100.0), 1.5)
     with pytest.raises(ValueError, match="at least 1"):
         metrics.fmr_for_fpir(0.003, -5)
-    r = subprocess.run([sys.executable, "-m", "tanu.cluster.cli", "eval", "identify", "nowhere", "--target-fpir", "2"],
+    r = subprocess.run([sys.executable, "-m", "tanu.ops.cli", "eval", "identify", "nowhere", "--target-fpir", "2"],
                        capture_output=True, text=True, timeout=60)  # fmt: skip
     assert r.returncode == 2 and "--target-fpir must be between 0 and 1" in r.stderr
 
@@ -266,7 +264,7 @@ def test_an_unmeasured_threshold_is_not_applied_without_force(tmp_path):
     base = [
         sys.executable,
         "-m",
-        "tanu.cluster.cli",
+        "tanu.ops.cli",
         "eval",
         "verify",
         str(npz),

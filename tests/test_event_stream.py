@@ -10,7 +10,7 @@ import uuid
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tanu.core import bus, subjects
+from tanu.core import bus, natsnames
 from tanu.core.metrics import Metrics
 from tanu.store.relay import MSG_ID, OutboxRelay
 from tanu.v1 import common_pb2, searcher_pb2, searcher_pb2_grpc, store_pb2
@@ -69,7 +69,7 @@ async def settle(cluster, expect: dict[int, set[int]], timeout: float = 15.0) ->
 
 
 async def stream_messages(nc) -> int:
-    info = await nc.jetstream().stream_info(subjects.EVENTS_STREAM)
+    info = await nc.jetstream().stream_info(natsnames.EVENTS_STREAM)
     return info.state.messages
 
 
@@ -154,8 +154,8 @@ async def test_relay_and_store_restarts_lose_no_event_and_apply_none_twice(nats_
             template_ids=[10**12],
         )
         for p in (0, 1):
-            await nc.jetstream().publish(subjects.template_events(p), marker.SerializeToString())
-        last = (await nc.jetstream().stream_info(subjects.EVENTS_STREAM)).state.last_seq
+            await nc.jetstream().publish(natsnames.template_events(p), marker.SerializeToString())
+        last = (await nc.jetstream().stream_info(natsnames.EVENTS_STREAM)).state.last_seq
         for s in cluster.searchers.values():
             while s.applied_sequence < last - 1:
                 await asyncio.sleep(0.02)

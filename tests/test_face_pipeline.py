@@ -14,19 +14,20 @@ import pytest_asyncio
 from photos import empty_png, encode, originals, variants
 from PIL import Image, ImageFilter
 
-from tanu.cluster.natsd import NatsServer
 from tanu.core import config as cfg
 from tanu.core import vectors
 from tanu.detector.service import DetectorService
 from tanu.embedder.service import EmbedderService
 from tanu.face.models import prepare
+from tanu.ops.natsd import NatsServer
 from tanu.v1 import common_pb2, detector_pb2, detector_pb2_grpc, identity_pb2
 
 import helpers
 from conftest import Cluster, env_for
+from helpers import ROOT
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
-MODEL_DIR = str(__import__("tanu.core.codegen", fromlist=["ROOT"]).ROOT / "var" / "models")
+MODEL_DIR = str(ROOT / "var" / "models")
 
 
 def image_sample(data: bytes, **kw) -> common_pb2.BiometricSample:
@@ -204,7 +205,7 @@ async def test_identify_finds_each_person_among_10000_synthetic_templates(face_c
 
 
 async def _template(cluster, data: bytes) -> common_pb2.Template:
-    from tanu.core import bus, subjects
+    from tanu.core import bus, natsnames
     from tanu.v1 import embedder_pb2
 
     det = await detect(cluster, data)
@@ -212,7 +213,7 @@ async def _template(cluster, data: bytes) -> common_pb2.Template:
     try:
         emb = await bus.request(
             nc,
-            subjects.EMBED,
+            natsnames.EMBED,
             embedder_pb2.EmbedRequest(image=data, faces=[det.faces[0]]),
             embedder_pb2.EmbedResponse,
             30,

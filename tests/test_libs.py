@@ -14,9 +14,9 @@ import pytest
 from tanu.core import config as cfg
 from tanu.core import errors
 from tanu.core.batching import MicroBatcher
+from tanu.core.ids import partition_of
 from tanu.core.metrics import Metrics
-from tanu.core.vectors import partition_of
-from tanu.searcher.index import PartitionIndex
+from tanu.index import PartitionIndex
 
 from conftest import unit_vectors
 from helpers import identify
@@ -172,7 +172,7 @@ def test_the_production_nats_config_is_accepted_by_nats_server():
     import os
     import subprocess
 
-    from tanu.cluster.natsd import ROOT_CONF, find_binary
+    from tanu.ops.natsd import ROOT_CONF, find_binary
 
     r = subprocess.run(
         [find_binary(), "-t", "-c", str(ROOT_CONF)], capture_output=True, text=True, timeout=30,
@@ -203,7 +203,7 @@ def test_ivf_index_trains_finds_matches_re_ranked_exactly_and_honours_deletes(me
     import base64
     import os
 
-    from tanu.searcher import snapshot
+    from tanu.index import snapshot
 
     n = 10_500
     gallery = unit_vectors(n, seed=21)

@@ -16,13 +16,12 @@ import numpy as np
 import pytest
 from photos import encode, originals
 
-from tanu.core.codegen import ROOT
-
 from conftest import near, unit_vectors
+from helpers import ROOT
 
 pytestmark = pytest.mark.slow
 
-TANU = [sys.executable, "-m", "tanu.cluster.cli"]
+TANU = [sys.executable, "-m", "tanu.ops.cli"]
 MODEL_DIR = str(ROOT / "var" / "models")
 
 CONSENT = ("--dob", "1990-01-01", "--evidence", "form-1")

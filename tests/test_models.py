@@ -11,10 +11,11 @@ from photos import originals
 
 from tanu.core import config as cfg
 from tanu.core import errors, vectors
-from tanu.core.codegen import ROOT
-from tanu.embedder.service import Embedder
 from tanu.face import align, models
+from tanu.face.embedding import Embedder
 from tanu.face.mtcnn import MTCNN
+
+from helpers import ROOT
 
 MODEL_DIR = ROOT / "var" / "models"
 

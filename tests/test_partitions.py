@@ -8,7 +8,7 @@ import asyncio
 import grpc
 import pytest
 
-from tanu.core.vectors import partition_of
+from tanu.core.ids import partition_of
 
 from conftest import unit_vectors
 from helpers import enroll, identify

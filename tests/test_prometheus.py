@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 import yaml
 
-from tanu.cluster.natsd import free_port
-from tanu.core.codegen import ROOT
+from tanu.ops.natsd import free_port
+
+from helpers import ROOT
 
 PROM = ROOT / "deploy" / "prometheus"
 RULES = PROM / "rules" / "tanu.rules.yml"
@@ -146,7 +147,7 @@ def stop(proc: subprocess.Popen) -> None:
 def test_prometheus_scrapes_a_local_cluster_and_answers_tanu_metrics(tmp_path):
     var = tmp_path / "var"
     up = subprocess.Popen(
-        [sys.executable, "-m", "tanu.cluster.cli", "--var", str(var), "up",
+        [sys.executable, "-m", "tanu.ops.cli", "--var", str(var), "up",
          "--partitions", "2", "--port", "0", "--nats-port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

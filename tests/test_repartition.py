@@ -8,10 +8,10 @@ import asyncio
 
 from test_event_stream import bulk_enrol
 
-from tanu.cluster import repartition
 from tanu.core import bus
 from tanu.core import config as cfg
-from tanu.core.vectors import partition_of
+from tanu.core.ids import partition_of
+from tanu.ops import repartition
 from tanu.searcher.service import SearcherService
 
 from conftest import Cluster, env_for, unit_vectors

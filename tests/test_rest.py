@@ -8,7 +8,7 @@ import base64
 import aiohttp
 import pytest
 
-from tanu.core import auth, keys
+from tanu.core import auth, signing
 
 from conftest import Cluster, env_for, near, unit_vectors
 from helpers import enroll
@@ -19,7 +19,7 @@ async def rest(nats_server, tmp_path):
     env = env_for(nats_server.url, tmp_path, TANU_REST_PORT="0")
     c = Cluster(env)
     await c.start_all()
-    issuer = keys.load_signing_key(tmp_path / "keys" / "issuer.pem")
+    issuer = signing.load_signing_key(tmp_path / "keys" / "issuer.pem")
     c.url = f"http://127.0.0.1:{c.gateway.rest.port}"
     c.token = auth.issue_token(issuer, "operator", "bank-app", ["verify", "identify", "delete"])
     c.http = aiohttp.ClientSession()
@@ -73,7 +73,7 @@ async def test_rest_errors_name_the_problem_with_their_http_status(rest):
     v = unit_vectors(1, seed=81)[0]
     await c.stub.Enroll(enroll("rest-2", v))
     path = "/v1/verify/ALL/rest-2?transactionId=t"
-    bad_token = auth.issue_token(keys.Ed25519PrivateKey.generate(), "operator", "x", ["verify"])
+    bad_token = auth.issue_token(signing.Ed25519PrivateKey.generate(), "operator", "x", ["verify"])
     cases = [
         (dict(json=face(v)), 401, "no credentials"),
         (dict(json=face(v), headers=hdrs(c, token=bad_token)), 401, "signature"),

@@ -17,7 +17,7 @@ import grpc
 import pytest
 import pytest_asyncio
 
-from tanu.core import auth, keys, secrets
+from tanu.core import auth, secrets, signing
 from tanu.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 
 from conftest import Cluster, env_for, near, unit_vectors
@@ -47,8 +47,8 @@ def write_tenants(env: dict[str, str], extra: list[dict] | None = None) -> None:
     Path(env["TANU_TENANTS_FILE"]).write_text(json.dumps(doc))
 
 
-def issuer(env) -> keys.Ed25519PrivateKey:
-    return keys.load_signing_key(Path(env["TANU_TENANTS_FILE"]).parent / "issuer.pem")
+def issuer(env) -> signing.Ed25519PrivateKey:
+    return signing.load_signing_key(Path(env["TANU_TENANTS_FILE"]).parent / "issuer.pem")
 
 
 def token_for(env, tenant: str, **kw) -> str:
@@ -66,7 +66,7 @@ def md(tok: str, purpose: str | None = None):
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def sec(tmp_path_factory):
-    from tanu.cluster.natsd import NatsServer
+    from tanu.ops.natsd import NatsServer
 
     tmp = tmp_path_factory.mktemp("security")
     nats = NatsServer(tmp / "nats", encryption_key="security-test-jetstream-key-0001").start()
@@ -179,7 +179,7 @@ async def test_identify_withholds_subjects_who_did_not_consent_to_the_purpose(se
 async def test_bad_tokens_are_refused_with_a_clear_message(sec, raw):
     req = verify("alice", sec.alice)
     good = token_for(sec.env, "bank")
-    other_issuer = keys.Ed25519PrivateKey.generate()
+    other_issuer = signing.Ed25519PrivateKey.generate()
     cases = [
         ([("x-tanu-purpose", "kyc")], grpc.StatusCode.UNAUTHENTICATED, "no credentials"),
         ([("authorization", "Basic abc")], grpc.StatusCode.UNAUTHENTICATED, "Bearer"),
@@ -330,9 +330,9 @@ async def test_revoking_consent_erases_everywhere_with_a_signed_receipt(sec):
 
     # the receipt is signed by the audit key and says what went where
     rec = r.receipt
-    public = keys.load_public_key(sec.env["TANU_AUDIT_KEY_FILE"] + ".pub")
-    assert keys.verify_signature(public, rec.signature, rec.body_json.encode())
-    assert not keys.verify_signature(
+    public = signing.load_public_key(sec.env["TANU_AUDIT_KEY_FILE"] + ".pub")
+    assert signing.verify_signature(public, rec.signature, rec.body_json.encode())
+    assert not signing.verify_signature(
         public, rec.signature, rec.body_json.replace("eve", "eva").encode()
     )
     body = json.loads(rec.body_json)
@@ -459,7 +459,7 @@ async def test_subject_report_and_access_history(sec, raw):
 
 
 def tanu(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tanu.cluster.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "tanu.ops.cli", *args], capture_output=True,
                           text=True, timeout=120)  # fmt: skip
 
 
@@ -515,7 +515,7 @@ def test_tokens_issue_cli(tmp_path):
     reg = auth.Registry.from_doc(
         {"tenants": [{"id": "bank-a", "kind": "bank", "purposes": ["kyc"]}]}
     )
-    a = auth.Authenticator(keys.load_public_key(env_dir / "keys" / "issuer.pem.pub"), reg)
+    a = auth.Authenticator(signing.load_public_key(env_dir / "keys" / "issuer.pem.pub"), reg)
     p = a.authenticate("Bearer " + r.stdout.strip())
     assert p.tenant_id == "bank-a" and p.scopes == {"verify"} and p.purposes == {"kyc"}
     bad = tanu("--var", str(env_dir), "tokens", "issue", "--tenant", "x", "--client", "y",

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tanu.core import audit, errors, keys
+from tanu.core import audit, envelope, errors, signing
 from tanu.core.config import Layout
 from tanu.store.db import Store
 from tanu.v1 import common_pb2, store_pb2
@@ -55,13 +55,13 @@ def target(request, tmp_path: Path):
 @pytest.fixture
 def keyring(tmp_path: Path) -> Path:
     path = tmp_path / "master.keyring"
-    keys.init_keyring(path)
+    envelope.init_keyring(path)
     return path
 
 
 @pytest.fixture
 def store(target, keyring):
-    s = Store(target, LAYOUT, keys.LocalKeyProvider.from_file(keyring))
+    s = Store(target, LAYOUT, envelope.LocalKeyProvider.from_file(keyring))
     yield s
     s.close()
 
@@ -166,7 +166,7 @@ def test_key_rotation_rewraps_every_data_key(store: Store, keyring: Path):
     vecs = unit_vectors(30, seed=17)
     store.put_many([(f"s{i}", vecs[i : i + 1]) for i in range(30)])
     first = store.keys.active_id()
-    old, new = keys.add_key_version(keyring)
+    old, new = envelope.add_key_version(keyring)
     assert old == first
     store.keys.reload()
     assert store.master_keys_in_use() == [first]
@@ -174,7 +174,7 @@ def test_key_rotation_rewraps_every_data_key(store: Store, keyring: Path):
     while n := store.rewrap_batch(7):  # small transactions, as while serving
         done += n
     assert done == 30 and store.master_keys_in_use() == [new]
-    keys.retire_key_versions(keyring, {new})
+    envelope.retire_key_versions(keyring, {new})
     store.keys.reload()
     assert store.keys.key_ids() == [new]
     got = store.get_templates("s3").templates[0].template.vector
@@ -182,13 +182,13 @@ def test_key_rotation_rewraps_every_data_key(store: Store, keyring: Path):
 
 
 def test_a_wrong_master_key_opens_nothing(target, keyring, tmp_path):
-    s = Store(target, LAYOUT, keys.LocalKeyProvider.from_file(keyring))
+    s = Store(target, LAYOUT, envelope.LocalKeyProvider.from_file(keyring))
     s.put_subject("f", unit_vectors(1, seed=18), "1980-01-01", consent())
     s.close()
     other = tmp_path / "other.keyring"
-    keys.init_keyring(other)
-    doc = keys.LocalKeyProvider.from_file(keyring)
-    evil = keys.LocalKeyProvider({doc.active_id(): keys.new_data_key()}, doc.active_id())
+    envelope.init_keyring(other)
+    doc = envelope.LocalKeyProvider.from_file(keyring)
+    evil = envelope.LocalKeyProvider({doc.active_id(): envelope.new_data_key()}, doc.active_id())
     s = Store(target, LAYOUT, evil)
     try:
         with pytest.raises(errors.FailedPrecondition, match="cannot be decrypted"):
@@ -198,9 +198,9 @@ def test_a_wrong_master_key_opens_nothing(target, keyring, tmp_path):
 
 
 def test_the_store_refuses_another_layout(target, keyring):
-    Store(target, LAYOUT, keys.LocalKeyProvider.from_file(keyring)).close()
+    Store(target, LAYOUT, envelope.LocalKeyProvider.from_file(keyring)).close()
     with pytest.raises(errors.FailedPrecondition, match="partitions"):
-        Store(target, Layout(partitions=3), keys.LocalKeyProvider.from_file(keyring))
+        Store(target, Layout(partitions=3), envelope.LocalKeyProvider.from_file(keyring))
 
 
 def test_access_history_pages(store: Store):
@@ -230,7 +230,7 @@ def test_access_history_pages(store: Store):
 @pytest.fixture
 def sealed(store: Store, tmp_path: Path):
     """A store with 20 audit entries sealed by two checkpoints."""
-    signer = keys.init_signing_key(tmp_path / "audit.pem")
+    signer = signing.init_signing_key(tmp_path / "audit.pem")
     rec = [store_pb2.AuditRecord(tenant="gov", operation="Identify", purpose="border_control",
                                  subject_id=f"p{i}", result="candidate") for i in range(20)]  # fmt: skip
     store.append_audit(rec[:10])
@@ -324,7 +324,7 @@ def test_no_plaintext_template_in_the_sqlite_files(tmp_path, keyring):
     """The at-rest scan: the database, its WAL and any journal hold no
     template bytes, before and after an erasure."""
     path = tmp_path / "scan.sqlite3"
-    s = Store(path, LAYOUT, keys.LocalKeyProvider.from_file(keyring))
+    s = Store(path, LAYOUT, envelope.LocalKeyProvider.from_file(keyring))
     vecs = unit_vectors(20, seed=19)
     s.put_many([(f"z{i}", vecs[i : i + 1]) for i in range(20)])
     s.outbox_done(s.outbox_batch(100), list(range(1, 21)))

@@ -28,8 +28,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loadgen import pct  # noqa: E402
 
-from tanu.core.vectors import partition_of  # noqa: E402
-from tanu.searcher.index import PartitionIndex  # noqa: E402
+from tanu.core.ids import partition_of  # noqa: E402
+from tanu.index import PartitionIndex  # noqa: E402
 
 DIM = 128
 

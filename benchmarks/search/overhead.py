@@ -26,9 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from loadgen import figures, load  # noqa: E402
 
-from tanu.cluster.local import LocalCluster  # noqa: E402
-from tanu.core import bus, keys, secrets, subjects, vectors
+from tanu.core import bus, envelope, natsnames, secrets, vectors
 from tanu.core.config import Layout
+from tanu.ops.local import LocalCluster  # noqa: E402
 from tanu.store.db import SqliteStore
 from tanu.v1 import common_pb2, identity_pb2, identity_pb2_grpc, searcher_pb2
 
@@ -87,7 +87,7 @@ async def run_service(cluster: LocalCluster, queries: np.ndarray, levels, second
         stub = identity_pb2_grpc.IdentityStub(ch)
 
         async def searcher(r):
-            await bus.request(nc, subjects.search(0), r, searcher_pb2.SearchResponse, 30)
+            await bus.request(nc, natsnames.search(0), r, searcher_pb2.SearchResponse, 30)
 
         async def gateway(r):
             await stub.Identify(r, timeout=30)
@@ -124,7 +124,7 @@ def main() -> int:
         var = Path(tmp) / "var"
         keyenv = secrets.provision(var / "keys")  # the cluster below uses the same keys
         db = SqliteStore(var / "store.sqlite3", Layout(partitions=1),
-                         keys.LocalKeyProvider.from_file(keyenv["TANU_MASTER_KEY_FILE"]))  # fmt: skip
+                         envelope.LocalKeyProvider.from_file(keyenv["TANU_MASTER_KEY_FILE"]))  # fmt: skip
         consent = common_pb2.Consent(purposes=[secrets.DEFAULT_PURPOSE], evidence_ref="bench")
         db.put_many([(f"c{i}", gallery[i : i + 1]) for i in range(args.templates)], "1980-01-01",
                     consent)  # fmt: skip

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tanu.cluster.natsd import NatsServer
 from tanu.core import config as cfg
-from tanu.core import keys, logs, secrets
+from tanu.core import envelope, logs, secrets
+from tanu.ops.natsd import NatsServer
 from tanu.searcher.service import SearcherService
 from tanu.store.db import SqliteStore
 from tanu.store.service import StoreService
@@ -60,7 +60,7 @@ async def run(args) -> None:
         try:
             t = time.perf_counter()
             db = SqliteStore(env["TANU_STORE_DB"], cfg.Layout(partitions=1),
-                             keys.LocalKeyProvider.from_file(env["TANU_MASTER_KEY_FILE"]))  # fmt: skip
+                             envelope.LocalKeyProvider.from_file(env["TANU_MASTER_KEY_FILE"]))  # fmt: skip
             for lo in range(0, args.templates, 50_000):
                 vecs = synthetic(min(50_000, args.templates - lo), lo)
                 db.put_many([(f"c{lo + i}", vecs[i : i + 1]) for i in range(len(vecs))])

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from . import keys
+from . import signing
 
 GENESIS = "0" * 64
 FIELDS = (
@@ -79,7 +79,7 @@ def sign_checkpoint(key: Ed25519PrivateKey, seq: int, hash_: str, ts_ms: int) ->
         seq,
         hash_,
         ts_ms,
-        keys.key_id(key.public_key()),
+        signing.key_id(key.public_key()),
         key.sign(checkpoint_message(seq, hash_, ts_ms)),
     )
 
@@ -127,7 +127,7 @@ def verify(
         prev_seq, prev_hash = e.seq, e.hash
     for c in checkpoints:
         rep.checkpoints += 1
-        if not keys.verify_signature(
+        if not signing.verify_signature(
             public_key, c.signature, checkpoint_message(c.seq, c.hash, c.ts_ms)
         ):
             rep.problems.append(

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from . import errors, keys
+from . import errors, signing
 
 PREFIX = "tanu1"
 
@@ -146,7 +146,7 @@ def issue_token(
         "iat": int(now),
         "exp": int(now + ttl_s),
         "jti": _b64(os.urandom(9)),
-        "kid": keys.key_id(key.public_key()),
+        "kid": signing.key_id(key.public_key()),
     }
     body = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
     signed = f"{PREFIX}.{body}"
@@ -158,7 +158,7 @@ class Authenticator:
 
     def __init__(self, public_key: Ed25519PublicKey, registry: Registry, leeway_s: float = 30.0):
         self._key = public_key
-        self._kid = keys.key_id(public_key)
+        self._kid = signing.key_id(public_key)
         self.registry = registry
         self._leeway = leeway_s
         self._cache: dict[str, tuple[float, Principal]] = {}
@@ -190,7 +190,7 @@ class Authenticator:
             claims = json.loads(_unb64(parts[1]))
         except (ValueError, TypeError):
             raise Unauthenticated("the token is malformed (bad base64 or JSON)") from None
-        if not keys.verify_signature(self._key, sig, f"{parts[0]}.{parts[1]}".encode()):
+        if not signing.verify_signature(self._key, sig, f"{parts[0]}.{parts[1]}".encode()):
             raise Unauthenticated(
                 "the token's signature is not valid (wrong issuer key or altered)"
             )

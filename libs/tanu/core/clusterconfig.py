@@ -13,7 +13,7 @@ import json
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
-from tanu.core import logs, subjects
+from tanu.core import logs, natsnames
 
 log = logs.get(__name__)
 
@@ -27,9 +27,9 @@ def thresholds_key(model_id: str) -> str:
 
 async def bucket(js: JetStreamContext):
     try:
-        return await js.key_value(subjects.CLUSTER_BUCKET)
+        return await js.key_value(natsnames.CLUSTER_BUCKET)
     except BucketNotFoundError:
-        return await js.create_key_value(bucket=subjects.CLUSTER_BUCKET, history=16,
+        return await js.create_key_value(bucket=natsnames.CLUSTER_BUCKET, history=16,
                                          description="Tanu cluster configuration")  # fmt: skip
 
 
@@ -111,7 +111,7 @@ async def ensure_layout(js: JetStreamContext, layout, service: str) -> dict:
     detail = layout.differences(have, "cluster", f"{service} configured")
     if detail:
         raise errors.FailedPrecondition(
-            f"cluster layout mismatch ({detail}); refusing to start against {subjects.CLUSTER_BUCKET}/{LAYOUT_KEY}"
+            f"cluster layout mismatch ({detail}); refusing to start against {natsnames.CLUSTER_BUCKET}/{LAYOUT_KEY}"
         )
     return have
 
@@ -156,6 +156,6 @@ async def ensure_next_layout(js: JetStreamContext, layout, service: str) -> dict
         if record and not layout.differences(record, key, f"{service} configured"):
             return record
     raise errors.FailedPrecondition(
-        f"no rebalance to {layout.as_dict()} is in progress ({subjects.CLUSTER_BUCKET}/{NEXT_LAYOUT_KEY}); "
+        f"no rebalance to {layout.as_dict()} is in progress ({natsnames.CLUSTER_BUCKET}/{NEXT_LAYOUT_KEY}); "
         "start one with `tanu partitions rebalance`"
     )

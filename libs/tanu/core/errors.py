@@ -63,6 +63,10 @@ class PermissionDenied(TanuError):
     http_status = 403
 
 
+class KeyProblem(FailedPrecondition):
+    """A key is missing, unknown or does not open the data."""
+
+
 class Unauthenticated(TanuError):
     """Missing, expired or forged credentials."""
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import grpc
 
-from . import auth, keys
+from . import auth, envelope, files, signing
 
 DEFAULT_PURPOSES = (
     "identity_verification",
@@ -39,12 +39,12 @@ def provision(folder: str | Path, token_ttl_s: float = 30 * 24 * 3600) -> dict[s
     """Creates the missing secrets under ``folder``; returns their settings."""
     d = Path(folder)
     d.mkdir(parents=True, exist_ok=True)
-    keys.init_keyring(d / "master.keyring")
-    keys.init_signing_key(d / "audit.pem")
-    issuer = keys.init_signing_key(d / "issuer.pem")
+    envelope.init_keyring(d / "master.keyring")
+    signing.init_signing_key(d / "audit.pem")
+    issuer = signing.init_signing_key(d / "issuer.pem")
     for name in ("snapshot.key", "jetstream.key"):
         if not (d / name).exists():
-            keys.write_private(d / name, base64.b64encode(os.urandom(32)).decode())
+            files.write_private(d / name, base64.b64encode(os.urandom(32)).decode())
     snap = d / "snapshot.key"
     tenants = d / "tenants.json"
     if not tenants.exists():
@@ -54,7 +54,7 @@ def provision(folder: str | Path, token_ttl_s: float = 30 * 24 * 3600) -> dict[s
         ]}, indent=1))  # fmt: skip
     token = d / "operator.token"
     if not token.exists():
-        keys.write_private(
+        files.write_private(
             token, auth.issue_token(issuer, OPERATOR, "cli", list(auth.SCOPES), ttl_s=token_ttl_s)
         )
     return {

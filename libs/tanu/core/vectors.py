@@ -1,9 +1,7 @@
-"""Templates as raw little-endian float32 bytes: validation, scoring and the
-stable subject → partition hash. Vectors never become Python lists."""
+"""Templates as raw little-endian float32 bytes: validation and scoring.
+Vectors never become Python lists."""
 
 from __future__ import annotations
-
-import hashlib
 
 import numpy as np
 
@@ -11,27 +9,6 @@ from tanu.core import errors
 from tanu.core.config import Layout
 
 F32 = np.dtype("<f4")
-MAX_SUBJECT_ID_LEN = 128
-
-
-def partition_of(subject_id: str, partitions: int) -> int:
-    """The subject's partition: a stable hash of its id (independent of process,
-    platform and Python's hash seed) modulo the partition count."""
-    digest = hashlib.blake2b(subject_id.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % partitions
-
-
-def check_subject_id(subject_id: str) -> str:
-    """Refuses empty, overlong or control-character subject ids."""
-    if not subject_id:
-        raise errors.InvalidArgument("subject_id is empty")
-    if len(subject_id) > MAX_SUBJECT_ID_LEN:
-        raise errors.InvalidArgument(
-            f"subject_id is {len(subject_id)} characters long; the limit is {MAX_SUBJECT_ID_LEN}"
-        )
-    if any(ord(c) < 32 or ord(c) == 127 for c in subject_id):
-        raise errors.InvalidArgument("subject_id contains control characters")
-    return subject_id
 
 
 def to_bytes(vectors: np.ndarray) -> bytes:

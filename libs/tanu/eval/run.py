@@ -109,8 +109,8 @@ class FacePipeline:
     """The deployed detector, quality bar and embedder, in this process."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        from tanu.embedder.service import Embedder
         from tanu.face import images, models
+        from tanu.face.embedding import Embedder
         from tanu.face.mtcnn import MTCNN
 
         images.quiet_decoder_warnings()
@@ -279,7 +279,7 @@ def identify_scores(
     """``held_out``: the non-mated identities (default: every 1/fraction-th);
     per-group runs pass the whole dataset's, so that a group's enrolment
     samples are the ones that went through the enrolment checks."""
-    from tanu.searcher.index import PartitionIndex
+    from tanu.index import PartitionIndex
 
     idents = sorted({s.identity for s in samples})
     held_out = nonmated_identities(idents, fraction) if held_out is None else held_out & set(idents)

@@ -229,3 +229,39 @@ class TemplateEvent(_message.Message):
     model_id: str
     occurred_at_ms: int
     def __init__(self, event_id: _Optional[str] = ..., kind: _Optional[_Union[TemplateEvent.Kind, str]] = ..., subject_id: _Optional[str] = ..., partition: _Optional[int] = ..., template_ids: _Optional[_Iterable[int]] = ..., vectors: _Optional[bytes] = ..., dimension: _Optional[int] = ..., model_id: _Optional[str] = ..., occurred_at_ms: _Optional[int] = ...) -> None: ...
+
+class ListTemplatesRequest(_message.Message):
+    __slots__ = ("after_subject_id", "limit")
+    AFTER_SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    after_subject_id: str
+    limit: int
+    def __init__(self, after_subject_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class SubjectTemplateIds(_message.Message):
+    __slots__ = ("subject_id", "template_ids")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    template_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, subject_id: _Optional[str] = ..., template_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ListTemplatesResponse(_message.Message):
+    __slots__ = ("subjects", "next_after_subject_id")
+    SUBJECTS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_AFTER_SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    subjects: _containers.RepeatedCompositeFieldContainer[SubjectTemplateIds]
+    next_after_subject_id: str
+    def __init__(self, subjects: _Optional[_Iterable[_Union[SubjectTemplateIds, _Mapping]]] = ..., next_after_subject_id: _Optional[str] = ...) -> None: ...
+
+class MigrateLayoutRequest(_message.Message):
+    __slots__ = ("partitions",)
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    partitions: int
+    def __init__(self, partitions: _Optional[int] = ...) -> None: ...
+
+class MigrateLayoutResponse(_message.Message):
+    __slots__ = ("subjects_moved",)
+    SUBJECTS_MOVED_FIELD_NUMBER: _ClassVar[int]
+    subjects_moved: int
+    def __init__(self, subjects_moved: _Optional[int] = ...) -> None: ...

@@ -105,6 +105,16 @@ class StoreStub:
                 request_serializer=tanu_dot_v1_dot_store__pb2.RewrapKeysRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_store__pb2.RewrapKeysResponse.FromString,
                 _registered_method=True)
+        self.ListTemplates = channel.unary_unary(
+                '/tanu.v1.Store/ListTemplates',
+                request_serializer=tanu_dot_v1_dot_store__pb2.ListTemplatesRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.ListTemplatesResponse.FromString,
+                _registered_method=True)
+        self.MigrateLayout = channel.unary_unary(
+                '/tanu.v1.Store/MigrateLayout',
+                request_serializer=tanu_dot_v1_dot_store__pb2.MigrateLayoutRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.MigrateLayoutResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServicer:
@@ -202,6 +212,21 @@ class StoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTemplates(self, request, context):
+        """Operators' re-partitioning (`tanu partitions rebalance`): the template
+        ids the store holds, a page at a time, and the store's own record of
+        the layout moved to a new partition count.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MigrateLayout(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -274,6 +299,16 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.RewrapKeys,
                     request_deserializer=tanu_dot_v1_dot_store__pb2.RewrapKeysRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_store__pb2.RewrapKeysResponse.SerializeToString,
+            ),
+            'ListTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTemplates,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.ListTemplatesRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.ListTemplatesResponse.SerializeToString,
+            ),
+            'MigrateLayout': grpc.unary_unary_rpc_method_handler(
+                    servicer.MigrateLayout,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.MigrateLayoutRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.MigrateLayoutResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -654,6 +689,60 @@ class Store:
             '/tanu.v1.Store/RewrapKeys',
             tanu_dot_v1_dot_store__pb2.RewrapKeysRequest.SerializeToString,
             tanu_dot_v1_dot_store__pb2.RewrapKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/ListTemplates',
+            tanu_dot_v1_dot_store__pb2.ListTemplatesRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.ListTemplatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MigrateLayout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/MigrateLayout',
+            tanu_dot_v1_dot_store__pb2.MigrateLayoutRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.MigrateLayoutResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from tanu.core import logs, subjects
+from tanu.core import logs, natsnames
 from tanu.core.config import DetectorConfig
 from tanu.core.metrics import Metrics
+from tanu.core.model_service import ModelService
 from tanu.face import images, models, quality
 from tanu.face.mtcnn import MTCNN, Detections
-from tanu.face.service import ModelService
 from tanu.v1 import detector_pb2, detector_pb2_grpc
 
 log = logs.get(__name__)
@@ -70,7 +70,7 @@ class DetectorService(ModelService):
 
     async def start(self) -> DetectorService:
         await self.serve(
-            "tanu-detector", subjects.DETECT, subjects.DETECT_QUEUE, detector_pb2.DetectRequest, self.detect,
+            "tanu-detector", natsnames.DETECT, natsnames.DETECT_QUEUE, detector_pb2.DetectRequest, self.detect,
             detector_pb2_grpc.add_DetectorServicer_to_server, DetectorServicer(self), "tanu.v1.Detector",
         )  # fmt: skip
         return self

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tanu.core import audit, auth, bus, errors, keys, logs, subjects
+from tanu.core import audit, auth, bus, errors, logs, natsnames, signing
 from tanu.core.batching import MicroBatcher
 from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
@@ -65,7 +65,7 @@ class Guard:
                 "(the token issuer's Ed25519 public key) and TANU_TENANTS_FILE"
             )
         self.auth = auth.Authenticator(
-            keys.load_public_key(config.token_public_key_file),
+            signing.load_public_key(config.token_public_key_file),
             auth.Registry.from_file(config.tenants_file),
         )
         self.limits = auth.RateLimiter()
@@ -83,7 +83,7 @@ class Guard:
         the batcher's adaptive wait). Returns each group's last sequence."""
         records = [r for g in groups for r in g]
         reply = await bus.request(
-            self._nc, subjects.store("audit"), store_pb2.AppendAuditRequest(records=records),
+            self._nc, natsnames.store("audit"), store_pb2.AppendAuditRequest(records=records),
             store_pb2.AppendAuditResponse, self.config.common.request_timeout_s,
             operation="store.audit", metrics=self.metrics,
         )  # fmt: skip

@@ -16,13 +16,13 @@ import time
 
 import numpy as np
 
-from tanu.core import bus, clusterconfig, errors, logs, subjects, vectors
+from tanu.core import bus, clusterconfig, errors, ids, logs, natsnames, vectors
 from tanu.core.batching import MicroBatcher
 from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
 from tanu.core.service import ServiceBase
 from tanu.face import quality
-from tanu.store.db import RELATIONSHIPS, is_minor, parse_dob, receipt_id
+from tanu.policy.subjects import RELATIONSHIPS, is_minor, parse_dob
 from tanu.v1 import (
     common_pb2,
     detector_pb2,
@@ -147,7 +147,7 @@ class Gateway:
     async def _detect(self, image: bytes) -> detector_pb2.DetectResponse:
         try:
             return await self._call(
-                subjects.DETECT,
+                natsnames.DETECT,
                 detector_pb2.DetectRequest(image=image),
                 detector_pb2.DetectResponse,
                 "detect",
@@ -178,7 +178,7 @@ class Gateway:
         if enrol:
             self._check_quality(face)
         emb = await self._call(
-            subjects.EMBED,
+            natsnames.EMBED,
             embedder_pb2.EmbedRequest(image=image, faces=[face]),
             embedder_pb2.EmbedResponse,
             "embed",
@@ -247,7 +247,7 @@ class Gateway:
         parts = list(range(lay.partitions))
         replies = await bus.scatter(
             self._nc,
-            [subjects.search(p) for p in parts],
+            [natsnames.search(p) for p in parts],
             req,
             searcher_pb2.SearchResponse,
             self.config.search_timeout_s,
@@ -285,7 +285,7 @@ class Gateway:
         if not subject_ids:
             return {}
         r = await self._call(
-            subjects.store("status"), store_pb2.StatusRequest(subject_ids=subject_ids),
+            natsnames.store("status"), store_pb2.StatusRequest(subject_ids=subject_ids),
             store_pb2.StatusResponse, "store.status",
         )  # fmt: skip
         return {st.subject_id: st for st in r.statuses}
@@ -374,7 +374,7 @@ class Gateway:
             raise errors.InvalidArgument(
                 f"consent.relationship must be one of {list(RELATIONSHIPS)}, got {grant.relationship!r}"
             )
-        gid = vectors.check_subject_id(grant.guardian_subject_id)
+        gid = ids.check_subject_id(grant.guardian_subject_id)
         gst = (await self._statuses([gid]))[gid]
         if not gst.enrolled:
             raise Denied(
@@ -411,7 +411,7 @@ class Gateway:
     async def _record_outcome(self, subject_id: str, matched: bool) -> None:
         """Tells the store a 1:1 result: failures count towards the lockout."""
         await self._call(
-            subjects.store("verification"),
+            natsnames.store("verification"),
             store_pb2.VerificationOutcome(subject_id=subject_id, matched=matched),
             store_pb2.SubjectStatus, "store.verification",
         )  # fmt: skip
@@ -425,7 +425,7 @@ class Gateway:
 
     async def _templates(self, subject_id: str) -> store_pb2.GetTemplatesResponse:
         return await self._call(
-            subjects.store("templates"), store_pb2.GetTemplatesRequest(subject_id=subject_id),
+            natsnames.store("templates"), store_pb2.GetTemplatesRequest(subject_id=subject_id),
             store_pb2.GetTemplatesResponse, "store.templates",
         )  # fmt: skip
 
@@ -446,7 +446,7 @@ class Gateway:
     async def enroll(
         self, req: identity_pb2.EnrollRequest, deadline_s: float | None, call: Call
     ) -> identity_pb2.EnrollResponse:
-        subject_id = vectors.check_subject_id(req.subject_id)
+        subject_id = ids.check_subject_id(req.subject_id)
         if not req.date_of_birth:
             raise errors.InvalidArgument("date_of_birth is required (YYYY-MM-DD)")
         parse_dob(req.date_of_birth)
@@ -496,7 +496,7 @@ class Gateway:
             ],
         )
         try:
-            subject = await self._call(subjects.store("put"), put, common_pb2.Subject, "store.put")
+            subject = await self._call(natsnames.store("put"), put, common_pb2.Subject, "store.put")
         except BaseException:
             self._recent = [r for r in self._recent if r[0] is not token]
             raise
@@ -525,7 +525,7 @@ class Gateway:
         return common_pb2.Candidate(
             subject_id=sid,
             score=float(scores[i]),
-            partition=vectors.partition_of(sid, self.layout.partitions),
+            partition=ids.partition_of(sid, self.layout.partitions),
         )
 
     async def _wait_indexed(
@@ -544,7 +544,7 @@ class Gateway:
         while (left := end - loop.time()) > 0:
             try:
                 r = await self._call(
-                    subjects.search(subject.partition), req, searcher_pb2.SearchResponse, "search",
+                    natsnames.search(subject.partition), req, searcher_pb2.SearchResponse, "search",
                     timeout=min(left, self._timeout),
                 )  # fmt: skip
                 if any(c.subject_id == subject.subject_id for c in r.results[0].candidates):
@@ -560,7 +560,7 @@ class Gateway:
     async def verify(
         self, req: identity_pb2.VerifyRequest, call: Call
     ) -> identity_pb2.VerifyResponse:
-        subject_id = vectors.check_subject_id(req.subject_id)
+        subject_id = ids.check_subject_id(req.subject_id)
         threshold, source = self.threshold(
             "verify", req.threshold if req.HasField("threshold") else None
         )
@@ -606,7 +606,7 @@ class Gateway:
     async def delete(
         self, req: identity_pb2.DeleteRequest, call: Call
     ) -> identity_pb2.DeleteResponse:
-        subject_id = vectors.check_subject_id(req.subject_id)
+        subject_id = ids.check_subject_id(req.subject_id)
         r, receipt = await self.erase(subject_id, "lawful_delete: " + req.reason[:200], call)
         return identity_pb2.DeleteResponse(
             subject_id=subject_id,
@@ -624,7 +624,7 @@ class Gateway:
         template messages, and each searcher replica's confirmation that its
         index and snapshot no longer hold the vectors."""
         r = await self._call(
-            subjects.store("delete"),
+            natsnames.store("delete"),
             store_pb2.DeleteSubjectRequest(subject_id=subject_id, reason=reason,
                                            tenant=call.principal.tenant_id,
                                            client=call.principal.client),
@@ -634,7 +634,7 @@ class Gateway:
         complete = bool(replicas) and all(x["index_removed"] and x["snapshot_purged"]
                                           for x in replicas)  # fmt: skip
         body = {
-            "receipt_id": receipt_id(subject_id, r.deleted_at_ms),
+            "receipt_id": ids.receipt_id(subject_id, r.deleted_at_ms),
             "subject_id": subject_id,
             "reason": reason,
             "requested_by": {"tenant": call.principal.tenant_id, "client": call.principal.client},
@@ -655,7 +655,7 @@ class Gateway:
             "complete": complete,
         }  # fmt: skip
         receipt = await self._call(
-            subjects.store("receipt"),
+            natsnames.store("receipt"),
             store_pb2.SealReceiptRequest(
                 receipt_id=body["receipt_id"], subject_id=subject_id,
                 body_json=json.dumps(body, sort_keys=True, separators=(",", ":")),
@@ -674,7 +674,7 @@ class Gateway:
         req = searcher_pb2.StatsRequest(erased_template_ids=template_ids).SerializeToString()
         seen: dict[str, dict] = {}
         while True:
-            replies = await bus.gather_all(self._nc, subjects.erasure(partition), req, 0.25)
+            replies = await bus.gather_all(self._nc, natsnames.erasure(partition), req, 0.25)
             for raw in replies:
                 st = searcher_pb2.StatsResponse.FromString(raw)
                 pending = set(st.pending_erasure_template_ids)
@@ -694,7 +694,7 @@ class Gateway:
     async def grant_consent(
         self, req: identity_pb2.GrantConsentRequest, call: Call
     ) -> identity_pb2.ConsentResponse:
-        subject_id = vectors.check_subject_id(req.subject_id)
+        subject_id = ids.check_subject_id(req.subject_id)
         st = await self._enrolled(subject_id)
         if not is_minor(st.date_of_birth) and not req.HasField("sample"):
             raise errors.InvalidArgument("sample is required: the subject confirms by face")
@@ -708,7 +708,7 @@ class Gateway:
                 "consent",
             )
         new = await self._call(
-            subjects.store("consent.grant"),
+            natsnames.store("consent.grant"),
             store_pb2.ConsentRecordRequest(subject_id=subject_id, consent=consent),
             store_pb2.SubjectStatus, "store.consent",
         )  # fmt: skip
@@ -729,7 +729,7 @@ class Gateway:
         if not revoker or revoker == subject_id:
             await self._verify_person(subject_id, sample, "the subject")
             return "self"
-        revoker = vectors.check_subject_id(revoker)
+        revoker = ids.check_subject_id(revoker)
         if revoker not in st.guardians:
             raise Denied(f"{revoker!r} is not a guardian on record for {subject_id!r}", "consent")
         if not is_minor(st.date_of_birth):
@@ -743,13 +743,13 @@ class Gateway:
     async def revoke_consent(
         self, req: identity_pb2.RevokeConsentRequest, call: Call
     ) -> identity_pb2.ConsentResponse:
-        subject_id = vectors.check_subject_id(req.subject_id)
+        subject_id = ids.check_subject_id(req.subject_id)
         st = await self._enrolled(subject_id)
         who = await self._self_or_guardian(
             subject_id, req.revoker_subject_id, req.revoker_sample, st
         )
         new = await self._call(
-            subjects.store("consent.revoke"),
+            natsnames.store("consent.revoke"),
             store_pb2.ConsentRecordRequest(
                 subject_id=subject_id,
                 consent=common_pb2.Consent(purposes=list(req.purposes), revoked_by=who),
@@ -767,12 +767,12 @@ class Gateway:
     async def set_biometric_lock(
         self, req: identity_pb2.SetBiometricLockRequest, call: Call
     ) -> identity_pb2.SetBiometricLockResponse:
-        subject_id = vectors.check_subject_id(req.subject_id)
+        subject_id = ids.check_subject_id(req.subject_id)
         if not req.sample.WhichOneof("data"):
             raise errors.InvalidArgument("sample is required: the subject confirms by face")
         await self._verify_person(subject_id, req.sample, "the subject")
         st = await self._call(
-            subjects.store("lock"), store_pb2.LockRequest(subject_id=subject_id, locked=req.locked),
+            natsnames.store("lock"), store_pb2.LockRequest(subject_id=subject_id, locked=req.locked),
             store_pb2.SubjectStatus, "store.lock",
         )  # fmt: skip
         call.detail = {"locked": st.biometric_locked}
@@ -782,21 +782,21 @@ class Gateway:
 
     async def report(self, req: identity_pb2.GetSubjectRequest) -> common_pb2.SubjectReport:
         return await self._call(
-            subjects.store("report"),
-            store_pb2.GetSubjectRecordRequest(subject_id=vectors.check_subject_id(req.subject_id)),
+            natsnames.store("report"),
+            store_pb2.GetSubjectRecordRequest(subject_id=ids.check_subject_id(req.subject_id)),
             common_pb2.SubjectReport, "store.report",
         )  # fmt: skip
 
     async def history(self, req: common_pb2.AccessHistoryRequest) -> common_pb2.AccessHistory:
-        vectors.check_subject_id(req.subject_id)
+        ids.check_subject_id(req.subject_id)
         return await self._call(
-            subjects.store("history"), req, common_pb2.AccessHistory, "store.history"
+            natsnames.store("history"), req, common_pb2.AccessHistory, "store.history"
         )
 
     async def get_subject(self, req: identity_pb2.GetSubjectRequest) -> common_pb2.Subject:
         return await self._call(
-            subjects.store("get"),
-            store_pb2.GetSubjectRecordRequest(subject_id=vectors.check_subject_id(req.subject_id)),
+            natsnames.store("get"),
+            store_pb2.GetSubjectRecordRequest(subject_id=ids.check_subject_id(req.subject_id)),
             common_pb2.Subject,
             "store.get",
         )

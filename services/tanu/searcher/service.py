@@ -19,31 +19,19 @@ import nats.errors
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from tanu.core import bus, clusterconfig, errors, logs, subjects, vectors
+from tanu.core import bus, clusterconfig, errors, logs, natsnames
 from tanu.core.batching import MicroBatcher
 from tanu.core.config import SearcherConfig
+from tanu.core.ids import partition_of
 from tanu.core.metrics import Metrics
 from tanu.core.service import ServiceBase
+from tanu.index import PartitionIndex, snapshot
 from tanu.v1 import common_pb2, searcher_pb2, searcher_pb2_grpc, store_pb2
-
-from . import snapshot
-from .index import PartitionIndex
 
 log = logs.get(__name__)
 
 MAX_TOP_K = 2048
-ALL_TEMPLATE_EVENTS = "tanu.events.templates.*"
 LAYOUT_POLL_S = 1.0
-
-
-def stats_subject(partitions: int, partition: int) -> str:
-    """NATS subject on which every replica of one partition of a P-partition
-    layout answers StatsRequest (no queue group: all of them answer)."""
-    return f"tanu.searcher.stats.n{partitions}.p{partition}"
-
-
-def staging_consumer(partitions: int, partition: int, replica: str) -> str:
-    return f"searcher-n{partitions}-p{partition}-{replica}"
 
 
 MAX_QUERIES = 4096
@@ -121,25 +109,29 @@ class SearcherService(ServiceBase):
         # partition count: read them all and keep this partition's.
         self._all_events = cfg.staging or clusterconfig.rerouted(record, self.layout.partitions)
         self._search_responder = bus.Responder(nc)
-        await self.responder.serve(stats_subject(self.layout.partitions, cfg.partition), "",
+        await self.responder.serve(natsnames.searcher_stats(self.layout.partitions, cfg.partition), "",
                                    searcher_pb2.StatsRequest, self._stats_request)  # fmt: skip
         await bus.ensure_events_stream(
-            js, subjects.EVENTS_STREAM, [subjects.EVENTS_WILDCARD], common.stream_replicas,
+            js, natsnames.EVENTS_STREAM, [natsnames.EVENTS_WILDCARD], common.stream_replicas,
             common.stream_duplicate_window_s,
         )  # fmt: skip
         durable = self._durable
-        filt = ALL_TEMPLATE_EVENTS if self._all_events else subjects.template_events(cfg.partition)
+        filt = (
+            natsnames.ALL_TEMPLATE_EVENTS
+            if self._all_events
+            else natsnames.template_events(cfg.partition)
+        )
         # The consumer starts right after what the index already holds: the
         # beginning of the stream for an empty index, or the snapshot's
         # sequence + 1 for a restored one.
         restored = await self._restore(js) if cfg.snapshot_dir else 0
         await bus.reset_durable_consumer(
-            js, subjects.EVENTS_STREAM, durable, filt, restored + 1 if restored else 0
+            js, natsnames.EVENTS_STREAM, durable, filt, restored + 1 if restored else 0
         )
         psub = self._psub = await js.pull_subscribe(
-            filt, durable=durable, stream=subjects.EVENTS_STREAM
+            filt, durable=durable, stream=natsnames.EVENTS_STREAM
         )
-        info = await js.consumer_info(subjects.EVENTS_STREAM, durable)
+        info = await js.consumer_info(natsnames.EVENTS_STREAM, durable)
         if info.num_pending == 0:
             await self._mark_caught_up()
         self._apply_task = asyncio.create_task(self._apply_loop(psub), name="apply-events")
@@ -161,8 +153,8 @@ class SearcherService(ServiceBase):
     def _durable(self) -> str:
         cfg = self.config
         if cfg.staging:
-            return staging_consumer(self.layout.partitions, cfg.partition, cfg.replica)
-        return subjects.searcher_consumer(cfg.partition, cfg.replica)
+            return natsnames.staging_consumer(self.layout.partitions, cfg.partition, cfg.replica)
+        return natsnames.searcher_consumer(cfg.partition, cfg.replica)
 
     async def _stats_request(self, req: searcher_pb2.StatsRequest) -> searcher_pb2.StatsResponse:
         return await self.stats(req.include_template_ids, list(req.erased_template_ids))
@@ -197,7 +189,7 @@ class SearcherService(ServiceBase):
         if self.in_queue_group or not self.active:
             return
         cfg = self.config
-        await self._search_responder.serve(subjects.search(cfg.partition), subjects.search_queue(cfg.partition),
+        await self._search_responder.serve(natsnames.search(cfg.partition), natsnames.search_queue(cfg.partition),
                                            searcher_pb2.SearchRequest, self.search)  # fmt: skip
         self.in_queue_group = True
 
@@ -230,7 +222,7 @@ class SearcherService(ServiceBase):
         except (nats.errors.TimeoutError, TimeoutError):
             # Nothing came: caught up only if the server agrees nothing is
             # pending (a fetch can also time out while NATS reconnects).
-            info = await js.consumer_info(subjects.EVENTS_STREAM, durable)
+            info = await js.consumer_info(natsnames.EVENTS_STREAM, durable)
             self.metrics.stream_lag.labels(*self._labels).set(info.num_pending)
             if info.num_pending == 0 and info.num_ack_pending == 0:
                 await self._mark_caught_up()
@@ -246,7 +238,7 @@ class SearcherService(ServiceBase):
             except DecodeError:
                 log.error("event_undecodable", sequence=m.metadata.sequence.stream)
                 continue
-            if self._all_events and vectors.partition_of(ev.subject_id, parts) != part:
+            if self._all_events and partition_of(ev.subject_id, parts) != part:
                 continue  # another partition's subject under this layout
             events.append(ev)
         last = msgs[-1]
@@ -338,7 +330,7 @@ class SearcherService(ServiceBase):
         snapshot.remove_partial(path)  # a write cut short by a crash
         if not path.exists():
             return 0
-        state = (await js.stream_info(subjects.EVENTS_STREAM)).state
+        state = (await js.stream_info(natsnames.EVENTS_STREAM)).state
         # A refused snapshot stays on disk until this searcher writes its
         # own; it may hold erased templates, so until then every erasure
         # counts as pending, and the rewrite is due within the erasure delay.
@@ -471,7 +463,7 @@ class SearcherService(ServiceBase):
         # Every replica answers erasure checks (no queue group): the gateway's
         # erasure receipt lists each one's confirmation.
         await self.responder.serve(
-            subjects.erasure(cfg.partition), "", searcher_pb2.StatsRequest,
+            natsnames.erasure(cfg.partition), "", searcher_pb2.StatsRequest,
             lambda r: self.stats(False, list(r.erased_template_ids)),
         )  # fmt: skip
         assert self.grpc

@@ -18,10 +18,7 @@ production backend. Both run the same SQL through a small dialect table.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import hashlib
 import json
-import os
 import sqlite3
 import time
 import uuid
@@ -33,9 +30,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from tanu.core import audit, errors, keys, vectors
+from tanu.core import audit, envelope, errors, ids, vectors
 from tanu.core.config import Layout
-from tanu.core.subjects import template_events
+from tanu.core.natsnames import template_events
+from tanu.policy.lockout import Lockout
+from tanu.policy.subjects import RELATIONSHIPS, is_minor
 from tanu.v1 import common_pb2, store_pb2
 
 T = TypeVar("T")
@@ -132,32 +131,12 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
 );
 """
 
-RELATIONSHIPS = ("parent", "legal_guardian", "legal_representative")
-ADULT_AGE = 18
-LOCKOUT_AFTER = 5  # consecutive failed verifications before the delays start
-LOCK_AFTER = 10  # ... and before the subject is locked
+
+DEFAULT_LOCKOUT = Lockout()
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def parse_dob(text: str) -> dt.date:
-    try:
-        d = dt.date.fromisoformat(text)
-    except ValueError:
-        raise errors.InvalidArgument(f"date_of_birth {text!r} is not a date (YYYY-MM-DD)") from None
-    if d > dt.date.today() or d.year < 1880:
-        raise errors.InvalidArgument(f"date_of_birth {text!r} is not plausible")
-    return d
-
-
-def age_on(dob: dt.date, day: dt.date) -> int:
-    return day.year - dob.year - ((day.month, day.day) < (dob.month, dob.day))
-
-
-def is_minor(dob_text: str, day: dt.date | None = None) -> bool:
-    return age_on(parse_dob(dob_text), day or dt.date.today()) < ADULT_AGE
 
 
 @dataclass(frozen=True)
@@ -205,15 +184,15 @@ class Store:
         self,
         target: str | Path,
         layout: Layout,
-        key_provider: keys.KeyProvider | None = None,
-        lockout: tuple[int, int] = (LOCKOUT_AFTER, LOCK_AFTER),
+        key_provider: envelope.KeyProvider | None = None,
+        lockout: Lockout = DEFAULT_LOCKOUT,
     ) -> None:
         """``target``: a SQLite file path, or a ``postgresql://`` DSN.
         ``key_provider``: the master keys; None gives a random key held in
         memory only (tests and benchmarks that never reopen the data)."""
         self.layout = layout
         self.lockout = lockout
-        self.keys = key_provider or keys.LocalKeyProvider({"ephemeral": keys.new_data_key()},
+        self.keys = key_provider or envelope.LocalKeyProvider({"ephemeral": envelope.new_data_key()},
                                                           "ephemeral")  # fmt: skip
         self._bind(target)
         if not self.is_postgres and self.target != ":memory:":
@@ -319,7 +298,7 @@ class Store:
     # --- data keys --------------------------------------------------------
 
     def _new_dek(self, subject_id: str, ts: int) -> bytes:
-        dek = keys.new_data_key()
+        dek = envelope.new_data_key()
         kid = self.keys.active_id()
         self._x(
             "INSERT INTO subject_keys(subject_id, data_key_id, master_key_id, wrapped, created_at_ms) "
@@ -359,7 +338,7 @@ class Store:
     def _outbox(self, event: store_pb2.TemplateEvent, dek: bytes | None = None) -> None:
         payload = event.SerializeToString()
         if dek is not None:  # events carrying vectors are sealed like templates
-            payload = keys.seal_template(dek, event.subject_id, payload)
+            payload = envelope.seal_template(dek, event.subject_id, payload)
         self._x(
             "INSERT INTO outbox(event_id, subject, subject_id, kind, payload, created_at_ms) "
             "VALUES (?, ?, ?, ?, ?, ?)",
@@ -400,7 +379,7 @@ class Store:
     ) -> None:
         lay = self.layout
         ts = now_ms()
-        part = vectors.partition_of(subject_id, lay.partitions)
+        part = ids.partition_of(subject_id, lay.partitions)
         try:
             self._x(
                 "INSERT INTO subjects(subject_id, partition, model_id, date_of_birth, created_at_ms, "
@@ -412,22 +391,22 @@ class Store:
         if consent is not None:
             self._insert_consent(subject_id, consent, ts)
         dek = self._new_dek(subject_id, ts)
-        ids = []
+        template_ids = []
         for row in vecs:
             (tid,) = self._one(
                 "INSERT INTO templates(subject_id, model_id, dimension, sealed, created_at_ms) "
                 "VALUES (?, ?, ?, ?, ?) RETURNING template_id",
                 (subject_id, lay.model_id, lay.dimension,
-                 keys.seal_template(dek, subject_id, vectors.to_bytes(row)), ts),
+                 envelope.seal_template(dek, subject_id, vectors.to_bytes(row)), ts),
             )  # fmt: skip
-            ids.append(tid)
+            template_ids.append(tid)
         self._outbox(
             store_pb2.TemplateEvent(
                 event_id=uuid.uuid4().hex,
                 kind=ADDED,
                 subject_id=subject_id,
                 partition=part,
-                template_ids=ids,
+                template_ids=template_ids,
                 vectors=vectors.to_bytes(vecs),
                 dimension=lay.dimension,
                 model_id=lay.model_id,
@@ -488,7 +467,7 @@ class Store:
                 store_pb2.StoredTemplate(
                     template_id=tid,
                     template=common_pb2.Template(
-                        vector=keys.open_template(dek, subject_id, bytes(blob)), model_id=mid
+                        vector=envelope.open_template(dek, subject_id, bytes(blob)), model_id=mid
                     ),
                 )
                 for tid, mid, blob in rows
@@ -506,7 +485,7 @@ class Store:
 
         def tx(_c) -> store_pb2.DeleteSubjectResponse:
             subject = self._subject_row(subject_id)
-            ids = [r[0] for r in self._all(
+            template_ids = [r[0] for r in self._all(
                 "SELECT template_id FROM templates WHERE subject_id = ?", (subject_id,))]  # fmt: skip
             key = self._one(
                 "SELECT data_key_id, master_key_id FROM subject_keys WHERE subject_id = ?",
@@ -534,7 +513,7 @@ class Store:
                     kind=REMOVED,
                     subject_id=subject_id,
                     partition=subject.partition,
-                    template_ids=ids,
+                    template_ids=template_ids,
                     model_id=subject.model_id,
                     occurred_at_ms=ts,
                 )
@@ -545,7 +524,7 @@ class Store:
                         at_ms=ts, tenant=tenant, client=client, operation="erase",
                         subject_id=subject_id, result="ok",
                         detail_json=audit.detail_json({
-                            "reason": reason[:200], "templates": len(ids), "data_key_id": key[0],
+                            "reason": reason[:200], "templates": len(template_ids), "data_key_id": key[0],
                             "master_key_id": key[1], "stream_messages": len(seqs),
                             "consents": consents, "removal_event_id": event_id,
                         }),
@@ -553,7 +532,7 @@ class Store:
                 ]
             )  # fmt: skip
             return store_pb2.DeleteSubjectResponse(
-                subject=subject, template_ids=ids, deleted_at_ms=ts, data_key_id=key[0],
+                subject=subject, template_ids=template_ids, deleted_at_ms=ts, data_key_id=key[0],
                 master_key_id=key[1], stream_messages=len(seqs), consents_removed=consents,
                 removal_event_id=event_id, audit_seq=seq,
             )  # fmt: skip
@@ -596,8 +575,7 @@ class Store:
         return store_pb2.StatusResponse(statuses=[self._status(s) for s in subject_ids])
 
     def record_verification(self, subject_id: str, matched: bool) -> store_pb2.SubjectStatus:
-        """Counts consecutive failures: from the 5th on, each doubles a delay
-        before the next attempt (1 s, 2 s, 4 s, ...); the 10th locks."""
+        """Counts consecutive failures (the rule: ``tanu.policy.lockout``)."""
 
         def tx(_c) -> store_pb2.SubjectStatus:
             self._subject_row(subject_id)
@@ -612,12 +590,11 @@ class Store:
                     "SELECT failed_verifications FROM subjects WHERE subject_id = ?", (subject_id,)
                 )
                 n += 1
-                first, lock = self.lockout
-                retry = now_ms() + 1000 * 2 ** min(n - first, 20) if n >= first else 0
+                retry, locked = self.lockout.after_failure(n, now_ms())
                 self._x(
                     "UPDATE subjects SET failed_verifications = ?, retry_after_ms = ?, "
                     "verification_locked = ? WHERE subject_id = ?",
-                    (n, retry, int(n >= lock), subject_id),
+                    (n, retry, int(locked), subject_id),
                 )
             return self._status(subject_id)
 
@@ -871,7 +848,7 @@ class Store:
         for seq, eid, subj, payload, sid, kind in rows:
             payload = bytes(payload)
             if kind == ADDED:
-                payload = keys.open_template(self._dek(sid), sid, payload)
+                payload = envelope.open_template(self._dek(sid), sid, payload)
             out.append(OutboxRow(seq, eid, subj, payload, sid, kind))
         return out
 
@@ -910,9 +887,3 @@ class Store:
 
 # The embedded default's name, kept for callers that open a file directly.
 SqliteStore = Store
-
-
-def receipt_id(subject_id: str, ts: int) -> str:
-    return (
-        "er-" + hashlib.sha256(f"{subject_id}:{ts}:{os.urandom(8).hex()}".encode()).hexdigest()[:20]
-    )

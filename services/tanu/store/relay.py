@@ -14,7 +14,7 @@ import asyncio
 
 from nats.js import JetStreamContext
 
-from tanu.core import logs, subjects
+from tanu.core import logs, natsnames
 from tanu.core.metrics import Metrics
 
 from .db import Store
@@ -34,7 +34,7 @@ class OutboxRelay:
         poll_s: float,
         metrics: Metrics,
         ack_timeout_s: float = 10.0,
-        stream: str = subjects.EVENTS_STREAM,
+        stream: str = natsnames.EVENTS_STREAM,
     ) -> None:
         self._stream = stream
         self._db = db

@@ -11,13 +11,26 @@ import time
 
 import numpy as np
 
-from tanu.core import audit, bus, clusterconfig, errors, keys, logs, subjects, vectors
+from tanu.core import (
+    audit,
+    bus,
+    clusterconfig,
+    envelope,
+    errors,
+    ids,
+    logs,
+    natsnames,
+    signing,
+    vectors,
+)
 from tanu.core.config import StoreConfig
 from tanu.core.metrics import Metrics
 from tanu.core.service import ServiceBase
+from tanu.policy.lockout import Lockout
+from tanu.policy.subjects import parse_dob
 from tanu.v1 import common_pb2, store_pb2, store_pb2_grpc
 
-from .db import Store, parse_dob
+from .db import Store
 from .relay import OutboxRelay
 
 log = logs.get(__name__)
@@ -56,7 +69,7 @@ class StoreHandlers:
             self.relay.wake()
 
     async def put(self, req: store_pb2.PutSubjectRequest) -> common_pb2.Subject:
-        subject_id = vectors.check_subject_id(req.subject_id)
+        subject_id = ids.check_subject_id(req.subject_id)
         vecs = self._vectors(req.templates)
         if not req.HasField("consent"):
             raise errors.FailedPrecondition("enrolment needs a consent record; none was given")
@@ -69,14 +82,14 @@ class StoreHandlers:
         return subject
 
     async def get(self, req: store_pb2.GetSubjectRecordRequest) -> common_pb2.Subject:
-        return await self.db.run(self.db.get_subject, vectors.check_subject_id(req.subject_id))
+        return await self.db.run(self.db.get_subject, ids.check_subject_id(req.subject_id))
 
     async def templates(self, req: store_pb2.GetTemplatesRequest) -> store_pb2.GetTemplatesResponse:
-        return await self.db.run(self.db.get_templates, vectors.check_subject_id(req.subject_id))
+        return await self.db.run(self.db.get_templates, ids.check_subject_id(req.subject_id))
 
     async def delete(self, req: store_pb2.DeleteSubjectRequest) -> store_pb2.DeleteSubjectResponse:
         reply = await self.db.run(
-            self.db.delete_subject, vectors.check_subject_id(req.subject_id), req.reason,
+            self.db.delete_subject, ids.check_subject_id(req.subject_id), req.reason,
             req.tenant, req.client,
         )  # fmt: skip
         self._changed()
@@ -101,7 +114,7 @@ class StoreHandlers:
             subject_id=req.subject_id,
             body_json=req.body_json,
             signature=self.signer.sign(body),
-            signing_key_id=keys.key_id(self.signer.public_key()),
+            signing_key_id=signing.key_id(self.signer.public_key()),
             audit_seq=seq,
         )
 
@@ -112,36 +125,36 @@ class StoreHandlers:
 
     async def record_verification(self, req: store_pb2.VerificationOutcome):
         st = await self.db.run(
-            self.db.record_verification, vectors.check_subject_id(req.subject_id), req.matched
+            self.db.record_verification, ids.check_subject_id(req.subject_id), req.matched
         )
-        if not req.matched and st.failed_verifications == self.db.lockout[1]:
+        if not req.matched and st.failed_verifications == self.db.lockout.lock_after:
             self.metrics.verify_lockouts.inc()
         return st
 
     async def grant_consent(self, req: store_pb2.ConsentRecordRequest):
         return await self.db.run(
-            self.db.grant_consent, vectors.check_subject_id(req.subject_id), req.consent
+            self.db.grant_consent, ids.check_subject_id(req.subject_id), req.consent
         )
 
     async def revoke_consent(self, req: store_pb2.ConsentRecordRequest):
         return await self.db.run(
-            self.db.revoke_consent, vectors.check_subject_id(req.subject_id),
+            self.db.revoke_consent, ids.check_subject_id(req.subject_id),
             list(req.consent.purposes), req.consent.revoked_by,
         )  # fmt: skip
 
     async def set_lock(self, req: store_pb2.LockRequest):
         st = await self.db.run(
-            self.db.set_biometric_lock, vectors.check_subject_id(req.subject_id), req.locked
+            self.db.set_biometric_lock, ids.check_subject_id(req.subject_id), req.locked
         )
         self.metrics.biometric_lock_changes.labels("lock" if req.locked else "unlock").inc()
         return st
 
     async def report(self, req: store_pb2.GetSubjectRecordRequest) -> common_pb2.SubjectReport:
-        return await self.db.run(self.db.report, vectors.check_subject_id(req.subject_id))
+        return await self.db.run(self.db.report, ids.check_subject_id(req.subject_id))
 
     async def history(self, req: common_pb2.AccessHistoryRequest) -> common_pb2.AccessHistory:
         return await self.db.run(
-            self.db.access_history, vectors.check_subject_id(req.subject_id), req.page_size,
+            self.db.access_history, ids.check_subject_id(req.subject_id), req.page_size,
             req.page_token,
         )  # fmt: skip
 
@@ -243,15 +256,15 @@ class StoreService(ServiceBase):
 
     async def start(self) -> StoreService:
         cfg, common = self.config, self.config.common
-        provider = keys.LocalKeyProvider.from_settings(cfg.master_key_file, cfg.master_key)
+        provider = envelope.LocalKeyProvider.from_settings(cfg.master_key_file, cfg.master_key)
         if not cfg.audit_key_file:
             raise errors.FailedPrecondition(
                 "the audit log is signed: set TANU_AUDIT_KEY_FILE (an Ed25519 PEM key, "
                 "`tanu keys init` makes one)"
             )
-        signer = keys.load_signing_key(cfg.audit_key_file)
+        signer = signing.load_signing_key(cfg.audit_key_file)
         self.db = Store(cfg.dsn or cfg.db_path, common.layout, provider,
-                        (cfg.lockout_after, cfg.lock_after))  # fmt: skip
+                        Lockout(cfg.lockout_after, cfg.lock_after))  # fmt: skip
         if not self.db.is_postgres:
             self.metrics.watch_disk(os.path.dirname(cfg.db_path) or ".")
         self.metrics.audit_checkpoint_timestamp.set(
@@ -261,7 +274,7 @@ class StoreService(ServiceBase):
         js = nc.jetstream()
         await clusterconfig.ensure_layout(js, common.layout, "store")
         await bus.ensure_events_stream(
-            js, subjects.EVENTS_STREAM, [subjects.EVENTS_WILDCARD], common.stream_replicas,
+            js, natsnames.EVENTS_STREAM, [natsnames.EVENTS_WILDCARD], common.stream_replicas,
             common.stream_duplicate_window_s,
         )  # fmt: skip
         if cfg.relay_enabled:
@@ -285,7 +298,7 @@ class StoreService(ServiceBase):
             ("audit", store_pb2.AppendAuditRequest, handlers.append_audit),
             ("keys.rewrap", store_pb2.RewrapKeysRequest, handlers.rewrap),
         ):
-            await self.responder.serve(subjects.store(op), subjects.STORE_QUEUE, req_type, fn)
+            await self.responder.serve(natsnames.store(op), natsnames.STORE_QUEUE, req_type, fn)
         await self.serve_grpc(
             store_pb2_grpc.add_StoreServicer_to_server, StoreServicer(handlers), "tanu.v1.Store"
         )

@@ -459,7 +459,7 @@ def cmd_history(args) -> int:
 
 def cmd_audit(args) -> int:
     """Verifies the audit log's hash chain and signed checkpoints."""
-    from tanu.core import audit, keys
+    from tanu.core import audit, signing
     from tanu.store.db import Store
 
     key_file = args.public_key or str(Path(args.var) / "keys" / "audit.pem.pub")
@@ -468,7 +468,7 @@ def cmd_audit(args) -> int:
         print(f"error: no store database at {target}", file=sys.stderr)
         return 2
     try:
-        public = keys.load_public_key(key_file)
+        public = signing.load_public_key(key_file)
         db = Store.open_readonly(target)
     except Exception as exc:  # noqa: BLE001 - report, do not trace
         print(f"error: {exc}", file=sys.stderr)
@@ -496,7 +496,7 @@ def cmd_keys(args) -> int:
     the versions no data key uses any more."""
     import asyncio
 
-    from tanu.core import bus, keys, secrets, subjects
+    from tanu.core import bus, envelope, natsnames, secrets
     from tanu.v1 import store_pb2
 
     folder = Path(args.var) / "keys"
@@ -505,13 +505,13 @@ def cmd_keys(args) -> int:
             print(f"{k}={v}")
         return 0
     keyring = args.keyring or str(folder / "master.keyring")
-    old, new = keys.add_key_version(keyring)
+    old, new = envelope.add_key_version(keyring)
     print(f"master key {new} added and active (was {old}); re-wrapping data keys ...")
 
     async def rewrap():
         nc = await bus.connect(_nats_url(args), "tanu-keys")
         try:
-            return await bus.request(nc, subjects.store("keys.rewrap"), store_pb2.RewrapKeysRequest(),
+            return await bus.request(nc, natsnames.store("keys.rewrap"), store_pb2.RewrapKeysRequest(),
                                      store_pb2.RewrapKeysResponse, args.timeout)  # fmt: skip
         finally:
             await nc.close()
@@ -524,15 +524,15 @@ def cmd_keys(args) -> int:
         return 1
     print(f"re-wrapped {r.rewrapped} data key(s); master keys in use: {list(r.key_ids_in_use)}")
     if args.retire:
-        gone = keys.retire_key_versions(keyring, set(r.key_ids_in_use))
+        gone = envelope.retire_key_versions(keyring, set(r.key_ids_in_use))
         print(f"retired: {gone or 'none'}")
     return 0
 
 
 def cmd_tokens(args) -> int:
-    from tanu.core import auth, keys
+    from tanu.core import auth, signing
 
-    key = keys.load_signing_key(args.issuer_key or str(Path(args.var) / "keys" / "issuer.pem"))
+    key = signing.load_signing_key(args.issuer_key or str(Path(args.var) / "keys" / "issuer.pem"))
     scopes = [x for x in args.scopes.split(",") if x]
     purposes = [x for x in args.purposes.split(",") if x]
     try:

@@ -31,14 +31,8 @@ from pathlib import Path
 
 from nats.js.errors import KeyWrongLastSequenceError
 
-from tanu.core import bus, clusterconfig, errors, subjects, vectors
+from tanu.core import bus, clusterconfig, errors, ids, natsnames
 from tanu.v1 import searcher_pb2
-
-
-def _stats_subject(partitions: int, partition: int) -> str:
-    from tanu.searcher.service import stats_subject
-
-    return stats_subject(partitions, partition)
 
 
 async def begin(js, partitions: int) -> dict:
@@ -77,7 +71,7 @@ async def replica_stats(nc, partitions: int, partition: int, window_s: float = 0
     out = []
     try:
         req = searcher_pb2.StatsRequest(include_template_ids=True).SerializeToString()
-        await nc.publish(_stats_subject(partitions, partition), req, reply=inbox)
+        await nc.publish(natsnames.searcher_stats(partitions, partition), req, reply=inbox)
         end = asyncio.get_running_loop().time() + window_s
         while (left := end - asyncio.get_running_loop().time()) > 0:
             try:
@@ -110,7 +104,7 @@ def expected(held: dict[str, list[int]], partitions: int) -> dict[int, set[int]]
     """Template ids each partition must hold under ``partitions``."""
     out: dict[int, set[int]] = {k: set() for k in range(partitions)}
     for sid, tids in held.items():
-        out[vectors.partition_of(sid, partitions)].update(tids)
+        out[ids.partition_of(sid, partitions)].update(tids)
     return out
 
 
@@ -174,7 +168,7 @@ def migrate_store_db(db_path: str | Path, partitions: int) -> int:
     fix subjects enrolled in between by a store still running the old one."""
     conn = sqlite3.connect(str(db_path), isolation_level=None)
     try:
-        conn.create_function("tanu_partition", 1, lambda s: vectors.partition_of(s, partitions),
+        conn.create_function("tanu_partition", 1, lambda s: ids.partition_of(s, partitions),
                              deterministic=True)  # fmt: skip
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("UPDATE meta SET value = ? WHERE key = 'partitions'", (str(partitions),))
@@ -196,7 +190,7 @@ async def rebalance(nats_url: str, partitions: int, store_db: str, wait_s: float
     try:
         target = await begin(js, partitions)
         src = target["from_partitions"]
-        say(f"rebalance {src} -> {partitions} partitions recorded in {subjects.CLUSTER_BUCKET}/"
+        say(f"rebalance {src} -> {partitions} partitions recorded in {natsnames.CLUSTER_BUCKET}/"
             f"{clusterconfig.NEXT_LAYOUT_KEY}.\nStart the staging searchers, for each k in 0..{partitions - 1}:\n"
             f"  TANU_PARTITIONS={partitions} TANU_SEARCHER_STAGING=true TANU_PARTITION=k python -m tanu.searcher\n"
             f"waiting up to {wait_s:.0f}s for them to hold every subject of {store_db} ...")  # fmt: skip

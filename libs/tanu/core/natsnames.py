@@ -1,4 +1,4 @@
-"""Every NATS subject, queue group, stream and bucket name, in one place."""
+"""Every NATS subject, queue group, consumer, stream and bucket name, and nothing else."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ STORE_QUEUE = "store"
 
 EVENTS_STREAM = "TANU_EVENTS"
 EVENTS_WILDCARD = "tanu.events.>"
+# Every partition's template events (a staging searcher reads them all).
+ALL_TEMPLATE_EVENTS = "tanu.events.templates.*"
 CLUSTER_BUCKET = "tanu_cluster"
 
 
@@ -44,3 +46,14 @@ def template_events(partition: int) -> str:
 def searcher_consumer(partition: int, replica: str) -> str:
     """Durable consumer name of one searcher replica."""
     return f"searcher-p{partition}-{replica}"
+
+
+def staging_consumer(partitions: int, partition: int, replica: str) -> str:
+    """Durable consumer name of a staging replica building a P-partition layout."""
+    return f"searcher-n{partitions}-p{partition}-{replica}"
+
+
+def searcher_stats(partitions: int, partition: int) -> str:
+    """Every replica of one partition of a P-partition layout answers
+    StatsRequest here (no queue group: all of them answer)."""
+    return f"tanu.searcher.stats.n{partitions}.p{partition}"

@@ -1,6 +1,6 @@
-"""Generates the Python contracts in ``tanu.v1`` from ``protos/tanu/v1``.
+"""Build tool: generates the Python contracts in ``tanu.v1`` from ``protos/tanu/v1``.
 
-``make proto`` writes them into ``libs/``; the contract test generates them
+``make proto`` writes them into ``libs/``; the contract test runs this script
 into a temporary folder and fails when the committed files differ.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[1]
 PROTO_ROOT = ROOT / "protos"
 
 _INIT = '"""Generated gRPC/protobuf contracts (``make proto``); do not edit."""\n'

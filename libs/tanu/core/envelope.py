@@ -1,4 +1,4 @@
-"""Keys: envelope encryption of templates, and Ed25519 signing keys.
+"""Envelope encryption of templates, and the master keys behind it.
 
 Every subject has its own 256-bit data key (DEK). Templates are sealed with
 it (AES-256-GCM, bound to the subject id), and the DEK is stored only
@@ -15,7 +15,6 @@ environment. A KMS or HSM implements the same three methods: ``active_id``,
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import threading
@@ -23,19 +22,14 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from . import errors
+from .errors import KeyProblem
+from .files import write_private
 
 NONCE = 12
 KEY_BYTES = 32
-
-
-class KeyProblem(errors.FailedPrecondition):
-    """A key is missing, unknown or does not open the data."""
 
 
 def _seal(key: bytes, plaintext: bytes, aad: bytes) -> bytes:
@@ -147,18 +141,6 @@ class LocalKeyProvider:
 # --- keyring files (tanu keys init / rotate) ---------------------------
 
 
-def write_private(path: Path, data: str) -> None:
-    """Writes a secret file readable by its owner only, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def init_keyring(path: str | Path) -> str:
     """Creates a keyring with one master key unless it exists; returns the active id."""
     p = Path(path)
@@ -202,65 +184,3 @@ def retire_key_versions(path: str | Path, keep: set[str]) -> list[str]:
         del doc["keys"][k]
     write_private(p, json.dumps(doc, indent=1))
     return gone
-
-
-# --- Ed25519 (audit checkpoints, erasure receipts, tenant tokens) --------
-
-
-def init_signing_key(path: str | Path) -> Ed25519PrivateKey:
-    """Loads an Ed25519 private key (PEM), creating it (and ``<path>.pub``) if missing."""
-    p = Path(path)
-    if not p.exists():
-        key = Ed25519PrivateKey.generate()
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        write_private(p, pem.decode())
-        Path(str(p) + ".pub").write_text(public_pem(key.public_key()))
-    return load_signing_key(p)
-
-
-def load_signing_key(path: str | Path) -> Ed25519PrivateKey:
-    try:
-        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
-    except FileNotFoundError:
-        raise KeyProblem(f"signing key file {path} does not exist") from None
-    except ValueError as exc:
-        raise KeyProblem(f"signing key file {path} is not a PEM private key: {exc}") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise KeyProblem(f"signing key file {path} does not hold an Ed25519 key")
-    return key
-
-
-def public_pem(key: Ed25519PublicKey) -> str:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
-
-
-def load_public_key(path_or_pem: str | Path) -> Ed25519PublicKey:
-    text = str(path_or_pem)
-    data = text.encode() if "BEGIN PUBLIC KEY" in text else Path(text).read_bytes()
-    try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError as exc:
-        raise KeyProblem(f"not a PEM public key: {exc}") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise KeyProblem("the public key is not an Ed25519 key")
-    return key
-
-
-def key_id(key: Ed25519PublicKey) -> str:
-    """A short, stable id of a public key (the first 16 hex digits of its SHA-256)."""
-    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
-
-
-def verify_signature(key: Ed25519PublicKey, signature: bytes, message: bytes) -> bool:
-    try:
-        key.verify(signature, message)
-        return True
-    except InvalidSignature:
-        return False

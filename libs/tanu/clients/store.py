@@ -1,0 +1,73 @@
+"""The store's operations, declared once, and its typed client over NATS
+(``tanu.store.<op>``, queue group ``store``)."""
+
+from __future__ import annotations
+
+from nats.aio.client import Client as NATS
+
+from tanu.core import bus, natsnames
+from tanu.core.metrics import Metrics
+from tanu.v1 import common_pb2, store_pb2
+
+from .operations import Operation, Q, R
+
+
+class StoreClient:
+    """Every store operation; each attribute is the typed call on an instance
+    and the ``Operation`` on the class (which the store registers)."""
+
+    put = Operation("put", store_pb2.PutSubjectRequest, common_pb2.Subject, "PutSubject")
+    get = Operation("get", store_pb2.GetSubjectRecordRequest, common_pb2.Subject, "GetSubject")
+    templates = Operation(
+        "templates", store_pb2.GetTemplatesRequest, store_pb2.GetTemplatesResponse, "GetTemplates"
+    )
+    delete = Operation(
+        "delete", store_pb2.DeleteSubjectRequest, store_pb2.DeleteSubjectResponse, "DeleteSubject"
+    )
+    seal_receipt = Operation(
+        "receipt", store_pb2.SealReceiptRequest, common_pb2.ErasureReceipt, "SealReceipt"
+    )
+    status = Operation("status", store_pb2.StatusRequest, store_pb2.StatusResponse, "Status")
+    record_verification = Operation(
+        "verification", store_pb2.VerificationOutcome, store_pb2.SubjectStatus, "RecordVerification"
+    )
+    grant_consent = Operation(
+        "consent.grant", store_pb2.ConsentRecordRequest, store_pb2.SubjectStatus, "GrantConsent"
+    )
+    revoke_consent = Operation(
+        "consent.revoke", store_pb2.ConsentRecordRequest, store_pb2.SubjectStatus, "RevokeConsent"
+    )
+    set_lock = Operation("lock", store_pb2.LockRequest, store_pb2.SubjectStatus, "SetBiometricLock")
+    report = Operation(
+        "report", store_pb2.GetSubjectRecordRequest, common_pb2.SubjectReport, "Report"
+    )
+    history = Operation(
+        "history", common_pb2.AccessHistoryRequest, common_pb2.AccessHistory, "GetAccessHistory"
+    )
+    append_audit = Operation(
+        "audit", store_pb2.AppendAuditRequest, store_pb2.AppendAuditResponse, "AppendAudit"
+    )
+    rewrap = Operation(
+        "keys.rewrap", store_pb2.RewrapKeysRequest, store_pb2.RewrapKeysResponse, "RewrapKeys"
+    )
+
+    list_templates = Operation(
+        "templates.list", store_pb2.ListTemplatesRequest, store_pb2.ListTemplatesResponse,
+        "ListTemplates",
+    )  # fmt: skip
+    migrate_layout = Operation(
+        "layout.migrate", store_pb2.MigrateLayoutRequest, store_pb2.MigrateLayoutResponse,
+        "MigrateLayout",
+    )  # fmt: skip
+
+    def __init__(self, nc: NATS, timeout_s: float, metrics: Metrics | None = None) -> None:
+        self._nc = nc
+        self.timeout_s = timeout_s
+        self._metrics = metrics
+
+    async def call(self, op: Operation[Q, R], request: Q, timeout: float | None = None) -> R:
+        return await bus.request(
+            self._nc, natsnames.store(op.name), request, op.reply,
+            self.timeout_s if timeout is None else timeout,
+            operation=f"store.{op.name}", metrics=self._metrics,
+        )  # fmt: skip
