@@ -11,6 +11,9 @@ missing under one folder and names it in the environment the services read.
 
 In production each comes from the secret store (Helm: Kubernetes Secrets)
 and the token issuer's private key never sits beside the services.
+
+Also the client side of those tokens: ``aio_channel`` (a channel whose calls
+carry a token and purpose) and ``call_metadata``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 import grpc
 
-from . import auth, envelope, files, signing
+from . import auth, envelope, files, signing, tls
 
 DEFAULT_PURPOSES = (
     "identity_verification",
@@ -81,10 +84,18 @@ class _Metadata(grpc.aio.UnaryUnaryClientInterceptor):
         return await continuation(details, request)
 
 
-def aio_channel(address: str, token: str, purpose: str = DEFAULT_PURPOSE) -> grpc.aio.Channel:
-    """A channel whose calls carry ``token`` and ``purpose`` unless they set their own."""
-    return grpc.aio.insecure_channel(address, interceptors=[_Metadata(token, purpose)])
+def aio_channel(
+    address: str,
+    token: str,
+    purpose: str = DEFAULT_PURPOSE,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.aio.Channel:
+    """A channel whose calls carry ``token`` and ``purpose`` unless they set
+    their own; TLS with ``credentials`` (``tls.channel_credentials``),
+    plaintext without."""
+    return tls.aio_channel(address, credentials, [_Metadata(token, purpose)])
 
 
 def call_metadata(token: str, purpose: str = DEFAULT_PURPOSE) -> tuple[tuple[str, str], ...]:
+    """The gRPC metadata that authenticates a call as ``token`` acting for ``purpose``."""
     return (("authorization", f"Bearer {token}"), ("x-tanu-purpose", purpose))

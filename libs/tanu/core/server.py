@@ -1,6 +1,7 @@
 """gRPC server bootstrap: grpc.aio with health and reflection always
 registered, interceptors for the request id, metrics and error → status
-mapping, message-size limits, and graceful shutdown on SIGTERM/SIGINT."""
+mapping, message-size limits, TLS when configured (``tls``), and graceful
+shutdown on SIGTERM/SIGINT."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import structlog
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from tanu.core import errors, logs
+from tanu.core import errors, logs, tls
 from tanu.core.config import Common
 from tanu.core.metrics import Metrics
 
@@ -60,10 +61,10 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             except asyncio.CancelledError:
                 code = grpc.StatusCode.CANCELLED
                 raise
-            except Exception as exc:
-                if type(exc).__name__ == "AbortError":  # the servicer aborted itself
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    raise
+            except grpc.aio.AbortError:  # the servicer aborted itself
+                code = context.code() or grpc.StatusCode.UNKNOWN
+                raise
+            except Exception:
                 code = grpc.StatusCode.INTERNAL
                 log.exception("rpc_failed", method=method)
                 await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
@@ -99,26 +100,6 @@ class GrpcServer:
         await self.server.stop(grace_s)
 
 
-def server_credentials(common: Common) -> grpc.ServerCredentials | None:
-    """TLS when a certificate is configured; mutual TLS (client certificates
-    required and checked against the CA) when a client CA is too."""
-    if not (common.tls_cert_file or common.tls_key_file):
-        if common.tls_client_ca_file:
-            raise errors.FailedPrecondition(
-                "TANU_TLS_CLIENT_CA_FILE needs TANU_TLS_CERT_FILE and TANU_TLS_KEY_FILE"
-            )
-        return None
-    try:
-        cert = open(common.tls_cert_file, "rb").read()  # noqa: SIM115
-        key = open(common.tls_key_file, "rb").read()  # noqa: SIM115
-        ca = open(common.tls_client_ca_file, "rb").read() if common.tls_client_ca_file else None  # noqa: SIM115
-    except OSError as exc:
-        raise errors.FailedPrecondition(f"cannot read a TLS file: {exc}") from None
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
-    )
-
-
 async def start_grpc(
     common: Common,
     service: str,
@@ -151,10 +132,7 @@ async def start_grpc(
     )
     address = f"{common.grpc_host}:{common.grpc_port}"
     try:
-        creds = server_credentials(common)
-        port = (
-            server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
-        )
+        port = tls.add_port(server, address, common)
     except RuntimeError as exc:
         raise errors.Unavailable(f"cannot bind gRPC on {address}: {exc}") from exc
     if port == 0:

@@ -1,0 +1,79 @@
+"""TLS for gRPC, both ends: the server's credentials (TLS when a certificate
+is configured, mutual TLS when a client CA is too), the client's channel
+credentials, and the one place that chooses a secure or a plaintext port or
+channel from them.
+
+Every file is read once, when the server or channel is made; a missing or
+unreadable file is a FailedPrecondition naming it, so a service fails at
+start, not at its first call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+
+from tanu.core import errors
+from tanu.core.config import Common
+
+
+def _read(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as exc:
+        raise errors.FailedPrecondition(f"cannot read a TLS file: {exc}") from None
+
+
+def server_credentials(common: Common) -> grpc.ServerCredentials | None:
+    """TLS when a certificate is configured; mutual TLS (client certificates
+    required and checked against the CA) when a client CA is too; None for
+    plaintext."""
+    if not (common.tls_cert_file or common.tls_key_file):
+        if common.tls_client_ca_file:
+            raise errors.FailedPrecondition(
+                "TANU_TLS_CLIENT_CA_FILE needs TANU_TLS_CERT_FILE and TANU_TLS_KEY_FILE"
+            )
+        return None
+    cert = _read(common.tls_cert_file)
+    key = _read(common.tls_key_file)
+    ca = _read(common.tls_client_ca_file) if common.tls_client_ca_file else None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=ca, require_client_auth=ca is not None
+    )
+
+
+def channel_credentials(
+    ca_file: str = "", cert_file: str = "", key_file: str = ""
+) -> grpc.ChannelCredentials:
+    """A client's TLS credentials: the servers are checked against ``ca_file``
+    (the system's roots when empty); with ``cert_file`` and ``key_file`` the
+    client presents its own certificate (mutual TLS)."""
+    if bool(cert_file) != bool(key_file):
+        raise errors.FailedPrecondition("a client certificate needs both its file and its key")
+    return grpc.ssl_channel_credentials(
+        root_certificates=_read(ca_file) if ca_file else None,
+        private_key=_read(key_file) if key_file else None,
+        certificate_chain=_read(cert_file) if cert_file else None,
+    )
+
+
+def add_port(server: grpc.aio.Server, address: str, common: Common) -> int:
+    """Binds ``address`` with TLS when ``common`` configures it, else in
+    plaintext; returns the port (0 when it could not be bound)."""
+    creds = server_credentials(common)
+    if creds is None:
+        return server.add_insecure_port(address)
+    return server.add_secure_port(address, creds)
+
+
+def aio_channel(
+    address: str,
+    credentials: grpc.ChannelCredentials | None = None,
+    interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
+) -> grpc.aio.Channel:
+    """A channel to ``address``: TLS with ``credentials``, plaintext without."""
+    if credentials is None:
+        return grpc.aio.insecure_channel(address, interceptors=list(interceptors))
+    return grpc.aio.secure_channel(address, credentials, interceptors=list(interceptors))
