@@ -31,6 +31,7 @@ ERROR_CODE = "Tanu-Error-Code"
 ERROR_MESSAGE = "Tanu-Error-Message"
 REQUEST_ID = "Tanu-Request-Id"
 
+M = TypeVar("M", bound=Message)
 R = TypeVar("R", bound=Message)
 Q = TypeVar("Q", bound=Message)
 
@@ -79,6 +80,17 @@ async def connect(
         ) from exc
 
 
+def _decode(message_type: type[M], data: bytes, refusal: Callable[[], errors.TanuError]) -> M:
+    """``data`` parsed as a ``message_type``; else the error ``refusal`` makes
+    (a bad reply is the responder's fault, a bad request the caller's)."""
+    message = message_type()
+    try:
+        message.ParseFromString(data)
+    except DecodeError:
+        raise refusal() from None
+    return message
+
+
 def _raise_if_error(msg: Msg) -> None:
     hdrs = msg.headers or {}
     code = hdrs.get(ERROR_CODE)
@@ -118,14 +130,11 @@ async def request(
         if metrics and operation:
             metrics.nats_request_duration.labels(operation).observe(time.perf_counter() - start)
     _raise_if_error(msg)
-    reply = reply_type()
-    try:
-        reply.ParseFromString(msg.data)
-    except DecodeError:
-        raise errors.Internal(
-            f"{subject} sent a reply that is not a {reply_type.__name__}"
-        ) from None
-    return reply
+    return _decode(
+        reply_type,
+        msg.data,
+        lambda: errors.Internal(f"{subject} sent a reply that is not a {reply_type.__name__}"),
+    )
 
 
 async def scatter(
@@ -180,7 +189,35 @@ Handler = Callable[[Q], Awaitable[Message]]
 class Responder:
     """Serves protobuf request/reply on a subject, in a queue group. Each
     message is handled in its own task, so a slow request (or one parked in a
-    micro-batch) does not hold up the next; ``max_in_flight`` bounds them."""
+    micro-batch) does not hold up the next; ``max_in_flight`` bounds them.
+    A TanuError becomes the ``Tanu-Error-Code``/``Tanu-Error-Message``
+    headers that ``request`` raises again; anything else becomes INTERNAL
+    with the request id (the trace goes to the log). ``stop`` waits for the
+    requests in flight.
+
+    Why not ``nats.micro`` (nats-py 2.16, ``nats/micro/service.py``), read
+    point by point:
+
+    - queue groups: micro has them (``EndpointConfig.queue_group``, default
+      ``"q"``) - a match;
+    - concurrency: an endpoint subscribes with its handler as the callback,
+      and nats-py awaits one subscription's callbacks one after another
+      (``Subscription._wait_for_msgs``), so one slow request, or one waiting
+      for a micro-batch to fill, holds up every later one on that subject;
+      there is no per-message task and no in-flight bound;
+    - errors: micro replies ``Nats-Service-Error``/``Nats-Service-Error-Code``
+      with a free-form code, and for any exception but its ``ServiceError``
+      it sends ``repr(exc)`` to the caller - internals we must not leak; our
+      callers re-raise typed errors from a gRPC status name;
+    - request id: micro neither reads nor sets one; ours binds
+      ``Tanu-Request-Id`` to the log contextvar for the handler;
+    - stopping: ``Service.stop`` unsubscribes, which cancels the task running
+      the handler in flight; ours lets every started request finish.
+
+    What micro would add is discovery and stats (``$SRV.PING/INFO/STATS``);
+    Tanu has Prometheus metrics and gRPC health for that. Wrapping micro to
+    fix all of the above would leave little of it, so the Responder stays.
+    """
 
     def __init__(self, nc: NATS, max_in_flight: int = 1024) -> None:
         self._nc = nc
@@ -207,13 +244,13 @@ class Responder:
         rid = (msg.headers or {}).get(REQUEST_ID) or logs.new_request_id()
         token = logs.request_id_var.set(rid)
         try:
-            req = request_type()
-            try:
-                req.ParseFromString(msg.data)
-            except DecodeError:
-                raise errors.InvalidArgument(
+            req = _decode(
+                request_type,
+                msg.data,
+                lambda: errors.InvalidArgument(
                     f"request on {msg.subject} is not a valid {request_type.__name__}"
-                ) from None
+                ),
+            )
             reply = await handler(req)
             if msg.reply:
                 await self._nc.publish(msg.reply, reply.SerializeToString())
