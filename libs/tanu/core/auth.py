@@ -47,10 +47,6 @@ DEFAULT_SCOPES = {
 KINDS = tuple(DEFAULT_SCOPES)
 
 
-Unauthenticated = errors.Unauthenticated
-PermissionDenied = errors.PermissionDenied
-
-
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -178,34 +174,38 @@ class Authenticator:
 
     def _authenticate(self, authorization: str | None, now: float) -> tuple[Principal, float]:
         if not authorization:
-            raise Unauthenticated("no credentials: send 'authorization: Bearer <token>' metadata")
+            raise errors.Unauthenticated(
+                "no credentials: send 'authorization: Bearer <token>' metadata"
+            )
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise Unauthenticated("the authorization metadata must be 'Bearer <token>'")
+            raise errors.Unauthenticated("the authorization metadata must be 'Bearer <token>'")
         parts = token.strip().split(".")
         if len(parts) != 3 or parts[0] != PREFIX:
-            raise Unauthenticated("the token is malformed (expected tanu1.<claims>.<signature>)")
+            raise errors.Unauthenticated(
+                "the token is malformed (expected tanu1.<claims>.<signature>)"
+            )
         try:
             sig = _unb64(parts[2])
             claims = json.loads(_unb64(parts[1]))
         except (ValueError, TypeError):
-            raise Unauthenticated("the token is malformed (bad base64 or JSON)") from None
+            raise errors.Unauthenticated("the token is malformed (bad base64 or JSON)") from None
         if not signing.verify_signature(self._key, sig, f"{parts[0]}.{parts[1]}".encode()):
-            raise Unauthenticated(
+            raise errors.Unauthenticated(
                 "the token's signature is not valid (wrong issuer key or altered)"
             )
         try:
             exp, tenant_id, client = float(claims["exp"]), claims["ten"], claims["cli"]
             scopes, purposes = frozenset(claims["scp"]), frozenset(claims.get("pur", []))
         except (KeyError, TypeError, ValueError):
-            raise Unauthenticated("the token lacks required claims") from None
+            raise errors.Unauthenticated("the token lacks required claims") from None
         if now > exp + self._leeway:
-            raise Unauthenticated(
+            raise errors.Unauthenticated(
                 f"the token expired at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(exp))}"
             )
         tenant = self.registry.tenants.get(tenant_id)
         if tenant is None:
-            raise PermissionDenied(
+            raise errors.PermissionDenied(
                 f"tenant {tenant_id!r} is not registered with this service", "scope"
             )
         return Principal(
@@ -220,7 +220,7 @@ class Authenticator:
     @staticmethod
     def authorize(p: Principal, scope: str, purpose: str | None) -> None:
         if scope not in p.scopes:
-            raise PermissionDenied(
+            raise errors.PermissionDenied(
                 f"tenant {p.tenant_id!r} ({p.tenant.kind}) may not {scope!r}; "
                 f"its token allows {sorted(p.scopes)}",
                 "scope",
@@ -228,12 +228,12 @@ class Authenticator:
         if purpose is None:
             return
         if not purpose:
-            raise PermissionDenied(
+            raise errors.PermissionDenied(
                 "no purpose given: send 'x-tanu-purpose' metadata naming why the data is used",
                 "purpose",
             )
         if purpose not in p.purposes:
-            raise PermissionDenied(
+            raise errors.PermissionDenied(
                 f"purpose {purpose!r} is not allowed for tenant {p.tenant_id!r}; "
                 f"allowed: {sorted(p.purposes)}",
                 "purpose",

@@ -1,0 +1,205 @@
+"""The store's, the searchers' and the gateway's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tanu.core._common_config import Common
+from tanu.core._settings import setting
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """The store: the system of record and its outbox relay."""
+
+    db_path: str = setting("TANU_STORE_DB", "var/store.sqlite3", "SQLite database file.")
+    dsn: str = setting(
+        "TANU_STORE_DSN",
+        "",
+        "PostgreSQL DSN (postgresql://...); when set, the store uses PostgreSQL, not SQLite.",
+    )
+    master_key_file: str = setting(
+        "TANU_MASTER_KEY_FILE",
+        "",
+        "Master keyring (JSON; `tanu keys init`) that wraps every subject's data key.",
+    )
+    master_key: str = setting(
+        "TANU_MASTER_KEY", "", "A single 32-byte master key, base64 (when no keyring file)."
+    )
+    audit_key_file: str = setting(
+        "TANU_AUDIT_KEY_FILE",
+        "",
+        "Ed25519 private key (PEM) signing audit checkpoints and erasure receipts.",
+    )
+    lockout_after: int = setting(
+        "TANU_LOCKOUT_AFTER",
+        5,
+        "Consecutive failed verifications of a subject before growing delays (1 s, 2 s, 4 s...).",
+    )
+    lock_after: int = setting(
+        "TANU_LOCK_AFTER",
+        10,
+        "Consecutive failed verifications that lock the subject until they unlock.",
+    )
+    audit_checkpoint_s: float = setting(
+        "TANU_AUDIT_CHECKPOINT_S", 10.0, "Seconds between signed audit checkpoints."
+    )
+    relay_batch: int = setting("TANU_RELAY_BATCH", 256, "Outbox events published per relay round.")
+    relay_poll_s: float = setting(
+        "TANU_RELAY_POLL_S", 1.0, "Relay poll interval when no write wakes it."
+    )
+    relay_enabled: bool = setting(
+        "TANU_RELAY_ENABLED", True, "Run the outbox relay in this process."
+    )
+    common: Common = field(default_factory=Common)
+
+
+@dataclass(frozen=True)
+class SearcherConfig:
+    """One replica of one gallery partition."""
+
+    partition: int = setting("TANU_PARTITION", 0, "Partition this searcher serves (0-based).")
+    replica: str = setting("TANU_REPLICA", "r0", "Replica name, unique within the partition.")
+    batch_max: int = setting(
+        "TANU_SEARCH_BATCH_MAX", 256, "Most queries combined into one FAISS call."
+    )
+    batch_wait_ms: float = setting(
+        "TANU_SEARCH_BATCH_WAIT_MS", 1.0, "Longest wait to fill a FAISS batch."
+    )
+    fetch_batch: int = setting(
+        "TANU_APPLY_BATCH", 1024, "Events fetched from the stream per round."
+    )
+    faiss_threads: int = setting(
+        "TANU_FAISS_THREADS", 0, "FAISS OpenMP threads; 0 keeps FAISS's default."
+    )
+    index_kind: str = setting(
+        "TANU_INDEX_KIND",
+        "flat",
+        "FAISS index: flat (fp32), fp16 (half the memory) or ivf (large partitions).",
+    )
+    index_device: str = setting(
+        "TANU_INDEX_DEVICE",
+        "cpu",
+        "Where searches run: cpu; gpu (a copy on every visible GPU, flat/fp16 kinds); "
+        "cpu-copy (the same tombstoned copy on the CPU).",
+    )
+    device_compact_share: float = setting(
+        "TANU_DEVICE_COMPACT_SHARE",
+        0.05,
+        "Rebuild the device copy once tombstones pass this share of it (and 4096).",
+    )
+    ivf_nlist: int = setting(
+        "TANU_IVF_NLIST", 1024, "ivf: inverted lists (trained once 39 x nlist templates are in)."
+    )
+    ivf_nprobe: int = setting("TANU_IVF_NPROBE", 16, "ivf: lists searched per query.")
+    ivf_rerank: int = setting(
+        "TANU_IVF_RERANK", 4, "ivf: candidates re-ranked exactly, as a multiple of top_k."
+    )
+    snapshot_dir: str = setting(
+        "TANU_SNAPSHOT_DIR", "", "Folder of encrypted index snapshots; empty disables them."
+    )
+    snapshot_interval_s: float = setting(
+        "TANU_SNAPSHOT_INTERVAL_S",
+        300.0,
+        "Seconds between snapshots (taken only when the index changed).",
+    )
+    snapshot_erasure_delay_s: float = setting(
+        "TANU_SNAPSHOT_ERASURE_DELAY_S",
+        30.0,
+        "Longest wait before a snapshot holding erased templates is rewritten without them.",
+    )
+    staging: bool = setting(
+        "TANU_SEARCHER_STAGING",
+        False,
+        "Build a partition of the layout a rebalance moves to (tanu partitions rebalance); "
+        "it joins the search queue group once the layout is switched.",
+    )
+    snapshot_key_file: str = setting(
+        "TANU_SNAPSHOT_KEY_FILE", "", "File holding the 32-byte snapshot key (base64)."
+    )
+    snapshot_key: str = setting(
+        "TANU_SNAPSHOT_KEY", "", "The snapshot key, base64 (when no key file is given)."
+    )
+    common: Common = field(default_factory=Common)
+
+    def __post_init__(self) -> None:
+        parts = self.common.layout.partitions
+        if not 0 <= self.partition < parts:
+            raise ValueError(f"TANU_PARTITION={self.partition} is outside 0..{parts - 1}")
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """The public Identity API."""
+
+    identify_threshold: float = setting(
+        "TANU_IDENTIFY_THRESHOLD",
+        0.6,
+        "Default 1:N threshold (distance for l2, similarity for cosine).",
+    )
+    verify_threshold: float = setting("TANU_VERIFY_THRESHOLD", 0.6, "Default 1:1 threshold.")
+    dedup_threshold: float = setting(
+        "TANU_DEDUP_THRESHOLD", 0.6, "Threshold of the enrolment de-duplication search."
+    )
+    search_timeout_s: float = setting(
+        "TANU_SEARCH_TIMEOUT_S", 2.0, "Deadline for every partition to answer a search."
+    )
+    default_top_k: int = setting("TANU_DEFAULT_TOP_K", 10, "Candidates returned when top_k is 0.")
+    max_top_k: int = setting("TANU_MAX_TOP_K", 1000, "Largest top_k accepted.")
+    batch_max: int = setting(
+        "TANU_GATEWAY_BATCH_MAX",
+        256,
+        "Most identify queries sent to the partitions as one request.",
+    )
+    batch_wait_ms: float = setting(
+        "TANU_GATEWAY_BATCH_WAIT_MS", 1.0, "Longest wait to fill such a batch."
+    )
+    batch_in_flight: int = setting(
+        "TANU_GATEWAY_BATCH_IN_FLIGHT",
+        1,
+        "Scatters in flight at once; fewer means larger FAISS batches.",
+    )
+    enrol_min_face_px: float = setting(
+        "TANU_ENROL_MIN_FACE_PX", 60.0, "Enrolment: smallest face box side, pixels."
+    )
+    enrol_min_sharpness: float = setting(
+        "TANU_ENROL_MIN_SHARPNESS", 20.0, "Enrolment: least Laplacian variance of the face crop."
+    )
+    enrol_max_pose: float = setting(
+        "TANU_ENROL_MAX_POSE", 0.6, "Enrolment: largest yaw proxy (0 frontal, 1 profile)."
+    )
+    enrol_min_exposure: float = setting(
+        "TANU_ENROL_MIN_EXPOSURE", 0.15, "Enrolment: darkest mean face luminance, 0..1."
+    )
+    enrol_max_exposure: float = setting(
+        "TANU_ENROL_MAX_EXPOSURE", 0.9, "Enrolment: brightest mean face luminance, 0..1."
+    )
+    min_face_score: float = setting(
+        "TANU_MIN_FACE_SCORE", 0.9, "Detector score below which a face is ignored."
+    )
+    rest_port: int = setting(
+        "TANU_REST_PORT",
+        -1,
+        "Port of the partner REST facade (OSIA subset); -1 disables it, 0 picks a free one.",
+    )
+    token_public_key_file: str = setting(
+        "TANU_TOKEN_PUBLIC_KEY_FILE",
+        "",
+        "Ed25519 public key (PEM) of the token issuer; tenants' tokens must verify with it.",
+    )
+    tenants_file: str = setting(
+        "TANU_TENANTS_FILE",
+        "",
+        "Tenant registry (JSON): id, kind, scopes, purposes, rate limit of each tenant.",
+    )
+    erasure_wait_s: float = setting(
+        "TANU_ERASURE_WAIT_S",
+        5.0,
+        "How long an erasure waits for every searcher replica to confirm it.",
+    )
+    threshold_refresh_s: float = setting(
+        "TANU_THRESHOLD_REFRESH_S",
+        10.0,
+        "How often calibrated thresholds are re-read from the cluster configuration.",
+    )
+    common: Common = field(default_factory=Common)
