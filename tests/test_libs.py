@@ -142,13 +142,13 @@ async def test_interceptor_returns_the_request_id_and_counts_rpcs(cluster):
     await call
     trailing = dict(await call.trailing_metadata())
     assert trailing["x-request-id"] == "req-123"
-    m = cluster.gateway.metrics
-    assert m.rpc_requests.labels("gateway", "Identify", "OK")._value.get() >= 1
+    m, rpc = cluster.gateway.metrics, {"service": "gateway", "method": "Identify"}
+    assert m.sample("tanu_rpc_requests_total", **rpc, code="OK") >= 1
     try:
         await cluster.stub.Identify(identify(unit_vectors(1, dim=3)[0]))
     except grpc.aio.AioRpcError:
         pass
-    assert m.rpc_requests.labels("gateway", "Identify", "INVALID_ARGUMENT")._value.get() == 1
+    assert m.sample("tanu_rpc_requests_total", **rpc, code="INVALID_ARGUMENT") == 1
 
 
 def test_metrics_are_served_on_their_own_port():

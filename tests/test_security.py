@@ -214,9 +214,9 @@ async def test_denials_are_audited_and_counted(sec, raw):
     )
     denied = [e for e in hist.entries if e.tenant == "bank" and e.purpose == "border_control"]
     assert denied and denied[-1].result == "PERMISSION_DENIED" and denied[-1].operation == "Verify"
-    m = sec.gateway.metrics.denials
-    assert m.labels("gateway", "Verify", "purpose")._value.get() >= 1
-    assert m.labels("gateway", "Verify", "unauthenticated")._value.get() >= 1
+    m, name = sec.gateway.metrics, "tanu_denials_total"
+    assert m.sample(name, service="gateway", operation="Verify", reason="purpose") >= 1
+    assert m.sample(name, service="gateway", operation="Verify", reason="unauthenticated") >= 1
 
 
 async def test_rate_limit_per_tenant(sec, raw):
@@ -225,7 +225,7 @@ async def test_rate_limit_per_tenant(sec, raw):
              for _ in range(4)]  # fmt: skip
     assert [c for c, _ in codes[:2]] == [grpc.StatusCode.OK] * 2
     assert codes[2][0] == grpc.StatusCode.RESOURCE_EXHAUSTED and "rate limit" in codes[2][1]
-    assert sec.gateway.metrics.rate_limited.labels("slow-bank")._value.get() >= 1
+    assert sec.gateway.metrics.sample("tanu_rate_limited_total", tenant="slow-bank") >= 1
 
 
 # --- consent and guardians -----------------------------------------------------
@@ -417,7 +417,7 @@ async def test_a_biometric_lock_blocks_all_matching_until_lifted(sec):
         subject_id="gina", locked=False, sample=sample(gina)))  # fmt: skip
     res = await s.Identify(identify(near(gina, seed=7)))
     assert res.candidates[0].subject_id == "gina"
-    assert sec.store.metrics.biometric_lock_changes.labels("lock")._value.get() >= 1
+    assert sec.store.metrics.sample("tanu_biometric_lock_changes_total", action="lock") >= 1
 
 
 # --- transparency -------------------------------------------------------------------

@@ -252,6 +252,14 @@ class Metrics:
 
         self.disk_free.labels(path).set_function(free)
 
+    def sample(self, name: str, **labels: str) -> float | None:
+        """The current value of one sample in this registry, by its exported
+        name and labels, e.g. ``sample("tanu_rpc_requests_total",
+        service="gateway", method="Identify", code="OK")``; None while no such
+        sample exists (a labelled counter that was never incremented). What a
+        scrape would read, without the HTTP round trip."""
+        return self.registry.get_sample_value(name, labels)
+
     def serve(self, port: int, host: str = "0.0.0.0") -> int | None:
         """Serves /metrics on ``port`` (0: a free one; -1: not at all); returns the port."""
         if port < 0:
