@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tanu.core import config as cfg
-from tanu.core import errors
+from tanu.core import errors, tls
 from tanu.core.batching import MicroBatcher
 from tanu.core.ids import partition_of
 from tanu.core.metrics import Metrics
@@ -149,6 +149,21 @@ async def test_interceptor_returns_the_request_id_and_counts_rpcs(cluster):
     except grpc.aio.AioRpcError:
         pass
     assert m.sample("tanu_rpc_requests_total", **rpc, code="INVALID_ARGUMENT") == 1
+
+
+def test_tls_settings_that_cannot_work_are_refused_naming_the_problem(tmp_path):
+    assert tls.server_credentials(cfg.Common()) is None  # plaintext unless configured
+    with pytest.raises(errors.FailedPrecondition, match="needs TANU_TLS_CERT_FILE"):
+        tls.server_credentials(cfg.from_env(cfg.Common, {"TANU_TLS_CLIENT_CA_FILE": "ca.pem"}))
+    missing = str(tmp_path / "missing.pem")
+    env = {"TANU_TLS_CERT_FILE": missing, "TANU_TLS_KEY_FILE": missing}
+    with pytest.raises(errors.FailedPrecondition, match="cannot read a TLS file"):
+        tls.server_credentials(cfg.from_env(cfg.Common, env))
+    assert isinstance(tls.channel_credentials(), grpc.ChannelCredentials)  # the system's roots
+    with pytest.raises(errors.FailedPrecondition, match="cannot read a TLS file"):
+        tls.channel_credentials(ca_file=missing)
+    with pytest.raises(errors.FailedPrecondition, match="needs both"):
+        tls.channel_credentials(cert_file=missing)
 
 
 def test_metrics_are_served_on_their_own_port():

@@ -43,6 +43,8 @@ FIELDS = (
 
 @dataclass(frozen=True)
 class Entry:
+    """One audit log entry with its place in the chain."""
+
     seq: int
     ts_ms: int
     tenant: str
@@ -58,6 +60,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class Checkpoint:
+    """A signature over the chain up to entry ``seq``."""
+
     seq: int
     hash: str
     ts_ms: int
@@ -66,6 +70,7 @@ class Checkpoint:
 
 
 def entry_hash(prev_hash: str, e: Entry) -> str:
+    """The hash entry ``e`` must carry when it follows ``prev_hash``."""
     body = json.dumps([getattr(e, f) for f in FIELDS], separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(prev_hash.encode() + b"\n" + body.encode()).hexdigest()
 
@@ -85,11 +90,15 @@ def sign_checkpoint(key: Ed25519PrivateKey, seq: int, hash_: str, ts_ms: int) ->
 
 
 def detail_json(detail: dict | None) -> str:
+    """An entry's ``detail`` as canonical JSON text (sorted keys, no spaces)."""
     return json.dumps(detail or {}, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
 @dataclass
 class Report:
+    """What ``verify`` found: counts, the last entry a valid checkpoint
+    seals, and every problem, named."""
+
     entries: int = 0
     checkpoints: int = 0
     last_sealed_seq: int = 0

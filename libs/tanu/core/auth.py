@@ -57,6 +57,9 @@ def _unb64(text: str) -> bytes:
 
 @dataclass(frozen=True)
 class Tenant:
+    """One entry of the tenant registry: what the tenant may do, for which
+    purposes, and its rate limit (requests per second, burst)."""
+
     tenant_id: str
     kind: str
     scopes: frozenset[str]
@@ -82,6 +85,8 @@ class Principal:
 
 @dataclass
 class Registry:
+    """The tenants this service knows, by id (from the tenants file)."""
+
     tenants: dict[str, Tenant] = field(default_factory=dict)
 
     @classmethod
@@ -219,6 +224,8 @@ class Authenticator:
 
     @staticmethod
     def authorize(p: Principal, scope: str, purpose: str | None) -> None:
+        """Refuses (PermissionDenied, reason scope or purpose) unless ``p``
+        holds ``scope`` and, when ``purpose`` is not None, may act for it."""
         if scope not in p.scopes:
             raise errors.PermissionDenied(
                 f"tenant {p.tenant_id!r} ({p.tenant.kind}) may not {scope!r}; "

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
 
-from tanu.core import logs, natsnames
+from tanu.core import errors, logs, natsnames
+from tanu.core.config import Layout
 
 log = logs.get(__name__)
 
@@ -25,7 +27,8 @@ def thresholds_key(model_id: str) -> str:
     return "thresholds." + model_id.encode("utf-8").hex()
 
 
-async def bucket(js: JetStreamContext):
+async def bucket(js: JetStreamContext) -> KeyValue:
+    """The cluster configuration bucket, created on first use."""
     try:
         return await js.key_value(natsnames.CLUSTER_BUCKET)
     except BucketNotFoundError:
@@ -33,7 +36,7 @@ async def bucket(js: JetStreamContext):
                                          description="Tanu cluster configuration")  # fmt: skip
 
 
-async def _read(kv, model_id: str) -> tuple[dict, int | None]:
+async def _read(kv: KeyValue, model_id: str) -> tuple[dict, int | None]:
     """(the model's records, the key's revision or None when absent)."""
     try:
         entry = await kv.get(thresholds_key(model_id))
@@ -63,8 +66,6 @@ async def read_thresholds(js: JetStreamContext, model_id: str) -> dict:
 async def write_threshold(js: JetStreamContext, model_id: str, kind: str, record: dict) -> dict:
     """Stores one calibrated threshold (verify or identify) for ``model_id``,
     keeping the other kind's; concurrent writers retry on the revision."""
-    from nats.js.errors import KeyWrongLastSequenceError
-
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}")
     if not isinstance(record.get("threshold"), float | int):
@@ -88,16 +89,12 @@ async def write_threshold(js: JetStreamContext, model_id: str, kind: str, record
 LAYOUT_KEY = "layout"
 
 
-async def ensure_layout(js: JetStreamContext, layout, service: str) -> dict:
+async def ensure_layout(js: JetStreamContext, layout: Layout, service: str) -> dict:
     """Checks this service's layout against the cluster's (key ``layout``);
     the first service to start records it. A service configured for another
     partition count, dimension, metric or model would search or fill the
     wrong gallery, so it must not start: FailedPrecondition names every
     difference."""
-    from nats.js.errors import KeyWrongLastSequenceError
-
-    from tanu.core import errors
-
     kv = await bucket(js)
     want = layout.as_dict()
     try:
@@ -146,11 +143,9 @@ def rerouted(record: dict, partitions: int) -> bool:
     return any(int(p) != partitions for p in record.get("routed", []))
 
 
-async def ensure_next_layout(js: JetStreamContext, layout, service: str) -> dict:
+async def ensure_next_layout(js: JetStreamContext, layout: Layout, service: str) -> dict:
     """A staging searcher's check: a rebalance to exactly this layout is in
     progress (or already switched to it)."""
-    from tanu.core import errors
-
     for key in (NEXT_LAYOUT_KEY, LAYOUT_KEY):
         record, _ = await read_layout(js, key)
         if record and not layout.differences(record, key, f"{service} configured"):

@@ -18,6 +18,9 @@ from tanu.core.service import ServiceBase
 
 
 class ModelService(ServiceBase):
+    """Base of the detector and embedder: ``run_batch`` runs ``model`` over a
+    micro-batch on the model thread."""
+
     def __init__(
         self,
         common: Common,
@@ -55,6 +58,7 @@ class ModelService(ServiceBase):
         self, client_name: str, subject: str, queue: str, request_type: type,
         handler: Callable[[Any], Awaitable[Any]], add: Callable, servicer: object, full_name: str,
     ) -> None:  # fmt: skip
+        """Connects to NATS, answers ``subject`` in ``queue``, then serves gRPC."""
         await self.connect(client_name)
         await self.responder.serve(subject, queue, request_type, handler)
         await self.serve_grpc(add, servicer, full_name)

@@ -46,11 +46,8 @@ def main(
         except errors.TanuError as exc:
             log.error("start_failed", reason=exc.message)
             return 1
-        except (
-            RuntimeError,
-            OSError,
-            ValueError,
-        ) as exc:  # e.g. a model missing or failing its checksum
+        except (RuntimeError, OSError, ValueError) as exc:
+            # e.g. a model file missing or failing its checksum (ModelError)
             log.error("start_failed", reason=str(exc))
             return 1
         log.info("ready", grpc_port=service.port, metrics_port=metrics_port)

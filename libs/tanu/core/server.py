@@ -90,6 +90,7 @@ class GrpcServer:
     service_names: tuple[str, ...]
 
     async def set_serving(self, serving: bool) -> None:
+        """Health of the server and of each of its services: SERVING or NOT_SERVING."""
         status = SERVING if serving else NOT_SERVING
         for name in ("", *self.service_names):
             await self.health.set(name, status)

@@ -51,7 +51,7 @@ def channel_credentials(
     (the system's roots when empty); with ``cert_file`` and ``key_file`` the
     client presents its own certificate (mutual TLS)."""
     if bool(cert_file) != bool(key_file):
-        raise errors.FailedPrecondition("a client certificate needs both its file and its key")
+        raise errors.FailedPrecondition("a client certificate needs both its file and its key file")
     return grpc.ssl_channel_credentials(
         root_certificates=_read(ca_file) if ca_file else None,
         private_key=_read(key_file) if key_file else None,

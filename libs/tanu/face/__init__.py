@@ -1,3 +1,5 @@
 """Face pipeline building blocks shared by the detector and embedder services:
-image decoding, MTCNN detection, quality, 5-point alignment, model profiles,
-and the dlib → ONNX converter."""
+image decoding (``images``), MTCNN detection (``mtcnn``), quality
+(``quality``), 5-point alignment (``align``), the embedding model
+(``embedding``), the pinned model files and onnxruntime sessions
+(``models``), and the dlib → ONNX converter (``dlib_convert``)."""

@@ -17,8 +17,8 @@ from tanu.core import errors
 
 FORMATS = ("JPEG", "PNG")
 
-
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SIGNATURE = b"\xff\xd8"
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 
 
@@ -32,12 +32,21 @@ def quiet_decoder_warnings() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"PIL\.")
 
 
+def _claimed_format(data: bytes) -> str | None:
+    """The format the bytes' signature claims (PNG or JPEG), or None."""
+    if data.startswith(PNG_SIGNATURE):
+        return "PNG"
+    if data.startswith(JPEG_SIGNATURE):
+        return "JPEG"
+    return None
+
+
 def header_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from a PNG IHDR or a JPEG SOF header, without decoding
     anything; None when the header cannot be read that way."""
     if data.startswith(PNG_SIGNATURE) and len(data) >= 24 and data[12:16] == b"IHDR":
         return struct.unpack(">II", data[16:24])
-    if data.startswith(b"\xff\xd8"):
+    if data.startswith(JPEG_SIGNATURE):
         i = 2
         while i + 9 <= len(data):
             if data[i] != 0xFF:
@@ -68,10 +77,10 @@ def decode(data: bytes, max_pixels: int) -> np.ndarray:
     if not data:
         raise errors.InvalidArgument("image is empty (0 bytes)")
     size = header_size(data)
+    kind = _claimed_format(data)
     if size is not None:
         _check_size(*size, max_pixels)
-    elif data.startswith(PNG_SIGNATURE) or data.startswith(b"\xff\xd8"):
-        kind = "PNG" if data.startswith(PNG_SIGNATURE) else "JPEG"
+    elif kind:
         raise errors.InvalidArgument(
             f"{kind} header is truncated or corrupt: no image size could be read"
         )
@@ -83,8 +92,7 @@ def decode(data: bytes, max_pixels: int) -> np.ndarray:
             "accepts at all; it was not decoded"
         ) from None
     except UnidentifiedImageError:
-        if data.startswith(PNG_SIGNATURE) or data.startswith(b"\xff\xd8"):
-            kind = "PNG" if data.startswith(PNG_SIGNATURE) else "JPEG"
+        if kind:
             raise errors.InvalidArgument(
                 f"{kind} image is truncated or corrupt: it cannot be read"
             ) from None

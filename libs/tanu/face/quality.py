@@ -14,15 +14,25 @@ SHARPNESS_SIDE = 96  # the crop is resampled to this size so sharpness compares 
 
 @dataclass(frozen=True)
 class Quality:
-    face_size_px: float  # shorter side of the face box in image pixels
-    sharpness: float  # variance of the 4-neighbour Laplacian of the grey face crop at 96x96
-    pose: (
-        float  # 0 frontal .. 1 profile: nose offset from the eye midline over half the eye distance
-    )
-    exposure: float  # mean luminance of the face crop, 0..1
+    """The quality measures of one detected face.
+
+    - ``face_size_px``: shorter side of the face box, in image pixels;
+    - ``sharpness``: variance of the 4-neighbour Laplacian of the grey face
+      crop resampled to ``SHARPNESS_SIDE`` x ``SHARPNESS_SIDE``;
+    - ``pose``: 0 frontal .. 1 profile, the nose's offset from the eye
+      midline over half the eye distance;
+    - ``exposure``: mean luminance of the face crop, 0..1.
+    """
+
+    face_size_px: float
+    sharpness: float
+    pose: float
+    exposure: float
 
 
 def assess(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> Quality:
+    """The quality of the face at ``box`` with its 5 ``landmarks``; an empty
+    crop (a box outside the image) measures as unusable."""
     h, w = image.shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)
     size = max(0.0, min(x2 - x1, y2 - y1))
