@@ -23,6 +23,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from . import errors, signing
 
 PREFIX = "tanu1"
+# The gRPC metadata keys a call authenticates with ('Bearer <token>') and
+# names its purpose in.
+AUTHORIZATION_KEY = "authorization"
+PURPOSE_KEY = "x-tanu-purpose"
 
 SCOPES = (
     "enrol",

@@ -1,6 +1,8 @@
 """Prometheus metrics, one registry per service instance, served on their own
-port. Labels are bounded: service, method, code, partition, replica, batcher;
-never a subject id."""
+port. Every label has bounded values (service, method, code, HTTP status,
+operation, reason, action, partition, replica, batcher, model, route
+template, data path, and tenant, which comes from configuration); never a
+subject id."""
 
 from __future__ import annotations
 

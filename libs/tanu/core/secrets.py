@@ -98,4 +98,4 @@ def aio_channel(
 
 def call_metadata(token: str, purpose: str = DEFAULT_PURPOSE) -> tuple[tuple[str, str], ...]:
     """The gRPC metadata that authenticates a call as ``token`` acting for ``purpose``."""
-    return (("authorization", f"Bearer {token}"), ("x-tanu-purpose", purpose))
+    return ((auth.AUTHORIZATION_KEY, f"Bearer {token}"), (auth.PURPOSE_KEY, purpose))
