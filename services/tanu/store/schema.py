@@ -4,9 +4,10 @@ production), one connection on one thread, and transactions.
 
 ``Database`` is the base of every part of the store (``tanu.store.db``):
 the parts add their tables' SQL on top of its helpers ``_x`` (execute),
-``_one``, ``_all`` and ``_tx``, all of which run on the database thread.
-All calls run on that one thread (one connection, one writer); the async
-service hands them to it with ``run``.
+``_one``, ``_all`` and ``_tx``. One connection means one writer; the
+async service hands every call to the connection's own thread with
+``run``, and callers without an event loop (tests, benchmarks) call the
+methods directly, one at a time.
 """
 
 from __future__ import annotations
