@@ -32,7 +32,7 @@ from loadgen import pct  # noqa: E402
 from tanu.core import envelope, secrets, vectors
 from tanu.core.config import Layout
 from tanu.ops.local import LocalCluster  # noqa: E402
-from tanu.store.db import SqliteStore
+from tanu.store import Store
 from tanu.v1 import common_pb2, identity_pb2, identity_pb2_grpc
 
 DIM = 128
@@ -160,7 +160,7 @@ def main() -> int:
         t = time.perf_counter()
         keyenv = secrets.provision(var / "keys")
         TOKEN[0] = (var / "keys" / "operator.token").read_text()
-        db = SqliteStore(
+        db = Store(
             var / "store.sqlite3", layout,
             envelope.LocalKeyProvider.from_file(keyenv["TANU_MASTER_KEY_FILE"]),
         )  # fmt: skip

@@ -5,14 +5,17 @@ event and apply none twice."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import uuid
+from contextlib import closing
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tanu.core import bus, natsnames
 from tanu.core.metrics import Metrics
-from tanu.store.relay import MSG_ID, OutboxRelay
+from tanu.store import MSG_ID, OutboxRelay
 from tanu.v1 import common_pb2, searcher_pb2, searcher_pb2_grpc, store_pb2
 
 import helpers
@@ -21,14 +24,16 @@ from helpers import identify
 
 
 def store_ids(cluster, partition: int | None = None) -> set[int]:
-    """Template ids the system of record holds (for one partition)."""
-    db = cluster.store.db
+    """Template ids the system of record holds (for one partition), read
+    from its SQLite file through a read-only connection of our own."""
     sql = "SELECT t.template_id FROM templates t JOIN subjects s USING (subject_id)"
     args: tuple = ()
     if partition is not None:
         sql += " WHERE s.partition = ?"
         args = (partition,)
-    return {r[0] for r in db._conn.execute(sql, args)}
+    uri = Path(cluster.env["TANU_STORE_DB"]).resolve().as_uri() + "?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True)) as conn:
+        return {r[0] for r in conn.execute(sql, args)}
 
 
 async def bulk_enrol(cluster, prefix: str, n: int, seed: int) -> None:
@@ -128,7 +133,7 @@ async def test_relay_and_store_restarts_lose_no_event_and_apply_none_twice(nats_
         crashed = OutboxRelay(
             cluster.store.db, nc.jetstream(), batch=30, poll_s=1, metrics=Metrics.create()
         )
-        await crashed._publish(pending[:30])
+        await crashed.publish(pending[:30])
         assert await stream_messages(nc) == 30
 
         # The store restarts (same database) with its relay on.

@@ -175,12 +175,12 @@ def test_metrics_are_served_on_their_own_port():
 
 
 def test_the_store_refuses_to_open_with_another_layout(tmp_path):
-    from tanu.store.db import SqliteStore
+    from tanu.store import Store
 
     path = tmp_path / "s.sqlite3"
-    SqliteStore(path, cfg.Layout(partitions=4)).close()
+    Store(path, cfg.Layout(partitions=4)).close()
     with pytest.raises(errors.FailedPrecondition, match="partitions: stored '4', configured '8'"):
-        SqliteStore(path, cfg.Layout(partitions=8))
+        Store(path, cfg.Layout(partitions=8))
 
 
 def test_the_production_nats_config_is_accepted_by_nats_server():

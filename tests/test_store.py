@@ -1,21 +1,28 @@
 """The store on both backends: SQLite (the embedded default) and PostgreSQL
 (127.0.0.1:5432, database ``test``, a fresh schema per test). The same
 tests run on each: records, consent, lockout, envelope encryption and key
-rotation, erasure, and the tamper-evident audit log."""
+rotation, erasure, the layout migration, and the tamper-evident audit log
+(verified offline by ``python -m tanu.store.admin``). Tampering goes through
+a connection of its own to the database, as an attacker's would."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 
-from tanu.core import audit, envelope, errors, signing
+from tanu.clients.store import StoreClient
+from tanu.core import audit, bus, envelope, errors, ids, signing
 from tanu.core.config import Layout
-from tanu.store.db import Store
-from tanu.v1 import common_pb2, store_pb2
+from tanu.store import Store
+from tanu.v1 import common_pb2, store_pb2, store_pb2_grpc
 
 from conftest import unit_vectors
 
@@ -66,11 +73,44 @@ def store(target, keyring):
     s.close()
 
 
+class Raw:
+    """A connection of its own to the store's database (autocommit), as an
+    auditor reading it or an attacker with access to it would have."""
+
+    def __init__(self, target: str) -> None:
+        if target.startswith("postgresql://"):
+            import psycopg
+
+            self.conn = psycopg.connect(target, autocommit=True)
+            self.marker = "%s"
+        else:
+            self.conn = sqlite3.connect(target, isolation_level=None)
+            self.marker = "?"
+
+    def rows(self, q: str, args=()) -> list:
+        cur = self.conn.execute(q.replace("?", self.marker), tuple(args))
+        return cur.fetchall() if cur.description else []
+
+    def one(self, q: str, args=()):
+        rows = self.rows(q, args)
+        return rows[0] if rows else None
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def raw(target):
+    r = Raw(target)
+    yield r
+    r.close()
+
+
 def consent(purposes=("kyc",), **kw) -> common_pb2.Consent:
     return common_pb2.Consent(purposes=list(purposes), evidence_ref="form-7", **kw)
 
 
-def test_records_round_trip_sealed(store: Store):
+def test_records_round_trip_sealed(store: Store, raw: Raw):
     v = unit_vectors(2, seed=11)
     s = store.put_subject("alice", v, "1990-05-01", consent())
     assert s.template_count == 2 and s.partition in (0, 1)
@@ -84,9 +124,9 @@ def test_records_round_trip_sealed(store: Store):
     (row,) = store.outbox_batch(10)
     ev = store_pb2.TemplateEvent.FromString(row.payload)
     assert ev.subject_id == "alice" and ev.vectors == v.tobytes()
-    raw = store._one("SELECT payload FROM outbox")[0]
-    assert v[0].tobytes()[:32] not in bytes(raw)
-    for (blob,) in store._all("SELECT sealed FROM templates"):
+    sealed_event = raw.one("SELECT payload FROM outbox")[0]
+    assert v[0].tobytes()[:32] not in bytes(sealed_event)
+    for (blob,) in raw.rows("SELECT sealed FROM templates"):
         assert v[0].tobytes()[:32] not in bytes(blob) and v[1].tobytes()[:32] not in bytes(blob)
 
 
@@ -136,7 +176,7 @@ def test_failed_verifications_delay_then_lock(store: Store):
     assert store.record_verification("carol", True).failed_verifications == 0
 
 
-def test_erasure_destroys_the_data_key_and_queues_stream_deletion(store: Store):
+def test_erasure_destroys_the_data_key_and_queues_stream_deletion(store: Store, raw: Raw):
     v = unit_vectors(1, seed=15)
     store.put_subject("dave", v, "1980-01-01", consent())
     rows = store.outbox_batch(10)
@@ -145,7 +185,7 @@ def test_erasure_destroys_the_data_key_and_queues_stream_deletion(store: Store):
     assert r.data_key_id.startswith("dk-") and r.stream_messages == 1 and r.consents_removed == 1
     assert store.pending_stream_erasures() == [41]
     for table in ("subjects", "templates", "subject_keys", "consents"):
-        assert store._one(f"SELECT COUNT(*) FROM {table}")[0] == 0
+        assert raw.one(f"SELECT COUNT(*) FROM {table}")[0] == 0
     (ev,) = store.outbox_batch(10)
     assert (
         store_pb2.TemplateEvent.FromString(ev.payload).kind == store_pb2.TemplateEvent.KIND_REMOVED
@@ -224,6 +264,89 @@ def test_access_history_pages(store: Store):
         store.access_history("g", 5, "zz")
 
 
+def test_templates_are_listed_a_page_at_a_time_in_subject_order(store: Store):
+    vecs = unit_vectors(25, seed=20)
+    store.put_many([(f"m{i:02d}", vecs[i : i + 1]) for i in range(25)])
+    store.put_subject("m99", unit_vectors(2, seed=21), "1980-01-01", consent())
+    pages, after = [], ""
+    while True:
+        page = store.list_templates(after, 10)
+        pages.append(page)
+        after = page.next_after_subject_id
+        if not after:
+            break
+    assert [len(p.subjects) for p in pages] == [10, 10, 6]
+    listed = [s.subject_id for p in pages for s in p.subjects]
+    assert listed == sorted(listed) and len(set(listed)) == 26
+    held = {s.subject_id: list(s.template_ids) for p in pages for s in p.subjects}
+    assert len(held["m99"]) == 2
+    assert held == {
+        sid: [t.template_id for t in store.get_templates(sid).templates] for sid in held
+    }
+    assert len(store.list_templates("", 0).subjects) == 26  # 0: the default page size
+    with pytest.raises(errors.InvalidArgument, match="limit"):
+        store.list_templates("", 10_001)
+
+
+def test_the_layout_migration_moves_subjects_to_their_new_partitions(store: Store, target, keyring):
+    vecs = unit_vectors(40, seed=22)
+    sids = [f"r{i}" for i in range(40)]
+    store.put_many([(sid, vecs[i : i + 1]) for i, sid in enumerate(sids)])
+    moving = sum(ids.partition_of(sid, 2) != ids.partition_of(sid, 5) for sid in sids)
+    assert moving > 0
+    assert store.migrate_layout(5, batch=7) == moving
+    assert store.migrate_layout(5) == 0  # idempotent
+    assert all(store.get_subject(sid).partition == ids.partition_of(sid, 5) for sid in sids)
+    # the recorded layout is the new one: a store configured with it opens, the old one not
+    Store(target, Layout(partitions=5), envelope.LocalKeyProvider.from_file(keyring)).close()
+    with pytest.raises(errors.FailedPrecondition, match="partitions"):
+        Store(target, LAYOUT, envelope.LocalKeyProvider.from_file(keyring))
+    with pytest.raises(errors.InvalidArgument, match="partitions"):
+        store.migrate_layout(0)
+
+
+async def test_the_service_serves_listing_and_migration_over_nats_and_grpc(nats_server, tmp_path):
+    from conftest import Cluster, env_for
+
+    c = Cluster(env_for(nats_server.url, tmp_path, TANU_RELAY_ENABLED="false"))
+    nc = await bus.connect(nats_server.url, "test")
+    try:
+        await c.start_store()
+        vecs = unit_vectors(12, seed=23)
+        sids = [f"n{i:02d}" for i in range(12)]
+        await c.store.db.run(
+            c.store.db.put_many, [(sid, vecs[i : i + 1]) for i, sid in enumerate(sids)]
+        )
+        client = StoreClient(nc, 5.0)
+        listed, after = [], ""
+        while True:
+            page = await client.list_templates(
+                store_pb2.ListTemplatesRequest(after_subject_id=after, limit=5)
+            )
+            listed += [s.subject_id for s in page.subjects]
+            after = page.next_after_subject_id
+            if not after:
+                break
+        assert listed == sids
+        with pytest.raises(errors.InvalidArgument):
+            await client.list_templates(store_pb2.ListTemplatesRequest(limit=10_001))
+        moving = sum(ids.partition_of(sid, 2) != ids.partition_of(sid, 3) for sid in sids)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{c.store.port}") as ch:
+            stub = store_pb2_grpc.StoreStub(ch)
+            r = await stub.MigrateLayout(store_pb2.MigrateLayoutRequest(partitions=3))
+            assert r.subjects_moved == moving
+            page = await stub.ListTemplates(store_pb2.ListTemplatesRequest())
+            assert [s.subject_id for s in page.subjects] == sids
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stub.MigrateLayout(store_pb2.MigrateLayoutRequest(partitions=0))
+            assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        again = await client.migrate_layout(store_pb2.MigrateLayoutRequest(partitions=3))
+        assert again.subjects_moved == 0
+    finally:
+        await nc.close()
+        await c.stop()
+
+
 # --- the audit log: every kind of tampering is caught, and located ---------
 
 
@@ -252,52 +375,52 @@ def test_an_intact_log_verifies(sealed):
     assert rep.entries == 20 and rep.checkpoints == 2 and rep.last_sealed_seq == 20
 
 
-def test_an_edited_entry_is_found(sealed):
+def test_an_edited_entry_is_found(sealed, raw: Raw):
     store, public = sealed
-    store._x("UPDATE audit SET result = 'no_match' WHERE seq = 7")
+    raw.rows("UPDATE audit SET result = 'no_match' WHERE seq = 7")
     rep = check(store, public)
     assert any("entry 7 was edited" in p for p in rep.problems), rep.problems
 
 
-def test_a_deleted_entry_is_found(sealed):
+def test_a_deleted_entry_is_found(sealed, raw: Raw):
     store, public = sealed
-    store._x("DELETE FROM audit WHERE seq = 12")
+    raw.rows("DELETE FROM audit WHERE seq = 12")
     rep = check(store, public)
     assert any("12..12 are missing" in p for p in rep.problems), rep.problems
 
 
-def test_an_inserted_entry_is_found(sealed):
+def test_an_inserted_entry_is_found(sealed, raw: Raw):
     store, public = sealed
     # squeeze a forged entry in at 5 by renumbering the rest
-    store._x("UPDATE audit SET seq = seq + 1000 WHERE seq >= 5")
-    store._x("UPDATE audit SET seq = seq - 999 WHERE seq >= 1000")
-    row = list(store._one("SELECT * FROM audit WHERE seq = 4"))
+    raw.rows("UPDATE audit SET seq = seq + 1000 WHERE seq >= 5")
+    raw.rows("UPDATE audit SET seq = seq - 999 WHERE seq >= 1000")
+    row = list(raw.one("SELECT * FROM audit WHERE seq = 4"))
     row[0] = 5
     row[6] = "forged"
-    store._x("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+    raw.rows("INSERT INTO audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
     rep = check(store, public)
     assert any("entry 5" in p for p in rep.problems), rep.problems
 
 
-def test_reordered_entries_are_found(sealed):
+def test_reordered_entries_are_found(sealed, raw: Raw):
     store, public = sealed
-    store._x("UPDATE audit SET seq = -3 WHERE seq = 3")
-    store._x("UPDATE audit SET seq = 3 WHERE seq = 4")
-    store._x("UPDATE audit SET seq = 4 WHERE seq = -3")
+    raw.rows("UPDATE audit SET seq = -3 WHERE seq = 3")
+    raw.rows("UPDATE audit SET seq = 3 WHERE seq = 4")
+    raw.rows("UPDATE audit SET seq = 4 WHERE seq = -3")
     rep = check(store, public)
     assert any("entry 3" in p for p in rep.problems), rep.problems
 
 
-def test_a_rewritten_chain_is_caught_by_the_signed_checkpoint(sealed):
+def test_a_rewritten_chain_is_caught_by_the_signed_checkpoint(sealed, raw: Raw):
     """An attacker who recomputes every hash after editing still cannot
     forge the checkpoint signature."""
     store, public = sealed
-    store._x("UPDATE audit SET subject_id = 'someone-else' WHERE seq = 2")
+    raw.rows("UPDATE audit SET subject_id = 'someone-else' WHERE seq = 2")
     prev = audit.GENESIS
     for e in list(store.audit_entries()):
         fixed = audit.Entry(*[getattr(e, f) for f in audit.FIELDS], prev_hash=prev)
         h = audit.entry_hash(prev, fixed)
-        store._x("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, h, e.seq))
+        raw.rows("UPDATE audit SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, h, e.seq))
         prev = h
     rep = check(store, public)
     assert not any("edited" in p for p in rep.problems)  # the chain itself is consistent again
@@ -306,18 +429,46 @@ def test_a_rewritten_chain_is_caught_by_the_signed_checkpoint(sealed):
     )
 
 
-def test_a_truncated_log_is_found(sealed):
+def test_a_truncated_log_is_found(sealed, raw: Raw):
     store, public = sealed
-    store._x("DELETE FROM audit WHERE seq > 15")
+    raw.rows("DELETE FROM audit WHERE seq > 15")
     rep = check(store, public)
     assert any("cut off the end" in p for p in rep.problems), rep.problems
 
 
-def test_a_forged_checkpoint_is_found(sealed, tmp_path):
+def test_a_forged_checkpoint_is_found(sealed, raw: Raw):
     store, public = sealed
-    store._x("UPDATE audit_checkpoints SET ts_ms = ts_ms + 1 WHERE seq = 10")
+    raw.rows("UPDATE audit_checkpoints SET ts_ms = ts_ms + 1 WHERE seq = 10")
     rep = check(store, public)
     assert any("checkpoint at entry 10 has an invalid signature" in p for p in rep.problems)
+
+
+def audit_verify(target: str, public_key: Path, *flags: str) -> subprocess.CompletedProcess:
+    """``python -m tanu.store.admin audit-verify``, as ``tanu audit verify`` runs it."""
+    cmd = [sys.executable, "-m", "tanu.store.admin", "audit-verify", "--target", target,
+           "--public-key", str(public_key), *flags]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def test_the_offline_verifier_tells_an_intact_log_from_a_tampered_one(
+    sealed, target, raw, tmp_path
+):
+    public_key = tmp_path / "audit.pem.pub"
+    intact = audit_verify(target, public_key)
+    assert intact.returncode == 0, intact.stderr
+    assert (
+        "audit log intact: 20 entries, 2 signed checkpoints, sealed up to entry 20" in intact.stdout
+    )
+    raw.rows("UPDATE audit SET result = 'no_match' WHERE seq = 7")
+    tampered = audit_verify(target, public_key)
+    assert tampered.returncode == 1 and "audit log TAMPERED" in tampered.stdout
+    as_json = audit_verify(target, public_key, "--json")
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert not report["ok"] and report["entries"] == 20
+    assert any("entry 7 was edited" in p for p in report["problems"]), report["problems"]
+    missing = audit_verify(str(tmp_path / "nowhere.sqlite3"), public_key)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no store database")
 
 
 def test_no_plaintext_template_in_the_sqlite_files(tmp_path, keyring):

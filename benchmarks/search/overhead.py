@@ -29,7 +29,7 @@ from loadgen import figures, load  # noqa: E402
 from tanu.core import bus, envelope, natsnames, secrets, vectors
 from tanu.core.config import Layout
 from tanu.ops.local import LocalCluster  # noqa: E402
-from tanu.store.db import SqliteStore
+from tanu.store import Store
 from tanu.v1 import common_pb2, identity_pb2, identity_pb2_grpc, searcher_pb2
 
 DIM, K = 128, 10
@@ -123,7 +123,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tanu-overhead-") as tmp:
         var = Path(tmp) / "var"
         keyenv = secrets.provision(var / "keys")  # the cluster below uses the same keys
-        db = SqliteStore(var / "store.sqlite3", Layout(partitions=1),
+        db = Store(var / "store.sqlite3", Layout(partitions=1),
                          envelope.LocalKeyProvider.from_file(keyenv["TANU_MASTER_KEY_FILE"]))  # fmt: skip
         consent = common_pb2.Consent(purposes=[secrets.DEFAULT_PURPOSE], evidence_ref="bench")
         db.put_many([(f"c{i}", gallery[i : i + 1]) for i in range(args.templates)], "1980-01-01",

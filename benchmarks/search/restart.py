@@ -29,8 +29,7 @@ from tanu.core import config as cfg
 from tanu.core import envelope, logs, secrets
 from tanu.ops.natsd import NatsServer
 from tanu.searcher.service import SearcherService
-from tanu.store.db import SqliteStore
-from tanu.store.service import StoreService
+from tanu.store import Store, StoreService
 
 
 def synthetic(n: int, seed: int) -> np.ndarray:
@@ -59,7 +58,7 @@ async def run(args) -> None:
                     if k != "TANU_SNAPSHOT_KEY_FILE"})  # fmt: skip
         try:
             t = time.perf_counter()
-            db = SqliteStore(env["TANU_STORE_DB"], cfg.Layout(partitions=1),
+            db = Store(env["TANU_STORE_DB"], cfg.Layout(partitions=1),
                              envelope.LocalKeyProvider.from_file(env["TANU_MASTER_KEY_FILE"]))  # fmt: skip
             for lo in range(0, args.templates, 50_000):
                 vecs = synthetic(min(50_000, args.templates - lo), lo)

@@ -1,6 +1,14 @@
-"""The outbox relay: publishes committed template events to JetStream in
-commit order, with ``Nats-Msg-Id`` = event id, and forgets them only once
-JetStream has acknowledged them.
+"""The outbox relay: publishes committed template events to JetStream
+with ``Nats-Msg-Id`` = event id, and forgets them only once JetStream has
+acknowledged them.
+
+Events go out in outbox order (``seq``, lowest first, a batch at a time).
+With one store writing, that is commit order. With several stores sharing
+a PostgreSQL database, ``seq`` is taken when a row is inserted, not when it
+commits, and each store's relay reads the shared outbox: an event whose
+transaction commits late can go out after events with a higher ``seq``, and
+two relays may publish the same event (JetStream drops the second inside
+its duplicate window).
 
 A crash (of the relay, the store or NATS) between publishing and forgetting
 re-publishes the same events on the next round; JetStream drops them as
@@ -11,6 +19,7 @@ idempotently in any case. So no event is lost and none is applied twice.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 from nats.js import JetStreamContext
 
@@ -18,6 +27,7 @@ from tanu.core import logs, natsnames
 from tanu.core.metrics import Metrics
 
 from .db import Store
+from .outbox import OutboxRow
 
 log = logs.get(__name__)
 
@@ -25,6 +35,9 @@ MSG_ID = "Nats-Msg-Id"
 
 
 class OutboxRelay:
+    """Publishes the outbox of one ``Store`` to the event stream, in a task
+    of its own (``start``/``stop``)."""
+
     def __init__(
         self,
         db: Store,
@@ -57,7 +70,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def wait_idle(self, timeout: float) -> None:
-        """Waits until the outbox is empty (for tests and orderly shutdown)."""
+        """Waits until the relay finds the outbox empty (tests and benchmarks wait on it)."""
         await asyncio.wait_for(self._idle.wait(), timeout)
 
     async def _loop(self) -> None:
@@ -68,7 +81,7 @@ class OutboxRelay:
             rows = await self._db.run(self._db.outbox_batch, self._batch)
             if not rows:
                 try:
-                    await self.erase_from_stream(self._stream)
+                    await self.erase_from_stream()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - NATS down: retried next round
@@ -87,7 +100,7 @@ class OutboxRelay:
                 continue
             self._idle.clear()
             try:
-                acks = await self._publish(rows)
+                acks = await self.publish(rows)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - NATS down, timeouts: retry with backoff
@@ -104,9 +117,13 @@ class OutboxRelay:
             self._metrics.events_published.inc(len(rows))
             self._metrics.outbox_pending.set(await self._db.run(self._db.outbox_pending))
 
-    async def _publish(self, rows) -> list[int]:
+    async def publish(self, rows: Sequence[OutboxRow]) -> list[int]:
+        """Publishes ``rows`` (from ``Store.outbox_batch``) and waits for
+        JetStream's acknowledgements; returns the events' stream sequence
+        numbers. It does not forget them: the loop does that (``outbox_done``)
+        once this returns, so a relay that dies in between re-publishes them."""
         # publish_async sends in call order on one connection, so the stream
-        # keeps commit order; the acknowledgements are awaited together.
+        # keeps the batch's order; the acknowledgements are awaited together.
         futures = [
             await self._js.publish_async(row.subject, row.payload, headers={MSG_ID: row.event_id})
             for row in rows
@@ -114,23 +131,22 @@ class OutboxRelay:
         acks = await asyncio.wait_for(asyncio.gather(*futures), self._ack_timeout_s)
         return [a.seq for a in acks]
 
-    async def erase_from_stream(self, stream: str) -> int:
-        """Deletes erased subjects' template events from the stream (the
-        server overwrites them); returns how many are still pending."""
+    async def erase_from_stream(self) -> int:
+        """Deletes up to 1000 erased subjects' template events from the
+        stream (the server overwrites them); returns how many it deleted or
+        found gone already. The rest wait for the next idle round."""
         from nats.js.errors import NotFoundError
 
         seqs = await self._db.run(self._db.pending_stream_erasures, 1000)
-        done = []
         for seq in seqs:
             try:
-                await self._js.delete_msg(stream, seq)
+                await self._js.delete_msg(self._stream, seq)
             except NotFoundError:
                 pass  # already gone (aged out, purged, or deleted before)
-            done.append(seq)
-        if done:
-            await self._db.run(self._db.stream_erasures_done, done)
-            log.info("stream_messages_erased", count=len(done))
-        return len(seqs) - len(done)
+        if seqs:
+            await self._db.run(self._db.stream_erasures_done, seqs)
+            log.info("stream_messages_erased", count=len(seqs))
+        return len(seqs)
 
     async def stop(self) -> None:
         """Stops publishing; whatever is unacknowledged stays in the outbox."""

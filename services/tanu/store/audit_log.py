@@ -1,0 +1,95 @@
+"""The hash-chained audit log and its signed checkpoints
+(``tanu.core.audit`` holds the chain's rules and its verification).
+
+Each entry's hash covers the previous entry's hash, and checkpoints sign
+the head of the chain from time to time, so any edit, deletion, insertion
+or reordering is found and located by ``tanu.core.audit.verify`` over
+``audit_entries`` and ``audit_checkpoints``. On PostgreSQL several stores
+may share a database: appends take a table lock so the chain stays one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from tanu.core import audit
+from tanu.v1 import store_pb2
+
+from .schema import Database, now_ms
+
+
+class AuditLog(Database):
+    """The ``audit`` and ``audit_checkpoints`` tables."""
+
+    def _append_audit(self, records: Sequence[store_pb2.AuditRecord]) -> int:
+        """Appends to the chain in the caller's transaction; returns the last seq."""
+        if self.is_postgres:  # one chain, whichever store instance appends
+            self._x("LOCK TABLE audit IN EXCLUSIVE MODE")
+        last = self._one("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        seq, prev = (last[0], last[1]) if last else (0, audit.GENESIS)
+        for r in records:
+            seq += 1
+            e = audit.Entry(
+                seq, r.at_ms or now_ms(), r.tenant[:64], r.client[:64], r.operation[:64],
+                r.purpose[:64], r.subject_id[:128], r.result[:64], r.detail_json or "{}", prev,
+            )  # fmt: skip
+            h = audit.entry_hash(prev, e)
+            self._x(
+                "INSERT INTO audit(seq, ts_ms, tenant, client, operation, purpose, subject_id, "
+                "result, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (e.seq, e.ts_ms, e.tenant, e.client, e.operation, e.purpose, e.subject_id,
+                 e.result, e.detail, prev, h),
+            )  # fmt: skip
+            prev = h
+        return seq
+
+    def append_audit(self, records: Sequence[store_pb2.AuditRecord]) -> int:
+        """Appends entries to the chain; returns the last sequence number."""
+        return self._tx(lambda _c: self._append_audit(records))
+
+    def checkpoint(self, signer) -> audit.Checkpoint | None:
+        """Seals the chain's head with a signed checkpoint, if it moved."""
+
+        def tx(_c) -> audit.Checkpoint | None:
+            head = self._one("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            done = self._one("SELECT MAX(seq) FROM audit_checkpoints")
+            if head is None or (done[0] or 0) >= head[0]:
+                return None
+            cp = audit.sign_checkpoint(signer, head[0], head[1], now_ms())
+            self._x(
+                "INSERT INTO audit_checkpoints(seq, hash, ts_ms, key_id, signature) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (cp.seq, cp.hash, cp.ts_ms, cp.key_id, cp.signature),
+            )
+            return cp
+
+        return self._tx(tx)
+
+    def last_checkpoint_ms(self) -> int:
+        """When the last checkpoint was signed (0: never)."""
+        row = self._one("SELECT MAX(ts_ms) FROM audit_checkpoints")
+        return int(row[0] or 0)
+
+    def audit_entries(self, batch: int = 10_000) -> Iterator[audit.Entry]:
+        """Every entry in chain order, read ``batch`` at a time."""
+        after = 0
+        while True:
+            rows = self._all(
+                "SELECT seq, ts_ms, tenant, client, operation, purpose, subject_id, result, "
+                "detail, prev_hash, hash FROM audit WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, batch),
+            )
+            if not rows:
+                return
+            for r in rows:
+                yield audit.Entry(*r)
+            after = rows[-1][0]
+
+    def audit_checkpoints(self) -> list[audit.Checkpoint]:
+        """Every signed checkpoint, oldest first."""
+        return [
+            audit.Checkpoint(r[0], r[1], r[2], r[3], bytes(r[4]))
+            for r in self._all(
+                "SELECT seq, hash, ts_ms, key_id, signature FROM audit_checkpoints ORDER BY seq"
+            )
+        ]

@@ -1,0 +1,199 @@
+"""The store's operations: requests checked, then run on the database
+thread (``tanu.store.db.Store``), with their metrics and log lines.
+
+``StoreHandlers`` has a method for every operation ``StoreClient`` declares,
+of the same name; the service registers them from that table
+(``tanu.clients.operations``), so a declared operation without a handler
+fails at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+
+import numpy as np
+
+from tanu.core import audit, errors, ids, logs, signing, vectors
+from tanu.core.metrics import Metrics
+from tanu.policy.subjects import parse_dob
+from tanu.v1 import common_pb2, store_pb2
+
+from .db import Store
+from .relay import OutboxRelay
+
+log = logs.get(__name__)
+
+MAX_TEMPLATES_PER_SUBJECT = 32
+
+
+class StoreHandlers:
+    """One method per operation of ``tanu.clients.store.StoreClient``, named
+    as its attribute there, shared by the NATS and gRPC front doors; and the
+    audit checkpoint the service runs on a timer."""
+
+    def __init__(
+        self, db: Store, relay: OutboxRelay | None, signer, metrics: Metrics | None = None
+    ) -> None:
+        self.db = db
+        self.relay = relay
+        self.signer = signer
+        self.metrics = metrics or Metrics.create()
+
+    def _vectors(self, templates) -> np.ndarray:
+        if not templates:
+            raise errors.InvalidArgument("at least one template is required")
+        # One subject is one event on the stream: bounded, so no event can
+        # exceed the stream's message limit and block the relay.
+        if len(templates) > MAX_TEMPLATES_PER_SUBJECT:
+            raise errors.InvalidArgument(
+                f"{len(templates)} templates for one subject; the limit is {MAX_TEMPLATES_PER_SUBJECT}"
+            )
+        rows = [
+            vectors.parse_template(t.vector, t.model_id, self.db.layout, field=f"templates[{i}]")
+            for i, t in enumerate(templates)
+        ]
+        return np.concatenate(rows, axis=0)
+
+    def _changed(self) -> None:
+        if self.relay:
+            self.relay.wake()
+
+    async def put(self, req: store_pb2.PutSubjectRequest) -> common_pb2.Subject:
+        subject_id = ids.check_subject_id(req.subject_id)
+        vecs = self._vectors(req.templates)
+        if not req.HasField("consent"):
+            raise errors.FailedPrecondition("enrolment needs a consent record; none was given")
+        parse_dob(req.date_of_birth)
+        subject = await self.db.run(
+            self.db.put_subject, subject_id, vecs, req.date_of_birth, req.consent
+        )
+        self._changed()
+        log.info("subject_stored", partition=subject.partition, templates=subject.template_count)
+        return subject
+
+    async def get(self, req: store_pb2.GetSubjectRecordRequest) -> common_pb2.Subject:
+        return await self.db.run(self.db.get_subject, ids.check_subject_id(req.subject_id))
+
+    async def templates(self, req: store_pb2.GetTemplatesRequest) -> store_pb2.GetTemplatesResponse:
+        return await self.db.run(self.db.get_templates, ids.check_subject_id(req.subject_id))
+
+    async def delete(self, req: store_pb2.DeleteSubjectRequest) -> store_pb2.DeleteSubjectResponse:
+        reply = await self.db.run(
+            self.db.delete_subject, ids.check_subject_id(req.subject_id), req.reason,
+            req.tenant, req.client,
+        )  # fmt: skip
+        self._changed()
+        self.metrics.erasures.labels(req.reason.split(":")[0][:32] or "delete").inc()
+        log.info(
+            "subject_deleted", partition=reply.subject.partition, templates=len(reply.template_ids)
+        )
+        return reply
+
+    async def seal_receipt(self, req: store_pb2.SealReceiptRequest) -> common_pb2.ErasureReceipt:
+        """Signs an erasure statement and records it (its hash) in the audit log."""
+        body = req.body_json.encode()
+        digest = hashlib.sha256(body).hexdigest()
+        rec = store_pb2.AuditRecord(
+            operation="erasure_receipt", subject_id=req.subject_id, result="ok",
+            detail_json=audit.detail_json({"receipt_id": req.receipt_id, "sha256": digest}),
+        )  # fmt: skip
+        seq = await self.db.run(self.db.append_audit, [rec])
+        self.metrics.audit_entries.inc()
+        return common_pb2.ErasureReceipt(
+            receipt_id=req.receipt_id,
+            subject_id=req.subject_id,
+            body_json=req.body_json,
+            signature=self.signer.sign(body),
+            signing_key_id=signing.key_id(self.signer.public_key()),
+            audit_seq=seq,
+        )
+
+    async def status(self, req: store_pb2.StatusRequest) -> store_pb2.StatusResponse:
+        if len(req.subject_ids) > 1000:
+            raise errors.InvalidArgument("at most 1000 subject ids per status request")
+        return await self.db.run(self.db.status, list(req.subject_ids))
+
+    async def record_verification(self, req: store_pb2.VerificationOutcome):
+        st = await self.db.run(
+            self.db.record_verification, ids.check_subject_id(req.subject_id), req.matched
+        )
+        if not req.matched and st.failed_verifications == self.db.lockout.lock_after:
+            self.metrics.verify_lockouts.inc()
+        return st
+
+    async def grant_consent(self, req: store_pb2.ConsentRecordRequest):
+        return await self.db.run(
+            self.db.grant_consent, ids.check_subject_id(req.subject_id), req.consent
+        )
+
+    async def revoke_consent(self, req: store_pb2.ConsentRecordRequest):
+        return await self.db.run(
+            self.db.revoke_consent, ids.check_subject_id(req.subject_id),
+            list(req.consent.purposes), req.consent.revoked_by,
+        )  # fmt: skip
+
+    async def set_lock(self, req: store_pb2.LockRequest):
+        st = await self.db.run(
+            self.db.set_biometric_lock, ids.check_subject_id(req.subject_id), req.locked
+        )
+        self.metrics.biometric_lock_changes.labels("lock" if req.locked else "unlock").inc()
+        return st
+
+    async def report(self, req: store_pb2.GetSubjectRecordRequest) -> common_pb2.SubjectReport:
+        return await self.db.run(self.db.report, ids.check_subject_id(req.subject_id))
+
+    async def history(self, req: common_pb2.AccessHistoryRequest) -> common_pb2.AccessHistory:
+        return await self.db.run(
+            self.db.access_history, ids.check_subject_id(req.subject_id), req.page_size,
+            req.page_token,
+        )  # fmt: skip
+
+    async def append_audit(self, req: store_pb2.AppendAuditRequest):
+        if not req.records:
+            raise errors.InvalidArgument("no audit records to append")
+        seq = await self.db.run(self.db.append_audit, list(req.records))
+        self.metrics.audit_entries.inc(len(req.records))
+        return store_pb2.AppendAuditResponse(last_seq=seq)
+
+    async def rewrap(self, req: store_pb2.RewrapKeysRequest) -> store_pb2.RewrapKeysResponse:
+        """Reloads the keyring and re-wraps every data key under its active
+        master key, a batch per transaction, so serving goes on meanwhile."""
+        provider = self.db.keys
+        if hasattr(provider, "reload"):
+            provider.reload()
+        total = 0
+        while n := await self.db.run(self.db.rewrap_batch, req.batch or 500):
+            total += n
+            self.metrics.key_rewraps.inc(n)
+            await asyncio.sleep(0)
+        in_use = await self.db.run(self.db.master_keys_in_use)
+        log.info("data_keys_rewrapped", count=total, active=provider.active_id())
+        return store_pb2.RewrapKeysResponse(
+            rewrapped=total, active_key_id=provider.active_id(), key_ids_in_use=in_use
+        )
+
+    async def list_templates(
+        self, req: store_pb2.ListTemplatesRequest
+    ) -> store_pb2.ListTemplatesResponse:
+        """A page of template ids by subject (for the rebalance's verification)."""
+        return await self.db.run(self.db.list_templates, req.after_subject_id, req.limit)
+
+    async def migrate_layout(
+        self, req: store_pb2.MigrateLayoutRequest
+    ) -> store_pb2.MigrateLayoutResponse:
+        """Records a new partition count and moves every subject to its
+        partition under it (the last step of a rebalance)."""
+        moved = await self.db.run(self.db.migrate_layout, req.partitions)
+        log.info("store_layout_migrated", partitions=req.partitions, subjects_moved=moved)
+        return store_pb2.MigrateLayoutResponse(subjects_moved=moved)
+
+    async def checkpoint(self) -> None:
+        cp = await self.db.run(self.db.checkpoint, self.signer)
+        if cp is not None:
+            log.info("audit_checkpoint", seq=cp.seq)
+        # Every entry is sealed now (by this checkpoint or an earlier one):
+        # the gauge says when the log was last known fully sealed, so an idle
+        # log does not look stale and a failing signer does.
+        self.metrics.audit_checkpoint_timestamp.set(time.time())

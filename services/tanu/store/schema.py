@@ -1,0 +1,251 @@
+"""The store's database: its tables (``SCHEMA``), the two SQL dialects
+(SQLite, the embedded default; PostgreSQL through psycopg 3, for
+production), one connection on one thread, and transactions.
+
+``Database`` is the base of every part of the store (``tanu.store.db``):
+the parts add their tables' SQL on top of its helpers ``_x`` (execute),
+``_one``, ``_all`` and ``_tx``. One connection means one writer; the
+async service hands every call to the connection's own thread with
+``run``, and callers without an event loop (tests, benchmarks) call the
+methods directly, one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tanu.core import errors
+from tanu.core.config import Layout
+
+T = TypeVar("T")
+
+# {pk}: an auto-numbered 64-bit primary key; {blob}: bytes; {big}: 64-bit int.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS subjects (
+    subject_id TEXT PRIMARY KEY,
+    partition INTEGER NOT NULL,
+    model_id TEXT NOT NULL,
+    date_of_birth TEXT NOT NULL,
+    created_at_ms {big} NOT NULL,
+    updated_at_ms {big} NOT NULL,
+    biometric_lock INTEGER NOT NULL DEFAULT 0,
+    failed_verifications INTEGER NOT NULL DEFAULT 0,
+    retry_after_ms {big} NOT NULL DEFAULT 0,
+    verification_locked INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS subject_keys (
+    subject_id TEXT PRIMARY KEY REFERENCES subjects(subject_id) ON DELETE CASCADE,
+    data_key_id TEXT NOT NULL,
+    master_key_id TEXT NOT NULL,
+    wrapped {blob} NOT NULL,
+    created_at_ms {big} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS subject_keys_by_master ON subject_keys(master_key_id);
+CREATE TABLE IF NOT EXISTS templates (
+    template_id {pk},
+    subject_id TEXT NOT NULL REFERENCES subjects(subject_id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL,
+    dimension INTEGER NOT NULL,
+    sealed {blob} NOT NULL,
+    created_at_ms {big} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS templates_by_subject ON templates(subject_id);
+CREATE TABLE IF NOT EXISTS consents (
+    consent_id {pk},
+    subject_id TEXT NOT NULL REFERENCES subjects(subject_id) ON DELETE CASCADE,
+    purposes TEXT NOT NULL,
+    given_by TEXT NOT NULL,
+    guardian_subject_id TEXT NOT NULL,
+    relationship TEXT NOT NULL,
+    evidence_ref TEXT NOT NULL,
+    tenant TEXT NOT NULL,
+    client TEXT NOT NULL,
+    granted_at_ms {big} NOT NULL,
+    revoked_at_ms {big} NOT NULL DEFAULT 0,
+    revoked_by TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS consents_by_subject ON consents(subject_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq {pk},
+    event_id TEXT NOT NULL UNIQUE,
+    subject TEXT NOT NULL,
+    subject_id TEXT NOT NULL,
+    kind INTEGER NOT NULL,
+    payload {blob} NOT NULL,
+    created_at_ms {big} NOT NULL
+);
+CREATE TABLE IF NOT EXISTS published (
+    subject_id TEXT NOT NULL,
+    stream_seq {big} NOT NULL
+);
+CREATE INDEX IF NOT EXISTS published_by_subject ON published(subject_id);
+CREATE TABLE IF NOT EXISTS stream_erasures (
+    stream_seq {big} PRIMARY KEY
+);
+CREATE TABLE IF NOT EXISTS audit (
+    seq {big} PRIMARY KEY,
+    ts_ms {big} NOT NULL,
+    tenant TEXT NOT NULL,
+    client TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    subject_id TEXT NOT NULL,
+    result TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_subject ON audit(subject_id, seq);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    seq {big} PRIMARY KEY,
+    hash TEXT NOT NULL,
+    ts_ms {big} NOT NULL,
+    key_id TEXT NOT NULL,
+    signature {blob} NOT NULL
+);
+"""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What differs between the backends: column types, how a writing
+    transaction begins, the integrity error and the parameter marker."""
+
+    name: str
+    pk: str
+    blob: str
+    big: str
+    begin: str
+    integrity: tuple[type[BaseException], ...]
+
+    def sql(self, q: str) -> str:
+        return q if self.name == "sqlite" else q.replace("?", "%s")
+
+
+SQLITE = Dialect(
+    "sqlite", "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", "INTEGER", "BEGIN IMMEDIATE",
+    (sqlite3.IntegrityError,),
+)  # fmt: skip
+
+
+def postgres() -> Dialect:
+    """The PostgreSQL dialect (psycopg is imported only when it is used)."""
+    import psycopg
+
+    return Dialect("postgres", "BIGSERIAL PRIMARY KEY", "BYTEA", "BIGINT", "BEGIN",
+                   (psycopg.IntegrityError,))  # fmt: skip
+
+
+def is_postgres_target(target: str | Path) -> bool:
+    """Whether ``target`` is a PostgreSQL DSN (else a SQLite file path)."""
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+class Database:
+    """One connection to the store's database, used from one thread."""
+
+    layout: Layout
+
+    def _open_database(self, target: str | Path, readonly: bool = False) -> None:
+        """Connects to ``target`` (a SQLite file path or a ``postgresql://``
+        DSN) on a thread of its own. A writer creates the tables and checks
+        the recorded layout against ``self.layout``; a reader does neither."""
+        self.target = str(target)
+        self.is_postgres = is_postgres_target(self.target)
+        self.dialect = postgres() if self.is_postgres else SQLITE
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-db")
+        if readonly:
+            self._conn = self._executor.submit(self._connect, True).result()
+            return
+        if not self.is_postgres and self.target != ":memory:":
+            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = self._executor.submit(self._create).result()
+
+    def _connect(self, readonly: bool = False):
+        if self.is_postgres:
+            import psycopg
+
+            return psycopg.connect(self.target, autocommit=True)
+        if readonly:
+            uri = Path(self.target).resolve().as_uri() + "?mode=ro"
+            return sqlite3.connect(uri, uri=True, check_same_thread=False)
+        conn = sqlite3.connect(self.target, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        # Freed pages are zeroed, so deleted (sealed) rows leave nothing behind.
+        conn.execute("PRAGMA secure_delete=ON")
+        return conn
+
+    def _create(self):
+        self._conn = conn = self._connect()
+        d = self.dialect
+        ddl = SCHEMA.format(pk=d.pk, blob=d.blob, big=d.big)
+        self._tx(lambda _c: [self._x(stmt) for stmt in ddl.split(";") if stmt.strip()])
+        self._check_layout()
+        return conn
+
+    def _x(self, q: str, args: Sequence[Any] = ()):
+        return self._conn.execute(self.dialect.sql(q), tuple(args))
+
+    def _one(self, q: str, args: Sequence[Any] = ()):
+        return self._x(q, args).fetchone()
+
+    def _all(self, q: str, args: Sequence[Any] = ()) -> list:
+        return self._x(q, args).fetchall()
+
+    def _check_layout(self) -> None:
+        """Records the layout on first use; refuses a different one later,
+        because partition assignment and template space depend on it."""
+        have = dict(self._all("SELECT key, value FROM meta"))
+        if not have:
+            for k, v in self.layout.as_dict(True).items():
+                self._x("INSERT INTO meta(key, value) VALUES (?, ?)", (k, v))
+            return
+        detail = self.layout.differences(have, "stored", "configured", as_str=True)
+        if detail:
+            raise errors.FailedPrecondition(
+                f"store {self.describe()} was created with another layout ({detail})"
+            )
+
+    def describe(self) -> str:
+        """Where the data lives, without credentials."""
+        if self.is_postgres:
+            from psycopg.conninfo import conninfo_to_dict
+
+            info = conninfo_to_dict(self.target)
+            return f"postgresql://{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
+        return self.target
+
+    async def run(self, fn: Callable[..., T], *args) -> T:
+        """Runs ``fn(*args)`` on the database thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        self._executor.submit(self._conn.close).result()
+        self._executor.shutdown(wait=True)
+
+    def _tx(self, fn: Callable[[Any], T]) -> T:
+        self._conn.execute(self.dialect.begin)
+        try:
+            out = fn(self._conn)
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+        return out

@@ -1,0 +1,186 @@
+"""The gallery's records: enrolment (a subject with its consent, data key
+and sealed templates), reading the templates back, and erasure.
+
+Every write here also queues its template event in the outbox
+(``tanu.store.outbox``) in the same transaction; erasure deletes the
+subject's data key (crypto-shredding, ``tanu.store.datakeys``) and appends
+an audit entry (``tanu.store.audit_log``) in that transaction too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+
+from tanu.core import audit, envelope, errors, ids, vectors
+from tanu.v1 import common_pb2, store_pb2
+
+from .audit_log import AuditLog
+from .outbox import ADDED, REMOVED, Outbox
+from .schema import now_ms
+from .status import SubjectStatus
+
+
+class Subjects(SubjectStatus, Outbox, AuditLog):
+    """The ``subjects`` and ``templates`` tables: enrol, read, erase."""
+
+    def _insert_subject(
+        self,
+        subject_id: str,
+        vecs: np.ndarray,
+        dob: str = "",
+        consent: common_pb2.Consent | None = None,
+    ) -> None:
+        """Writes one subject, its consent, data key and sealed templates,
+        and queues its template event, in the caller's transaction."""
+        lay = self.layout
+        ts = now_ms()
+        part = ids.partition_of(subject_id, lay.partitions)
+        try:
+            self._x(
+                "INSERT INTO subjects(subject_id, partition, model_id, date_of_birth, created_at_ms, "
+                "updated_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
+                (subject_id, part, lay.model_id, dob, ts, ts),
+            )
+        except self.dialect.integrity:
+            raise errors.AlreadyExists(f"subject {subject_id!r} is already enrolled") from None
+        if consent is not None:
+            self._insert_consent(subject_id, consent, ts)
+        dek = self._new_dek(subject_id, ts)
+        template_ids = []
+        for row in vecs:
+            (tid,) = self._one(
+                "INSERT INTO templates(subject_id, model_id, dimension, sealed, created_at_ms) "
+                "VALUES (?, ?, ?, ?, ?) RETURNING template_id",
+                (subject_id, lay.model_id, lay.dimension,
+                 envelope.seal_template(dek, subject_id, vectors.to_bytes(row)), ts),
+            )  # fmt: skip
+            template_ids.append(tid)
+        self._queue_event(
+            store_pb2.TemplateEvent(
+                event_id=uuid.uuid4().hex,
+                kind=ADDED,
+                subject_id=subject_id,
+                partition=part,
+                template_ids=template_ids,
+                vectors=vectors.to_bytes(vecs),
+                dimension=lay.dimension,
+                model_id=lay.model_id,
+                occurred_at_ms=ts,
+            ),
+            dek,
+        )
+
+    def put_subject(
+        self,
+        subject_id: str,
+        vecs: np.ndarray,
+        dob: str = "",
+        consent: common_pb2.Consent | None = None,
+    ) -> common_pb2.Subject:
+        """Enrols a subject with its consent and templates, and queues the event."""
+
+        def tx(_c) -> common_pb2.Subject:
+            self._insert_subject(subject_id, vecs, dob, consent)
+            return self._subject_row(subject_id)
+
+        return self._tx(tx)
+
+    def put_many(
+        self,
+        items: Sequence[tuple[str, np.ndarray]],
+        dob: str = "",
+        consent: common_pb2.Consent | None = None,
+    ) -> int:
+        """Bulk enrolment in one transaction (imports, benchmarks); one event
+        per subject. Without ``consent`` the subjects are in the gallery
+        (de-duplication sees them) but no purpose may match them.
+        Returns the number of subjects written."""
+
+        def tx(_c) -> int:
+            for subject_id, vecs in items:
+                self._insert_subject(subject_id, vecs, dob, consent)
+            return len(items)
+
+        return self._tx(tx)
+
+    def get_templates(self, subject_id: str) -> store_pb2.GetTemplatesResponse:
+        subject = self._subject_row(subject_id)
+        dek = self._dek(subject_id)
+        rows = self._all(
+            "SELECT template_id, model_id, sealed FROM templates WHERE subject_id = ? "
+            "ORDER BY template_id",
+            (subject_id,),
+        )
+        return store_pb2.GetTemplatesResponse(
+            subject=subject,
+            templates=[
+                store_pb2.StoredTemplate(
+                    template_id=tid,
+                    template=common_pb2.Template(
+                        vector=envelope.open_template(dek, subject_id, bytes(blob)), model_id=mid
+                    ),
+                )
+                for tid, mid, blob in rows
+            ],
+            status=self._status(subject_id),
+        )
+
+    def delete_subject(
+        self, subject_id: str, reason: str, tenant: str = "", client: str = ""
+    ) -> store_pb2.DeleteSubjectResponse:
+        """Erases a subject: templates, consents and data key (crypto-
+        shredding) in one transaction with its removal event, its unpublished
+        template events, its published ones queued for deletion from the
+        stream, and an audit entry."""
+
+        def tx(_c) -> store_pb2.DeleteSubjectResponse:
+            subject = self._subject_row(subject_id)
+            template_ids = [r[0] for r in self._all(
+                "SELECT template_id FROM templates WHERE subject_id = ?", (subject_id,))]  # fmt: skip
+            key = self._key_ids(subject_id)
+            (consents,) = self._one(
+                "SELECT COUNT(*) FROM consents WHERE subject_id = ?", (subject_id,)
+            )
+            seqs = [r[0] for r in self._all(
+                "SELECT stream_seq FROM published WHERE subject_id = ?", (subject_id,))]  # fmt: skip
+            self._queue_stream_erasures(seqs)
+            self._x("DELETE FROM published WHERE subject_id = ?", (subject_id,))
+            self._x("DELETE FROM outbox WHERE subject_id = ? AND kind = ?", (subject_id, ADDED))
+            for table in ("templates", "consents", "subject_keys", "subjects"):
+                self._x(f"DELETE FROM {table} WHERE subject_id = ?", (subject_id,))
+            ts = now_ms()
+            event_id = uuid.uuid4().hex
+            self._queue_event(
+                store_pb2.TemplateEvent(
+                    event_id=event_id,
+                    kind=REMOVED,
+                    subject_id=subject_id,
+                    partition=subject.partition,
+                    template_ids=template_ids,
+                    model_id=subject.model_id,
+                    occurred_at_ms=ts,
+                )
+            )
+            seq = self._append_audit(
+                [
+                    store_pb2.AuditRecord(
+                        at_ms=ts, tenant=tenant, client=client, operation="erase",
+                        subject_id=subject_id, result="ok",
+                        detail_json=audit.detail_json({
+                            "reason": reason[:200], "templates": len(template_ids), "data_key_id": key[0],
+                            "master_key_id": key[1], "stream_messages": len(seqs),
+                            "consents": consents, "removal_event_id": event_id,
+                        }),
+                    )
+                ]
+            )  # fmt: skip
+            return store_pb2.DeleteSubjectResponse(
+                subject=subject, template_ids=template_ids, deleted_at_ms=ts, data_key_id=key[0],
+                master_key_id=key[1], stream_messages=len(seqs), consents_removed=consents,
+                removal_event_id=event_id, audit_seq=seq,
+            )  # fmt: skip
+
+        return self._tx(tx)
