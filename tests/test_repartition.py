@@ -8,6 +8,7 @@ import asyncio
 
 from test_event_stream import bulk_enrol
 
+from tanu.clients.store import StoreClient
 from tanu.core import bus
 from tanu.core import config as cfg
 from tanu.core.ids import partition_of
@@ -18,10 +19,10 @@ from conftest import Cluster, env_for, unit_vectors
 from helpers import identify
 
 
-async def until_verified(nc, partitions: int, db: str, timeout: float = 30.0):
+async def until_verified(nc, store: StoreClient, partitions: int, timeout: float = 30.0):
     end = asyncio.get_running_loop().time() + timeout
     while True:
-        check = await repartition.verify(nc, partitions, repartition.store_templates(db))
+        check = await repartition.verify(nc, partitions, await repartition.store_templates(store))
         if check.ok:
             return check
         if asyncio.get_running_loop().time() > end:
@@ -39,18 +40,18 @@ async def until(cond, what: str, timeout: float = 30.0) -> None:
 
 async def test_rebalance_from_two_to_three_partitions_loses_no_subject(nats_server, tmp_path):
     env = env_for(nats_server.url, tmp_path, partitions=2)
-    db = env["TANU_STORE_DB"]
     c = Cluster(env)
     staging: list[SearcherService] = []
     nc = await bus.connect(nats_server.url, "test")
     js = nc.jetstream()
+    store = StoreClient(nc, 10.0)
     try:
         await c.start_store()
         for p in (0, 1):
             await c.start_searcher(p)
         await bulk_enrol(c, "m", 60, seed=11)
         await c.store.relay.wait_idle(15)
-        await until_verified(nc, 2, db)
+        await until_verified(nc, store, 2)
 
         target = await repartition.begin(js, 3)
         assert target["partitions"] == 3 and target["from_partitions"] == 2
@@ -71,7 +72,7 @@ async def test_rebalance_from_two_to_three_partitions_loses_no_subject(nats_serv
             await c.store.db.run(c.store.db.delete_subject, sid, "test")
         c.store.relay.wake()
         await c.store.relay.wait_idle(15)
-        check = await until_verified(nc, 3, db)
+        check = await until_verified(nc, store, 3)
         assert check.templates == 77 and check.replicas == {0: 1, 1: 1, 2: 1}
 
         await repartition.switch(js, 3)
@@ -81,10 +82,11 @@ async def test_rebalance_from_two_to_three_partitions_loses_no_subject(nats_serv
         )
         for p in (0, 1):
             await c.stop_searcher(p)
-        # The store and the gateway restart with the new partition count.
+        # The store migrates its record of the layout, then it and the
+        # gateway restart with the new partition count.
+        moved = await repartition.migrate_store(store, 3)
+        held = await repartition.store_templates(store)
         await c.store.stop()
-        moved = repartition.migrate_store_db(db, 3)
-        held = repartition.store_templates(db)
         assert moved == sum(partition_of(s, 2) != partition_of(s, 3) for s in held) > 0
         c.env["TANU_PARTITIONS"] = "3"
         await c.start_store()
@@ -104,7 +106,7 @@ async def test_rebalance_from_two_to_three_partitions_loses_no_subject(nats_serv
         await c.store.db.run(c.store.db.delete_subject, "m5", "test")
         await bulk_enrol(c, "after", 5, seed=13)
         await c.store.relay.wait_idle(15)
-        await until_verified(nc, 3, db)
+        await until_verified(nc, store, 3)
         r = await c.stub.Identify(identify(vecs["m5"]))
         assert "m5" not in [x.subject_id for x in r.candidates]
         r = await c.stub.Identify(identify(unit_vectors(5, seed=13)[2]))
@@ -116,7 +118,7 @@ async def test_rebalance_from_two_to_three_partitions_loses_no_subject(nats_serv
         k = partition_of("m7", 3)
         fresh = await c.start_searcher(k, replica="r1")
         assert fresh._all_events
-        check = await until_verified(nc, 3, db)
+        check = await until_verified(nc, store, 3)
         assert check.replicas[k] == 2
     finally:
         await nc.close()

@@ -27,6 +27,16 @@ from .natsd import NatsServer, free_port, port_in_use
 STATE_FILE = "cluster.json"
 
 
+def read_state(var: Path) -> dict | None:
+    """The running local cluster's state (``var/cluster.json``: NATS URL,
+    gateway and REST addresses, each service's ports and pid), or None when
+    no local cluster is running there."""
+    path = var / STATE_FILE
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
 @dataclass
 class Proc:
     """One service process of the cluster."""

@@ -16,23 +16,29 @@ partitions with no subject lost and search answering throughout.
    join the queue groups ``searcher-p<k>``, the old ones leave theirs.
    From then on searchers of this cluster always read every partition's
    events and filter (the stream holds events routed under P).
-5. The store's record of the layout (SQLite ``meta`` and each subject's
-   partition) is migrated; the store and gateways restart with
-   ``TANU_PARTITIONS=P2``, and the old searchers stop.
+5. The store migrates its record of the layout (its partition count and
+   each subject's partition; ``MigrateLayout`` over NATS); the store and
+   gateways restart with ``TANU_PARTITIONS=P2``, and the old searchers stop.
+
+The store is only ever asked over NATS (``tanu.clients.store``): what it
+holds comes from ``ListTemplates``, never from its database file.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from nats.js.errors import KeyWrongLastSequenceError
 
+from tanu.clients.store import StoreClient
 from tanu.core import bus, clusterconfig, errors, ids, natsnames
-from tanu.v1 import searcher_pb2
+from tanu.v1 import searcher_pb2, store_pb2
+
+STORE_TIMEOUT_S = 30.0  # one page of ListTemplates
+MIGRATE_TIMEOUT_S = 600.0  # MigrateLayout rewrites every subject's partition
+LIST_PAGE_SUBJECTS = 1000  # subjects per ListTemplates page (well under NATS's max payload)
 
 
 async def begin(js, partitions: int) -> dict:
@@ -65,39 +71,27 @@ async def abort(js) -> None:
 
 async def replica_stats(nc, partitions: int, partition: int, window_s: float = 0.5) -> list:
     """The Stats (with template ids) of every replica answering for one
-    partition of a ``partitions``-partition layout."""
-    inbox = nc.new_inbox()
-    sub = await nc.subscribe(inbox)
-    out = []
-    try:
-        req = searcher_pb2.StatsRequest(include_template_ids=True).SerializeToString()
-        await nc.publish(natsnames.searcher_stats(partitions, partition), req, reply=inbox)
-        end = asyncio.get_running_loop().time() + window_s
-        while (left := end - asyncio.get_running_loop().time()) > 0:
-            try:
-                msg = await sub.next_msg(timeout=left)
-            except Exception:  # noqa: BLE001 - nats TimeoutError: the window closed
-                break
-            if msg.headers and msg.headers.get(bus.ERROR_CODE):
-                continue
-            r = searcher_pb2.StatsResponse()
-            r.ParseFromString(msg.data)
-            out.append(r)
-    finally:
-        await sub.unsubscribe()
-    return out
+    partition of a ``partitions``-partition layout within ``window_s``."""
+    req = searcher_pb2.StatsRequest(include_template_ids=True).SerializeToString()
+    subject = natsnames.searcher_stats(partitions, partition)
+    replies = await bus.gather_all(nc, subject, req, window_s)
+    return [searcher_pb2.StatsResponse.FromString(data) for data in replies]
 
 
-def store_templates(db_path: str | Path) -> dict[str, list[int]]:
-    """subject id -> template ids, read-only from the store's SQLite file."""
-    conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
-    try:
-        out: dict[str, list[int]] = {}
-        for sid, tid in conn.execute("SELECT subject_id, template_id FROM templates"):
-            out.setdefault(sid, []).append(tid)
-        return out
-    finally:
-        conn.close()
+async def store_templates(store: StoreClient) -> dict[str, list[int]]:
+    """subject id -> template ids of every subject the store holds, read page
+    by page (``ListTemplates``)."""
+    out: dict[str, list[int]] = {}
+    after = ""
+    while True:
+        page = await store.list_templates(
+            store_pb2.ListTemplatesRequest(after_subject_id=after, limit=LIST_PAGE_SUBJECTS)
+        )
+        for s in page.subjects:
+            out[s.subject_id] = list(s.template_ids)
+        after = page.next_after_subject_id
+        if not after:
+            return out
 
 
 def expected(held: dict[str, list[int]], partitions: int) -> dict[int, set[int]]:
@@ -161,42 +155,34 @@ async def switch(js, partitions: int) -> dict:
     raise RuntimeError("could not switch the layout: the key keeps changing")
 
 
-def migrate_store_db(db_path: str | Path, partitions: int) -> int:
-    """The SQLite store's own record of the layout: its ``partitions`` and
-    every subject's partition; returns how many subjects changed partition.
-    Idempotent: run it again after the store restarts with the new count to
-    fix subjects enrolled in between by a store still running the old one."""
-    conn = sqlite3.connect(str(db_path), isolation_level=None)
-    try:
-        conn.create_function("tanu_partition", 1, lambda s: ids.partition_of(s, partitions),
-                             deterministic=True)  # fmt: skip
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'partitions'", (str(partitions),))
-        moved = conn.execute(
-            "UPDATE subjects SET partition = tanu_partition(subject_id) "
-            "WHERE partition != tanu_partition(subject_id)"
-        ).rowcount
-        conn.execute("COMMIT")
-        return moved
-    finally:
-        conn.close()
+async def migrate_store(store: StoreClient, partitions: int) -> int:
+    """Has the store migrate its own record of the layout (its partition
+    count and every subject's partition, ``MigrateLayout``); returns how many
+    subjects changed partition. Idempotent: run it again after the store
+    restarts with the new count to fix subjects enrolled in between by a
+    store still running the old one."""
+    r = await store.migrate_layout(
+        store_pb2.MigrateLayoutRequest(partitions=partitions), timeout=MIGRATE_TIMEOUT_S
+    )
+    return r.subjects_moved
 
 
-async def rebalance(nats_url: str, partitions: int, store_db: str, wait_s: float, say=print) -> int:
+async def rebalance(nats_url: str, partitions: int, wait_s: float, say=print) -> int:
     """The CLI: begin, wait for the staging searchers to hold exactly what
     the store holds, switch, migrate the store's record. Returns an exit code."""
     nc = await bus.connect(nats_url, "tanu-rebalance")
     js = nc.jetstream()
+    store = StoreClient(nc, STORE_TIMEOUT_S)
     try:
         target = await begin(js, partitions)
         src = target["from_partitions"]
         say(f"rebalance {src} -> {partitions} partitions recorded in {natsnames.CLUSTER_BUCKET}/"
             f"{clusterconfig.NEXT_LAYOUT_KEY}.\nStart the staging searchers, for each k in 0..{partitions - 1}:\n"
             f"  TANU_PARTITIONS={partitions} TANU_SEARCHER_STAGING=true TANU_PARTITION=k python -m tanu.searcher\n"
-            f"waiting up to {wait_s:.0f}s for them to hold every subject of {store_db} ...")  # fmt: skip
+            f"waiting up to {wait_s:.0f}s for them to hold every subject of the store ...")  # fmt: skip
         end = asyncio.get_running_loop().time() + wait_s
         while True:
-            check = await verify(nc, partitions, store_templates(store_db))
+            check = await verify(nc, partitions, await store_templates(store))
             if check.ok:
                 break
             if asyncio.get_running_loop().time() > end:
@@ -207,7 +193,7 @@ async def rebalance(nats_url: str, partitions: int, store_db: str, wait_s: float
         say(f"verified: {check.templates} templates, each in exactly its partition of {partitions} "
             f"(replicas per partition: {check.replicas})")  # fmt: skip
         new = await switch(js, partitions)
-        moved = migrate_store_db(store_db, partitions)
+        moved = await migrate_store(store, partitions)
         say(f"switched: the layout is now {new}; {moved} subjects changed partition in the store.\n"
             f"Now restart the store and every gateway with TANU_PARTITIONS={partitions}, and stop the "
             f"old searchers (they have left their queue groups).")  # fmt: skip
@@ -217,44 +203,3 @@ async def rebalance(nats_url: str, partitions: int, store_db: str, wait_s: float
         return 2
     finally:
         await nc.close()
-
-
-def add_parser(sub) -> None:
-    """``tanu partitions rebalance --to P2`` and ``tanu partitions abort``."""
-    import os
-
-    pp = sub.add_parser("partitions", help="move the gallery to another partition count")
-    pp.add_argument("action", choices=["rebalance", "abort"])
-    pp.add_argument("--to", type=int, help="rebalance: the new partition count")
-    pp.add_argument("--nats", help="NATS URL (default: the local cluster's, or TANU_NATS_URL)")
-    pp.add_argument("--store-db", default=os.environ.get("TANU_STORE_DB", "var/store.sqlite3"),
-                    help="the store's SQLite file (verified against, then migrated)")  # fmt: skip
-    pp.add_argument("--wait", type=float, default=600.0,
-                    help="seconds to wait for the staging searchers to hold every subject")  # fmt: skip
-
-
-def main(args) -> int:
-    import os
-
-    state = Path(args.var) / "cluster.json"
-    url = (
-        args.nats
-        or (json.loads(state.read_text())["nats_url"] if state.exists() else "")
-        or (os.environ.get("TANU_NATS_URL", "nats://127.0.0.1:4222"))
-    )
-    if args.action == "abort":
-
-        async def _abort() -> None:
-            nc = await bus.connect(url, "tanu-rebalance")
-            try:
-                await abort(nc.jetstream())
-            finally:
-                await nc.close()
-
-        asyncio.run(_abort())
-        print("rebalance aborted; stop the staging searchers")
-        return 0
-    if not args.to:
-        print("error: rebalance needs --to P (the new partition count)")
-        return 2
-    return asyncio.run(rebalance(url, args.to, args.store_db, args.wait))

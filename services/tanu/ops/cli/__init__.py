@@ -1,0 +1,65 @@
+"""The ``tanu`` command: run a local cluster and talk to it.
+
+    tanu up [--partitions P] [--replicas R] [--port 50051] [--nats-port 4222]
+    tanu status [--json]
+    tanu enroll SUBJECT_ID FILE [--allow-duplicate] [--json]
+    tanu enroll --dir PHOTOS/ [--csv MAP.csv] [--workers N]
+    tanu models prepare [--model-dir DIR]
+    tanu eval verify DATASET [--target-fmr 1e-3] [--out DIR] [--apply]
+    tanu eval identify DATASET [--target-fpir 0.003] [--gallery-size N] [--out DIR] [--apply]
+    tanu verify SUBJECT_ID FILE [--threshold T] [--json]
+    tanu identify FILE [--top-k K] [--threshold T] [--require-complete] [--json]
+    tanu delete SUBJECT_ID [--reason TEXT] [--json]
+    tanu subject SUBJECT_ID [--json]
+    tanu report SUBJECT_ID [--json]          what is held about a subject, for the subject
+    tanu history SUBJECT_ID [--json]         every use of a subject's data
+    tanu audit verify [--db FILE | --dsn DSN] [--public-key FILE]
+    tanu keys init | rotate [--retire]       master keyring, audit and issuer keys
+    tanu tokens issue --tenant T --client C [--scopes ...] [--purposes ...] [--ttl S]
+    tanu partitions rebalance --to P2 | abort
+
+Every call to the gateway carries a token (``--token``, ``TANU_TOKEN``, or
+the local cluster's ``var/keys/operator.token``) and a purpose
+(``--purpose``, default identity_verification).
+
+FILE is a JPEG/PNG photo or a ``.npy`` template (float32, the model's
+dimension). The gateway address comes from ``--gateway``,
+``TANU_GATEWAY``, or the running local cluster's ``var/cluster.json``.
+
+Each command's arguments live beside its handler, in the module of its
+kind: ``cluster`` (up, status), ``enrolment`` (enroll), ``eval`` (models,
+eval), ``identity`` (verify, identify, delete, subject, report, history),
+``admin`` (audit, keys, tokens), ``partitions``; ``client`` is what the
+verbs that call the cluster share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from . import admin, cluster, enrolment, eval, identity, partitions
+
+__all__ = ["main", "parser"]
+
+# In this order in ``tanu --help``.
+_COMMAND_MODULES = (cluster, enrolment, eval, identity, admin, partitions)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The ``tanu`` argument parser; each command carries its handler as ``run``."""
+    p = argparse.ArgumentParser(
+        prog="tanu", description="Tanu: face identification at national scale."
+    )
+    p.add_argument(
+        "--var", default=os.environ.get("TANU_VAR", "var"), help="state folder of the local cluster"
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    for module in _COMMAND_MODULES:
+        module.add_parsers(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args)
