@@ -78,8 +78,8 @@ def grpc_servicer(base: type, client_class: type, target: object) -> object:
         if not op.grpc_method:
             continue
 
-        def method(self, request, context, _fn=fn):  # noqa: ARG001 - gRPC's signature
-            return _fn(request)
+        async def method(self, request, context, _fn=fn):  # noqa: ARG001 - gRPC's signature
+            return await _fn(request)
 
         methods[op.grpc_method] = method
     return type(f"{base.__name__}FromOperations", (base,), methods)()
