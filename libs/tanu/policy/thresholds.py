@@ -9,7 +9,6 @@ from typing import Any
 
 from tanu.core import vectors
 
-KINDS = ("identify", "verify", "dedup")
 # The calibration each kind decides with: de-duplication is a 1:N search.
 CALIBRATION_OF = {"identify": "identify", "verify": "verify", "dedup": "identify"}
 

@@ -12,13 +12,12 @@ facade) over the internal services.
 """
 
 from .api import OPERATIONS, IdentityOperation
-from .gateway import METRIC_ENUM, Gateway
+from .gateway import Gateway
 from .guard import PURPOSE_KEY, Call, Guard
 from .service import GatewayService
 from .servicer import IdentityServicer
 
 __all__ = [
-    "METRIC_ENUM",
     "OPERATIONS",
     "PURPOSE_KEY",
     "Call",
