@@ -13,7 +13,7 @@ import pytest
 
 from tanu.core import config as cfg
 from tanu.core import logs, secrets
-from tanu.gateway.service import GatewayService
+from tanu.gateway import GatewayService
 from tanu.ops.natsd import NatsServer
 from tanu.searcher.service import SearcherService
 from tanu.store.service import StoreService

@@ -36,14 +36,14 @@ async def test_a_gateway_refuses_searches_after_the_layout_changes(cluster):
         before = (await kv.get(clusterconfig.LAYOUT_KEY)).value
         switched = {**json.loads(before), "partitions": 3, "routed": [2, 3]}
         await kv.put(clusterconfig.LAYOUT_KEY, json.dumps(switched).encode())
-        await cluster.gateway._check_once()
+        await cluster.gateway.check_layout_now()
         assert await health(cluster) == health_pb2.HealthCheckResponse.NOT_SERVING
         with pytest.raises(grpc.aio.AioRpcError) as info:
             await cluster.stub.Identify(identify(v))
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
         assert "partitions: cluster 3, this gateway 2" in info.value.details()
         await kv.put(clusterconfig.LAYOUT_KEY, before)
-        await cluster.gateway._check_once()
+        await cluster.gateway.check_layout_now()
         assert await health(cluster) == health_pb2.HealthCheckResponse.SERVING
         assert (await cluster.stub.Identify(identify(v))).candidates[0].subject_id == "lw"
     finally:

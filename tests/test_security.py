@@ -134,10 +134,10 @@ def request_for(op: str, c, tenant: str, purpose: str):
 
 
 def expected(tenant: str, op: str, purpose: str) -> grpc.StatusCode:
-    from tanu.gateway.guard import OPERATIONS
+    from tanu.gateway import OPERATIONS
 
     kind, purposes = TENANTS[tenant]
-    scopes, needs_purpose = OPERATIONS[op]
+    scopes, needs_purpose = OPERATIONS[op].scopes, OPERATIONS[op].needs_purpose
     if not set(scopes) & set(auth.DEFAULT_SCOPES[kind]):
         return grpc.StatusCode.PERMISSION_DENIED
     if needs_purpose and purpose not in purposes:
@@ -579,7 +579,7 @@ async def test_mutual_tls_between_clients_and_the_gateway(nats_server, tmp_path)
                   TANU_TLS_KEY_FILE=files["srv.key"], TANU_TLS_CLIENT_CA_FILE=files["ca.pem"])  # fmt: skip
     c = Cluster(env)
     from tanu.core import config as cfg
-    from tanu.gateway.service import GatewayService
+    from tanu.gateway import GatewayService
 
     try:
         await c.start_store()

@@ -4,7 +4,7 @@ import sys
 
 from tanu.core.config import GatewayConfig
 from tanu.core.runner import main
-from tanu.gateway.service import GatewayService
+from tanu.gateway import GatewayService
 
 if __name__ == "__main__":
     sys.exit(main("gateway", GatewayConfig, GatewayService))

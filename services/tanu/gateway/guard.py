@@ -11,33 +11,21 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tanu.core import audit, auth, bus, errors, logs, natsnames, signing
+from tanu.clients.store import StoreClient
+from tanu.core import audit, auth, errors, logs, signing
 from tanu.core.batching import MicroBatcher
 from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
 from tanu.v1 import store_pb2
 
+if TYPE_CHECKING:
+    from .api import IdentityOperation
+
 log = logs.get(__name__)
 
 PURPOSE_KEY = "x-tanu-purpose"
-
-# RPC -> (scope, whether it needs a purpose). Scopes can be granted by
-# alternatives: the citizen portal reads a subject's report with
-# subject.report, an auditor reads the access history with audit.read.
-OPERATIONS: dict[str, tuple[tuple[str, ...], bool]] = {
-    "Enroll": (("enrol",), True),
-    "Verify": (("verify",), True),
-    "Identify": (("identify",), True),
-    "Delete": (("delete",), False),
-    "GetSubject": (("subject.report",), False),
-    "GetSubjectReport": (("subject.report",), False),
-    "GetAccessHistory": (("subject.report", "audit.read"), False),
-    "GrantConsent": (("consent.manage",), False),
-    "RevokeConsent": (("consent.manage",), False),
-    "SetBiometricLock": (("lock.manage",), False),
-}
 
 
 @dataclass
@@ -52,13 +40,17 @@ class Call:
     detail: dict[str, Any] | None = None
     # Further subjects whose data the request used: (subject id, result).
     extra: list[tuple[str, str]] = field(default_factory=list)
+    # Seconds the caller left for the request (its gRPC deadline); None without one.
+    deadline_s: float | None = None
 
 
 class Guard:
-    def __init__(self, config: GatewayConfig, nc, metrics: Metrics) -> None:
+    """Authenticates, authorises, rate-limits and audits every Identity request."""
+
+    def __init__(self, config: GatewayConfig, store: StoreClient, metrics: Metrics) -> None:
         self.config = config
         self.metrics = metrics
-        self._nc = nc
+        self._store = store
         if not config.token_public_key_file or not config.tenants_file:
             raise errors.FailedPrecondition(
                 "the gateway authenticates every tenant: set TANU_TOKEN_PUBLIC_KEY_FILE "
@@ -82,11 +74,7 @@ class Guard:
         entries are one batch item, so one request never looks like load to
         the batcher's adaptive wait). Returns each group's last sequence."""
         records = [r for g in groups for r in g]
-        reply = await bus.request(
-            self._nc, natsnames.store("audit"), store_pb2.AppendAuditRequest(records=records),
-            store_pb2.AppendAuditResponse, self.config.common.request_timeout_s,
-            operation="store.audit", metrics=self.metrics,
-        )  # fmt: skip
+        reply = await self._store.append_audit(store_pb2.AppendAuditRequest(records=records))
         ends, seq = [], reply.last_seq - len(records)
         for g in groups:
             seq += len(g)
@@ -127,16 +115,18 @@ class Guard:
 
     async def handle(
         self,
-        operation: str,
+        op: IdentityOperation,
         metadata: dict[str, str],
         subject_id: str,
         fn: Callable[[Call], Awaitable[Any]],
+        deadline_s: float | None = None,
     ) -> Any:
-        """Authenticates, authorises, rate-limits, runs ``fn`` and audits
-        the outcome (every denial included)."""
-        scopes, needs_purpose = OPERATIONS[operation]
+        """Authenticates, authorises (``op``'s scopes and purpose),
+        rate-limits, runs ``fn`` and audits the outcome (every denial
+        included)."""
+        operation, scopes = op.name, op.scopes
         purpose = metadata.get(PURPOSE_KEY, "").strip()
-        call = Call(operation, None, purpose, subject_id)
+        call = Call(operation, None, purpose, subject_id, deadline_s=deadline_s)
         try:
             principal = call.principal = self.auth.authenticate(metadata.get("authorization"))
             wait = self.limits.allow(principal.tenant)
@@ -149,7 +139,9 @@ class Guard:
                 )
             granted = [s for s in scopes if s in principal.scopes]
             auth.Authenticator.authorize(
-                principal, granted[0] if granted else scopes[0], purpose if needs_purpose else None
+                principal,
+                granted[0] if granted else scopes[0],
+                purpose if op.needs_purpose else None,
             )
             out = await fn(call)
         except errors.TanuError as exc:
@@ -169,14 +161,3 @@ class Guard:
                               {"reason": exc.message[:300]})  # fmt: skip
         except errors.TanuError as audit_exc:
             log.error("audit_append_failed", operation=operation, error=audit_exc.message)
-
-
-# A refusal on the subject's side (no consent for the purpose, a lock, a
-# face that does not match): PERMISSION_DENIED with its reason.
-Denied = errors.PermissionDenied
-
-
-class RetryLater(errors.ResourceExhausted):
-    """Verification of a subject is delayed after repeated failures."""
-
-    reason = "lockout"

@@ -29,6 +29,8 @@ from google.protobuf import json_format
 from tanu.core import errors, logs
 from tanu.v1 import common_pb2, identity_pb2
 
+from .api import OPERATIONS
+from .gateway import Gateway
 from .guard import Guard
 
 log = logs.get(__name__)
@@ -67,7 +69,10 @@ def _sample(body: dict) -> common_pb2.BiometricSample:
 
 
 class RestFacade:
-    def __init__(self, gateway, guard: Guard, metrics, max_bytes: int) -> None:
+    """The REST routes, each serving one operation of the Identity table
+    (``api.OPERATIONS``) through the same guard as gRPC."""
+
+    def __init__(self, gateway: Gateway, guard: Guard, metrics, max_bytes: int) -> None:
         self._gw = gateway
         self._guard = guard
         self._metrics = metrics
@@ -131,6 +136,10 @@ class RestFacade:
             log.exception("rest_handler_failed", route=route)
             return _error(errors.Internal(f"internal error (request id {rid})"))
 
+    async def _serve(self, operation: str, req, request: web.Request):
+        """Runs an Identity operation for the HTTP request, with its credentials and purpose."""
+        return await OPERATIONS[operation].serve(self._guard, self._gw, req, self._md(request))
+
     @staticmethod
     def _md(request: web.Request) -> dict[str, str]:
         md = {}
@@ -175,8 +184,7 @@ class RestFacade:
         threshold = self._number(request, "threshold")
         if threshold is not None:
             req.threshold = threshold
-        r = await self._guard.handle("Verify", self._md(request), req.subject_id,
-                                     lambda call: self._gw.verify(req, call))  # fmt: skip
+        r = await self._serve("Verify", req, request)
         return web.json_response({
             "decision": r.decision == common_pb2.DECISION_MATCH,
             "scores": [{"score": r.score, "biometricType": "FACE"}],
@@ -189,8 +197,7 @@ class RestFacade:
         top = self._number(request, "maxCandidates", int)
         if top is not None:
             req.top_k = top
-        r = await self._guard.handle("Identify", self._md(request), "",
-                                     lambda call: self._gw.identify(req, call))  # fmt: skip
+        r = await self._serve("Identify", req, request)
         if not r.complete:  # never a silently smaller gallery
             raise errors.Unavailable(f"partitions {list(r.missing_partitions)} did not answer")
         return web.json_response([
@@ -203,14 +210,12 @@ class RestFacade:
         req = identity_pb2.DeleteRequest(
             subject_id=request.match_info["personId"], reason=request.query.get("reason", "")
         )
-        r = await self._guard.handle("Delete", self._md(request), req.subject_id,
-                                     lambda call: self._gw.delete(req, call))  # fmt: skip
+        r = await self._serve("Delete", req, request)
         return web.json_response(json_format.MessageToDict(r))
 
     async def report(self, request: web.Request) -> web.Response:
         req = identity_pb2.GetSubjectRequest(subject_id=request.match_info["personId"])
-        r = await self._guard.handle("GetSubjectReport", self._md(request), req.subject_id,
-                                     lambda call: self._gw.report(req))  # fmt: skip
+        r = await self._serve("GetSubjectReport", req, request)
         return web.json_response(json_format.MessageToDict(r))
 
     async def healthz(self, request: web.Request) -> web.Response:

@@ -1,0 +1,63 @@
+"""The Identity API, one declaration per operation: its name (the gRPC
+method), the scopes that grant it (alternatives: the citizen portal reads a
+subject's report with ``subject.report``, an auditor reads the access history
+with ``audit.read``), whether the caller must name a purpose, and the use
+case that serves it. The guard, the gRPC servicer and the REST facade all
+read this table."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from google.protobuf.message import Message
+
+from . import citizen, enrol, erasure, identify, verify
+from .gateway import Gateway
+from .guard import Call, Guard
+
+UseCase = Callable[[Gateway, Any, Call], Awaitable[Message]]
+
+
+@dataclass(frozen=True)
+class IdentityOperation:
+    """One operation of ``tanu.v1.Identity``."""
+
+    name: str  # the gRPC method, e.g. "Enroll"; also the audit's operation
+    scopes: tuple[str, ...]  # any one of them grants the operation
+    needs_purpose: bool  # the caller names why the data is used (x-tanu-purpose)
+    use_case: UseCase
+
+    async def serve(
+        self,
+        guard: Guard,
+        gateway: Gateway,
+        request: Message,
+        metadata: dict[str, str],
+        deadline_s: float | None = None,
+    ) -> Message:
+        """Runs the use case for ``request`` behind the guard."""
+        return await guard.handle(
+            self, metadata, getattr(request, "subject_id", ""),
+            lambda call: self.use_case(gateway, request, call), deadline_s,
+        )  # fmt: skip
+
+
+OPERATIONS: dict[str, IdentityOperation] = {
+    op.name: op
+    for op in (
+        IdentityOperation("Enroll", ("enrol",), True, enrol.enroll),
+        IdentityOperation("Verify", ("verify",), True, verify.verify),
+        IdentityOperation("Identify", ("identify",), True, identify.identify),
+        IdentityOperation("Delete", ("delete",), False, erasure.delete),
+        IdentityOperation("GetSubject", ("subject.report",), False, citizen.get_subject),
+        IdentityOperation("GetSubjectReport", ("subject.report",), False, citizen.report),
+        IdentityOperation(
+            "GetAccessHistory", ("subject.report", "audit.read"), False, citizen.history
+        ),
+        IdentityOperation("GrantConsent", ("consent.manage",), False, citizen.grant_consent),
+        IdentityOperation("RevokeConsent", ("consent.manage",), False, citizen.revoke_consent),
+        IdentityOperation("SetBiometricLock", ("lock.manage",), False, citizen.set_biometric_lock),
+    )
+}

@@ -1,0 +1,127 @@
+"""1:N search over every partition: concurrent searches (Identify requests,
+enrolment de-duplication) are micro-batched, so one scatter to the
+partitions carries many queries and each searcher runs one FAISS call for
+all of them; the partitions' candidates are merged best first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from tanu.clients.search import SearchClient
+from tanu.core import errors, logs, vectors
+from tanu.core.batching import MicroBatcher
+from tanu.core.config import GatewayConfig
+from tanu.core.metrics import Metrics
+from tanu.v1 import common_pb2, searcher_pb2
+
+from .layout_watch import LayoutWatch
+
+log = logs.get(__name__)
+
+# ~40 bytes a candidate on the wire: 16,384 of them stay far below 1 MiB.
+MAX_CANDIDATES_PER_SCATTER = 16_384
+
+
+class SearchResult:
+    """Merged candidates of one query across the partitions that answered."""
+
+    __slots__ = ("candidates", "missing", "gallery_size")
+
+    def __init__(
+        self, candidates: list[common_pb2.Candidate], missing: list[int], gallery_size: int
+    ) -> None:
+        self.candidates = candidates
+        self.missing = missing
+        self.gallery_size = gallery_size
+
+
+class Search:
+    """The gallery search of a gateway: refused while the layout watch
+    reports a problem."""
+
+    def __init__(
+        self,
+        searchers: SearchClient,
+        config: GatewayConfig,
+        metrics: Metrics,
+        watch: LayoutWatch,
+    ) -> None:
+        self.config = config
+        self.layout = config.common.layout
+        self.metrics = metrics
+        self._searchers = searchers
+        self._watch = watch
+        self._batcher = MicroBatcher(
+            self._search_batch,
+            name="identify",
+            max_batch=config.batch_max,
+            max_wait_s=config.batch_wait_ms / 1000,
+            max_in_flight=config.batch_in_flight,
+            metrics=metrics,
+        )
+
+    async def close(self) -> None:
+        await self._batcher.close()
+
+    def top_k(self, requested: int) -> int:
+        """The number of candidates to return for a request's ``top_k``
+        (0: the configured default); InvalidArgument past the maximum."""
+        if requested == 0:
+            return self.config.default_top_k
+        if requested > self.config.max_top_k:
+            raise errors.InvalidArgument(
+                f"top_k is {requested}; the most allowed is {self.config.max_top_k}"
+            )
+        return requested
+
+    async def find(self, probe: np.ndarray, top_k: int) -> SearchResult:
+        """Searches every partition (micro-batched with concurrent searches)."""
+        if self._watch.problem:
+            raise errors.Unavailable(self._watch.problem)
+        return await self._batcher.submit((probe, top_k))
+
+    async def _search_batch(self, items: list[tuple[np.ndarray, int]]) -> list[SearchResult]:
+        # Every query of one scatter shares the largest top_k; keep each
+        # partition's reply (queries x top_k candidates) well inside the NATS
+        # message limit by splitting a batch that would exceed the budget.
+        k = max(k for _, k in items)
+        per_scatter = max(1, MAX_CANDIDATES_PER_SCATTER // k)
+        if len(items) > per_scatter:
+            chunks = await asyncio.gather(
+                *(
+                    self._search_batch(items[i : i + per_scatter])
+                    for i in range(0, len(items), per_scatter)
+                )
+            )
+            return [r for chunk in chunks for r in chunk]
+        lay = self.layout
+        req = searcher_pb2.SearchRequest(
+            queries=vectors.to_bytes(np.concatenate([p for p, _ in items], axis=0)),
+            count=len(items),
+            top_k=k,
+            model_id=lay.model_id,
+        )
+        parts = list(range(lay.partitions))
+        replies = await self._searchers.scatter(req, parts)
+        ok = [r for r in replies if isinstance(r, searcher_pb2.SearchResponse)]
+        missing = [
+            p
+            for p, r in zip(parts, replies, strict=True)
+            if not isinstance(r, searcher_pb2.SearchResponse)
+        ]
+        if missing:
+            self.metrics.search_partial.inc()
+            for p, r in zip(parts, replies, strict=True):
+                if isinstance(r, errors.TanuError):
+                    log.warning("partition_missing", partition=p, reason=r.message)
+        size = sum(r.gallery_size for r in ok)
+        reverse = vectors.best_first(lay.metric)
+        out = []
+        for i, (_, kk) in enumerate(items):
+            cands = [c for r in ok for c in r.results[i].candidates]
+            cands.sort(key=lambda c: c.score, reverse=reverse)
+            out.append(SearchResult(cands[:kk], missing, size))
+        return out
