@@ -93,7 +93,7 @@ async def test_a_service_with_another_layout_refuses_to_start(cluster):
     from tanu.core import config as cfg
     from tanu.core import errors
     from tanu.gateway.service import GatewayService
-    from tanu.searcher.service import SearcherService
+    from tanu.searcher import SearcherService
 
     bad = [
         (
