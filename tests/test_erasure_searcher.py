@@ -16,7 +16,7 @@ import grpc
 import numpy as np
 from test_event_stream import bulk_enrol, settle, store_ids
 
-from tanu.core import vectors
+from tanu.core import bus, natsnames, vectors
 from tanu.core.ids import partition_of
 from tanu.v1 import searcher_pb2, searcher_pb2_grpc
 
@@ -96,6 +96,21 @@ async def test_erasure_reaches_the_index_and_the_snapshot_file(nats_server, tmp_
         assert list(s.pending_template_ids) == ids, "but the snapshot on disk holds it"
         assert s.snapshot_sequence == first_sequence
         assert raw in plaintext(s0)
+        # The gateway asks every replica of the partition over NATS.
+        nc = await bus.connect(nats_server.url, "test")
+        try:
+            check = searcher_pb2.ErasureCheckRequest(template_ids=ids).SerializeToString()
+            replies = await bus.gather_all(nc, natsnames.erasure_check(0), check, 0.25)
+            answers = [searcher_pb2.ErasureCheckResponse.FromString(r) for r in replies]
+            assert [(a.replica, list(a.pending_template_ids)) for a in answers] == [("r0", ids)]
+            assert answers[0].caught_up and answers[0].snapshot_sequence == first_sequence
+            # The deprecated form (StatsRequest.erased_template_ids) answers the same.
+            old = searcher_pb2.StatsRequest(erased_template_ids=ids).SerializeToString()
+            replies = await bus.gather_all(nc, natsnames.erasure(0), old, 0.25)
+            stats = [searcher_pb2.StatsResponse.FromString(r) for r in replies]
+            assert [list(st.pending_erasure_template_ids) for st in stats] == [ids]
+        finally:
+            await nc.close()
         # Another partition's replica never sees this subject's removal: callers
         # ask the replicas of the subject's own partition.
         s1 = c.searchers[(1, "r0")]

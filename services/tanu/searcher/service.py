@@ -36,6 +36,10 @@ log = logs.get(__name__)
 
 
 class SearcherService(ServiceBase):
+    """One replica of one partition: its index and the parts that feed,
+    persist and serve it (``events``, ``snapshots``, ``membership``,
+    ``searches``)."""
+
     name = "searcher"
 
     def __init__(self, config: SearcherConfig, metrics: Metrics | None = None) -> None:
