@@ -15,7 +15,7 @@ from tanu.core import config as cfg
 from tanu.core import logs, secrets
 from tanu.gateway import GatewayService
 from tanu.ops.natsd import NatsServer
-from tanu.searcher.service import SearcherService
+from tanu.searcher import SearcherService
 from tanu.store.service import StoreService
 from tanu.v1 import identity_pb2_grpc
 

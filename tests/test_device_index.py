@@ -44,7 +44,7 @@ def test_device_copy_matches_the_cpu_index_through_removals_and_compactions(kind
     gone = ids[::97][:10]
     for idx in (ref, d):
         idx.remove(gone)
-    assert d.device_tombstones == 10 and d._device.rebuilds == 1
+    assert d.device_tombstones == 10 and d.device_rebuilds == 1
     same_hits(ref, d, q, 10)
     _, got = d.search(q, 10)
     assert not np.isin(gone, got).any()
@@ -53,7 +53,7 @@ def test_device_copy_matches_the_cpu_index_through_removals_and_compactions(kind
     for idx in (ref, d):
         idx.add(ids[2000:], subs[2000:], vecs[2000:])
         idx.remove(ids[100:160])
-    assert d._device.rebuilds == 2 and d.device_tombstones == 0, "compacted"
+    assert d.device_rebuilds == 2 and d.device_tombstones == 0, "compacted"
     same_hits(ref, d, q, 10)
     same_hits(ref, d, near(vecs[2000::101], seed=42), 25)
     assert len(d) == len(ref) == 3000 - 10 - 60

@@ -1,4 +1,4 @@
-"""Erasure in the searcher: Stats says which erased template ids a replica
+"""Erasure in the searcher: CheckErasure says which erased template ids a replica
 still keeps (in its index, or in the snapshot file on disk); a removal makes
 the searcher rewrite its snapshot within TANU_SNAPSHOT_ERASURE_DELAY_S, after
 which no snapshot file holds the erased vectors and a restart from it does
@@ -10,24 +10,36 @@ import asyncio
 import base64
 import os
 import shutil
+from dataclasses import dataclass
 
 import grpc
 import numpy as np
 from test_event_stream import bulk_enrol, settle, store_ids
 
-from tanu.core import vectors
+from tanu.core import bus, natsnames, vectors
 from tanu.core.ids import partition_of
-from tanu.index import snapshot
 from tanu.v1 import searcher_pb2, searcher_pb2_grpc
 
 from conftest import Cluster, env_for, unit_vectors
 
 
-async def erasure_stats(searcher, ids) -> searcher_pb2.StatsResponse:
+@dataclass
+class ErasureState:
+    pending_template_ids: list[int]  # of the asked ids, those the replica still keeps
+    snapshot_sequence: int
+    template_ids: list[int]  # every template id in the index
+
+
+async def erasure_stats(searcher, ids) -> ErasureState:
+    """The replica's erasure check of ``ids``, then its template ids (in
+    that order: once an id is no longer pending, it is out of the index)."""
     async with grpc.aio.insecure_channel(f"127.0.0.1:{searcher.port}") as ch:
-        return await searcher_pb2_grpc.SearcherStub(ch).Stats(
-            searcher_pb2.StatsRequest(include_template_ids=True, erased_template_ids=ids)
-        )
+        stub = searcher_pb2_grpc.SearcherStub(ch)
+        check = await stub.CheckErasure(searcher_pb2.ErasureCheckRequest(template_ids=ids))
+        stats = await stub.Stats(searcher_pb2.StatsRequest(include_template_ids=True))
+    return ErasureState(
+        list(check.pending_template_ids), check.snapshot_sequence, list(stats.template_ids)
+    )
 
 
 async def wait_until(check, what: str, timeout: float = 30.0):
@@ -42,7 +54,7 @@ async def wait_until(check, what: str, timeout: float = 30.0):
 
 
 def plaintext(searcher) -> bytes:
-    return snapshot.decrypt(searcher.snapshot_path, searcher._snapshot_key, searcher._binding())
+    return searcher.snapshots.plaintext()
 
 
 async def test_erasure_reaches_the_index_and_the_snapshot_file(nats_server, tmp_path):
@@ -71,7 +83,7 @@ async def test_erasure_reaches_the_index_and_the_snapshot_file(nats_server, tmp_
         first_sequence = s0.index_sequence
         assert raw in plaintext(s0), "the snapshot holds the template before the erasure"
         s = await erasure_stats(s0, ids)
-        assert list(s.pending_erasure_template_ids) == ids, "not yet removed from the index"
+        assert list(s.pending_template_ids) == ids, "not yet removed from the index"
         assert s.snapshot_sequence == first_sequence
 
         # The store erases the subject; the removal event reaches the searcher.
@@ -81,13 +93,28 @@ async def test_erasure_reaches_the_index_and_the_snapshot_file(nats_server, tmp_
         await settle(c, {p: store_ids(c, p) for p in (0, 1)})
         s = await erasure_stats(s0, ids)
         assert not set(ids) & set(s.template_ids), "gone from the index"
-        assert list(s.pending_erasure_template_ids) == ids, "but the snapshot on disk holds it"
+        assert list(s.pending_template_ids) == ids, "but the snapshot on disk holds it"
         assert s.snapshot_sequence == first_sequence
         assert raw in plaintext(s0)
+        # The gateway asks every replica of the partition over NATS.
+        nc = await bus.connect(nats_server.url, "test")
+        try:
+            check = searcher_pb2.ErasureCheckRequest(template_ids=ids).SerializeToString()
+            replies = await bus.gather_all(nc, natsnames.erasure_check(0), check, 0.25)
+            answers = [searcher_pb2.ErasureCheckResponse.FromString(r) for r in replies]
+            assert [(a.replica, list(a.pending_template_ids)) for a in answers] == [("r0", ids)]
+            assert answers[0].caught_up and answers[0].snapshot_sequence == first_sequence
+            # The deprecated form (StatsRequest.erased_template_ids) answers the same.
+            old = searcher_pb2.StatsRequest(erased_template_ids=ids).SerializeToString()
+            replies = await bus.gather_all(nc, natsnames.erasure(0), old, 0.25)
+            stats = [searcher_pb2.StatsResponse.FromString(r) for r in replies]
+            assert [list(st.pending_erasure_template_ids) for st in stats] == [ids]
+        finally:
+            await nc.close()
         # Another partition's replica never sees this subject's removal: callers
         # ask the replicas of the subject's own partition.
         s1 = c.searchers[(1, "r0")]
-        assert list((await erasure_stats(s1, ids)).pending_erasure_template_ids) == ids
+        assert list((await erasure_stats(s1, ids)).pending_template_ids) == ids
         older = tmp_path / "older.snap"
         shutil.copy(s0.snapshot_path, older)
 
@@ -102,13 +129,13 @@ async def test_erasure_reaches_the_index_and_the_snapshot_file(nats_server, tmp_
 
         async def erased():
             s = await erasure_stats(s0, ids)
-            return s if not s.pending_erasure_template_ids else None
+            return s if not s.pending_template_ids else None
 
         s = await wait_until(erased, "the snapshot to be rewritten without the erased template")
         assert s.snapshot_sequence > first_sequence and not set(ids) & set(s.template_ids)
         plain = plaintext(s0)
         assert raw not in plain and raw[:16] not in plain, "the rewritten snapshot holds no trace"
-        snap = snapshot.read(s0.snapshot_path, s0._snapshot_key, s0._binding())
+        snap = s0.snapshots.read_back()
         assert sid not in snap.subjects and not np.isin(ids, snap.template_ids).any()
         on_disk = sorted(p.name for p in snaps.iterdir())
         assert on_disk == [s0.snapshot_path.name], f"no temporary or older file: {on_disk}"
@@ -119,7 +146,7 @@ async def test_erasure_reaches_the_index_and_the_snapshot_file(nats_server, tmp_
         s0 = await c.start_searcher(0)
         assert s0.restored_sequence >= s.snapshot_sequence > 0
         s = await erasure_stats(s0, ids)
-        assert not s.pending_erasure_template_ids and not set(ids) & set(s.template_ids)
+        assert not s.pending_template_ids and not set(ids) & set(s.template_ids)
         reply = await s0.search(
             searcher_pb2.SearchRequest(queries=vectors.to_bytes(vec[None]), count=1, top_k=5)
         )
@@ -159,7 +186,7 @@ async def test_a_refused_snapshot_counts_as_holding_every_erasure_until_replaced
 
         async def erased():
             s = await erasure_stats(s0, ids)
-            return s if not s.pending_erasure_template_ids else None
+            return s if not s.pending_template_ids else None
 
         await wait_until(erased, "the first snapshot")
         await c.stop_searcher(0)
@@ -170,10 +197,10 @@ async def test_a_refused_snapshot_counts_as_holding_every_erasure_until_replaced
         s0 = await c.start_searcher(0)
         assert s0.restored_sequence == 0
         s = await erasure_stats(s0, ids)
-        assert list(s.pending_erasure_template_ids) == ids and s.snapshot_sequence == 0
+        assert list(s.pending_template_ids) == ids and s.snapshot_sequence == 0
         assert await s0.take_snapshot()
         s = await erasure_stats(s0, ids)
-        assert not s.pending_erasure_template_ids and s.snapshot_sequence > 0
+        assert not s.pending_template_ids and s.snapshot_sequence > 0
         assert np.isin(ids, list(s.template_ids)).sum() == 0
     finally:
         await c.stop()

@@ -13,7 +13,7 @@ from tanu.core import bus
 from tanu.core import config as cfg
 from tanu.core.ids import partition_of
 from tanu.ops import repartition
-from tanu.searcher.service import SearcherService
+from tanu.searcher import SearcherService
 
 from conftest import Cluster, env_for, unit_vectors
 from helpers import identify
@@ -117,7 +117,7 @@ async def test_rebalance_from_two_to_three_partitions_loses_no_subject(nats_serv
         # every partition's events, as the stream holds both routings.
         k = partition_of("m7", 3)
         fresh = await c.start_searcher(k, replica="r1")
-        assert fresh._all_events
+        assert fresh.reads_every_partition
         check = await until_verified(nc, store, 3)
         assert check.replicas[k] == 2
     finally:

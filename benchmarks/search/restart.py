@@ -28,7 +28,7 @@ import numpy as np
 from tanu.core import config as cfg
 from tanu.core import envelope, logs, secrets
 from tanu.ops.natsd import NatsServer
-from tanu.searcher.service import SearcherService
+from tanu.searcher import SearcherService
 from tanu.store import Store, StoreService
 
 

@@ -33,6 +33,12 @@ def erasure(partition: int) -> str:
     return f"tanu.erasure.p{partition}"
 
 
+def erasure_check(partition: int) -> str:
+    """Every replica of the partition answers ErasureCheckRequest here (no
+    queue group): which of the given template ids it has not yet erased."""
+    return f"tanu.erasure.check.p{partition}"
+
+
 def search_queue(partition: int) -> str:
     """Queue group of a partition's replicas: one of them answers each request."""
     return f"searcher-p{partition}"

@@ -7,8 +7,11 @@ import numpy as np
 
 from tanu.core import errors
 from tanu.core.config import Layout
+from tanu.v1 import common_pb2
 
 F32 = np.dtype("<f4")
+# The contracts' Metric of each metric name (config.METRICS).
+METRIC_PROTO = {"l2": common_pb2.METRIC_L2, "cosine": common_pb2.METRIC_COSINE}
 
 
 def to_bytes(vectors: np.ndarray) -> bytes:

@@ -5,13 +5,9 @@ or removing one that is absent, changes nothing; and removed ids are kept as
 tombstones (the store never reuses a template id), so a replayed or
 redelivered "added" event can never bring a deleted vector back.
 
-The id map is arrays, not Python objects, so that tens of millions of
-templates fit: the FAISS index holds the vectors by position (no FAISS id
-map), ``ids[i]`` is the template id at position i (ascending while the store
-hands out ids in order, which it does), ``codes[i]`` an int32 index into the
-subject ids, kept as one UTF-8 blob with offsets; tombstones are a sorted
-int64 array. About 8 + 4 + 8 + len(subject id) bytes a template, against
-about 100 for a Python dict.
+The FAISS index holds the vectors by position (no FAISS id map); the
+``IdMap`` (arrays, see ``idmap``) gives each position's template id and
+subject id; tombstones are a sorted int64 array.
 
 Not thread-safe: the searcher calls it from one thread only.
 """
@@ -24,6 +20,7 @@ import numpy as np
 from tanu.core import vectors
 
 from .device import DEVICES, DeviceCopy
+from .idmap import IdMap
 
 KINDS = {
     # exhaustive search over fp32 vectors: 4 bytes per value (512 B per 128-d template)
@@ -38,36 +35,6 @@ KINDS = {
     # exhaustive over the fp16 copy.
     "ivf": faiss.ScalarQuantizer.QT_fp16,
 }
-
-
-class _Grow:
-    """A numpy array that grows by doubling (amortised O(1) appends)."""
-
-    def __init__(self, dtype, data: np.ndarray | None = None) -> None:
-        data = np.zeros(0, dtype) if data is None else np.asarray(data, dtype)
-        self._buf = np.empty(max(16, len(data)), dtype)
-        self._buf[: len(data)] = data
-        self.n = len(data)
-
-    @property
-    def a(self) -> np.ndarray:
-        return self._buf[: self.n]
-
-    def extend(self, x: np.ndarray) -> None:
-        need = self.n + len(x)
-        if need > len(self._buf):
-            buf = np.empty(max(need, 2 * len(self._buf)), self._buf.dtype)
-            buf[: self.n] = self._buf[: self.n]
-            self._buf = buf
-        self._buf[self.n : need] = x
-        self.n = need
-
-    def delete(self, positions: np.ndarray) -> None:
-        keep = np.ones(self.n, bool)
-        keep[positions] = False
-        kept = self._buf[: self.n][keep]
-        self._buf[: len(kept)] = kept
-        self.n = len(kept)
 
 
 class PartitionIndex:
@@ -98,15 +65,8 @@ class PartitionIndex:
         self._fmetric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
         self._ivf: faiss.Index | None = None  # kind "ivf", once trained
         self._index = self._new_base()
-        self._ids = _Grow(np.int64)  # template id at each FAISS position
-        self._codes = _Grow(np.int32)  # its subject: an index into _starts
-        self._blob = bytearray()  # subject ids, UTF-8, each followed by "\n"
-        self._starts = _Grow(
-            np.int64, np.zeros(1, np.int64)
-        )  # subject i: blob[starts[i]:starts[i+1]-1]
-        self._order: np.ndarray | None = None  # argsort of ids when they are not ascending
+        self._map = IdMap()  # template id and subject id of each FAISS position
         self._removed = np.zeros(0, np.int64)  # tombstones, sorted
-        self._dead_subjects = False  # the blob may hold ids of removed subjects
         # Templates removed since the last export: the last snapshot may still hold them.
         self._erased: set[int] = set()
         # Searches run on a tombstoned copy (GPU, or a CPU copy) when asked to.
@@ -126,18 +86,6 @@ class PartitionIndex:
 
     # --- id lookups -------------------------------------------------------
 
-    def _positions(self, template_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(FAISS positions, found mask) of template ids, vectorised."""
-        ids = self._ids.a
-        if not len(ids) or not len(template_ids):
-            return np.zeros(len(template_ids), np.int64), np.zeros(len(template_ids), bool)
-        if self._order is None:
-            i = np.minimum(np.searchsorted(ids, template_ids), len(ids) - 1)
-            return i, ids[i] == template_ids
-        srt = ids[self._order]
-        i = np.minimum(np.searchsorted(srt, template_ids), len(ids) - 1)
-        return self._order[i], srt[i] == template_ids
-
     def tombstoned(self, template_ids: np.ndarray) -> np.ndarray:
         """Whether each id's removal has been applied (a bool mask)."""
         t = self._removed
@@ -148,11 +96,7 @@ class PartitionIndex:
 
     def subjects_at(self, positions: np.ndarray) -> list[str]:
         """Subject ids of FAISS positions (one decode per hit, never per template)."""
-        codes = self._codes.a[positions]
-        starts = self._starts.a
-        a, b = starts[codes].tolist(), (starts[codes + 1] - 1).tolist()
-        blob = self._blob
-        return [blob[i:j].decode() for i, j in zip(a, b, strict=True)]
+        return self._map.subjects_at(positions)
 
     # --- events -----------------------------------------------------------
 
@@ -163,7 +107,7 @@ class PartitionIndex:
             return 0
         # A batch may carry one id twice (duplicate delivery inside one fetch).
         ids, first = np.unique(ids, return_index=True)
-        _, present = self._positions(ids)
+        _, present = self._map.positions(ids)
         keep = ~present & ~self.tombstoned(ids)
         if not keep.any():
             return 0
@@ -171,27 +115,13 @@ class PartitionIndex:
         x = np.ascontiguousarray(np.asarray(vecs)[first], dtype=np.float32)
         if self.metric == "cosine":
             x = vectors.normalise(x).astype(np.float32)
-        subs = np.asarray(subject_ids, dtype=object)[first]
-        # One subject entry per run of equal subject ids (an event's templates).
-        new = np.ones(len(subs), bool)
-        new[1:] = subs[1:] != subs[:-1]
-        uniq = subs[new]
-        chunk = ("\n".join(uniq.tolist()) + "\n").encode("utf-8")
-        ends = np.flatnonzero(np.frombuffer(chunk, np.uint8) == 10) + 1 + len(self._blob)
-        codes = (np.cumsum(new) - 1 + (self._starts.n - 1)).astype(np.int32)
-        if self._starts.n - 1 + len(uniq) >= 2**31:
-            raise OverflowError("more than 2^31 subject entries in one partition")
-        was_ascending = self._order is None and (not self._ids.n or ids[0] > self._ids.a[-1])
+        entries = self._map.prepare(ids, np.asarray(subject_ids, dtype=object)[first])
         self._index.add(x)
         if self._ivf is not None:
             self._ivf.add_with_ids(x, ids)
         if self._device is not None:
             self._device.add(x, ids)
-        self._blob += chunk
-        self._starts.extend(ends)
-        self._codes.extend(codes)
-        self._ids.extend(ids)
-        self._order = None if was_ascending else np.argsort(self._ids.a, kind="stable")
+        self._map.append(entries)
         if self._ivf is None and self.kind == "ivf" and len(self) >= self.train_size:
             self._train()
         return len(ids)
@@ -200,20 +130,16 @@ class PartitionIndex:
         """Removes the given templates (and tombstones them); returns how many were present."""
         ids = np.unique(np.asarray(template_ids, dtype=np.int64))
         self._removed = np.union1d(self._removed, ids)
-        pos, found = self._positions(ids)
+        pos, found = self._map.positions(ids)
         pos, present = pos[found], ids[found]
         if not len(present):
             return 0
         removed = int(self._index.remove_ids(faiss.IDSelectorBatch(pos.astype(np.int64))))
         if self._ivf is not None:
             self._ivf.remove_ids(faiss.IDSelectorBatch(present))
-        self._ids.delete(pos)
-        self._codes.delete(pos)
-        if self._order is not None:
-            self._order = np.argsort(self._ids.a, kind="stable")
-        self._dead_subjects = True
-        if self._starts.n - 1 > 2 * len(self) + 4096:
-            self._compact()  # most subject entries are dead: drop their ids from memory
+        self._map.delete(pos)
+        if self._map.subject_entries > 2 * len(self) + 4096:
+            self._map.compact()  # most subject entries are dead: drop their ids from memory
         self._erased.update(present.tolist())
         if self._device is not None and self._device.remove(present):
             self.compact_device()
@@ -225,29 +151,18 @@ class PartitionIndex:
             return
         x = (self._index.reconstruct_n(0, len(self)) if len(self)
              else np.zeros((0, self.dimension), np.float32))  # fmt: skip
-        self._device.rebuild(x, self._ids.a.copy())
+        self._device.rebuild(x, self._map.ids.copy())
 
     @property
     def device_tombstones(self) -> int:
+        """Removed templates the device copy still holds (0 without one)."""
         return self._device.tombstones if self._device is not None else 0
 
-    def _compact(self) -> None:
-        """Keeps only the live subjects' ids in the blob (codes renumbered)."""
-        self._dead_subjects = False
-        live, codes = np.unique(self._codes.a, return_inverse=True)
-        if not len(live):
-            self._blob, self._starts = bytearray(), _Grow(np.int64, np.zeros(1, np.int64))
-            self._codes = _Grow(np.int32)
-            return
-        starts = self._starts.a
-        a, b = starts[live], starts[live + 1]
-        lens = b - a
-        blob = np.frombuffer(bytes(self._blob), np.uint8)
-        # gather the live byte ranges in one numpy operation
-        idx = np.repeat(a - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(lens.sum())
-        self._blob = bytearray(blob[idx].tobytes())
-        self._starts = _Grow(np.int64, np.r_[0, np.cumsum(lens)])
-        self._codes = _Grow(np.int32, codes.astype(np.int32))
+    @property
+    def device_rebuilds(self) -> int:
+        """How many times the device copy was built from the CPU index (the
+        first build and every compaction; 0 without a copy)."""
+        return self._device.rebuilds if self._device is not None else 0
 
     def erased_since_export(self, template_ids: np.ndarray) -> np.ndarray:
         """Whether each id was removed after the last export (a bool mask)."""
@@ -265,7 +180,7 @@ class PartitionIndex:
         """Top-k scores (L2 distance or cosine similarity) and template ids
         for a (n, d) float32 batch; missing hits have id -1."""
         scores, pos = self.search_positions(queries, k)
-        ids = np.where(pos >= 0, self._ids.a[np.maximum(pos, 0)] if self._ids.n else -1, -1)
+        ids = np.where(pos >= 0, self._map.ids[np.maximum(pos, 0)] if len(self._map) else -1, -1)
         return scores, ids
 
     def search_positions(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -278,7 +193,7 @@ class PartitionIndex:
             scores, pos = self._search_ivf(q, k)
         elif self._device is not None:
             scores, tids = self._device.search(q, k)
-            p, found = self._positions(tids.ravel())
+            p, found = self._map.positions(tids.ravel())
             pos = np.where(found & (tids.ravel() >= 0), p, -1).reshape(tids.shape)
         else:
             scores, pos = self._index.search(q, k)
@@ -291,7 +206,7 @@ class PartitionIndex:
         scores, pos = self.search_positions(queries, k)
         valid = pos >= 0
         ids = np.full(pos.shape, -1, np.int64)
-        ids[valid] = self._ids.a[pos[valid]]
+        ids[valid] = self._map.ids[pos[valid]]
         flat = self.subjects_at(pos[valid]) if valid.any() else []
         counts = valid.sum(1).tolist()
         rows, i = [], 0
@@ -313,7 +228,7 @@ class PartitionIndex:
     def _train(self) -> None:
         """Trains IVF-PQ on (a sample of) the partition and fills it."""
         x = self._index.reconstruct_n(0, self._index.ntotal)
-        ids = self._ids.a.copy()
+        ids = self._map.ids.copy()
         sample = (
             x
             if len(x) <= 200_000
@@ -334,7 +249,7 @@ class PartitionIndex:
         _, cand = self._ivf.search(q, kk)
         pos = np.full(cand.shape, -1, np.int64)
         valid = cand >= 0
-        p, found = self._positions(cand[valid])
+        p, found = self._map.positions(cand[valid])
         pos[valid] = np.where(found, p, -1)
         valid = pos >= 0
         vecs = np.zeros((*cand.shape, self.dimension), dtype=np.float32)
@@ -355,11 +270,11 @@ class PartitionIndex:
     # --- inspection and snapshots -----------------------------------------
 
     def subject(self, template_id: int) -> str | None:
-        pos, found = self._positions(np.array([template_id], np.int64))
+        pos, found = self._map.positions(np.array([template_id], np.int64))
         return self.subjects_at(pos[:1])[0] if found[0] else None
 
     def template_ids(self) -> list[int]:
-        return np.sort(self._ids.a).tolist()
+        return np.sort(self._map.ids).tolist()
 
     def memory_bytes(self) -> dict[str, int]:
         """Bytes held per structure (vectors in FAISS, the id map, tombstones)."""
@@ -367,7 +282,7 @@ class PartitionIndex:
         per = self.dimension * (4 if KINDS[self.kind] is None else 2)
         return {
             "vectors": ntotal * per,
-            "id_map": self._ids.n * 8 + self._codes.n * 4 + self._starts.n * 8 + len(self._blob),
+            "id_map": self._map.memory_bytes(),
             "tombstones": self._removed.nbytes,
         }
 
@@ -376,11 +291,9 @@ class PartitionIndex:
         only live subjects' ids are written (erased ones are left out)."""
         from .snapshot import Snapshot
 
-        if self._dead_subjects:
-            self._compact()
-        return Snapshot(self._index, self._ids.a.copy(), self._codes.a.copy(),
-                        bytes(self._blob), self._starts.a.copy(), self._removed.copy(),
-                        sequence, self._ivf)  # fmt: skip
+        ids, codes, blob, starts = self._map.arrays()
+        return Snapshot(self._index, ids, codes, blob, starts, self._removed.copy(), sequence,
+                        self._ivf)  # fmt: skip
 
     def take_erased(self) -> set[int]:
         """The ids removed since the last call (call together with export:
@@ -396,12 +309,7 @@ class PartitionIndex:
         self._ivf = snap.extra
         if self._ivf is not None:
             faiss.downcast_index(self._ivf).nprobe = self.nprobe
-        self._ids = _Grow(np.int64, snap.template_ids)
-        self._codes = _Grow(np.int32, snap.codes)
-        self._blob = bytearray(snap.blob)
-        self._starts = _Grow(np.int64, snap.starts)
-        ids = self._ids.a
-        self._order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")
+        self._map = IdMap(snap.template_ids, snap.codes, snap.blob, snap.starts)
         self._removed = np.unique(np.asarray(snap.removed, np.int64))
         self._erased = set()
         self.compact_device()

@@ -72,3 +72,25 @@ class StatsResponse(_message.Message):
     pending_erasure_template_ids: _containers.RepeatedScalarFieldContainer[int]
     snapshot_sequence: int
     def __init__(self, partition: _Optional[int] = ..., replica: _Optional[str] = ..., gallery_size: _Optional[int] = ..., applied_sequence: _Optional[int] = ..., caught_up: _Optional[bool] = ..., index_kind: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., model_id: _Optional[str] = ..., template_ids: _Optional[_Iterable[int]] = ..., pending_erasure_template_ids: _Optional[_Iterable[int]] = ..., snapshot_sequence: _Optional[int] = ...) -> None: ...
+
+class ErasureCheckRequest(_message.Message):
+    __slots__ = ("template_ids",)
+    TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    template_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, template_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ErasureCheckResponse(_message.Message):
+    __slots__ = ("partition", "replica", "caught_up", "applied_sequence", "pending_template_ids", "snapshot_sequence")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    CAUGHT_UP_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    PENDING_TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    replica: str
+    caught_up: bool
+    applied_sequence: int
+    pending_template_ids: _containers.RepeatedScalarFieldContainer[int]
+    snapshot_sequence: int
+    def __init__(self, partition: _Optional[int] = ..., replica: _Optional[str] = ..., caught_up: _Optional[bool] = ..., applied_sequence: _Optional[int] = ..., pending_template_ids: _Optional[_Iterable[int]] = ..., snapshot_sequence: _Optional[int] = ...) -> None: ...

@@ -44,6 +44,11 @@ class SearcherStub:
                 request_serializer=tanu_dot_v1_dot_searcher__pb2.StatsRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_searcher__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.CheckErasure = channel.unary_unary(
+                '/tanu.v1.Searcher/CheckErasure',
+                request_serializer=tanu_dot_v1_dot_searcher__pb2.ErasureCheckRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_searcher__pb2.ErasureCheckResponse.FromString,
+                _registered_method=True)
 
 
 class SearcherServicer:
@@ -61,6 +66,13 @@ class SearcherServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CheckErasure(self, request, context):
+        """Also answered over NATS on `tanu.erasure.check.p<k>` by every replica.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SearcherServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +85,11 @@ def add_SearcherServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=tanu_dot_v1_dot_searcher__pb2.StatsRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_searcher__pb2.StatsResponse.SerializeToString,
+            ),
+            'CheckErasure': grpc.unary_unary_rpc_method_handler(
+                    servicer.CheckErasure,
+                    request_deserializer=tanu_dot_v1_dot_searcher__pb2.ErasureCheckRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_searcher__pb2.ErasureCheckResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -129,6 +146,33 @@ class Searcher:
             '/tanu.v1.Searcher/Stats',
             tanu_dot_v1_dot_searcher__pb2.StatsRequest.SerializeToString,
             tanu_dot_v1_dot_searcher__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CheckErasure(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Searcher/CheckErasure',
+            tanu_dot_v1_dot_searcher__pb2.ErasureCheckRequest.SerializeToString,
+            tanu_dot_v1_dot_searcher__pb2.ErasureCheckResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,7 +4,7 @@ import sys
 
 from tanu.core.config import SearcherConfig
 from tanu.core.runner import main
-from tanu.searcher.service import SearcherService
+from tanu.searcher import SearcherService
 
 if __name__ == "__main__":
     sys.exit(main("searcher", SearcherConfig, SearcherService))

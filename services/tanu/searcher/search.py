@@ -1,0 +1,106 @@
+"""Answering a partition's searches: requests are checked, and concurrent
+ones are micro-batched into one FAISS call on the index thread."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+
+import numpy as np
+
+from tanu.core import errors
+from tanu.core.batching import MicroBatcher
+from tanu.core.config import SearcherConfig
+from tanu.core.metrics import Metrics
+from tanu.index import PartitionIndex
+from tanu.v1 import searcher_pb2
+
+MAX_TOP_K = 2048
+MAX_QUERIES = 4096
+
+
+class Searches:
+    """Checks search requests and runs them, batched, against the index."""
+
+    def __init__(
+        self,
+        config: SearcherConfig,
+        index: PartitionIndex,
+        in_index_thread: Callable[..., Awaitable],
+        applied_sequence: Callable[[], int],
+        metrics: Metrics,
+    ) -> None:
+        self.config = config
+        self.layout = config.common.layout
+        self._index = index
+        self._in_index_thread = in_index_thread
+        self._applied_sequence = applied_sequence  # reported with each answer
+        self._metrics = metrics
+        self._batcher = MicroBatcher(
+            self._search_batch,
+            name=f"search-p{config.partition}",
+            max_batch=config.batch_max,
+            max_wait_s=config.batch_wait_ms / 1000,
+            metrics=metrics,
+        )
+
+    async def close(self) -> None:
+        """Answers what is queued and takes no more."""
+        await self._batcher.close()
+
+    async def search(self, req: searcher_pb2.SearchRequest) -> searcher_pb2.SearchResponse:
+        lay = self.layout
+        if req.model_id and req.model_id != lay.model_id:
+            raise errors.InvalidArgument(
+                f"queries are {req.model_id!r} templates; partition holds {lay.model_id!r} templates"
+            )
+        if not 1 <= req.count <= MAX_QUERIES:
+            raise errors.InvalidArgument(f"count must be 1..{MAX_QUERIES}, got {req.count}")
+        if len(req.queries) != req.count * lay.dimension * 4:
+            raise errors.InvalidArgument(
+                f"queries are {len(req.queries)} bytes; {req.count} x {lay.dimension} float32 needs "
+                f"{req.count * lay.dimension * 4}"
+            )
+        if not 1 <= req.top_k <= MAX_TOP_K:
+            raise errors.InvalidArgument(f"top_k must be 1..{MAX_TOP_K}, got {req.top_k}")
+        q = np.frombuffer(req.queries, dtype="<f4").reshape(req.count, lay.dimension)
+        if not np.isfinite(q).all():
+            raise errors.InvalidArgument("queries contain NaN or infinity")
+        scores, subs, size = await self._batcher.submit((q, int(req.top_k)))
+        part = self.config.partition
+        reply = searcher_pb2.SearchResponse(
+            partition=part, gallery_size=size, applied_sequence=self._applied_sequence()
+        )
+        for row_scores, row_subs in zip(scores.tolist(), subs, strict=True):
+            hits = reply.results.add()
+            seen: set[str] = set()
+            for s, sid in zip(row_scores, row_subs, strict=False):
+                if sid in seen:  # another template of a listed subject
+                    continue
+                seen.add(sid)
+                hits.candidates.add(subject_id=sid, score=s, partition=part)
+        return reply
+
+    async def _search_batch(self, items: list[tuple[np.ndarray, int]]):
+        queries = np.concatenate([q for q, _ in items], axis=0)
+        k = max(k for _, k in items)
+        start = time.perf_counter()
+        scores, subs, size = await self._in_index_thread(self._run_search, queries, k)
+        self._metrics.faiss_search_duration.labels(str(self.config.partition)).observe(
+            time.perf_counter() - start
+        )
+        out, row = [], 0
+        for q, kk in items:
+            n = len(q)
+            out.append((scores[row : row + n, :kk], [r[:kk] for r in subs[row : row + n]], size))
+            row += n
+        return out
+
+    def _run_search(self, queries: np.ndarray, k: int):
+        """Scores and subject ids (mapped in the same cut as the search)."""
+        index = self._index
+        if len(index) == 0:
+            n = len(queries)
+            return np.zeros((n, 0), np.float32), [[] for _ in range(n)], 0
+        scores, _, subs = index.search_subjects(queries, k)
+        return scores, subs, len(index)
