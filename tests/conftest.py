@@ -16,7 +16,7 @@ from tanu.core import logs, secrets
 from tanu.gateway import GatewayService
 from tanu.ops.natsd import NatsServer
 from tanu.searcher import SearcherService
-from tanu.store.service import StoreService
+from tanu.store import StoreService
 from tanu.v1 import identity_pb2_grpc
 
 DIM = 128

@@ -104,11 +104,6 @@ async def test_erasure_reaches_the_index_and_the_snapshot_file(nats_server, tmp_
             answers = [searcher_pb2.ErasureCheckResponse.FromString(r) for r in replies]
             assert [(a.replica, list(a.pending_template_ids)) for a in answers] == [("r0", ids)]
             assert answers[0].caught_up and answers[0].snapshot_sequence == first_sequence
-            # The deprecated form (StatsRequest.erased_template_ids) answers the same.
-            old = searcher_pb2.StatsRequest(erased_template_ids=ids).SerializeToString()
-            replies = await bus.gather_all(nc, natsnames.erasure(0), old, 0.25)
-            stats = [searcher_pb2.StatsResponse.FromString(r) for r in replies]
-            assert [list(st.pending_erasure_template_ids) for st in stats] == [ids]
         finally:
             await nc.close()
         # Another partition's replica never sees this subject's removal: callers

@@ -92,13 +92,8 @@ async def test_health_follows_the_nats_connection(cluster, nats_server):
 async def test_a_service_with_another_layout_refuses_to_start(cluster):
     from tanu.core import config as cfg
     from tanu.core import errors
-<<<<<<< HEAD
     from tanu.gateway import GatewayService
-    from tanu.searcher.service import SearcherService
-=======
-    from tanu.gateway.service import GatewayService
     from tanu.searcher import SearcherService
->>>>>>> wt-searcher
 
     bad = [
         (

@@ -14,6 +14,10 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import Message
+from nats.aio.client import Client as NATS
+
+from tanu.core import bus
+from tanu.core.metrics import Metrics
 
 Q = TypeVar("Q", bound=Message)
 R = TypeVar("R", bound=Message)
@@ -46,6 +50,31 @@ class Operation(Generic[Q, R]):
 
     def __repr__(self) -> str:
         return f"Operation({self.name!r}, {self.request.__name__}, {self.reply.__name__})"
+
+
+class BusClient:
+    """A typed client over NATS request/reply. A subclass declares its
+    ``Operation``s as class attributes and says which subject an operation
+    is asked on and under which label its latency is measured."""
+
+    def __init__(self, nc: NATS, timeout_s: float, metrics: Metrics | None = None) -> None:
+        self._nc = nc
+        self.timeout_s = timeout_s
+        self._metrics = metrics
+
+    def subject(self, op: Operation) -> str:
+        return op.name
+
+    def label(self, op: Operation) -> str:
+        """The ``operation`` label of tanu_nats_request_duration_seconds."""
+        return op.name
+
+    async def call(self, op: Operation[Q, R], request: Q, timeout: float | None = None) -> R:
+        return await bus.request(
+            self._nc, self.subject(op), request, op.reply,
+            self.timeout_s if timeout is None else timeout,
+            operation=self.label(op), metrics=self._metrics,
+        )  # fmt: skip
 
 
 def operations_of(client_class: type) -> Iterator[Operation]:

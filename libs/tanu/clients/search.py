@@ -13,7 +13,7 @@ from tanu.v1 import searcher_pb2
 
 class SearchClient:
     """Searches (``tanu.search.p<N>``, one replica of each partition answers)
-    and erasure confirmations (``tanu.erasure.p<N>``, every replica answers)."""
+    and erasure checks (``tanu.erasure.check.p<N>``, every replica answers)."""
 
     def __init__(self, nc: NATS, timeout_s: float, metrics: Metrics | None = None) -> None:
         self._nc = nc
@@ -42,9 +42,11 @@ class SearchClient:
 
     async def erasure_confirmations(
         self, partition: int, template_ids: list[int], window_s: float
-    ) -> list[searcher_pb2.StatsResponse]:
+    ) -> list[searcher_pb2.ErasureCheckResponse]:
         """Every reply that the partition's replicas send within ``window_s``
         to the question of which of ``template_ids`` each still holds."""
-        payload = searcher_pb2.StatsRequest(erased_template_ids=template_ids).SerializeToString()
-        replies = await bus.gather_all(self._nc, natsnames.erasure(partition), payload, window_s)
-        return [searcher_pb2.StatsResponse.FromString(raw) for raw in replies]
+        payload = searcher_pb2.ErasureCheckRequest(template_ids=template_ids).SerializeToString()
+        replies = await bus.gather_all(
+            self._nc, natsnames.erasure_check(partition), payload, window_s
+        )
+        return [searcher_pb2.ErasureCheckResponse.FromString(raw) for raw in replies]

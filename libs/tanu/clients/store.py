@@ -3,16 +3,13 @@
 
 from __future__ import annotations
 
-from nats.aio.client import Client as NATS
-
-from tanu.core import bus, natsnames
-from tanu.core.metrics import Metrics
+from tanu.core import natsnames
 from tanu.v1 import common_pb2, store_pb2
 
-from .operations import Operation, Q, R
+from .operations import BusClient, Operation
 
 
-class StoreClient:
+class StoreClient(BusClient):
     """Every store operation; each attribute is the typed call on an instance
     and the ``Operation`` on the class (which the store registers)."""
 
@@ -60,14 +57,8 @@ class StoreClient:
         "MigrateLayout",
     )  # fmt: skip
 
-    def __init__(self, nc: NATS, timeout_s: float, metrics: Metrics | None = None) -> None:
-        self._nc = nc
-        self.timeout_s = timeout_s
-        self._metrics = metrics
+    def subject(self, op: Operation) -> str:
+        return natsnames.store(op.name)
 
-    async def call(self, op: Operation[Q, R], request: Q, timeout: float | None = None) -> R:
-        return await bus.request(
-            self._nc, natsnames.store(op.name), request, op.reply,
-            self.timeout_s if timeout is None else timeout,
-            operation=f"store.{op.name}", metrics=self._metrics,
-        )  # fmt: skip
+    def label(self, op: Operation) -> str:
+        return f"store.{op.name}"

@@ -27,12 +27,6 @@ def search(partition: int) -> str:
     return f"tanu.search.p{partition}"
 
 
-def erasure(partition: int) -> str:
-    """Every replica of the partition answers here (no queue group): which of
-    the given template ids it has not yet erased from its index and snapshot."""
-    return f"tanu.erasure.p{partition}"
-
-
 def erasure_check(partition: int) -> str:
     """Every replica of the partition answers ErasureCheckRequest here (no
     queue group): which of the given template ids it has not yet erased."""

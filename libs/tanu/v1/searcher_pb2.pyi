@@ -38,15 +38,13 @@ class SearchResponse(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., results: _Optional[_Iterable[_Union[Hits, _Mapping]]] = ..., gallery_size: _Optional[int] = ..., applied_sequence: _Optional[int] = ...) -> None: ...
 
 class StatsRequest(_message.Message):
-    __slots__ = ("include_template_ids", "erased_template_ids")
+    __slots__ = ("include_template_ids",)
     INCLUDE_TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
-    ERASED_TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
     include_template_ids: bool
-    erased_template_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, include_template_ids: _Optional[bool] = ..., erased_template_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    def __init__(self, include_template_ids: _Optional[bool] = ...) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("partition", "replica", "gallery_size", "applied_sequence", "caught_up", "index_kind", "dimension", "metric", "model_id", "template_ids", "pending_erasure_template_ids", "snapshot_sequence")
+    __slots__ = ("partition", "replica", "gallery_size", "applied_sequence", "caught_up", "index_kind", "dimension", "metric", "model_id", "template_ids", "snapshot_sequence")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     GALLERY_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -57,7 +55,6 @@ class StatsResponse(_message.Message):
     METRIC_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
-    PENDING_ERASURE_TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     partition: int
     replica: str
@@ -69,9 +66,8 @@ class StatsResponse(_message.Message):
     metric: _common_pb2.Metric
     model_id: str
     template_ids: _containers.RepeatedScalarFieldContainer[int]
-    pending_erasure_template_ids: _containers.RepeatedScalarFieldContainer[int]
     snapshot_sequence: int
-    def __init__(self, partition: _Optional[int] = ..., replica: _Optional[str] = ..., gallery_size: _Optional[int] = ..., applied_sequence: _Optional[int] = ..., caught_up: _Optional[bool] = ..., index_kind: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., model_id: _Optional[str] = ..., template_ids: _Optional[_Iterable[int]] = ..., pending_erasure_template_ids: _Optional[_Iterable[int]] = ..., snapshot_sequence: _Optional[int] = ...) -> None: ...
+    def __init__(self, partition: _Optional[int] = ..., replica: _Optional[str] = ..., gallery_size: _Optional[int] = ..., applied_sequence: _Optional[int] = ..., caught_up: _Optional[bool] = ..., index_kind: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., model_id: _Optional[str] = ..., template_ids: _Optional[_Iterable[int]] = ..., snapshot_sequence: _Optional[int] = ...) -> None: ...
 
 class ErasureCheckRequest(_message.Message):
     __slots__ = ("template_ids",)

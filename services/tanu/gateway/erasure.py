@@ -86,7 +86,7 @@ async def confirm_erasure(gw: Gateway, partition: int, template_ids: list[int]) 
     seen: dict[str, dict] = {}
     while True:
         for st in await gw.searchers.erasure_confirmations(partition, template_ids, 0.25):
-            pending = set(st.pending_erasure_template_ids)
+            pending = set(st.pending_template_ids)
             seen[st.replica] = {
                 "replica": st.replica,
                 "index_removed": st.caught_up and not pending,

@@ -11,7 +11,7 @@ from tanu.core import clusterconfig, errors, logs
 from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
 from tanu.policy import thresholds
-from tanu.v1 import common_pb2, store_pb2
+from tanu.v1 import store_pb2
 
 from .layout_watch import LayoutWatch
 from .recent import RecentEnrolments
@@ -19,9 +19,6 @@ from .samples import Samples
 from .search import Search
 
 log = logs.get(__name__)
-
-# The layout's metric as the API's enum (replies say how to read a score).
-METRIC_ENUM = {"l2": common_pb2.METRIC_L2, "cosine": common_pb2.METRIC_COSINE}
 
 
 class Gateway:

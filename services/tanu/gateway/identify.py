@@ -7,10 +7,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tanu.core import errors
+from tanu.core.vectors import METRIC_PROTO
 from tanu.policy import consent, thresholds
 from tanu.v1 import common_pb2, identity_pb2
-
-from .gateway import METRIC_ENUM
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -55,7 +54,7 @@ async def identify(
         decision=common_pb2.DECISION_MATCH if matched else common_pb2.DECISION_NO_MATCH,
         threshold=threshold,
         threshold_source=source,
-        metric=METRIC_ENUM[gw.layout.metric],
+        metric=METRIC_PROTO[gw.layout.metric],
         complete=not res.missing,
         missing_partitions=res.missing,
         gallery_size=res.gallery_size,

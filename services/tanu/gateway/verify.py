@@ -15,10 +15,9 @@ import numpy as np
 
 from tanu.core import errors, ids, vectors
 from tanu.core.config import Layout
+from tanu.core.vectors import METRIC_PROTO
 from tanu.policy import consent
 from tanu.v1 import common_pb2, identity_pb2, store_pb2
-
-from .gateway import METRIC_ENUM
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -107,6 +106,6 @@ async def verify(
         score=best,
         threshold=threshold,
         threshold_source=source,
-        metric=METRIC_ENUM[gw.layout.metric],
+        metric=METRIC_PROTO[gw.layout.metric],
         model_id=gw.layout.model_id,
     )

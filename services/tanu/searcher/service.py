@@ -147,11 +147,6 @@ class SearcherService(ServiceBase):
             natsnames.erasure_check(cfg.partition), "", searcher_pb2.ErasureCheckRequest,
             self.check_erasure,
         )  # fmt: skip
-        # The same check asked with a StatsRequest (erased_template_ids).
-        await self.responder.serve(
-            natsnames.erasure(cfg.partition), "", searcher_pb2.StatsRequest,
-            lambda r: self.stats(False, list(r.erased_template_ids)),
-        )  # fmt: skip
         assert self.grpc
         await self.grpc.set_serving(True)
         self.caught_up.set()
@@ -190,15 +185,11 @@ class SearcherService(ServiceBase):
         return await self.searches.search(req)
 
     async def _stats_request(self, req: searcher_pb2.StatsRequest) -> searcher_pb2.StatsResponse:
-        return await self.stats(req.include_template_ids, list(req.erased_template_ids))
+        return await self.stats(req.include_template_ids)
 
-    async def stats(
-        self, include_ids: bool, erased: list[int] | None = None
-    ) -> searcher_pb2.StatsResponse:
-        """The replica's state; ``erased``: the deprecated form of
-        ``check_erasure``, answered in pending_erasure_template_ids."""
+    async def stats(self, include_ids: bool) -> searcher_pb2.StatsResponse:
+        """The replica's state (with every template id it holds when ``include_ids``)."""
         ids = await self._in_index_thread(self.index.template_ids) if include_ids else []
-        pending = await self.snapshots.pending_erasures(list(erased or []))
         return searcher_pb2.StatsResponse(
             partition=self.config.partition,
             replica=self.config.replica,
@@ -210,7 +201,6 @@ class SearcherService(ServiceBase):
             metric=METRIC_PROTO[self.layout.metric],
             model_id=self.layout.model_id,
             template_ids=ids,
-            pending_erasure_template_ids=pending,
             snapshot_sequence=self._snapshot_sequence(),
         )
 
@@ -243,7 +233,7 @@ class SearcherServicer(searcher_pb2_grpc.SearcherServicer):
         return await self._svc.search(request)
 
     async def Stats(self, request, context):
-        return await self._svc.stats(request.include_template_ids, request.erased_template_ids)
+        return await self._svc.stats(request.include_template_ids)
 
     async def CheckErasure(self, request, context):
         return await self._svc.check_erasure(request)
