@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -47,3 +48,18 @@ def identify(vec: np.ndarray, **kw) -> identity_pb2.IdentifyRequest:
 
 def verify(subject_id: str, vec: np.ndarray, **kw) -> identity_pb2.VerifyRequest:
     return identity_pb2.VerifyRequest(subject_id=subject_id, sample=sample(vec), **kw)
+
+
+def read_until(proc, marker: str, timeout_s: float) -> str:
+    """Reads ``proc``'s stdout line by line until a line holds ``marker``
+    (or the output ends, or ``timeout_s`` passes); returns what was read."""
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if marker in line:
+            break
+    return "".join(lines)

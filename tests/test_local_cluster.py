@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 from photos import encode, originals
 
 from conftest import near, unit_vectors
-from helpers import ROOT
+from helpers import ROOT, read_until
 
 pytestmark = pytest.mark.slow
 
@@ -67,17 +66,8 @@ def test_tanu_up_runs_a_cluster_that_the_cli_can_use_and_sigterm_stops(tmp_path)
         env={**os.environ, "TANU_MODEL_DIR": MODEL_DIR},
         text=True,
     )
-    lines: list[str] = []
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = up.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "Tanu is up" in line:
-                break
-        out = "".join(lines)
+        out = read_until(up, "Tanu is up", 120)
         assert "Tanu is up" in out, out
         assert f"port {busy_port} for the gateway is taken; using" in out
 

@@ -10,12 +10,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from helpers import ROOT
+from helpers import ROOT, read_until
 
 pytestmark = pytest.mark.slow
 
@@ -44,17 +43,9 @@ def test_every_marked_readme_command_runs_as_written(tmp_path):
         [".venv/bin/tanu", "up"], cwd=home, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
-    lines: list[str] = []
     try:
-        deadline = time.monotonic() + 150
-        while time.monotonic() < deadline:
-            line = up.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "Tanu is up" in line:
-                break
-        assert "Tanu is up" in "".join(lines), "".join(lines)
+        out = read_until(up, "Tanu is up", 150)
+        assert "Tanu is up" in out, out
         for i, (lang, code) in enumerate(marked_blocks((ROOT / "README.md").read_text())):
             if lang == "python":
                 cmd = [".venv/bin/python", "-c", code]
