@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 
 
-class _Grow:
+class GrowingArray:
     """A numpy array that grows by doubling (amortised O(1) appends)."""
 
     def __init__(self, dtype, data: np.ndarray | None = None) -> None:
@@ -68,11 +68,11 @@ class IdMap:
         blob: bytes = b"",
         starts: np.ndarray | None = None,
     ) -> None:
-        self._ids = _Grow(np.int64, template_ids)  # template id at each FAISS position
-        self._codes = _Grow(np.int32, codes)  # its subject: an index into _starts
+        self._ids = GrowingArray(np.int64, template_ids)  # template id at each FAISS position
+        self._codes = GrowingArray(np.int32, codes)  # its subject: an index into _starts
         self._blob = bytearray(blob)  # subject ids, UTF-8, each followed by "\n"
         # subject i: blob[starts[i]:starts[i+1]-1]
-        self._starts = _Grow(np.int64, np.zeros(1, np.int64) if starts is None else starts)
+        self._starts = GrowingArray(np.int64, np.zeros(1, np.int64) if starts is None else starts)
         ids = self._ids.a
         # argsort of ids when they are not ascending
         self._order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")
@@ -147,8 +147,8 @@ class IdMap:
         self._dead_subjects = False
         live, codes = np.unique(self._codes.a, return_inverse=True)
         if not len(live):
-            self._blob, self._starts = bytearray(), _Grow(np.int64, np.zeros(1, np.int64))
-            self._codes = _Grow(np.int32)
+            self._blob, self._starts = bytearray(), GrowingArray(np.int64, np.zeros(1, np.int64))
+            self._codes = GrowingArray(np.int32)
             return
         starts = self._starts.a
         a, b = starts[live], starts[live + 1]
@@ -157,8 +157,8 @@ class IdMap:
         # gather the live byte ranges in one numpy operation
         idx = np.repeat(a - np.r_[0, np.cumsum(lens)[:-1]], lens) + np.arange(lens.sum())
         self._blob = bytearray(blob[idx].tobytes())
-        self._starts = _Grow(np.int64, np.r_[0, np.cumsum(lens)])
-        self._codes = _Grow(np.int32, codes.astype(np.int32))
+        self._starts = GrowingArray(np.int64, np.r_[0, np.cumsum(lens)])
+        self._codes = GrowingArray(np.int32, codes.astype(np.int32))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, bytes, np.ndarray]:
         """Copies of (template ids, codes, blob, starts) holding only live

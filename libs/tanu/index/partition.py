@@ -19,8 +19,9 @@ import numpy as np
 
 from tanu.core import vectors
 
+from . import kernel
 from .device import DEVICES, DeviceCopy
-from .idmap import IdMap
+from .idmap import GrowingArray, IdMap
 
 KINDS = {
     # exhaustive search over fp32 vectors: 4 bytes per value (512 B per 128-d template)
@@ -51,6 +52,7 @@ class PartitionIndex:
         device: str = "cpu",
         compact_share: float = 0.05,
         compact_floor: int = 4096,
+        kernel_min_batch: int = kernel.MIN_BATCH,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}; known: {sorted(KINDS)}")
@@ -71,6 +73,12 @@ class PartitionIndex:
         self._erased: set[int] = set()
         # Searches run on a tombstoned copy (GPU, or a CPU copy) when asked to.
         self._device: DeviceCopy | None = None
+        # Batches of at least this many queries go to Tanu's exact kernel
+        # (flat and fp16 kinds on the CPU); smaller ones to FAISS. 0: never.
+        self.kernel_min_batch = kernel_min_batch
+        # Squared norms of the vectors by position, for the kernel's L2
+        # scores; None until the first kernel search after a restore.
+        self._sq_norms: GrowingArray | None = None
         if device != "cpu":
             self._device = DeviceCopy(device, dimension, self._fmetric, KINDS[kind] is not None,
                                       compact_share, compact_floor)  # fmt: skip
@@ -117,6 +125,8 @@ class PartitionIndex:
             x = vectors.normalise(x).astype(np.float32)
         entries = self._map.prepare(ids, np.asarray(subject_ids, dtype=object)[first])
         self._index.add(x)
+        if self._sq_norms is not None:
+            self._sq_norms.extend(_squared_norms(self._gallery()[-len(x) :]))
         if self._ivf is not None:
             self._ivf.add_with_ids(x, ids)
         if self._device is not None:
@@ -135,6 +145,8 @@ class PartitionIndex:
         if not len(present):
             return 0
         removed = int(self._index.remove_ids(faiss.IDSelectorBatch(pos.astype(np.int64))))
+        if self._sq_norms is not None:
+            self._sq_norms.delete(pos)
         if self._ivf is not None:
             self._ivf.remove_ids(faiss.IDSelectorBatch(present))
         self._map.delete(pos)
@@ -195,11 +207,39 @@ class PartitionIndex:
             scores, tids = self._device.search(q, k)
             p, found = self._map.positions(tids.ravel())
             pos = np.where(found & (tids.ravel() >= 0), p, -1).reshape(tids.shape)
+        elif self.uses_kernel(len(q)):
+            scores, pos = self._kernel_search(q, k)
         else:
             scores, pos = self._index.search(q, k)
         if self.metric == "l2":
             np.sqrt(np.maximum(scores, 0, out=scores), out=scores)
         return scores, pos
+
+    def uses_kernel(self, batch: int) -> bool:
+        """Whether a batch of this many queries is searched by Tanu's exact
+        kernel (``kernel.topk``) rather than by FAISS."""
+        return (
+            0 < self.kernel_min_batch <= batch and self._ivf is None and self._device is None
+            and self.kind in ("flat", "fp16") and len(self) > 0
+        )  # fmt: skip
+
+    def _gallery(self) -> np.ndarray:
+        """The stored vectors by position, without a copy: float32 for the
+        flat kind, float16 for fp16 (FAISS's QT_fp16 codes are IEEE halves).
+        Valid until the next add or remove."""
+        n, d = len(self), self.dimension
+        if KINDS[self.kind] is None:
+            return faiss.rev_swig_ptr(self._index.get_xb(), n * d).reshape(n, d)
+        codes = faiss.downcast_index(self._index).codes
+        return faiss.rev_swig_ptr(codes.data(), n * d * 2).view(np.float16).reshape(n, d)
+
+    def _kernel_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        gallery = self._gallery()
+        if self.metric == "l2":
+            if self._sq_norms is None:
+                self._sq_norms = GrowingArray(np.float32, _squared_norms(gallery))
+            return kernel.topk(gallery, q, k, "l2", self._sq_norms.a)
+        return kernel.topk(gallery, q, k, "ip")
 
     def search_subjects(self, queries: np.ndarray, k: int):
         """(scores, template ids, subject ids per hit row) in one consistent cut."""
@@ -312,4 +352,15 @@ class PartitionIndex:
         self._map = IdMap(snap.template_ids, snap.codes, snap.blob, snap.starts)
         self._removed = np.unique(np.asarray(snap.removed, np.int64))
         self._erased = set()
+        self._sq_norms = None
         self.compact_device()
+
+
+def _squared_norms(x: np.ndarray, rows: int = 65_536) -> np.ndarray:
+    """Each row's squared norm in float32, a block at a time (an fp16
+    gallery is converted a block at a time, not all at once)."""
+    out = np.empty(len(x), np.float32)
+    for i in range(0, len(x), rows):
+        b = x[i : i + rows].astype(np.float32, copy=False)
+        out[i : i + rows] = np.einsum("ij,ij->i", b, b)
+    return out

@@ -1,0 +1,130 @@
+"""Exact batched top-k over a gallery matrix, faster than FAISS's flat scan
+on the CPU for batches of queries.
+
+FAISS's exact search keeps a heap per query and pushes every score through
+it; at batch 256 its top-k reduction, not the matrix product, dominates
+(about 6% of the machine's matmul peak here). This kernel lets BLAS do the
+product in large blocks and then selects with a threshold: after the first
+block, each query's k-th best score so far is known, and only the scores
+above it (a few per block) are merged into the running top-k. The merge is
+vectorised across every query (one lexsort over the candidates), so no
+Python loop runs per query or per gallery row.
+
+Scores are exact: inner products (cosine on unit vectors) or squared L2
+distances computed as ``|q|² + |x|² - 2 q·x`` (with the gallery's squared
+norms given by the caller), so they agree with FAISS within float rounding.
+Ties are broken towards the lower gallery position, so a result is
+deterministic. A float16 gallery is converted block by block to float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Gallery rows per matrix product: large enough for BLAS to run near its
+# peak, small enough that a block of scores (rows x queries) stays in cache
+# levels that matter. The first block is smaller, so the first threshold is
+# set cheaply.
+BLOCK_ROWS = 16_384
+FIRST_BLOCK_ROWS = 4_096  # at most BLOCK_ROWS
+# Below this many queries a call, FAISS's own scan is as fast (measured:
+# benchmarks/search/overhead.py and benchmarks/RESULTS.md).
+MIN_BATCH = 16
+# Above this share of a block passing the threshold (adversarial or sorted
+# galleries), the block is reduced by a partition instead of a merge.
+MAX_PASS_SHARE = 1 / 16
+
+
+def topk(
+    gallery: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    metric: str,
+    sq_norms: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k best gallery rows for each query: (scores, positions), best
+    first; positions are row indices of ``gallery`` (-1 where the gallery has
+    fewer than k rows). ``metric`` "l2" returns squared distances (ascending)
+    and needs ``sq_norms`` (the gallery rows' squared norms); "ip" returns
+    inner products (descending)."""
+    n, d = gallery.shape
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    nq = len(q)
+    k_eff = min(k, n)
+    best_v = np.full((nq, k), -np.inf, np.float32)  # internal: higher is better
+    best_p = np.full((nq, k), -1, np.int64)
+    if n and k_eff:
+        l2 = metric == "l2"
+        if l2 and sq_norms is None:
+            raise ValueError("the l2 metric needs the gallery's squared norms")
+        qm = 2 * q if l2 else q
+        start = 0
+        size = FIRST_BLOCK_ROWS
+        # A half-precision gallery is widened a block at a time into one buffer.
+        wide = np.empty((BLOCK_ROWS, d), np.float32) if gallery.dtype != np.float32 else None
+        while start < n:
+            stop = min(n, start + size)
+            block = gallery[start:stop]
+            if wide is not None:
+                block = wide[: stop - start]
+                np.copyto(block, gallery[start:stop])
+            s = qm @ block.T  # (nq, rows), C-contiguous: 2 q·x for l2, q·x for ip
+            if l2:
+                s -= sq_norms[start:stop]  # 2 q·x - |x|²: higher is closer
+            _reduce(s, start, best_v, best_p, k_eff)
+            start, size = stop, BLOCK_ROWS
+    scores = best_v
+    if metric == "l2":
+        scores = np.einsum("ij,ij->i", q, q)[:, None] - best_v
+        scores[best_p < 0] = np.inf
+        np.maximum(scores, 0, out=scores)
+    else:
+        scores = best_v.copy()
+        scores[best_p < 0] = -np.inf
+    return scores.astype(np.float32, copy=False), best_p
+
+
+def _reduce(s: np.ndarray, offset: int, best_v: np.ndarray, best_p: np.ndarray, k: int) -> None:
+    """Merges one block's scores ``s`` (queries x rows, C-contiguous) into
+    the running top-k, in place."""
+    nq, rows = s.shape
+    thr = best_v[:, k - 1]
+    mask = s > thr[:, None]
+    count = int(np.count_nonzero(mask))
+    if count == 0:
+        return
+    if count > MAX_PASS_SHARE * nq * rows:
+        # Many pass (the first block, or an adversarial order): raise each
+        # query's bar to the block's own k-th best first. Scores equal to
+        # that bar all stay candidates, so the merge can prefer the lower
+        # positions among ties.
+        kk = min(k, rows)
+        kth = np.partition(s, rows - kk, axis=1)[:, rows - kk]
+        mask = s >= np.maximum(kth, np.nextafter(thr, np.float32(np.inf)))[:, None]
+    flat = np.flatnonzero(mask)
+    r, c = np.divmod(flat, rows)
+    _merge(best_v, best_p, r, s.ravel()[flat], c + offset)
+
+
+def _merge(
+    best_v: np.ndarray, best_p: np.ndarray, r: np.ndarray, v: np.ndarray, p: np.ndarray
+) -> None:
+    """Merges candidates (query row ``r``, score ``v``, position ``p``) with
+    the current top-k of their queries: best score first, then lower position."""
+    kk = best_v.shape[1]
+    touched = np.unique(r)
+    cur_r = np.repeat(touched, kk)
+    all_r = np.concatenate([cur_r, r])
+    all_v = np.concatenate([best_v[touched].ravel(), v.astype(np.float32, copy=False)])
+    all_p = np.concatenate([best_p[touched].ravel(), p])
+    # Empty slots (-inf, -1) sort last among equal scores via the position key.
+    pos_key = np.where(all_p < 0, np.iinfo(np.int64).max, all_p)
+    order = np.lexsort((pos_key, -all_v, all_r))
+    all_r, all_v, all_p = all_r[order], all_v[order], all_p[order]
+    starts = np.searchsorted(all_r, touched)
+    rank = np.arange(len(all_r)) - np.repeat(starts, np.diff(np.append(starts, len(all_r))))
+    keep = rank < kk
+    rows = all_r[keep]
+    cols = rank[keep]
+    best_v[rows, cols] = all_v[keep]
+    best_p[rows, cols] = all_p[keep]
