@@ -31,6 +31,17 @@ class OnnxSettings:
     max_pixels: int = setting(
         "TANU_MAX_IMAGE_PIXELS", 40_000_000, "Largest image (width x height) decoded."
     )
+    max_pixels_in_flight: int = setting(
+        "TANU_MODEL_MAX_PIXELS_IN_FLIGHT",
+        80_000_000,
+        "Most image pixels (width x height from the header) being worked on at once; "
+        "later requests wait, admitted fairly per tenant by cost.",
+    )
+    max_queued_per_tenant: int = setting(
+        "TANU_MODEL_MAX_QUEUED_PER_TENANT",
+        64,
+        "Most requests of one tenant waiting for admission; beyond, RESOURCE_EXHAUSTED.",
+    )
 
 
 @dataclass(frozen=True)
@@ -42,6 +53,12 @@ class DetectorConfig:
     )
     thresholds: str = setting(
         "TANU_DETECT_THRESHOLDS", "0.6,0.7,0.7", "P-Net, R-Net, O-Net score thresholds."
+    )
+    max_pyramid_pixels: int = setting(
+        "TANU_DETECT_MAX_PYRAMID_PIXELS",
+        4_000_000,
+        "Most pixels P-Net runs over per image, all scales together; a larger image is "
+        "decoded reduced (its smallest face found grows accordingly).",
     )
     onnx: OnnxSettings = field(default_factory=OnnxSettings)
     common: Common = field(default_factory=Common)

@@ -1,0 +1,169 @@
+"""Image work is bounded by cost, not only by pixel count: decompression
+bombs under the pixel limit cost bounded memory, a real face photo at the
+largest accepted size still gives its identity, and one tenant's bombs do
+not hold up another tenant's photo. The detector runs as its own process
+(``python -m tanu.detector``, so its peak RSS is its own), the embedder and
+the rest of the cluster in this one, all over a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+import pytest_asyncio
+from photos import blank_png, encode, originals
+from PIL import Image
+
+from tanu.clients.face import FaceClient
+from tanu.core import bus, errors
+from tanu.core import config as cfg
+from tanu.embedder.service import EmbedderService
+from tanu.face.models import prepare
+from tanu.ops.natsd import NatsServer
+from tanu.v1 import common_pb2, detector_pb2, embedder_pb2, identity_pb2
+
+from conftest import Cluster, env_for
+from helpers import ROOT
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+MODEL_DIR = str(ROOT / "var" / "models")
+MAX_PIXELS = 25_000_000  # the largest square bomb is 5000x5000
+BOMB_SIDE = math.isqrt(MAX_PIXELS)
+
+
+def peak_rss_bytes(pid: int) -> int:
+    """The process's peak resident set (VmHWM) so far."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc status")
+
+
+@pytest.fixture(scope="module")
+def hopper() -> np.ndarray:
+    return originals()["hopper"]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def faces(tmp_path_factory, hopper):
+    """A cluster with the detector in its own process; yields (cluster, face
+    client, detector process)."""
+    prepare(MODEL_DIR, say=lambda m: None)
+    tmp = tmp_path_factory.mktemp("image-cost")
+    nats = NatsServer(tmp / "nats").start()
+    env = env_for(
+        nats.url,
+        tmp,
+        TANU_MODEL_DIR=MODEL_DIR,
+        TANU_MAX_IMAGE_PIXELS=str(MAX_PIXELS),
+        TANU_REQUEST_TIMEOUT_S="60",
+        TANU_ONNX_THREADS="1",
+        # One bomb at a time, with room beside it for small photos.
+        TANU_MODEL_MAX_PIXELS_IN_FLIGHT=str(MAX_PIXELS + 5_000_000),
+    )
+    c = Cluster(env)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tanu.detector", env={**os.environ, **env},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    emb = nc = None
+    try:
+        await c.start_all()
+        emb = await EmbedderService(cfg.from_env(cfg.EmbedderConfig, env)).start()
+        nc = await bus.connect(nats.url, "image-cost-test")
+        client = FaceClient(nc, timeout_s=60)
+        small = encode(hopper)
+        for _ in range(120):  # until the detector process answers
+            try:
+                await client.detect(detector_pb2.DetectRequest(image=small))
+                break
+            except errors.Unavailable:
+                assert proc.returncode is None, "the detector process exited"
+                await asyncio.sleep(0.5)
+        yield c, client, proc
+    finally:
+        if nc:
+            await nc.close()
+        if emb:
+            await emb.stop()
+        await c.stop()
+        proc.terminate()
+        await asyncio.wait_for(proc.wait(), 30)
+        nats.stop()
+
+
+async def template(client: FaceClient, data: bytes, tenant: str = "t") -> tuple[np.ndarray, object]:
+    found = await client.detect(detector_pb2.DetectRequest(image=data, tenant=tenant))
+    assert len(found.faces) == 1, len(found.faces)
+    emb = await client.embed(
+        embedder_pb2.EmbedRequest(image=data, faces=[found.faces[0]], tenant=tenant)
+    )
+    return np.frombuffer(emb.templates[0].vector, np.float32), found
+
+
+async def test_a_bomb_under_the_pixel_limit_is_no_face_within_bounded_memory(faces):
+    c, client, proc = faces
+    bomb = blank_png(BOMB_SIDE, BOMB_SIDE)
+    assert len(bomb) < 200_000 and BOMB_SIDE * BOMB_SIDE <= MAX_PIXELS
+    before = peak_rss_bytes(proc.pid)
+    reply = await client.detect(detector_pb2.DetectRequest(image=bomb, tenant="flood"))
+    assert len(reply.faces) == 0
+    assert (reply.width, reply.height) == (BOMB_SIDE, BOMB_SIDE)
+    grown = peak_rss_bytes(proc.pid) - before
+    # Decoding 25 Mpx as RGB alone is 100 MB; before the bound it grew by gigabytes.
+    assert grown < 1 << 30, f"the detector's peak RSS grew by {grown / 2**20:.0f} MiB"
+    # Through the gateway: a clear refusal that names the image.
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await c.stub.Identify(
+            identity_pb2.IdentifyRequest(sample=common_pb2.BiometricSample(image=bomb))
+        )
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"no face found in the {BOMB_SIDE}x{BOMB_SIDE} image" in info.value.details()
+    assert proc.returncode is None
+
+
+async def test_a_face_photo_at_the_largest_accepted_size_keeps_its_identity(faces, hopper):
+    _, client, _ = faces
+    h, w = hopper.shape[:2]
+    k = math.sqrt(MAX_PIXELS / (w * h)) * 0.999
+    big = Image.fromarray(hopper).resize((int(w * k), int(h * k)), Image.BICUBIC)
+    assert big.size[0] * big.size[1] <= MAX_PIXELS
+    ref, small_found = await template(client, encode(hopper))
+    # JPEG: a PNG this large is beyond the bus's message size.
+    for fmt in ("JPEG",):
+        t, found = await template(client, encode(np.asarray(big), fmt))
+        # Landmarks and face size come back in the large image's own pixels.
+        assert (found.width, found.height) == big.size
+        f0, f1 = small_found.faces[0], found.faces[0]
+        kx = big.size[0] / w
+        for p0, p1 in zip(f0.landmarks, f1.landmarks, strict=True):
+            assert abs(p1.x - p0.x * kx) < 0.05 * f1.quality.face_size_px, fmt
+            assert abs(p1.y - p0.y * kx) < 0.05 * f1.quality.face_size_px, fmt
+        assert f1.quality.face_size_px == pytest.approx(f0.quality.face_size_px * kx, rel=0.1)
+        dist = float(np.linalg.norm(t - ref))
+        assert dist < 0.3, f"{fmt}: the same photo, {k:.1f}x larger, is {dist:.3f} away"
+
+
+async def test_one_tenants_bombs_do_not_hold_up_another_tenants_photo(faces, hopper):
+    _, client, _ = faces
+    bomb = blank_png(BOMB_SIDE, BOMB_SIDE)
+    photo = encode(hopper)
+    done: list[str] = []
+
+    async def send(name: str, data: bytes, tenant: str) -> None:
+        await client.detect(detector_pb2.DetectRequest(image=data, tenant=tenant))
+        done.append(name)
+
+    # Sent on one connection in this order, so the detector receives the bombs first.
+    tasks = [asyncio.create_task(send(f"bomb{i}", bomb, "flood")) for i in range(4)]
+    tasks.append(asyncio.create_task(send("photo", photo, "citizen")))
+    await asyncio.gather(*tasks)
+    # The photo waits at most for the bomb already being decoded, not for the flood.
+    assert done.index("photo") <= 1, done
