@@ -8,6 +8,7 @@ the rest of the cluster in this one, all over a real nats-server."""
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import os
 import subprocess
@@ -22,12 +23,13 @@ from photos import blank_png, encode, originals
 from PIL import Image
 
 from tanu.clients.face import FaceClient
-from tanu.core import bus, errors
+from tanu.core import auth, bus, errors, secrets, signing
 from tanu.core import config as cfg
+from tanu.core.fairqueue import FairQueue
 from tanu.embedder.service import EmbedderService
 from tanu.face.models import prepare
 from tanu.ops.natsd import NatsServer
-from tanu.v1 import common_pb2, detector_pb2, embedder_pb2, identity_pb2
+from tanu.v1 import common_pb2, detector_pb2, embedder_pb2, identity_pb2, identity_pb2_grpc
 
 from conftest import Cluster, env_for
 from helpers import ROOT
@@ -36,6 +38,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 MODEL_DIR = str(ROOT / "var" / "models")
 MAX_PIXELS = 25_000_000  # the largest square bomb is 5000x5000
 BOMB_SIDE = math.isqrt(MAX_PIXELS)
+AGENCIES = ("agency-flood", "agency-quiet")
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -44,6 +47,13 @@ def peak_rss_bytes(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise AssertionError("no VmHWM in /proc status")
+
+
+def add_agencies(tenants: Path) -> None:
+    """Two more tenants of the operator's kind in the registry."""
+    doc = json.loads(tenants.read_text())
+    doc["tenants"] += [{**doc["tenants"][0], "id": t} for t in AGENCIES]
+    tenants.write_text(json.dumps(doc))
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +78,7 @@ async def faces(tmp_path_factory, hopper):
         # One bomb at a time, with room beside it for small photos.
         TANU_MODEL_MAX_PIXELS_IN_FLIGHT=str(MAX_PIXELS + 5_000_000),
     )
+    add_agencies(Path(env["TANU_TENANTS_FILE"]))
     c = Cluster(env)
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tanu.detector", env={**os.environ, **env},
@@ -151,19 +162,65 @@ async def test_a_face_photo_at_the_largest_accepted_size_keeps_its_identity(face
         assert dist < 0.3, f"{fmt}: the same photo, {k:.1f}x larger, is {dist:.3f} away"
 
 
+def stub_for(c: Cluster, tenant: str):
+    key = signing.load_signing_key(Path(c.env["TANU_TENANTS_FILE"]).parent / "issuer.pem")
+    token = auth.issue_token(key, tenant, "test-client", list(auth.SCOPES))
+    return secrets.aio_channel(f"127.0.0.1:{c.gateway.port}", token)
+
+
 async def test_one_tenants_bombs_do_not_hold_up_another_tenants_photo(faces, hopper):
-    _, client, _ = faces
-    bomb = blank_png(BOMB_SIDE, BOMB_SIDE)
-    photo = encode(hopper)
+    c = faces[0]
+    sample = {
+        "bomb": common_pb2.BiometricSample(image=blank_png(BOMB_SIDE, BOMB_SIDE)),
+        "photo": common_pb2.BiometricSample(image=encode(hopper)),
+    }
     done: list[str] = []
 
-    async def send(name: str, data: bytes, tenant: str) -> None:
-        await client.detect(detector_pb2.DetectRequest(image=data, tenant=tenant))
-        done.append(name)
+    async def identify(stub, name: str, kind: str) -> None:
+        try:
+            await stub.Identify(identity_pb2.IdentifyRequest(sample=sample[kind]))
+            done.append(name)
+        except grpc.aio.AioRpcError as exc:
+            assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT and "no face" in exc.details()
+            done.append(name)
 
-    # Sent on one connection in this order, so the detector receives the bombs first.
-    tasks = [asyncio.create_task(send(f"bomb{i}", bomb, "flood")) for i in range(4)]
-    tasks.append(asyncio.create_task(send("photo", photo, "citizen")))
-    await asyncio.gather(*tasks)
-    # The photo waits at most for the bomb already being decoded, not for the flood.
+    flood, quiet = stub_for(c, AGENCIES[0]), stub_for(c, AGENCIES[1])
+    try:
+        fs, qs = identity_pb2_grpc.IdentityStub(flood), identity_pb2_grpc.IdentityStub(quiet)
+        tasks = [asyncio.create_task(identify(fs, f"bomb{i}", "bomb")) for i in range(4)]
+        tasks.append(asyncio.create_task(identify(qs, "photo", "photo")))
+        await asyncio.gather(*tasks)
+    finally:
+        await flood.close()
+        await quiet.close()
+    # The quiet agency's photo waits at most for the bomb already being
+    # worked on, not for the flood (the gateway passes each request's tenant).
     assert done.index("photo") <= 1, done
+
+
+async def test_admission_is_fair_by_cost_and_bounded_per_tenant():
+    q = FairQueue("detector", max_cost=100, max_queued=3)
+    order: list[str] = []
+    release = asyncio.Event()
+
+    async def job(tenant: str, cost: float, name: str) -> None:
+        async with q.admit(tenant, cost):
+            order.append(name)
+            await release.wait()
+
+    first = asyncio.create_task(job("a", 100, "a0"))
+    await asyncio.sleep(0)
+    rest = [asyncio.create_task(job("a", 100, f"a{i}")) for i in (1, 2, 3)]
+    await asyncio.sleep(0)
+    with pytest.raises(errors.ResourceExhausted, match="already waiting"):
+        async with q.admit("a", 1):
+            pass
+    small = [asyncio.create_task(job("b", 10, f"b{i}")) for i in range(2)]
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert order == ["a0"] and q.queued("a") == 3 and q.queued("b") == 2
+    release.set()
+    await asyncio.gather(first, *rest, *small)
+    # b's cheap requests overtake a's queued expensive ones.
+    assert order[:3] == ["a0", "b0", "b1"], order
+    assert q.in_flight == 0 and q.queued() == 0
