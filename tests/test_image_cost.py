@@ -162,6 +162,21 @@ async def test_a_face_photo_at_the_largest_accepted_size_keeps_its_identity(face
         assert dist < 0.3, f"{fmt}: the same photo, {k:.1f}x larger, is {dist:.3f} away"
 
 
+async def test_a_small_face_in_a_large_photo_keeps_its_quality_measures(faces, hopper):
+    _, client, _ = faces
+    alone = Image.fromarray(hopper).resize((427, 501), Image.BILINEAR)  # a face of ~150 px
+    canvas = Image.new("RGB", (6000, 4000), (128, 128, 128))  # reduced ~2.7x for the pyramid
+    canvas.paste(alone, (3000, 2000))
+    a = (await client.detect(detector_pb2.DetectRequest(image=encode(np.asarray(alone))))).faces
+    b = (await client.detect(detector_pb2.DetectRequest(image=encode(np.asarray(canvas))))).faces
+    assert len(a) == len(b) == 1
+    qa, qb = a[0].quality, b[0].quality
+    assert qb.face_size_px == pytest.approx(qa.face_size_px, rel=0.05)
+    assert qb.sharpness == pytest.approx(qa.sharpness, rel=0.25), (qa.sharpness, qb.sharpness)
+    assert qb.exposure == pytest.approx(qa.exposure, abs=0.03)
+    assert b[0].box.x1 == pytest.approx(a[0].box.x1 + 3000, abs=5)
+
+
 def stub_for(c: Cluster, tenant: str):
     key = signing.load_signing_key(Path(c.env["TANU_TENANTS_FILE"]).parent / "issuer.pem")
     token = auth.issue_token(key, tenant, "test-client", list(auth.SCOPES))

@@ -50,9 +50,27 @@ class DetectorService(ModelService):
             data, self.config.onnx.max_pixels, self.mtcnn.fit(height, width)
         )
 
-    @staticmethod
+    def _fine(self, data: bytes, image: images.Decoded, sizes: np.ndarray) -> images.Decoded:
+        """The image to measure quality on: ``image``, or, where a reported
+        face (``sizes``, original pixels) is below the sharpness crop's side
+        in it only because it was reduced, the image decoded again as large
+        as the smallest such face needs (once per request, within the pixel
+        limit), so sharpness means what it does on the original. Faces of
+        at least the crop's side in ``image`` are measured there."""
+        s = min(image.scale)
+        side = quality.SHARPNESS_SIDE
+        need = sizes[(sizes * s < side) & (sizes > 0)]
+        if s >= 1.0 or need.size == 0:
+            return image
+        # Twice the crop's side: the crop is then resampled down, as it is
+        # from an original of that size, not interpolated.
+        r = min(1.0, 2 * side / float(need.min()))
+        if r <= s * 1.01:
+            return image
+        return images.decode_reduced(data, self.config.onnx.max_pixels, r)
+
     def _faces(
-        image: images.Decoded, det: Detections, max_faces: int
+        self, data: bytes, image: images.Decoded, det: Detections, max_faces: int
     ) -> detector_pb2.DetectResponse:
         """The reply, in the original image's pixels."""
         sx, sy = image.scale
@@ -63,8 +81,10 @@ class DetectorService(ModelService):
         order = np.argsort(-areas, kind="stable")  # largest first
         if max_faces:
             order = order[:max_faces]
+        sides = np.minimum(boxes[order, 2] - boxes[order, 0], boxes[order, 3] - boxes[order, 1])
+        fine = self._fine(data, image, sides)
         for i in order:
-            q = quality.assess(image.pixels, boxes[i], marks[i], (sx, sy))
+            q = quality.assess(fine.pixels, boxes[i], marks[i], fine.scale)
             x1, y1, x2, y2 = (float(v) for v in boxes[i])
             reply.faces.add(
                 box=detector_pb2.Box(x1=x1, y1=y1, x2=x2, y2=y2),
@@ -86,7 +106,7 @@ class DetectorService(ModelService):
         async with self.admission.admit(req.tenant, w * h):
             image = await self.on_cpu(self._decode, req.image, w, h)
             det = await self.batcher.submit(image.pixels)
-            reply = await self.on_cpu(self._faces, image, det, req.max_faces)
+            reply = await self.on_cpu(self._faces, req.image, image, det, req.max_faces)
         log.debug("detected", faces=len(reply.faces), width=reply.width, height=reply.height)
         return reply
 
