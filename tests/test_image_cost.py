@@ -239,3 +239,16 @@ async def test_admission_is_fair_by_cost_and_bounded_per_tenant():
     # b's cheap requests overtake a's queued expensive ones.
     assert order[:3] == ["a0", "b0", "b1"], order
     assert q.in_flight == 0 and q.queued() == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"TANU_MODEL_MAX_PIXELS_IN_FLIGHT": "0"}, "TANU_MODEL_MAX_PIXELS_IN_FLIGHT"),
+        ({"TANU_MODEL_MAX_QUEUED_PER_TENANT": "0"}, "TANU_MODEL_MAX_QUEUED_PER_TENANT"),
+        ({"TANU_DETECT_MAX_PYRAMID_PIXELS": "-1"}, "TANU_DETECT_MAX_PYRAMID_PIXELS"),
+    ],
+)
+async def test_bad_cost_settings_are_refused_with_the_variable_named(env, variable):
+    with pytest.raises(ValueError, match=variable):
+        cfg.from_env(cfg.DetectorConfig, env)

@@ -43,6 +43,12 @@ class OnnxSettings:
         "Most requests of one tenant waiting for admission; beyond, RESOURCE_EXHAUSTED.",
     )
 
+    def __post_init__(self) -> None:
+        if self.max_pixels_in_flight < 1:
+            raise ValueError("TANU_MODEL_MAX_PIXELS_IN_FLIGHT must be at least 1")
+        if self.max_queued_per_tenant < 1:
+            raise ValueError("TANU_MODEL_MAX_QUEUED_PER_TENANT must be at least 1")
+
 
 @dataclass(frozen=True)
 class DetectorConfig:
@@ -62,6 +68,10 @@ class DetectorConfig:
     )
     onnx: OnnxSettings = field(default_factory=OnnxSettings)
     common: Common = field(default_factory=Common)
+
+    def __post_init__(self) -> None:
+        if self.max_pyramid_pixels < 0:
+            raise ValueError("TANU_DETECT_MAX_PYRAMID_PIXELS must be 0 (unbounded) or more")
 
     @property
     def threshold_values(self) -> tuple[float, float, float]:
