@@ -60,3 +60,21 @@ def empty_png(width: int = 0, height: int = 0) -> bytes:
         + chunk(b"IDAT", zlib.compress(b""))
         + chunk(b"IEND", b"")
     )
+
+
+def blank_png(width: int, height: int, rgb: tuple[int, int, int] = (255, 255, 255)) -> bytes:
+    """A valid PNG of a one-colour RGB image, written row by row: a
+    decompression bomb (an 8000x8000 image is about 190 KB) made without
+    ever holding its pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body) & 0xFFFFFFFF
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    row = b"\x00" + bytes(rgb) * width  # filter type 0, then the pixels
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")

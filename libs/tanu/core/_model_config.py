@@ -31,6 +31,23 @@ class OnnxSettings:
     max_pixels: int = setting(
         "TANU_MAX_IMAGE_PIXELS", 40_000_000, "Largest image (width x height) decoded."
     )
+    max_pixels_in_flight: int = setting(
+        "TANU_MODEL_MAX_PIXELS_IN_FLIGHT",
+        80_000_000,
+        "Most image pixels (width x height from the header) being worked on at once; "
+        "later requests wait, admitted fairly per tenant by cost.",
+    )
+    max_queued_per_tenant: int = setting(
+        "TANU_MODEL_MAX_QUEUED_PER_TENANT",
+        64,
+        "Most requests of one tenant waiting for admission; beyond, RESOURCE_EXHAUSTED.",
+    )
+
+    def __post_init__(self) -> None:
+        if self.max_pixels_in_flight < 1:
+            raise ValueError("TANU_MODEL_MAX_PIXELS_IN_FLIGHT must be at least 1")
+        if self.max_queued_per_tenant < 1:
+            raise ValueError("TANU_MODEL_MAX_QUEUED_PER_TENANT must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -43,8 +60,18 @@ class DetectorConfig:
     thresholds: str = setting(
         "TANU_DETECT_THRESHOLDS", "0.6,0.7,0.7", "P-Net, R-Net, O-Net score thresholds."
     )
+    max_pyramid_pixels: int = setting(
+        "TANU_DETECT_MAX_PYRAMID_PIXELS",
+        4_000_000,
+        "Most pixels P-Net runs over per image, all scales together; a larger image is "
+        "decoded reduced (its smallest face found grows accordingly).",
+    )
     onnx: OnnxSettings = field(default_factory=OnnxSettings)
     common: Common = field(default_factory=Common)
+
+    def __post_init__(self) -> None:
+        if self.max_pyramid_pixels < 0:
+            raise ValueError("TANU_DETECT_MAX_PYRAMID_PIXELS must be 0 (unbounded) or more")
 
     @property
     def threshold_values(self) -> tuple[float, float, float]:

@@ -1,5 +1,7 @@
-"""What the detector and embedder services share: one thread that runs the
-model (onnxruntime parallelises inside it), one beside it for decoding and
+"""What the detector and embedder services share: admission by cost, fair
+per tenant (``tanu.core.fairqueue``: at most ``TANU_MODEL_MAX_PIXELS_IN_FLIGHT``
+image pixels worked on at once), one thread that runs the model
+(onnxruntime parallelises inside it), one beside it for decoding and
 pre-processing, a micro-batcher in front of the model, and one NATS subject
 (queue group) plus one gRPC service."""
 
@@ -13,6 +15,7 @@ from typing import Any
 
 from tanu.core.batching import MicroBatcher
 from tanu.core.config import Common, OnnxSettings
+from tanu.core.fairqueue import FairQueue
 from tanu.core.metrics import Metrics
 from tanu.core.service import ServiceBase
 
@@ -37,6 +40,8 @@ class ModelService(ServiceBase):
             max_workers=1, thread_name_prefix=f"{self.name}-model"
         )
         self._cpu_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-cpu")
+        # Requests wait here, fairly per tenant, before they cost memory or a thread.
+        self.admission = FairQueue(self.name, onnx.max_pixels_in_flight, onnx.max_queued_per_tenant)
         self.batcher = MicroBatcher(
             self._batch, name=self.name, max_batch=onnx.batch_max, max_wait_s=onnx.batch_wait_ms / 1000,
             metrics=self.metrics,

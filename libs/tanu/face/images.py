@@ -2,16 +2,25 @@
 refused before it costs memory: not an image, truncated files, empty images,
 and decompression bombs (checked from the header, before any pixel is
 decoded). EXIF orientation is applied; greyscale, palette, RGBA, CMYK and
-16-bit images become 8-bit RGB."""
+16-bit images become 8-bit RGB.
+
+An image can be decoded reduced (``decode(..., reduce=r)``): a JPEG is then
+decoded at 1/2, 1/4 or 1/8 scale by the JPEG decoder itself (Pillow's draft
+mode) and whatever is still too large is resampled down at once, before
+colour conversion, so the full-size pixels live only while the decoder
+holds them. ``Decoded`` keeps the original (upright) size, so coordinates
+found on the reduced pixels are given back in the original's."""
 
 from __future__ import annotations
 
 import io
+import math
 import struct
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from tanu.core import errors
 
@@ -71,19 +80,65 @@ def _check_size(w: int, h: int, max_pixels: int) -> None:
         )
 
 
-def decode(data: bytes, max_pixels: int) -> np.ndarray:
-    """An HxWx3 uint8 RGB array, upright per EXIF, or InvalidArgument naming
-    what is wrong with the bytes."""
+# EXIF orientation → the transpose that makes the image upright (as ImageOps.exif_transpose).
+_ORIENT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Decoded pixels (possibly reduced) and the original image's upright size."""
+
+    pixels: np.ndarray  # HxWx3 uint8 RGB, upright
+    width: int  # the original's upright width, in pixels
+    height: int  # the original's upright height
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """(sx, sy): decoded pixels per original pixel along x and y (1 when not reduced)."""
+        h, w = self.pixels.shape[:2]
+        return w / self.width, h / self.height
+
+
+def measure(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """(width, height) from the header, checked against ``max_pixels`` before
+    anything is decoded; InvalidArgument for what cannot be decoded. What a
+    request will cost is known from this before it is admitted."""
     if not data:
         raise errors.InvalidArgument("image is empty (0 bytes)")
     size = header_size(data)
     kind = _claimed_format(data)
-    if size is not None:
-        _check_size(*size, max_pixels)
-    elif kind:
-        raise errors.InvalidArgument(
-            f"{kind} header is truncated or corrupt: no image size could be read"
-        )
+    if size is None:
+        if kind:
+            raise errors.InvalidArgument(
+                f"{kind} header is truncated or corrupt: no image size could be read"
+            )
+        raise errors.InvalidArgument("bytes are not a JPEG or PNG image")
+    _check_size(*size, max_pixels)
+    return size
+
+
+def decode(data: bytes, max_pixels: int) -> np.ndarray:
+    """An HxWx3 uint8 RGB array, upright per EXIF, or InvalidArgument naming
+    what is wrong with the bytes."""
+    return decode_reduced(data, max_pixels).pixels
+
+
+def decode_reduced(data: bytes, max_pixels: int, reduce: float = 1.0) -> Decoded:
+    """The image decoded at ``reduce`` (0 < reduce <= 1) times its size in
+    each dimension (rounded up), upright per EXIF, with its original size;
+    or InvalidArgument naming what is wrong with the bytes."""
+    if not 0.0 < reduce <= 1.0:
+        raise ValueError(f"reduce must be in (0, 1], got {reduce}")
+    measure(data, max_pixels)
+    kind = _claimed_format(data)
     try:
         im = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError:
@@ -100,17 +155,38 @@ def decode(data: bytes, max_pixels: int) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on corrupt headers
         raise errors.InvalidArgument(f"image header is corrupt: {exc}") from None
     _check_size(*im.size, max_pixels)
+    full = im.size
+    target = (max(1, math.ceil(full[0] * reduce)), max(1, math.ceil(full[1] * reduce)))
     try:
+        if target != full and im.format == "JPEG":
+            im.draft(None, target)  # the decoder itself scales by 1/2, 1/4 or 1/8
         im.load()
     except OSError as exc:
         raise errors.InvalidArgument(
             f"image data is truncated or corrupt ({im.format}): {exc}"
         ) from None
     try:
-        im = ImageOps.exif_transpose(im)
+        orientation = im.getexif().get(0x0112)
     except Exception:  # noqa: BLE001 - a broken EXIF block must not lose the image
-        pass
-    return to_rgb(im)
+        orientation = None
+    if target != im.size:
+        im = _resample(im, target)
+    if orientation in _ORIENT:
+        im = im.transpose(_ORIENT[orientation])
+        if orientation in (5, 6, 7, 8):
+            full = full[::-1]
+    return Decoded(to_rgb(im), width=full[0], height=full[1])
+
+
+def _resample(im: Image.Image, size: tuple[int, int]) -> Image.Image:
+    """``im`` resampled down to ``size``, averaging (Pillow's bilinear widens
+    its kernel when shrinking); modes that cannot be resampled as they are
+    become RGB(A) first."""
+    if im.mode.startswith("I;16"):
+        im = im.convert("I")  # keeps the 16-bit range; to_rgb scales it
+    elif im.mode not in ("L", "RGB", "RGBA", "CMYK", "I", "F"):
+        im = im.convert("RGBA" if im.mode in ("LA", "PA") or "transparency" in im.info else "RGB")
+    return im.resize(size, Image.BILINEAR, reducing_gap=3.0)
 
 
 def to_rgb(im: Image.Image) -> np.ndarray:

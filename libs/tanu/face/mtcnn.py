@@ -7,6 +7,12 @@ size varies, but R-Net and O-Net run once per `detect` call over the
 candidates of every image together, so a micro-batch of concurrent requests
 costs two fixed-size inferences instead of two per image.
 
+The work per image is bounded: the pyramid P-Net runs over holds at most
+``max_pyramid_pixels`` pixels in all. An image whose pyramid would be larger
+is reduced first (``fit``), which raises the smallest face found in it
+from ``min_face`` to ``min_face / fit``; boxes and landmarks are given back
+in the image's own coordinates.
+
 Conventions kept from the reference MATLAB/FaceNet implementation so that the
 scores and boxes match it: boxes are integer-valued, 1-based and inclusive
 between stages (a box x1..x2 covers 0-based columns x1-1 .. x2-1), and areas
@@ -117,6 +123,7 @@ class MTCNN:
         min_face: int = 20,
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         scale_factor: float = 0.709,
+        max_pyramid_pixels: int = 0,
     ) -> None:
         if min_face < _CELL:
             raise ValueError(f"min_face must be at least {_CELL} pixels")
@@ -130,6 +137,7 @@ class MTCNN:
         self.min_face = min_face
         self.thresholds = tuple(float(t) for t in thresholds)
         self.scale_factor = scale_factor
+        self.max_pyramid_pixels = max_pyramid_pixels  # 0 = unbounded
         self._pnet = self._load(folder / "pnet.onnx", options, provs, ("reg", "prob"))
         self._rnet = self._load(folder / "rnet.onnx", options, provs, ("reg", "prob"))
         self._onet = self._load(folder / "onet.onnx", options, provs, ("reg", "points", "prob"))
@@ -163,6 +171,38 @@ class MTCNN:
             scales.append(m * self.scale_factor ** len(scales))
             side *= self.scale_factor
         return scales
+
+    def pyramid_pixels(self, height: int, width: int) -> int:
+        """Pixels P-Net runs over for a ``height`` x ``width`` image, all scales together."""
+        return sum(
+            int(np.ceil(width * s)) * int(np.ceil(height * s)) for s in self._scales(height, width)
+        )
+
+    def fit(self, height: int, width: int) -> float:
+        """The factor (<= 1) an image must be reduced by, in each dimension
+        (sizes rounded up), so that its pyramid holds at most
+        ``max_pyramid_pixels``; 1 when it does already or there is no bound."""
+        budget = self.max_pyramid_pixels
+        total = self.pyramid_pixels(height, width)
+        if budget <= 0 or total <= budget:
+            return 1.0
+        r = float(np.sqrt(budget / total))
+        while (
+            r > 0
+            and self.pyramid_pixels(int(np.ceil(height * r)), int(np.ceil(width * r))) > budget
+        ):
+            r *= 0.99
+        return r
+
+    def _reduced(self, image: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """``image`` reduced to fit the pyramid bound, with its (sx, sy) scale."""
+        height, width = image.shape[:2]
+        r = self.fit(height, width)
+        if r >= 1.0:
+            return image, 1.0, 1.0
+        size = (int(np.ceil(width * r)), int(np.ceil(height * r)))
+        small = np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR, reducing_gap=3.0))
+        return small, size[0] / width, size[1] / height
 
     def _stage1(self, image: np.ndarray) -> np.ndarray:
         """P-Net over the pyramid of one image: (k, 5) square integer boxes + score."""
@@ -226,7 +266,8 @@ class MTCNN:
 
         R-Net and O-Net each run once over the candidates of all images together.
         """
-        images = [self._check(im) for im in images]
+        reduced = [self._reduced(self._check(im)) for im in images]
+        images = [im for im, _, _ in reduced]
         results = [Detections.empty() for _ in images]
         stage1 = [self._stage1(im) for im in images]
         owner = np.concatenate([np.full(len(c), i, np.int64) for i, c in enumerate(stage1)] or [[]])
@@ -269,10 +310,11 @@ class MTCNN:
         for i in np.unique(owner):
             idx = np.nonzero(owner == i)[0]
             idx = idx[np.argsort(-score[idx], kind="stable")]
+            _, sx, sy = reduced[i]  # back to the caller's image's coordinates
             results[i] = Detections(
-                boxes[idx].astype(np.float32),
+                (boxes[idx] / np.array([sx, sy, sx, sy])).astype(np.float32),
                 score[idx].astype(np.float32),
-                marks[idx].astype(np.float32),
+                (marks[idx] / np.array([sx, sy])).astype(np.float32),
             )
         return results
 

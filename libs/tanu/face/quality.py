@@ -16,7 +16,8 @@ SHARPNESS_SIDE = 96  # the crop is resampled to this size so sharpness compares 
 class Quality:
     """The quality measures of one detected face.
 
-    - ``face_size_px``: shorter side of the face box, in image pixels;
+    - ``face_size_px``: shorter side of the face box, in the original
+      image's pixels (also when the detector worked on it reduced);
     - ``sharpness``: variance of the 4-neighbour Laplacian of the grey face
       crop resampled to ``SHARPNESS_SIDE`` x ``SHARPNESS_SIDE``;
     - ``pose``: 0 frontal .. 1 profile, the nose's offset from the eye
@@ -30,12 +31,21 @@ class Quality:
     exposure: float
 
 
-def assess(image: np.ndarray, box: np.ndarray, landmarks: np.ndarray) -> Quality:
-    """The quality of the face at ``box`` with its 5 ``landmarks``; an empty
-    crop (a box outside the image) measures as unusable."""
+def assess(
+    image: np.ndarray,
+    box: np.ndarray,
+    landmarks: np.ndarray,
+    scale: tuple[float, float] = (1.0, 1.0),
+) -> Quality:
+    """The quality of the face at ``box`` with its 5 ``landmarks``, both in
+    the original image's pixels, where ``image`` is that image reduced by
+    ``scale`` (sx, sy); an empty crop (a box outside the image) measures as
+    unusable. Sharpness and exposure are measured on ``image``."""
     h, w = image.shape[:2]
     x1, y1, x2, y2 = (float(v) for v in box)
     size = max(0.0, min(x2 - x1, y2 - y1))
+    sx, sy = scale
+    x1, x2, y1, y2 = x1 * sx, x2 * sx, y1 * sy, y2 * sy
     cx1, cy1 = max(0, int(np.floor(x1))), max(0, int(np.floor(y1)))
     cx2, cy2 = min(w, int(np.ceil(x2))), min(h, int(np.ceil(y2)))
     crop = image[cy1:cy2, cx1:cx2]

@@ -7,12 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DetectRequest(_message.Message):
-    __slots__ = ("image", "max_faces")
+    __slots__ = ("image", "max_faces", "tenant")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MAX_FACES_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     max_faces: int
-    def __init__(self, image: _Optional[bytes] = ..., max_faces: _Optional[int] = ...) -> None: ...
+    tenant: str
+    def __init__(self, image: _Optional[bytes] = ..., max_faces: _Optional[int] = ..., tenant: _Optional[str] = ...) -> None: ...
 
 class Point(_message.Message):
     __slots__ = ("x", "y")

@@ -20,6 +20,8 @@ from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
 from tanu.v1 import store_pb2
 
+from . import samples
+
 if TYPE_CHECKING:
     from .api import IdentityOperation
 
@@ -129,6 +131,7 @@ class Guard:
         call = Call(operation, None, purpose, subject_id, deadline_s=deadline_s)
         try:
             principal = call.principal = self.auth.authenticate(metadata.get("authorization"))
+            samples.tenant_var.set(principal.tenant_id)  # the face services' fair share
             wait = self.limits.allow(principal.tenant)
             if wait > 0:
                 self.metrics.rate_limited.labels(principal.tenant_id).inc()

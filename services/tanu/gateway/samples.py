@@ -3,6 +3,8 @@ image through the face pipeline (detect, the enrolment quality bar, embed)."""
 
 from __future__ import annotations
 
+import contextvars
+
 import numpy as np
 
 from tanu.clients.face import FaceClient
@@ -10,6 +12,10 @@ from tanu.core import errors, vectors
 from tanu.core.config import GatewayConfig
 from tanu.face import quality
 from tanu.v1 import common_pb2, detector_pb2, embedder_pb2
+
+# The tenant of the request being served (set by the guard once the token is
+# checked): the detector and embedder admit work fairly per tenant.
+tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("probe_tenant", default="")
 
 
 class Samples:
@@ -39,7 +45,9 @@ class Samples:
 
     async def _detect(self, image: bytes) -> detector_pb2.DetectResponse:
         try:
-            return await self._face.detect(detector_pb2.DetectRequest(image=image))
+            return await self._face.detect(
+                detector_pb2.DetectRequest(image=image, tenant=tenant_var.get())
+            )
         except errors.Unavailable:
             raise errors.Unavailable(
                 "image samples need the face pipeline, and no detector is answering on tanu.detect; "
@@ -65,7 +73,9 @@ class Samples:
         face = faces[0]  # the detector lists the largest face first
         if enrol:
             self._check_quality(face)
-        emb = await self._face.embed(embedder_pb2.EmbedRequest(image=image, faces=[face]))
+        emb = await self._face.embed(
+            embedder_pb2.EmbedRequest(image=image, faces=[face], tenant=tenant_var.get())
+        )
         if len(emb.templates) != 1:
             raise errors.Internal("the embedder returned no template")
         t = emb.templates[0]
