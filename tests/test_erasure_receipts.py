@@ -12,6 +12,8 @@ import json
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from test_store import keyring, store, target  # noqa: F401 (fixtures: SQLite and PostgreSQL)
 
 from tanu.clients.store import StoreClient
 from tanu.core import bus, errors, natsnames, signing
@@ -20,7 +22,7 @@ from tanu.core.ids import partition_of
 from tanu.ops import repartition
 from tanu.ops.cli import main as tanu
 from tanu.searcher import SearcherService
-from tanu.v1 import identity_pb2, store_pb2
+from tanu.v1 import common_pb2, identity_pb2, store_pb2
 
 from conftest import Cluster, env_for, operator_token, unit_vectors
 from helpers import enroll
@@ -158,3 +160,42 @@ async def test_a_staging_replica_does_not_count_and_the_store_signs_no_caller_bo
         if staging:
             await staging.stop()
         await c.stop()
+
+
+def test_the_store_signs_only_its_own_record_and_counts_stream_deletions(store):  # noqa: F811
+    """On SQLite and PostgreSQL: the erasure record is written with the
+    erasure; the receipt counts stream messages as deleted only once the
+    relay has deleted them; confirmations are merged, never withdrawn."""
+    key = Ed25519PrivateKey.generate()
+    store.put_subject("s1", unit_vectors(2, seed=90))
+    rows = store.outbox_batch(10)
+    store.outbox_done(rows, [101])  # the relay published its event at stream sequence 101
+    part = store.get_subject("s1").partition
+    before = store.digest(common_pb2.DigestRequest(partitions=2, partition=part)).ranges[0]
+    assert before.count == 2
+    d = store.delete_subject("s1", "test", "gov", "clerk")
+    assert store.digest(common_pb2.DigestRequest(partitions=2, partition=part)).ranges[0].count == 0
+    conf = store_pb2.ReplicaConfirmation(replica="r0", partition=part, partitions=2,
+                                         index_removed=True)  # fmt: skip
+    r = store.seal_receipt(d.receipt_id, [conf], key)
+    body = json.loads(r.body_json)
+    assert body["requested_by"] == {"tenant": "gov", "client": "clerk"}
+    assert body["event_stream"]["template_messages_queued"] == 1
+    assert body["event_stream"]["template_messages_deleted"] == 0
+    assert not r.complete and r.index_removed, "the stream still holds the message"
+    store.outbox_done(store.outbox_batch(10), [102])  # the removal event
+    store.stream_erasures_done(store.pending_stream_erasures(10))
+    r = store.seal_receipt(d.receipt_id, [], key)  # r0's confirmation is kept
+    body = json.loads(r.body_json)
+    assert body["event_stream"]["template_messages_deleted"] == 1 and r.complete
+    assert [x["replica"] for x in body["searchers"]] == ["r0"] and not r.snapshots_purged
+    assert store.get_receipt(d.receipt_id) == r
+    conf.snapshot_purged = True
+    final = store.seal_receipt(d.receipt_id, [conf], key)
+    assert final.snapshots_purged and final.audit_seq > r.audit_seq
+    assert signing.verify_signature(key.public_key(), final.signature, final.body_json.encode())
+    assert store.seal_receipt(d.receipt_id, [], key) == final
+    for bad in ([store_pb2.ReplicaConfirmation(replica="r 0", partition=part, partitions=2)],
+                [conf, conf]):  # fmt: skip
+        with pytest.raises(errors.InvalidArgument):
+            store.seal_receipt(d.receipt_id, bad, key)

@@ -33,6 +33,9 @@ log = logs.get(__name__)
 WINDOW_S = 0.15  # one round of replies from a partition's replicas
 FINAL_EVERY_S = 2.0  # how often the background step asks about snapshots
 FINAL_WAIT_S = 600.0  # how long it keeps asking before leaving it to GetErasureReceipt
+MAX_FINALISING = (
+    256  # background steps at once (a mass erasure leaves the rest to GetErasureReceipt)
+)
 _finalising: set[asyncio.Task] = set()
 
 
@@ -65,7 +68,7 @@ async def erase(
     tids = list(r.template_ids)
     receipt = await confirm(gw, r.receipt_id, parts, r.subject.partition, tids,
                             gw.config.erasure_wait_s, index_only=True)  # fmt: skip
-    if not receipt.snapshots_purged:
+    if not receipt.snapshots_purged and len(_finalising) < MAX_FINALISING:
         task = asyncio.create_task(
             _finalise(gw, r.receipt_id, parts, r.subject.partition, tids), name="erasure-final"
         )

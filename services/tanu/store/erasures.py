@@ -118,12 +118,8 @@ class Erasures(Outbox, AuditLog):
                 merged[name] = c
             reps = [merged[k] for k in sorted(merged)]
             seqs = json.loads(seqs_json)
-            left = (
-                {r[0] for r in self._all("SELECT stream_seq FROM stream_erasures")}
-                if seqs
-                else set()
-            )
-            deleted = sum(1 for s in seqs if s not in left)
+            deleted = sum(1 for q in seqs if self._one(
+                "SELECT 1 FROM stream_erasures WHERE stream_seq = ?", (q,)) is None)  # fmt: skip
             published = self._one("SELECT 1 FROM outbox WHERE event_id = ?",
                                   (record["removal_event_id"],)) is None  # fmt: skip
             index_removed = bool(reps) and all(r["index_removed"] for r in reps)
