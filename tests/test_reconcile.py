@@ -25,7 +25,7 @@ GHOST_ID = 10**12  # a template id the store never issued
 
 
 async def cli(url: str, *extra: str) -> int:
-    return await asyncio.to_thread(tanu, ["reconcile", "--nats", url, "--partitions", "2", *extra])
+    return await asyncio.to_thread(tanu, ["reconcile", "--nats", url, *extra])
 
 
 async def test_reconcile_finds_and_repairs_missing_and_foreign_templates(

@@ -24,7 +24,7 @@ from tanu.core import bus, digest
 from tanu.v1 import common_pb2, store_pb2
 
 WINDOW_S = 0.5  # how long every replica of a partition has to answer
-LIST_BELOW = 256  # ids per range before a range is listed
+LIST_BELOW = 64  # ids per range before a range is listed (a reply lists 16k ids at most)
 MAX_FOUND = 10_000  # ids one narrowing collects at most (repair in rounds beyond)
 
 
