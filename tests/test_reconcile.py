@@ -21,7 +21,7 @@ from tanu.v1 import store_pb2
 
 from conftest import DIM, Cluster, env_for, unit_vectors
 
-GHOST_ID = 10**12  # a template id the store never issued
+GHOST_ID = 0  # a template id the store never issued (its ids start at 1)
 
 
 async def cli(url: str, *extra: str) -> int:

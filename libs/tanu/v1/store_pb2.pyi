@@ -107,14 +107,16 @@ class RepublishRequest(_message.Message):
     def __init__(self, template_ids: _Optional[_Iterable[int]] = ..., remove_template_ids: _Optional[_Iterable[int]] = ..., partition: _Optional[int] = ...) -> None: ...
 
 class RepublishResponse(_message.Message):
-    __slots__ = ("subjects", "templates", "removed")
+    __slots__ = ("subjects", "templates", "removed", "refused")
     SUBJECTS_FIELD_NUMBER: _ClassVar[int]
     TEMPLATES_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
     subjects: int
     templates: int
     removed: int
-    def __init__(self, subjects: _Optional[int] = ..., templates: _Optional[int] = ..., removed: _Optional[int] = ...) -> None: ...
+    refused: int
+    def __init__(self, subjects: _Optional[int] = ..., templates: _Optional[int] = ..., removed: _Optional[int] = ..., refused: _Optional[int] = ...) -> None: ...
 
 class AuditRecord(_message.Message):
     __slots__ = ("at_ms", "tenant", "client", "operation", "purpose", "subject_id", "result", "detail_json")

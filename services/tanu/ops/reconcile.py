@@ -10,7 +10,9 @@ it found through the event stream, so every replica and every later
 rebuild agrees: the store re-publishes the ADDED events of the subjects
 holding templates a replica lacks (``Republish``; applying is idempotent,
 replicas that have them ignore them), and publishes one subject-less
-REMOVED event for templates a replica holds that the store does not.
+REMOVED event for templates a replica holds that the store does not (only
+ids up to the store's highest: removing a higher id would block it when the
+store issues it; those are reported, not removed).
 """
 
 from __future__ import annotations
@@ -145,6 +147,7 @@ async def repair(store: StoreClient, check: Check) -> store_pb2.RepublishRespons
             total.subjects += r.subjects
             total.templates += r.templates
             total.removed += r.removed
+            total.refused += r.refused
     return total
 
 
@@ -167,6 +170,10 @@ async def run(nats_url: str, partitions: int, do_repair: bool, wait_s: float, sa
         r = await repair(store, check)
         say(f"repair: re-published {r.templates} templates of {r.subjects} subjects, "
             f"removed {r.removed} the store does not hold")  # fmt: skip
+        if r.refused:
+            say(f"  {r.refused} foreign templates have ids above the store's highest and were not "
+                "removed (a removal would block those ids when the store issues them): find the "
+                "forged events in the stream, delete them, and restart the replicas that hold them")  # fmt: skip
         end = asyncio.get_running_loop().time() + wait_s
         while True:
             await asyncio.sleep(0.5)

@@ -79,8 +79,11 @@ class Digests(SubjectStatus, Outbox):
                     dimension=self.layout.dimension, model_id=subject.model_id, occurred_at_ms=ts,
                 ), dek)  # fmt: skip
                 count += len(rows)
-            extra = [t for t in req.remove_template_ids
-                     if self._one("SELECT 1 FROM templates WHERE template_id = ?", (t,)) is None]  # fmt: skip
+            # Never an id the store may still issue: a removal would block it.
+            (top,) = self._one("SELECT COALESCE(MAX(template_id), 0) FROM templates")
+            foreign = [t for t in req.remove_template_ids
+                       if self._one("SELECT 1 FROM templates WHERE template_id = ?", (t,)) is None]  # fmt: skip
+            extra = [t for t in foreign if 0 <= t <= top]
             if extra:
                 # No subject id: a searcher applies an anonymous removal
                 # whichever partition it keeps (tombstoning an id no
@@ -90,6 +93,7 @@ class Digests(SubjectStatus, Outbox):
                     template_ids=extra, model_id=self.layout.model_id, occurred_at_ms=ts,
                 ))  # fmt: skip
             return store_pb2.RepublishResponse(subjects=len(subjects), templates=count,
-                                               removed=len(extra))  # fmt: skip
+                                               removed=len(extra),
+                                               refused=len(foreign) - len(extra))  # fmt: skip
 
         return self._tx(tx)
