@@ -99,6 +99,10 @@ async def test_reconcile_finds_and_repairs_missing_and_foreign_templates(
             held = set((await stats(s)).template_ids)
             assert GHOST_ID not in held and held == store_ids(c, p)
         assert (await reconcile.compare(nc, store, 2)).ok
+        # An id above the store's highest is never tombstoned (it would
+        # block that id when the store issues it).
+        r = await store.republish(store_pb2.RepublishRequest(remove_template_ids=[10**12]))
+        assert r.refused == 1 and r.removed == 0
     finally:
         await nc.close()
         await c.stop()
