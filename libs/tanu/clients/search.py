@@ -4,6 +4,9 @@ confirmations that every replica of a partition gives."""
 
 from __future__ import annotations
 
+import asyncio
+
+from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 
 from tanu.core import bus, errors, natsnames
@@ -42,20 +45,48 @@ class SearchClient:
         )  # fmt: skip
 
     async def erasure_confirmations(
-        self, partitions: int, partition: int, template_ids: list[int], window_s: float
+        self,
+        partitions: int,
+        partition: int,
+        template_ids: list[int],
+        window_s: float,
+        expect: int = 0,
     ) -> list[searcher_pb2.ErasureCheckResponse]:
         """Every reply that the replicas of ``partition`` of the
-        ``partitions``-partition layout send within ``window_s`` to the
-        question of which of ``template_ids`` each still holds (replicas of
-        any other layout, staging or retired, are not asked)."""
+        ``partitions``-partition layout send within ``window_s`` (or until
+        ``expect`` have answered) to the question of which of
+        ``template_ids`` each still holds (replicas of any other layout,
+        staging or retired, are not asked)."""
         payload = searcher_pb2.ErasureCheckRequest(
             template_ids=template_ids, partitions=partitions
         ).SerializeToString()
-        replies = await bus.gather_all(
-            self._nc, natsnames.erasure_check(partitions, partition), payload, window_s
-        )
-        out = [searcher_pb2.ErasureCheckResponse.FromString(raw) for raw in replies]
-        return [r for r in out if r.partitions == partitions and r.partition == partition]
+        out: list[searcher_pb2.ErasureCheckResponse] = []
+        enough = asyncio.Event()
+
+        async def on_reply(msg) -> None:
+            if (msg.headers or {}).get(bus.ERROR_CODE):
+                return
+            try:
+                r = searcher_pb2.ErasureCheckResponse.FromString(msg.data)
+            except DecodeError:
+                return
+            if r.partitions == partitions and r.partition == partition:
+                out.append(r)
+                if expect and len(out) >= expect:
+                    enough.set()
+
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox, cb=on_reply)
+        try:
+            await self._nc.publish(natsnames.erasure_check(partitions, partition), payload,
+                                   reply=inbox)  # fmt: skip
+            try:
+                await asyncio.wait_for(enough.wait(), window_s)
+            except TimeoutError:
+                pass
+        finally:
+            await sub.unsubscribe()
+        return list(out)
 
     async def digests(
         self, request: common_pb2.DigestRequest, window_s: float

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 log = logs.get(__name__)
 
 WINDOW_S = 0.15  # one round of replies from a partition's replicas
+ROUND_GAP_S = 0.02  # between rounds
 FINAL_EVERY_S = 2.0  # how often the background step asks about snapshots
 FINAL_WAIT_S = 600.0  # how long it keeps asking before leaving it to GetErasureReceipt
 MAX_FINALISING = (
@@ -88,8 +89,10 @@ async def confirm(gw: Gateway, receipt_id: str, partitions: int, partition: int,
     end = loop.time() + wait_s
     seen: dict[str, store_pb2.ReplicaConfirmation] = {}
     while True:
+        # After the first round, a round ends as soon as every replica seen
+        # so far has answered again.
         for st in await gw.searchers.erasure_confirmations(
-            partitions, partition, template_ids, WINDOW_S
+            partitions, partition, template_ids, WINDOW_S, expect=len(seen)
         ):
             seen[st.replica] = store_pb2.ReplicaConfirmation(
                 replica=st.replica, partition=st.partition, partitions=st.partitions,
@@ -102,6 +105,7 @@ async def confirm(gw: Gateway, receipt_id: str, partitions: int, partition: int,
         )
         if done or loop.time() >= end:
             break
+        await asyncio.sleep(ROUND_GAP_S)
     req = store_pb2.SealReceiptRequest(receipt_id=receipt_id, replicas=list(seen.values()))
     receipt = await gw.store.seal_receipt(req)
     if not receipt.complete and done:
