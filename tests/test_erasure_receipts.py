@@ -199,3 +199,23 @@ def test_the_store_signs_only_its_own_record_and_counts_stream_deletions(store):
                 [conf, conf]):  # fmt: skip
         with pytest.raises(errors.InvalidArgument):
             store.seal_receipt(d.receipt_id, bad, key)
+
+
+def test_an_event_in_flight_at_the_erasure_keeps_the_receipt_incomplete_until_deleted(store):  # noqa: F811
+    """The relay read the subject's event, the subject is erased, then the
+    relay's publication is acknowledged: that stream message must go too
+    before the receipt says complete."""
+    key = Ed25519PrivateKey.generate()
+    store.put_subject("s2", unit_vectors(1, seed=91))
+    in_flight = store.outbox_batch(10)  # the relay is publishing it
+    d = store.delete_subject("s2", "test")
+    store.outbox_done(in_flight, [301])  # acknowledged after the erasure: queued for deletion
+    store.outbox_done(store.outbox_batch(10), [302])  # the removal event
+    conf = store_pb2.ReplicaConfirmation(replica="r0", partition=d.subject.partition,
+                                         partitions=2, index_removed=True)  # fmt: skip
+    r = store.seal_receipt(d.receipt_id, [conf], key)
+    body = json.loads(r.body_json)["event_stream"]
+    assert not r.complete and body["stream_deletions_pending"] == 1
+    assert body["unpublished_events_dropped"] == 1
+    store.stream_erasures_done(store.pending_stream_erasures(10))
+    assert store.seal_receipt(d.receipt_id, [], key).complete

@@ -123,7 +123,14 @@ class Erasures(Outbox, AuditLog):
             published = self._one("SELECT 1 FROM outbox WHERE event_id = ?",
                                   (record["removal_event_id"],)) is None  # fmt: skip
             index_removed = bool(reps) and all(r["index_removed"] for r in reps)
-            complete = index_removed and published and deleted == len(seqs)
+            # An event unpublished at the erasure may have been in flight: its
+            # stream message is queued for deletion before the removal event
+            # goes out (the relay works in outbox order), so once that is
+            # published, no queued deletion left means no copy left.
+            in_flight = 0
+            if record.get("unpublished_events") and published:
+                (in_flight,) = self._one("SELECT COUNT(*) FROM stream_erasures")
+            complete = index_removed and published and deleted == len(seqs) and not in_flight
             purged = complete and all(r["snapshot_purged"] for r in reps)
             body = {
                 "receipt_id": receipt_id, "subject_id": subject_id, "reason": record["reason"],
@@ -133,7 +140,9 @@ class Erasures(Outbox, AuditLog):
                 "event_stream": {"template_messages_queued": len(seqs),
                                  "template_messages_deleted": deleted,
                                  "removal_event_id": record["removal_event_id"],
-                                 "removal_event_published": published},
+                                 "removal_event_published": published,
+                                 "unpublished_events_dropped": record.get("unpublished_events", 0),
+                                 "stream_deletions_pending": in_flight},
                 "searchers": reps, "index_removed": index_removed, "complete": complete,
                 "snapshots_purged": purged,
             }  # fmt: skip

@@ -149,6 +149,11 @@ class Subjects(SubjectStatus, Erasures):
                 "SELECT stream_seq FROM published WHERE subject_id = ?", (subject_id,))]  # fmt: skip
             self._queue_stream_erasures(seqs)
             self._x("DELETE FROM published WHERE subject_id = ?", (subject_id,))
+            # Unpublished events are dropped; one the relay is publishing right
+            # now is queued for deletion from the stream when it is acknowledged.
+            (unpublished,) = self._one(
+                "SELECT COUNT(*) FROM outbox WHERE subject_id = ? AND kind = ?", (subject_id, ADDED)
+            )
             self._x("DELETE FROM outbox WHERE subject_id = ? AND kind = ?", (subject_id, ADDED))
             for table in ("templates", "consents", "subject_keys", "subjects"):
                 self._x(f"DELETE FROM {table} WHERE subject_id = ?", (subject_id,))
@@ -183,7 +188,7 @@ class Subjects(SubjectStatus, Erasures):
             self._record_erasure(receipt_id, subject_id, ts, {
                 "reason": reason[:200], "requested_by": {"tenant": tenant[:64], "client": client[:64]},
                 "partition": subject.partition, "partitions": int(parts),
-                "removal_event_id": event_id,
+                "removal_event_id": event_id, "unpublished_events": unpublished,
                 "store": {"templates_removed": template_ids, "consents_removed": consents,
                           "data_key_destroyed": {"data_key_id": key[0], "master_key_id": key[1]},
                           "audit_seq": seq},
