@@ -100,7 +100,7 @@ async def test_erasure_reaches_the_index_and_the_snapshot_file(nats_server, tmp_
         nc = await bus.connect(nats_server.url, "test")
         try:
             check = searcher_pb2.ErasureCheckRequest(template_ids=ids).SerializeToString()
-            replies = await bus.gather_all(nc, natsnames.erasure_check(0), check, 0.25)
+            replies = await bus.gather_all(nc, natsnames.erasure_check(2, 0), check, 0.25)
             answers = [searcher_pb2.ErasureCheckResponse.FromString(r) for r in replies]
             assert [(a.replica, list(a.pending_template_ids)) for a in answers] == [("r0", ids)]
             assert answers[0].caught_up and answers[0].snapshot_sequence == first_sequence

@@ -22,7 +22,7 @@ from helpers import identify
 async def until_verified(nc, store: StoreClient, partitions: int, timeout: float = 30.0):
     end = asyncio.get_running_loop().time() + timeout
     while True:
-        check = await repartition.verify(nc, partitions, await repartition.store_templates(store))
+        check = await repartition.verify(nc, partitions, store)
         if check.ok:
             return check
         if asyncio.get_running_loop().time() > end:

@@ -4,16 +4,20 @@ confirmations that every replica of a partition gives."""
 
 from __future__ import annotations
 
+import asyncio
+
+from google.protobuf.message import DecodeError
 from nats.aio.client import Client as NATS
 
 from tanu.core import bus, errors, natsnames
 from tanu.core.metrics import Metrics
-from tanu.v1 import searcher_pb2
+from tanu.v1 import common_pb2, searcher_pb2
 
 
 class SearchClient:
     """Searches (``tanu.search.p<N>``, one replica of each partition answers)
-    and erasure checks (``tanu.erasure.check.p<N>``, every replica answers)."""
+    and erasure checks and digests (``tanu.erasure.check.n<P>.p<N>``,
+    ``tanu.searcher.digest.n<P>.p<N>``: every replica answers)."""
 
     def __init__(self, nc: NATS, timeout_s: float, metrics: Metrics | None = None) -> None:
         self._nc = nc
@@ -41,12 +45,55 @@ class SearchClient:
         )  # fmt: skip
 
     async def erasure_confirmations(
-        self, partition: int, template_ids: list[int], window_s: float
+        self,
+        partitions: int,
+        partition: int,
+        template_ids: list[int],
+        window_s: float,
+        expect: int = 0,
     ) -> list[searcher_pb2.ErasureCheckResponse]:
-        """Every reply that the partition's replicas send within ``window_s``
-        to the question of which of ``template_ids`` each still holds."""
-        payload = searcher_pb2.ErasureCheckRequest(template_ids=template_ids).SerializeToString()
+        """Every reply that the replicas of ``partition`` of the
+        ``partitions``-partition layout send within ``window_s`` (or until
+        ``expect`` have answered) to the question of which of
+        ``template_ids`` each still holds (replicas of any other layout,
+        staging or retired, are not asked)."""
+        payload = searcher_pb2.ErasureCheckRequest(
+            template_ids=template_ids, partitions=partitions
+        ).SerializeToString()
+        out: list[searcher_pb2.ErasureCheckResponse] = []
+        enough = asyncio.Event()
+
+        async def on_reply(msg) -> None:
+            if (msg.headers or {}).get(bus.ERROR_CODE):
+                return
+            try:
+                r = searcher_pb2.ErasureCheckResponse.FromString(msg.data)
+            except DecodeError:
+                return
+            if r.partitions == partitions and r.partition == partition:
+                out.append(r)
+                if expect and len(out) >= expect:
+                    enough.set()
+
+        inbox = self._nc.new_inbox()
+        sub = await self._nc.subscribe(inbox, cb=on_reply)
+        try:
+            await self._nc.publish(natsnames.erasure_check(partitions, partition), payload,
+                                   reply=inbox)  # fmt: skip
+            try:
+                await asyncio.wait_for(enough.wait(), window_s)
+            except TimeoutError:
+                pass
+        finally:
+            await sub.unsubscribe()
+        return list(out)
+
+    async def digests(
+        self, request: common_pb2.DigestRequest, window_s: float
+    ) -> list[common_pb2.DigestResponse]:
+        """Every replica's digest of one partition (``tanu reconcile``)."""
         replies = await bus.gather_all(
-            self._nc, natsnames.erasure_check(partition), payload, window_s
-        )
-        return [searcher_pb2.ErasureCheckResponse.FromString(raw) for raw in replies]
+            self._nc, natsnames.searcher_digest(request.partitions, request.partition),
+            request.SerializeToString(), window_s,
+        )  # fmt: skip
+        return [common_pb2.DigestResponse.FromString(raw) for raw in replies]

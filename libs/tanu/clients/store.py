@@ -24,6 +24,13 @@ class StoreClient(BusClient):
     seal_receipt = Operation(
         "receipt", store_pb2.SealReceiptRequest, common_pb2.ErasureReceipt, "SealReceipt"
     )
+    get_receipt = Operation(
+        "receipt.get", store_pb2.GetReceiptRequest, common_pb2.ErasureReceipt, "GetReceipt"
+    )
+    digest = Operation("digest", common_pb2.DigestRequest, common_pb2.DigestResponse, "Digest")
+    republish = Operation(
+        "republish", store_pb2.RepublishRequest, store_pb2.RepublishResponse, "Republish"
+    )
     status = Operation("status", store_pb2.StatusRequest, store_pb2.StatusResponse, "Status")
     record_verification = Operation(
         "verification", store_pb2.VerificationOutcome, store_pb2.SubjectStatus, "RecordVerification"

@@ -27,10 +27,18 @@ def search(partition: int) -> str:
     return f"tanu.search.p{partition}"
 
 
-def erasure_check(partition: int) -> str:
-    """Every replica of the partition answers ErasureCheckRequest here (no
-    queue group): which of the given template ids it has not yet erased."""
-    return f"tanu.erasure.check.p{partition}"
+def erasure_check(partitions: int, partition: int) -> str:
+    """Every replica of one partition of a P-partition layout answers
+    ErasureCheckRequest here (no queue group): which of the given template
+    ids it has not yet erased. The layout is in the name, so a staging or
+    retired replica never answers for the current layout's partition."""
+    return f"tanu.erasure.check.n{partitions}.p{partition}"
+
+
+def searcher_digest(partitions: int, partition: int) -> str:
+    """Every replica of one partition of a P-partition layout answers
+    DigestRequest here (no queue group), for ``tanu reconcile``."""
+    return f"tanu.searcher.digest.n{partitions}.p{partition}"
 
 
 def search_queue(partition: int) -> str:

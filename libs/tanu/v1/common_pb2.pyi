@@ -172,7 +172,7 @@ class AccessHistory(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[AccessEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class ErasureReceipt(_message.Message):
-    __slots__ = ("receipt_id", "subject_id", "erased_at_ms", "complete", "body_json", "signature", "signing_key_id", "audit_seq")
+    __slots__ = ("receipt_id", "subject_id", "erased_at_ms", "complete", "body_json", "signature", "signing_key_id", "audit_seq", "index_removed", "snapshots_purged")
     RECEIPT_ID_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     ERASED_AT_MS_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +181,8 @@ class ErasureReceipt(_message.Message):
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     SIGNING_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     AUDIT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    INDEX_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOTS_PURGED_FIELD_NUMBER: _ClassVar[int]
     receipt_id: str
     subject_id: str
     erased_at_ms: int
@@ -189,4 +191,60 @@ class ErasureReceipt(_message.Message):
     signature: bytes
     signing_key_id: str
     audit_seq: int
-    def __init__(self, receipt_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., erased_at_ms: _Optional[int] = ..., complete: _Optional[bool] = ..., body_json: _Optional[str] = ..., signature: _Optional[bytes] = ..., signing_key_id: _Optional[str] = ..., audit_seq: _Optional[int] = ...) -> None: ...
+    index_removed: bool
+    snapshots_purged: bool
+    def __init__(self, receipt_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., erased_at_ms: _Optional[int] = ..., complete: _Optional[bool] = ..., body_json: _Optional[str] = ..., signature: _Optional[bytes] = ..., signing_key_id: _Optional[str] = ..., audit_seq: _Optional[int] = ..., index_removed: _Optional[bool] = ..., snapshots_purged: _Optional[bool] = ...) -> None: ...
+
+class IdRange(_message.Message):
+    __slots__ = ("lo", "hi")
+    LO_FIELD_NUMBER: _ClassVar[int]
+    HI_FIELD_NUMBER: _ClassVar[int]
+    lo: int
+    hi: int
+    def __init__(self, lo: _Optional[int] = ..., hi: _Optional[int] = ...) -> None: ...
+
+class DigestRequest(_message.Message):
+    __slots__ = ("partitions", "partition", "ranges", "list_below")
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    LIST_BELOW_FIELD_NUMBER: _ClassVar[int]
+    partitions: int
+    partition: int
+    ranges: _containers.RepeatedCompositeFieldContainer[IdRange]
+    list_below: int
+    def __init__(self, partitions: _Optional[int] = ..., partition: _Optional[int] = ..., ranges: _Optional[_Iterable[_Union[IdRange, _Mapping]]] = ..., list_below: _Optional[int] = ...) -> None: ...
+
+class RangeDigest(_message.Message):
+    __slots__ = ("lo", "hi", "count", "xor", "sum", "template_ids", "max_id")
+    LO_FIELD_NUMBER: _ClassVar[int]
+    HI_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    XOR_FIELD_NUMBER: _ClassVar[int]
+    SUM_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    MAX_ID_FIELD_NUMBER: _ClassVar[int]
+    lo: int
+    hi: int
+    count: int
+    xor: int
+    sum: int
+    template_ids: _containers.RepeatedScalarFieldContainer[int]
+    max_id: int
+    def __init__(self, lo: _Optional[int] = ..., hi: _Optional[int] = ..., count: _Optional[int] = ..., xor: _Optional[int] = ..., sum: _Optional[int] = ..., template_ids: _Optional[_Iterable[int]] = ..., max_id: _Optional[int] = ...) -> None: ...
+
+class DigestResponse(_message.Message):
+    __slots__ = ("partition", "replica", "caught_up", "applied_sequence", "ranges", "partitions")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    CAUGHT_UP_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    RANGES_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    replica: str
+    caught_up: bool
+    applied_sequence: int
+    ranges: _containers.RepeatedCompositeFieldContainer[RangeDigest]
+    partitions: int
+    def __init__(self, partition: _Optional[int] = ..., replica: _Optional[str] = ..., caught_up: _Optional[bool] = ..., applied_sequence: _Optional[int] = ..., ranges: _Optional[_Iterable[_Union[RangeDigest, _Mapping]]] = ..., partitions: _Optional[int] = ...) -> None: ...

@@ -187,6 +187,14 @@ class DeleteResponse(_message.Message):
     receipt: _common_pb2.ErasureReceipt
     def __init__(self, subject_id: _Optional[str] = ..., templates_removed: _Optional[int] = ..., deleted_at_ms: _Optional[int] = ..., partition: _Optional[int] = ..., receipt: _Optional[_Union[_common_pb2.ErasureReceipt, _Mapping]] = ...) -> None: ...
 
+class GetErasureReceiptRequest(_message.Message):
+    __slots__ = ("receipt_id", "subject_id")
+    RECEIPT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    receipt_id: str
+    subject_id: str
+    def __init__(self, receipt_id: _Optional[str] = ..., subject_id: _Optional[str] = ...) -> None: ...
+
 class GetSubjectRequest(_message.Message):
     __slots__ = ("subject_id",)
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]

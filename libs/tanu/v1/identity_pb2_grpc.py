@@ -55,6 +55,11 @@ class IdentityStub:
                 request_serializer=tanu_dot_v1_dot_identity__pb2.DeleteRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_identity__pb2.DeleteResponse.FromString,
                 _registered_method=True)
+        self.GetErasureReceipt = channel.unary_unary(
+                '/tanu.v1.Identity/GetErasureReceipt',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.GetErasureReceiptRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_common__pb2.ErasureReceipt.FromString,
+                _registered_method=True)
         self.GetSubject = channel.unary_unary(
                 '/tanu.v1.Identity/GetSubject',
                 request_serializer=tanu_dot_v1_dot_identity__pb2.GetSubjectRequest.SerializeToString,
@@ -116,6 +121,14 @@ class IdentityServicer:
     def Delete(self, request, context):
         """Remove a subject and its templates from the store and, through the event
         stream, from every searcher.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetErasureReceipt(self, request, context):
+        """The latest signed receipt of an erasure: the final one (snapshots
+        purged too) once every replica confirmed it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,6 +200,11 @@ def add_IdentityServicer_to_server(servicer, server):
                     servicer.Delete,
                     request_deserializer=tanu_dot_v1_dot_identity__pb2.DeleteRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_identity__pb2.DeleteResponse.SerializeToString,
+            ),
+            'GetErasureReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetErasureReceipt,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.GetErasureReceiptRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_common__pb2.ErasureReceipt.SerializeToString,
             ),
             'GetSubject': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSubject,
@@ -327,6 +345,33 @@ class Identity:
             '/tanu.v1.Identity/Delete',
             tanu_dot_v1_dot_identity__pb2.DeleteRequest.SerializeToString,
             tanu_dot_v1_dot_identity__pb2.DeleteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetErasureReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/GetErasureReceipt',
+            tanu_dot_v1_dot_identity__pb2.GetErasureReceiptRequest.SerializeToString,
+            tanu_dot_v1_dot_common__pb2.ErasureReceipt.FromString,
             options,
             channel_credentials,
             insecure,

@@ -70,23 +70,33 @@ class StatsResponse(_message.Message):
     def __init__(self, partition: _Optional[int] = ..., replica: _Optional[str] = ..., gallery_size: _Optional[int] = ..., applied_sequence: _Optional[int] = ..., caught_up: _Optional[bool] = ..., index_kind: _Optional[str] = ..., dimension: _Optional[int] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., model_id: _Optional[str] = ..., template_ids: _Optional[_Iterable[int]] = ..., snapshot_sequence: _Optional[int] = ...) -> None: ...
 
 class ErasureCheckRequest(_message.Message):
-    __slots__ = ("template_ids",)
+    __slots__ = ("template_ids", "partitions")
     TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     template_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, template_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    partitions: int
+    def __init__(self, template_ids: _Optional[_Iterable[int]] = ..., partitions: _Optional[int] = ...) -> None: ...
 
 class ErasureCheckResponse(_message.Message):
-    __slots__ = ("partition", "replica", "caught_up", "applied_sequence", "pending_template_ids", "snapshot_sequence")
+    __slots__ = ("partition", "replica", "caught_up", "applied_sequence", "pending_template_ids", "snapshot_sequence", "index_pending_template_ids", "snapshot_pending_template_ids", "partitions", "staging")
     PARTITION_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     CAUGHT_UP_FIELD_NUMBER: _ClassVar[int]
     APPLIED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     PENDING_TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    INDEX_PENDING_TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_PENDING_TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    STAGING_FIELD_NUMBER: _ClassVar[int]
     partition: int
     replica: str
     caught_up: bool
     applied_sequence: int
     pending_template_ids: _containers.RepeatedScalarFieldContainer[int]
     snapshot_sequence: int
-    def __init__(self, partition: _Optional[int] = ..., replica: _Optional[str] = ..., caught_up: _Optional[bool] = ..., applied_sequence: _Optional[int] = ..., pending_template_ids: _Optional[_Iterable[int]] = ..., snapshot_sequence: _Optional[int] = ...) -> None: ...
+    index_pending_template_ids: _containers.RepeatedScalarFieldContainer[int]
+    snapshot_pending_template_ids: _containers.RepeatedScalarFieldContainer[int]
+    partitions: int
+    staging: bool
+    def __init__(self, partition: _Optional[int] = ..., replica: _Optional[str] = ..., caught_up: _Optional[bool] = ..., applied_sequence: _Optional[int] = ..., pending_template_ids: _Optional[_Iterable[int]] = ..., snapshot_sequence: _Optional[int] = ..., index_pending_template_ids: _Optional[_Iterable[int]] = ..., snapshot_pending_template_ids: _Optional[_Iterable[int]] = ..., partitions: _Optional[int] = ..., staging: _Optional[bool] = ...) -> None: ...

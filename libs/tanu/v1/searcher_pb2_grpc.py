@@ -67,7 +67,9 @@ class SearcherServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CheckErasure(self, request, context):
-        """Also answered over NATS on `tanu.erasure.check.p<k>` by every replica.
+        """Also answered over NATS on `tanu.erasure.check.n<P>.p<k>` by every
+        replica (P: its layout's partition count); DigestRequest likewise on
+        `tanu.searcher.digest.n<P>.p<k>`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -67,14 +67,56 @@ class LockRequest(_message.Message):
     def __init__(self, subject_id: _Optional[str] = ..., locked: _Optional[bool] = ...) -> None: ...
 
 class SealReceiptRequest(_message.Message):
-    __slots__ = ("receipt_id", "subject_id", "body_json")
+    __slots__ = ("receipt_id", "replicas")
     RECEIPT_ID_FIELD_NUMBER: _ClassVar[int]
-    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
-    BODY_JSON_FIELD_NUMBER: _ClassVar[int]
+    REPLICAS_FIELD_NUMBER: _ClassVar[int]
     receipt_id: str
-    subject_id: str
-    body_json: str
-    def __init__(self, receipt_id: _Optional[str] = ..., subject_id: _Optional[str] = ..., body_json: _Optional[str] = ...) -> None: ...
+    replicas: _containers.RepeatedCompositeFieldContainer[ReplicaConfirmation]
+    def __init__(self, receipt_id: _Optional[str] = ..., replicas: _Optional[_Iterable[_Union[ReplicaConfirmation, _Mapping]]] = ...) -> None: ...
+
+class ReplicaConfirmation(_message.Message):
+    __slots__ = ("replica", "partition", "partitions", "index_removed", "snapshot_purged", "applied_sequence")
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    INDEX_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    SNAPSHOT_PURGED_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    replica: str
+    partition: int
+    partitions: int
+    index_removed: bool
+    snapshot_purged: bool
+    applied_sequence: int
+    def __init__(self, replica: _Optional[str] = ..., partition: _Optional[int] = ..., partitions: _Optional[int] = ..., index_removed: _Optional[bool] = ..., snapshot_purged: _Optional[bool] = ..., applied_sequence: _Optional[int] = ...) -> None: ...
+
+class GetReceiptRequest(_message.Message):
+    __slots__ = ("receipt_id",)
+    RECEIPT_ID_FIELD_NUMBER: _ClassVar[int]
+    receipt_id: str
+    def __init__(self, receipt_id: _Optional[str] = ...) -> None: ...
+
+class RepublishRequest(_message.Message):
+    __slots__ = ("template_ids", "remove_template_ids", "partition")
+    TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    template_ids: _containers.RepeatedScalarFieldContainer[int]
+    remove_template_ids: _containers.RepeatedScalarFieldContainer[int]
+    partition: int
+    def __init__(self, template_ids: _Optional[_Iterable[int]] = ..., remove_template_ids: _Optional[_Iterable[int]] = ..., partition: _Optional[int] = ...) -> None: ...
+
+class RepublishResponse(_message.Message):
+    __slots__ = ("subjects", "templates", "removed", "refused")
+    SUBJECTS_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    subjects: int
+    templates: int
+    removed: int
+    refused: int
+    def __init__(self, subjects: _Optional[int] = ..., templates: _Optional[int] = ..., removed: _Optional[int] = ..., refused: _Optional[int] = ...) -> None: ...
 
 class AuditRecord(_message.Message):
     __slots__ = ("at_ms", "tenant", "client", "operation", "purpose", "subject_id", "result", "detail_json")
@@ -179,7 +221,7 @@ class DeleteSubjectRequest(_message.Message):
     def __init__(self, subject_id: _Optional[str] = ..., reason: _Optional[str] = ..., tenant: _Optional[str] = ..., client: _Optional[str] = ...) -> None: ...
 
 class DeleteSubjectResponse(_message.Message):
-    __slots__ = ("subject", "template_ids", "deleted_at_ms", "data_key_id", "master_key_id", "stream_messages", "consents_removed", "removal_event_id", "audit_seq")
+    __slots__ = ("subject", "template_ids", "deleted_at_ms", "data_key_id", "master_key_id", "stream_messages", "consents_removed", "removal_event_id", "audit_seq", "receipt_id", "partitions")
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
     DELETED_AT_MS_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +231,8 @@ class DeleteSubjectResponse(_message.Message):
     CONSENTS_REMOVED_FIELD_NUMBER: _ClassVar[int]
     REMOVAL_EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     AUDIT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     subject: _common_pb2.Subject
     template_ids: _containers.RepeatedScalarFieldContainer[int]
     deleted_at_ms: int
@@ -198,7 +242,9 @@ class DeleteSubjectResponse(_message.Message):
     consents_removed: int
     removal_event_id: str
     audit_seq: int
-    def __init__(self, subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., template_ids: _Optional[_Iterable[int]] = ..., deleted_at_ms: _Optional[int] = ..., data_key_id: _Optional[str] = ..., master_key_id: _Optional[str] = ..., stream_messages: _Optional[int] = ..., consents_removed: _Optional[int] = ..., removal_event_id: _Optional[str] = ..., audit_seq: _Optional[int] = ...) -> None: ...
+    receipt_id: str
+    partitions: int
+    def __init__(self, subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., template_ids: _Optional[_Iterable[int]] = ..., deleted_at_ms: _Optional[int] = ..., data_key_id: _Optional[str] = ..., master_key_id: _Optional[str] = ..., stream_messages: _Optional[int] = ..., consents_removed: _Optional[int] = ..., removal_event_id: _Optional[str] = ..., audit_seq: _Optional[int] = ..., receipt_id: _Optional[str] = ..., partitions: _Optional[int] = ...) -> None: ...
 
 class TemplateEvent(_message.Message):
     __slots__ = ("event_id", "kind", "subject_id", "partition", "template_ids", "vectors", "dimension", "model_id", "occurred_at_ms")

@@ -60,6 +60,21 @@ class StoreStub:
                 request_serializer=tanu_dot_v1_dot_store__pb2.SealReceiptRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_common__pb2.ErasureReceipt.FromString,
                 _registered_method=True)
+        self.GetReceipt = channel.unary_unary(
+                '/tanu.v1.Store/GetReceipt',
+                request_serializer=tanu_dot_v1_dot_store__pb2.GetReceiptRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_common__pb2.ErasureReceipt.FromString,
+                _registered_method=True)
+        self.Digest = channel.unary_unary(
+                '/tanu.v1.Store/Digest',
+                request_serializer=tanu_dot_v1_dot_common__pb2.DigestRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_common__pb2.DigestResponse.FromString,
+                _registered_method=True)
+        self.Republish = channel.unary_unary(
+                '/tanu.v1.Store/Republish',
+                request_serializer=tanu_dot_v1_dot_store__pb2.RepublishRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.RepublishResponse.FromString,
+                _registered_method=True)
         self.Status = channel.unary_unary(
                 '/tanu.v1.Store/Status',
                 request_serializer=tanu_dot_v1_dot_store__pb2.StatusRequest.SerializeToString,
@@ -150,8 +165,31 @@ class StoreServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SealReceipt(self, request, context):
-        """Signs an erasure receipt and records it in the audit log.
+        """Signs the receipt of an erasure the store itself recorded (DeleteSubject
+        wrote the record): the body is assembled from that record and the
+        replicas' confirmations given here, never from the caller. Audited.
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetReceipt(self, request, context):
+        """The latest signed receipt of an erasure (NOT_FOUND if none).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Digest(self, request, context):
+        """Reconciliation (`tanu reconcile`): the per-partition digest of the
+        template ids the store holds, and re-publishing template events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Republish(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -254,6 +292,21 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.SealReceipt,
                     request_deserializer=tanu_dot_v1_dot_store__pb2.SealReceiptRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_common__pb2.ErasureReceipt.SerializeToString,
+            ),
+            'GetReceipt': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReceipt,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.GetReceiptRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_common__pb2.ErasureReceipt.SerializeToString,
+            ),
+            'Digest': grpc.unary_unary_rpc_method_handler(
+                    servicer.Digest,
+                    request_deserializer=tanu_dot_v1_dot_common__pb2.DigestRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_common__pb2.DigestResponse.SerializeToString,
+            ),
+            'Republish': grpc.unary_unary_rpc_method_handler(
+                    servicer.Republish,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.RepublishRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.RepublishResponse.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
@@ -446,6 +499,87 @@ class Store:
             '/tanu.v1.Store/SealReceipt',
             tanu_dot_v1_dot_store__pb2.SealReceiptRequest.SerializeToString,
             tanu_dot_v1_dot_common__pb2.ErasureReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReceipt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/GetReceipt',
+            tanu_dot_v1_dot_store__pb2.GetReceiptRequest.SerializeToString,
+            tanu_dot_v1_dot_common__pb2.ErasureReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Digest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/Digest',
+            tanu_dot_v1_dot_common__pb2.DigestRequest.SerializeToString,
+            tanu_dot_v1_dot_common__pb2.DigestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Republish(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/Republish',
+            tanu_dot_v1_dot_store__pb2.RepublishRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.RepublishResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,9 @@ OPERATIONS: dict[str, IdentityOperation] = {
         IdentityOperation("Verify", ("verify",), True, verify.verify),
         IdentityOperation("Identify", ("identify",), True, identify.identify),
         IdentityOperation("Delete", ("delete",), False, erasure.delete),
+        IdentityOperation(
+            "GetErasureReceipt", ("delete", "subject.report"), False, erasure.get_receipt
+        ),
         IdentityOperation("GetSubject", ("subject.report",), False, citizen.get_subject),
         IdentityOperation("GetSubjectReport", ("subject.report",), False, citizen.report),
         IdentityOperation(

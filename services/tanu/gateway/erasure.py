@@ -1,7 +1,17 @@
 """Erasure: a subject's data removed everywhere, and the signed receipt
-that says where: the store's transaction (templates, consents, the data
-key), the event stream's template messages, and each searcher replica's
-confirmation that its index and snapshot no longer hold the vectors."""
+that says where.
+
+The store erases the subject in one transaction and records the erasure
+there (``tanu.store.erasures``); the gateway then asks every searcher
+replica of the subject's partition, in the store's current layout, until
+each that answers has the removal in its index (seconds at most), and has
+the store sign the receipt it builds from its own record and those
+confirmations. ``complete`` means store, data key, stream and every
+replica's index are done. Snapshot files are rewritten later (within
+TANU_SNAPSHOT_ERASURE_DELAY_S): a background step of this gateway keeps
+asking the replicas and has the store sign the final receipt once every
+snapshot is purged; GetErasureReceipt returns the latest receipt and, when
+it is not final yet, asks the replicas once more first."""
 
 from __future__ import annotations
 
@@ -9,12 +19,25 @@ import asyncio
 import json
 from typing import TYPE_CHECKING
 
-from tanu.core import ids
+import nats.errors
+
+from tanu.core import errors, ids, logs
 from tanu.v1 import common_pb2, identity_pb2, store_pb2
 
 if TYPE_CHECKING:
     from .gateway import Gateway
     from .guard import Call
+
+log = logs.get(__name__)
+
+WINDOW_S = 0.15  # one round of replies from a partition's replicas
+ROUND_GAP_S = 0.02  # between rounds
+FINAL_EVERY_S = 2.0  # how often the background step asks about snapshots
+FINAL_WAIT_S = 600.0  # how long it keeps asking before leaving it to GetErasureReceipt
+MAX_FINALISING = (
+    256  # background steps at once (a mass erasure leaves the rest to GetErasureReceipt)
+)
+_finalising: set[asyncio.Task] = set()
 
 
 async def delete(
@@ -36,64 +59,107 @@ async def erase(
     gw: Gateway, subject_id: str, reason: str, call: Call
 ) -> tuple[store_pb2.DeleteSubjectResponse, common_pb2.ErasureReceipt]:
     """Erases a subject everywhere and returns the store's answer and the
-    signed receipt."""
+    signed receipt (complete once every replica's index confirmed)."""
     r = await gw.store.delete(
         store_pb2.DeleteSubjectRequest(subject_id=subject_id, reason=reason,
                                        tenant=call.principal.tenant_id,
                                        client=call.principal.client)
     )  # fmt: skip
-    replicas = await confirm_erasure(gw, r.subject.partition, list(r.template_ids))
-    complete = bool(replicas) and all(x["index_removed"] and x["snapshot_purged"]
-                                      for x in replicas)  # fmt: skip
-    body = {
-        "receipt_id": ids.receipt_id(subject_id, r.deleted_at_ms),
-        "subject_id": subject_id,
-        "reason": reason,
-        "requested_by": {"tenant": call.principal.tenant_id, "client": call.principal.client},
-        "erased_at_ms": r.deleted_at_ms,
-        "partition": r.subject.partition,
-        "store": {
-            "templates_removed": list(r.template_ids),
-            "consents_removed": r.consents_removed,
-            "data_key_destroyed": {"data_key_id": r.data_key_id,
-                                   "master_key_id": r.master_key_id},
-            "audit_seq": r.audit_seq,
-        },
-        "event_stream": {
-            "template_messages_deleted": r.stream_messages,
-            "removal_event_id": r.removal_event_id,
-        },
-        "searchers": replicas,
-        "complete": complete,
-    }  # fmt: skip
-    receipt = await gw.store.seal_receipt(
-        store_pb2.SealReceiptRequest(
-            receipt_id=body["receipt_id"], subject_id=subject_id,
-            body_json=json.dumps(body, sort_keys=True, separators=(",", ":")),
+    parts = r.partitions or gw.layout.partitions
+    tids = list(r.template_ids)
+    receipt = await confirm(gw, r.receipt_id, parts, r.subject.partition, tids,
+                            gw.config.erasure_wait_s, index_only=True)  # fmt: skip
+    if not receipt.snapshots_purged and len(_finalising) < MAX_FINALISING:
+        task = asyncio.create_task(
+            _finalise(gw, r.receipt_id, parts, r.subject.partition, tids), name="erasure-final"
         )
-    )  # fmt: skip
-    receipt.erased_at_ms, receipt.complete = r.deleted_at_ms, complete
-    call.detail = {"receipt_id": body["receipt_id"], "complete": complete}
+        _finalising.add(task)
+        task.add_done_callback(_finalising.discard)
+    call.detail = {"receipt_id": r.receipt_id, "complete": receipt.complete}
     return r, receipt
 
 
-async def confirm_erasure(gw: Gateway, partition: int, template_ids: list[int]) -> list[dict]:
-    """Asks every replica of the partition (each answers on its own) until
-    all that answer confirm, or TANU_ERASURE_WAIT_S passes; each replica's
-    confirmation as the receipt states it."""
+async def confirm(gw: Gateway, receipt_id: str, partitions: int, partition: int,
+                  template_ids: list[int], wait_s: float,
+                  index_only: bool) -> common_pb2.ErasureReceipt:  # fmt: skip
+    """Asks the partition's replicas, a round at a time, until each that
+    answers confirms the index removal (``index_only``) or the snapshot
+    purge too, or ``wait_s`` passes; then has the store sign the receipt."""
     loop = asyncio.get_running_loop()
-    end = loop.time() + gw.config.erasure_wait_s
-    seen: dict[str, dict] = {}
+    end = loop.time() + wait_s
+    seen: dict[str, store_pb2.ReplicaConfirmation] = {}
     while True:
-        for st in await gw.searchers.erasure_confirmations(partition, template_ids, 0.25):
-            pending = set(st.pending_template_ids)
-            seen[st.replica] = {
-                "replica": st.replica,
-                "index_removed": st.caught_up and not pending,
-                "snapshot_purged": not pending,
-                "applied_sequence": st.applied_sequence,
-            }
-        done = seen and all(v["snapshot_purged"] for v in seen.values())
+        # After the first round, a round ends as soon as every replica seen
+        # so far has answered again.
+        for st in await gw.searchers.erasure_confirmations(
+            partitions, partition, template_ids, WINDOW_S, expect=len(seen)
+        ):
+            seen[st.replica] = store_pb2.ReplicaConfirmation(
+                replica=st.replica, partition=st.partition, partitions=st.partitions,
+                index_removed=not st.index_pending_template_ids,
+                snapshot_purged=not st.pending_template_ids,
+                applied_sequence=st.applied_sequence,
+            )  # fmt: skip
+        done = bool(seen) and all(
+            c.index_removed if index_only else c.snapshot_purged for c in seen.values()
+        )
         if done or loop.time() >= end:
-            return [seen[k] for k in sorted(seen)]
-        await asyncio.sleep(0.1)
+            break
+        await asyncio.sleep(ROUND_GAP_S)
+    req = store_pb2.SealReceiptRequest(receipt_id=receipt_id, replicas=list(seen.values()))
+    receipt = await gw.store.seal_receipt(req)
+    if not receipt.complete and done:
+        # The relay may still be deleting the stream messages: a moment more.
+        for _ in range(10):
+            await asyncio.sleep(0.05)
+            receipt = await gw.store.seal_receipt(req)
+            if receipt.complete:
+                break
+    return receipt
+
+
+async def _finalise(gw: Gateway, receipt_id: str, partitions: int, partition: int,
+                    template_ids: list[int]) -> None:  # fmt: skip
+    """The background step: the final receipt once every snapshot is purged."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + FINAL_WAIT_S
+    while loop.time() < end:
+        await asyncio.sleep(FINAL_EVERY_S)
+        try:
+            r = await confirm(gw, receipt_id, partitions, partition, template_ids, 0.0, False)
+        except errors.TanuError as exc:
+            log.warning("erasure_final_failed", code=exc.code.name, error=exc.message[:200])
+            continue
+        except nats.errors.ConnectionClosedError:
+            return  # the gateway is stopping: GetErasureReceipt finishes it later
+        except Exception as exc:  # noqa: BLE001 - NATS reconnecting: ask again next round
+            log.warning("erasure_final_failed", error=str(exc)[:200])
+            continue
+        if r.snapshots_purged:
+            log.info("erasure_final", receipt_id=receipt_id)
+            return
+
+
+async def get_receipt(
+    gw: Gateway, req: identity_pb2.GetErasureReceiptRequest, call: Call
+) -> common_pb2.ErasureReceipt:
+    """The latest signed receipt of one of the subject's erasures
+    (Identity.GetErasureReceipt); not final yet: the replicas are asked once
+    more and the store signs again if anything changed."""
+    subject_id = ids.check_subject_id(req.subject_id)
+    rid = req.receipt_id
+    if not rid or len(rid) > 64:
+        raise errors.InvalidArgument("receipt_id must be 1-64 characters")
+    try:
+        receipt = await gw.store.get_receipt(store_pb2.GetReceiptRequest(receipt_id=rid))
+    except errors.NotFound:
+        raise errors.NotFound("no such erasure receipt") from None
+    if receipt.subject_id != subject_id:
+        raise errors.NotFound("no such erasure receipt")
+    if not receipt.snapshots_purged:
+        body = json.loads(receipt.body_json)
+        asked = [int(t) for t in body["store"]["templates_removed"]]
+        receipt = await confirm(gw, rid, body["partitions"], body["partition"], asked, 0.0, False)
+    call.detail = {"receipt_id": rid, "complete": receipt.complete,
+                   "snapshots_purged": receipt.snapshots_purged}  # fmt: skip
+    return receipt

@@ -10,7 +10,9 @@ partitions with no subject lost and search answering throughout.
    (``partition_of(subject_id, P2)``); it answers gRPC and its stats subject
    but stays out of the search queue group. The old searchers keep serving.
 3. ``verify``: every template the store holds is in exactly the staging
-   partition its subject maps to under P2, in every replica.
+   partition its subject maps to under P2, in every replica: compared by
+   per-partition digest (``tanu.ops.reconcile``), so no id list crosses
+   NATS whatever the partition's size.
 4. ``switch``: ``layout`` becomes P2 and records in ``routed`` every
    partition count the stream's events were routed with; staging searchers
    join the queue groups ``searcher-p<k>``, the old ones leave theirs.
@@ -28,13 +30,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
 
 from nats.js.errors import KeyWrongLastSequenceError
 
 from tanu.clients.store import StoreClient
-from tanu.core import bus, clusterconfig, errors, ids, natsnames
-from tanu.v1 import searcher_pb2, store_pb2
+from tanu.core import bus, clusterconfig, errors, natsnames
+from tanu.v1 import store_pb2
+
+from . import reconcile
+from .reconcile import Check
 
 STORE_TIMEOUT_S = 30.0  # one page of ListTemplates
 MIGRATE_TIMEOUT_S = 600.0  # MigrateLayout rewrites every subject's partition
@@ -69,15 +73,6 @@ async def abort(js) -> None:
     await kv.delete(clusterconfig.NEXT_LAYOUT_KEY)
 
 
-async def replica_stats(nc, partitions: int, partition: int, window_s: float = 0.5) -> list:
-    """The Stats (with template ids) of every replica answering for one
-    partition of a ``partitions``-partition layout within ``window_s``."""
-    req = searcher_pb2.StatsRequest(include_template_ids=True).SerializeToString()
-    subject = natsnames.searcher_stats(partitions, partition)
-    replies = await bus.gather_all(nc, subject, req, window_s)
-    return [searcher_pb2.StatsResponse.FromString(data) for data in replies]
-
-
 async def store_templates(store: StoreClient) -> dict[str, list[int]]:
     """subject id -> template ids of every subject the store holds, read page
     by page (``ListTemplates``)."""
@@ -94,41 +89,11 @@ async def store_templates(store: StoreClient) -> dict[str, list[int]]:
             return out
 
 
-def expected(held: dict[str, list[int]], partitions: int) -> dict[int, set[int]]:
-    """Template ids each partition must hold under ``partitions``."""
-    out: dict[int, set[int]] = {k: set() for k in range(partitions)}
-    for sid, tids in held.items():
-        out[ids.partition_of(sid, partitions)].update(tids)
-    return out
-
-
-@dataclass
-class Check:
-    ok: bool
-    partitions: int
-    templates: int = 0
-    replicas: dict[int, int] = field(default_factory=dict)
-    problems: list[str] = field(default_factory=list)
-
-
-async def verify(nc, partitions: int, held: dict[str, list[int]]) -> Check:
+async def verify(nc, partitions: int, store: StoreClient) -> Check:
     """Every template the store holds is in its subject's partition under
-    ``partitions``, in every replica answering, and in no other partition."""
-    want = expected(held, partitions)
-    check = Check(True, partitions, sum(len(v) for v in want.values()))
-    for k in range(partitions):
-        replicas = await replica_stats(nc, partitions, k)
-        check.replicas[k] = len(replicas)
-        if not replicas:
-            check.problems.append(f"partition {k}: no searcher answers")
-        for r in replicas:
-            have = set(r.template_ids)
-            missing, extra = want[k] - have, have - want[k]
-            if not r.caught_up or missing or extra:
-                check.problems.append(f"partition {k} replica {r.replica}: caught_up={r.caught_up}, "
-                                      f"{len(missing)} missing, {len(extra)} not its own")  # fmt: skip
-    check.ok = not check.problems
-    return check
+    ``partitions``, in every replica answering, and in no other partition
+    (per-partition digests: ``tanu.ops.reconcile.compare``)."""
+    return await reconcile.compare(nc, store, partitions)
 
 
 async def switch(js, partitions: int) -> dict:
@@ -182,7 +147,7 @@ async def rebalance(nats_url: str, partitions: int, wait_s: float, say=print) ->
             f"waiting up to {wait_s:.0f}s for them to hold every subject of the store ...")  # fmt: skip
         end = asyncio.get_running_loop().time() + wait_s
         while True:
-            check = await verify(nc, partitions, await store_templates(store))
+            check = await verify(nc, partitions, store)
             if check.ok:
                 break
             if asyncio.get_running_loop().time() > end:

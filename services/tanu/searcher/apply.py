@@ -132,8 +132,14 @@ class EventApplier:
             except DecodeError:
                 log.error("event_undecodable", sequence=m.metadata.sequence.stream)
                 continue
-            if self.every_partition and partition_of(ev.subject_id, parts) != part:
+            if (
+                self.every_partition
+                and ev.subject_id
+                and partition_of(ev.subject_id, parts) != part
+            ):
                 continue  # another partition's subject under this layout
+            # (A removal without a subject, reconciliation's, applies anywhere:
+            # it tombstones ids that no subject of the store holds.)
             events.append(ev)
         last = msgs[-1]
         erased = await self._in_index_thread(self._apply, events, last.metadata.sequence.stream)

@@ -25,8 +25,9 @@ from tanu.core.metrics import Metrics
 from tanu.core.service import ServiceBase
 from tanu.core.vectors import METRIC_PROTO
 from tanu.index import PartitionIndex
-from tanu.v1 import searcher_pb2, searcher_pb2_grpc
+from tanu.v1 import common_pb2, searcher_pb2, searcher_pb2_grpc
 
+from . import checks
 from .apply import EventApplier
 from .membership import Membership
 from .search import Searches
@@ -67,6 +68,10 @@ class SearcherService(ServiceBase):
 
     async def _in_index_thread(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def on_index_thread(self, fn, *args):
+        """Runs ``fn(*args)`` on the one thread that uses the index."""
+        return await self._in_index_thread(fn, *args)
 
     # --- what callers read ------------------------------------------------
 
@@ -120,6 +125,13 @@ class SearcherService(ServiceBase):
             common.stream_duplicate_window_s,
         )  # fmt: skip
         restored = await self.snapshots.restore(js) if cfg.snapshot_dir else 0
+        # Every replica answers erasure checks and digests (no queue group),
+        # from the start: one still catching up counts as not yet erased.
+        parts = self.layout.partitions
+        await self.responder.serve(natsnames.erasure_check(parts, cfg.partition), "",
+                                   searcher_pb2.ErasureCheckRequest, self.check_erasure)  # fmt: skip
+        await self.responder.serve(natsnames.searcher_digest(parts, cfg.partition), "",
+                                   common_pb2.DigestRequest, self.digest)  # fmt: skip
         every = self.membership.reads_every_partition
         pending = await self.events.subscribe(js, restored, every)
         if pending == 0:
@@ -141,12 +153,6 @@ class SearcherService(ServiceBase):
             return
         cfg = self.config
         await self.membership.join()
-        # Every replica answers erasure checks (no queue group): the gateway's
-        # erasure receipt lists each one's confirmation.
-        await self.responder.serve(
-            natsnames.erasure_check(cfg.partition), "", searcher_pb2.ErasureCheckRequest,
-            self.check_erasure,
-        )  # fmt: skip
         assert self.grpc
         await self.grpc.set_serving(True)
         self.caught_up.set()
@@ -208,16 +214,12 @@ class SearcherService(ServiceBase):
         self, req: searcher_pb2.ErasureCheckRequest
     ) -> searcher_pb2.ErasureCheckResponse:
         """Which of the given template ids this replica still keeps, in its
-        index or in its snapshot file on disk."""
-        pending = await self.snapshots.pending_erasures(list(req.template_ids))
-        return searcher_pb2.ErasureCheckResponse(
-            partition=self.config.partition,
-            replica=self.config.replica,
-            caught_up=self.caught_up.is_set(),
-            applied_sequence=self.applied_sequence,
-            pending_template_ids=pending,
-            snapshot_sequence=self._snapshot_sequence(),
-        )
+        index or in its snapshot file on disk (``checks.erasure_check``)."""
+        return await checks.erasure_check(self, req)
+
+    async def digest(self, req: common_pb2.DigestRequest) -> common_pb2.DigestResponse:
+        """The reconciliation digest of the index (``checks.index_digest``)."""
+        return await checks.index_digest(self, req)
 
     def _snapshot_sequence(self) -> int:
         return self.snapshots.sequence if self.snapshots.on_disk else 0

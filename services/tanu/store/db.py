@@ -17,6 +17,8 @@ bases say what depends on what:
 - ``subjects.Subjects`` (SubjectStatus, Outbox, AuditLog): enrol, read, erase
 - ``report.CitizenReport`` (SubjectStatus, DataKeys): report, access history
 - ``migrations.LayoutMigration``: template ids by subject, re-partitioning
+- ``erasures.Erasures`` (Outbox, AuditLog): erasure records, their signed receipts
+- ``digests.Digests`` (SubjectStatus, Outbox): reconciliation digests, re-publishing
 
 Mixins rather than separate objects because every part writes in the same
 transactions on the same connection (an erasure touches four of them), and
@@ -36,6 +38,7 @@ from tanu.policy.lockout import Lockout
 
 from .audit_log import AuditLog
 from .datakeys import DataKeys
+from .digests import Digests
 from .migrations import LayoutMigration
 from .outbox import Outbox
 from .report import CitizenReport
@@ -47,7 +50,15 @@ DEFAULT_LOCKOUT = Lockout()
 
 
 class Store(
-    Subjects, CitizenReport, LayoutMigration, SubjectStatus, Outbox, DataKeys, AuditLog, Database
+    Subjects,
+    CitizenReport,
+    LayoutMigration,
+    Digests,
+    SubjectStatus,
+    Outbox,
+    DataKeys,
+    AuditLog,
+    Database,
 ):
     """The store's tables behind one connection on one thread."""
 

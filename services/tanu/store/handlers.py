@@ -10,12 +10,11 @@ fails at start-up.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 
 import numpy as np
 
-from tanu.core import audit, errors, ids, logs, signing, vectors
+from tanu.core import errors, ids, logs, vectors
 from tanu.core.metrics import Metrics
 from tanu.policy.subjects import parse_dob
 from tanu.v1 import common_pb2, store_pb2
@@ -92,23 +91,27 @@ class StoreHandlers:
         return reply
 
     async def seal_receipt(self, req: store_pb2.SealReceiptRequest) -> common_pb2.ErasureReceipt:
-        """Signs an erasure statement and records it (its hash) in the audit log."""
-        body = req.body_json.encode()
-        digest = hashlib.sha256(body).hexdigest()
-        rec = store_pb2.AuditRecord(
-            operation="erasure_receipt", subject_id=req.subject_id, result="ok",
-            detail_json=audit.detail_json({"receipt_id": req.receipt_id, "sha256": digest}),
-        )  # fmt: skip
-        seq = await self.db.run(self.db.append_audit, [rec])
-        self.metrics.audit_entries.inc()
-        return common_pb2.ErasureReceipt(
-            receipt_id=req.receipt_id,
-            subject_id=req.subject_id,
-            body_json=req.body_json,
-            signature=self.signer.sign(body),
-            signing_key_id=signing.key_id(self.signer.public_key()),
-            audit_seq=seq,
+        """Signs the receipt the store builds from its own erasure record and
+        the replicas' confirmations (``tanu.store.erasures``); audited."""
+        receipt = await self.db.run(
+            self.db.seal_receipt, req.receipt_id[:64], list(req.replicas), self.signer
         )
+        self.metrics.audit_entries.inc()
+        return receipt
+
+    async def get_receipt(self, req: store_pb2.GetReceiptRequest) -> common_pb2.ErasureReceipt:
+        return await self.db.run(self.db.get_receipt, req.receipt_id[:64])
+
+    async def digest(self, req: common_pb2.DigestRequest) -> common_pb2.DigestResponse:
+        """The digest of the template ids one partition must hold."""
+        return await self.db.run(self.db.digest, req)
+
+    async def republish(self, req: store_pb2.RepublishRequest) -> store_pb2.RepublishResponse:
+        """Re-queues template events for reconciliation's repair."""
+        reply = await self.db.run(self.db.republish, req)
+        self._changed()
+        log.info("events_republished", subjects=reply.subjects, removed=reply.removed)
+        return reply
 
     async def status(self, req: store_pb2.StatusRequest) -> store_pb2.StatusResponse:
         if len(req.subject_ids) > 1000:

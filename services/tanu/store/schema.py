@@ -114,6 +114,20 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     key_id TEXT NOT NULL,
     signature {blob} NOT NULL
 );
+CREATE TABLE IF NOT EXISTS erasures (
+    receipt_id TEXT PRIMARY KEY,
+    subject_id TEXT NOT NULL,
+    erased_at_ms {big} NOT NULL,
+    record TEXT NOT NULL,
+    stream_seqs TEXT NOT NULL,
+    replicas TEXT NOT NULL DEFAULT '[]',
+    body TEXT NOT NULL DEFAULT '',
+    signature TEXT NOT NULL DEFAULT '',
+    key_id TEXT NOT NULL DEFAULT '',
+    audit_seq {big} NOT NULL DEFAULT 0,
+    complete INTEGER NOT NULL DEFAULT 0,
+    purged INTEGER NOT NULL DEFAULT 0
+);
 """
 
 

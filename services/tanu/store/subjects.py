@@ -17,13 +17,13 @@ import numpy as np
 from tanu.core import audit, envelope, errors, ids, vectors
 from tanu.v1 import common_pb2, store_pb2
 
-from .audit_log import AuditLog
-from .outbox import ADDED, REMOVED, Outbox
+from .erasures import Erasures
+from .outbox import ADDED, REMOVED
 from .schema import now_ms
 from .status import SubjectStatus
 
 
-class Subjects(SubjectStatus, Outbox, AuditLog):
+class Subjects(SubjectStatus, Erasures):
     """The ``subjects`` and ``templates`` tables: enrol, read, erase."""
 
     def _insert_subject(
@@ -134,7 +134,8 @@ class Subjects(SubjectStatus, Outbox, AuditLog):
         """Erases a subject: templates, consents and data key (crypto-
         shredding) in one transaction with its removal event, its unpublished
         template events, its published ones queued for deletion from the
-        stream, and an audit entry."""
+        stream, an audit entry, and the erasure record its receipts are
+        built from (``tanu.store.erasures``)."""
 
         def tx(_c) -> store_pb2.DeleteSubjectResponse:
             subject = self._subject_row(subject_id)
@@ -148,11 +149,17 @@ class Subjects(SubjectStatus, Outbox, AuditLog):
                 "SELECT stream_seq FROM published WHERE subject_id = ?", (subject_id,))]  # fmt: skip
             self._queue_stream_erasures(seqs)
             self._x("DELETE FROM published WHERE subject_id = ?", (subject_id,))
+            # Unpublished events are dropped; one the relay is publishing right
+            # now is queued for deletion from the stream when it is acknowledged.
+            (unpublished,) = self._one(
+                "SELECT COUNT(*) FROM outbox WHERE subject_id = ? AND kind = ?", (subject_id, ADDED)
+            )
             self._x("DELETE FROM outbox WHERE subject_id = ? AND kind = ?", (subject_id, ADDED))
             for table in ("templates", "consents", "subject_keys", "subjects"):
                 self._x(f"DELETE FROM {table} WHERE subject_id = ?", (subject_id,))
             ts = now_ms()
             event_id = uuid.uuid4().hex
+            (parts,) = self._one("SELECT value FROM meta WHERE key = 'partitions'")
             self._queue_event(
                 store_pb2.TemplateEvent(
                     event_id=event_id,
@@ -177,10 +184,20 @@ class Subjects(SubjectStatus, Outbox, AuditLog):
                     )
                 ]
             )  # fmt: skip
+            receipt_id = ids.receipt_id(subject_id, ts)
+            self._record_erasure(receipt_id, subject_id, ts, {
+                "reason": reason[:200], "requested_by": {"tenant": tenant[:64], "client": client[:64]},
+                "partition": subject.partition, "partitions": int(parts),
+                "removal_event_id": event_id, "unpublished_events": unpublished,
+                "store": {"templates_removed": template_ids, "consents_removed": consents,
+                          "data_key_destroyed": {"data_key_id": key[0], "master_key_id": key[1]},
+                          "audit_seq": seq},
+            }, seqs)  # fmt: skip
             return store_pb2.DeleteSubjectResponse(
                 subject=subject, template_ids=template_ids, deleted_at_ms=ts, data_key_id=key[0],
                 master_key_id=key[1], stream_messages=len(seqs), consents_removed=consents,
-                removal_event_id=event_id, audit_seq=seq,
+                removal_event_id=event_id, audit_seq=seq, receipt_id=receipt_id,
+                partitions=int(parts),
             )  # fmt: skip
 
         return self._tx(tx)

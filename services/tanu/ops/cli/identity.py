@@ -54,7 +54,10 @@ def cmd_identify(args) -> int:
 def cmd_delete(args) -> int:
     req = identity_pb2.DeleteRequest(subject_id=args.subject_id, reason=args.reason)
     r = call(args, lambda s: s.Delete(req, timeout=args.timeout))
-    show(args, r, f"deleted {r.subject_id}: {r.templates_removed} template(s) removed")
+    rec = r.receipt
+    show(args, r, f"deleted {r.subject_id}: {r.templates_removed} template(s) removed; receipt "
+                  f"{rec.receipt_id} complete={rec.complete} (final: tanu receipt {rec.receipt_id} "
+                  f"--subject {r.subject_id})")  # fmt: skip
     return 0
 
 
