@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14tanu/v1/common.proto\x12\x07tanu.v1\",\n\x08Template\x12\x0e\n\x06vector\x18\x01 \x01(\x0c\x12\x10\n\x08model_id\x18\x02 \x01(\t\"\x81\x01\n\x0f\x42iometricSample\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12%\n\x08template\x18\x02 \x01(\x0b\x32\x11.tanu.v1.TemplateH\x00\x12.\n\x0e\x66\x61\x63\x65_selection\x18\x03 \x01(\x0e\x32\x16.tanu.v1.FaceSelectionB\x06\n\x04\x64\x61ta\"S\n\tCandidate\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\x10\n\x08is_match\x18\x03 \x01(\x08\x12\x11\n\tpartition\x18\x04 \x01(\r\"q\n\x07Subject\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x02 \x01(\x03\x12\x16\n\x0etemplate_count\x18\x03 \x01(\r\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x11\n\tpartition\x18\x05 \x01(\r\"\xec\x01\n\x07\x43onsent\x12\x10\n\x08purposes\x18\x01 \x03(\t\x12\x10\n\x08given_by\x18\x02 \x01(\t\x12\x1b\n\x13guardian_subject_id\x18\x03 \x01(\t\x12\x14\n\x0crelationship\x18\x04 \x01(\t\x12\x14\n\x0c\x65vidence_ref\x18\x05 \x01(\t\x12\x15\n\rgranted_at_ms\x18\x06 \x01(\x03\x12\x15\n\rrevoked_at_ms\x18\x07 \x01(\x03\x12\x0e\n\x06tenant\x18\x08 \x01(\t\x12\x0e\n\x06\x63lient\x18\t \x01(\t\x12\x12\n\nconsent_id\x18\n \x01(\x03\x12\x12\n\nrevoked_by\x18\x0b \x01(\t\"\xfa\x02\n\rSubjectReport\x12!\n\x07subject\x18\x01 \x01(\x0b\x32\x10.tanu.v1.Subject\x12\x15\n\rdate_of_birth\x18\x02 \x01(\t\x12\r\n\x05minor\x18\x03 \x01(\x08\x12\x34\n\x07records\x18\x04 \x03(\x0b\x32#.tanu.v1.SubjectReport.RecordsEntry\x12\x15\n\rupdated_at_ms\x18\x05 \x01(\x03\x12\x13\n\x0b\x64\x61ta_key_id\x18\x06 \x01(\t\x12\x15\n\rmaster_key_id\x18\x07 \x01(\t\x12\"\n\x08\x63onsents\x18\x08 \x03(\x0b\x32\x10.tanu.v1.Consent\x12\x18\n\x10\x62iometric_locked\x18\t \x01(\x08\x12\x1b\n\x13verification_locked\x18\n \x01(\x08\x12\x1c\n\x14\x66\x61iled_verifications\x18\x0b \x01(\r\x1a.\n\x0cRecordsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"}\n\x0b\x41\x63\x63\x65ssEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x61t_ms\x18\x02 \x01(\x03\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0e\n\x06\x63lient\x18\x04 \x01(\t\x12\x11\n\toperation\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x0e\n\x06result\x18\x07 \x01(\t\"Q\n\x14\x41\x63\x63\x65ssHistoryRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"O\n\rAccessHistory\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.tanu.v1.AccessEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb1\x01\n\x0e\x45rasureReceipt\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65rased_at_ms\x18\x03 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x04 \x01(\x08\x12\x11\n\tbody_json\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x16\n\x0esigning_key_id\x18\x07 \x01(\t\x12\x11\n\taudit_seq\x18\x08 \x01(\x04*N\n\rFaceSelection\x12\x1a\n\x16\x46\x41\x43\x45_SELECTION_LARGEST\x10\x00\x12!\n\x1d\x46\x41\x43\x45_SELECTION_REQUIRE_SINGLE\x10\x01*B\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\r\n\tMETRIC_L2\x10\x01\x12\x11\n\rMETRIC_COSINE\x10\x02*O\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_MATCH\x10\x01\x12\x15\n\x11\x44\x45\x43ISION_NO_MATCH\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14tanu/v1/common.proto\x12\x07tanu.v1\",\n\x08Template\x12\x0e\n\x06vector\x18\x01 \x01(\x0c\x12\x10\n\x08model_id\x18\x02 \x01(\t\"\x81\x01\n\x0f\x42iometricSample\x12\x0f\n\x05image\x18\x01 \x01(\x0cH\x00\x12%\n\x08template\x18\x02 \x01(\x0b\x32\x11.tanu.v1.TemplateH\x00\x12.\n\x0e\x66\x61\x63\x65_selection\x18\x03 \x01(\x0e\x32\x16.tanu.v1.FaceSelectionB\x06\n\x04\x64\x61ta\"b\n\tCandidate\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x12\n\x05score\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x10\n\x08is_match\x18\x03 \x01(\x08\x12\x11\n\tpartition\x18\x04 \x01(\rB\x08\n\x06_score\"q\n\x07Subject\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x02 \x01(\x03\x12\x16\n\x0etemplate_count\x18\x03 \x01(\r\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x11\n\tpartition\x18\x05 \x01(\r\"\xec\x01\n\x07\x43onsent\x12\x10\n\x08purposes\x18\x01 \x03(\t\x12\x10\n\x08given_by\x18\x02 \x01(\t\x12\x1b\n\x13guardian_subject_id\x18\x03 \x01(\t\x12\x14\n\x0crelationship\x18\x04 \x01(\t\x12\x14\n\x0c\x65vidence_ref\x18\x05 \x01(\t\x12\x15\n\rgranted_at_ms\x18\x06 \x01(\x03\x12\x15\n\rrevoked_at_ms\x18\x07 \x01(\x03\x12\x0e\n\x06tenant\x18\x08 \x01(\t\x12\x0e\n\x06\x63lient\x18\t \x01(\t\x12\x12\n\nconsent_id\x18\n \x01(\x03\x12\x12\n\nrevoked_by\x18\x0b \x01(\t\"\xfa\x02\n\rSubjectReport\x12!\n\x07subject\x18\x01 \x01(\x0b\x32\x10.tanu.v1.Subject\x12\x15\n\rdate_of_birth\x18\x02 \x01(\t\x12\r\n\x05minor\x18\x03 \x01(\x08\x12\x34\n\x07records\x18\x04 \x03(\x0b\x32#.tanu.v1.SubjectReport.RecordsEntry\x12\x15\n\rupdated_at_ms\x18\x05 \x01(\x03\x12\x13\n\x0b\x64\x61ta_key_id\x18\x06 \x01(\t\x12\x15\n\rmaster_key_id\x18\x07 \x01(\t\x12\"\n\x08\x63onsents\x18\x08 \x03(\x0b\x32\x10.tanu.v1.Consent\x12\x18\n\x10\x62iometric_locked\x18\t \x01(\x08\x12\x1b\n\x13verification_locked\x18\n \x01(\x08\x12\x1c\n\x14\x66\x61iled_verifications\x18\x0b \x01(\r\x1a.\n\x0cRecordsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"}\n\x0b\x41\x63\x63\x65ssEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\r\n\x05\x61t_ms\x18\x02 \x01(\x03\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x0e\n\x06\x63lient\x18\x04 \x01(\t\x12\x11\n\toperation\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12\x0e\n\x06result\x18\x07 \x01(\t\"Q\n\x14\x41\x63\x63\x65ssHistoryRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"O\n\rAccessHistory\x12%\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x14.tanu.v1.AccessEntry\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xb1\x01\n\x0e\x45rasureReceipt\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65rased_at_ms\x18\x03 \x01(\x03\x12\x10\n\x08\x63omplete\x18\x04 \x01(\x08\x12\x11\n\tbody_json\x18\x05 \x01(\t\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x16\n\x0esigning_key_id\x18\x07 \x01(\t\x12\x11\n\taudit_seq\x18\x08 \x01(\x04*N\n\rFaceSelection\x12\x1a\n\x16\x46\x41\x43\x45_SELECTION_LARGEST\x10\x00\x12!\n\x1d\x46\x41\x43\x45_SELECTION_REQUIRE_SINGLE\x10\x01*B\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\r\n\tMETRIC_L2\x10\x01\x12\x11\n\rMETRIC_COSINE\x10\x02*O\n\x08\x44\x65\x63ision\x12\x18\n\x14\x44\x45\x43ISION_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x44\x45\x43ISION_MATCH\x10\x01\x12\x15\n\x11\x44\x45\x43ISION_NO_MATCH\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,32 +33,32 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBJECTREPORT_RECORDSENTRY']._loaded_options = None
   _globals['_SUBJECTREPORT_RECORDSENTRY']._serialized_options = b'8\001'
-  _globals['_FACESELECTION']._serialized_start=1502
-  _globals['_FACESELECTION']._serialized_end=1580
-  _globals['_METRIC']._serialized_start=1582
-  _globals['_METRIC']._serialized_end=1648
-  _globals['_DECISION']._serialized_start=1650
-  _globals['_DECISION']._serialized_end=1729
+  _globals['_FACESELECTION']._serialized_start=1517
+  _globals['_FACESELECTION']._serialized_end=1595
+  _globals['_METRIC']._serialized_start=1597
+  _globals['_METRIC']._serialized_end=1663
+  _globals['_DECISION']._serialized_start=1665
+  _globals['_DECISION']._serialized_end=1744
   _globals['_TEMPLATE']._serialized_start=33
   _globals['_TEMPLATE']._serialized_end=77
   _globals['_BIOMETRICSAMPLE']._serialized_start=80
   _globals['_BIOMETRICSAMPLE']._serialized_end=209
   _globals['_CANDIDATE']._serialized_start=211
-  _globals['_CANDIDATE']._serialized_end=294
-  _globals['_SUBJECT']._serialized_start=296
-  _globals['_SUBJECT']._serialized_end=409
-  _globals['_CONSENT']._serialized_start=412
-  _globals['_CONSENT']._serialized_end=648
-  _globals['_SUBJECTREPORT']._serialized_start=651
-  _globals['_SUBJECTREPORT']._serialized_end=1029
-  _globals['_SUBJECTREPORT_RECORDSENTRY']._serialized_start=983
-  _globals['_SUBJECTREPORT_RECORDSENTRY']._serialized_end=1029
-  _globals['_ACCESSENTRY']._serialized_start=1031
-  _globals['_ACCESSENTRY']._serialized_end=1156
-  _globals['_ACCESSHISTORYREQUEST']._serialized_start=1158
-  _globals['_ACCESSHISTORYREQUEST']._serialized_end=1239
-  _globals['_ACCESSHISTORY']._serialized_start=1241
-  _globals['_ACCESSHISTORY']._serialized_end=1320
-  _globals['_ERASURERECEIPT']._serialized_start=1323
-  _globals['_ERASURERECEIPT']._serialized_end=1500
+  _globals['_CANDIDATE']._serialized_end=309
+  _globals['_SUBJECT']._serialized_start=311
+  _globals['_SUBJECT']._serialized_end=424
+  _globals['_CONSENT']._serialized_start=427
+  _globals['_CONSENT']._serialized_end=663
+  _globals['_SUBJECTREPORT']._serialized_start=666
+  _globals['_SUBJECTREPORT']._serialized_end=1044
+  _globals['_SUBJECTREPORT_RECORDSENTRY']._serialized_start=998
+  _globals['_SUBJECTREPORT_RECORDSENTRY']._serialized_end=1044
+  _globals['_ACCESSENTRY']._serialized_start=1046
+  _globals['_ACCESSENTRY']._serialized_end=1171
+  _globals['_ACCESSHISTORYREQUEST']._serialized_start=1173
+  _globals['_ACCESSHISTORYREQUEST']._serialized_end=1254
+  _globals['_ACCESSHISTORY']._serialized_start=1256
+  _globals['_ACCESSHISTORY']._serialized_end=1335
+  _globals['_ERASURERECEIPT']._serialized_start=1338
+  _globals['_ERASURERECEIPT']._serialized_end=1515
 # @@protoc_insertion_point(module_scope)

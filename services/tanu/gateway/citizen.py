@@ -4,7 +4,10 @@ the biometric lock, and what is held about them (the subject, the report,
 the access history).
 
 Who may consent or act for a subject is ``tanu.policy.consent``'s rule;
-here the giver is established by face (``verify.confirm_person``).
+here the giver is established by face (``verify.confirm_person``, under the
+lockout). Who may ask at all is ``tanu.policy.access``'s: a caller without
+rights to the subject gets the one uniform refusal, after its sample (if
+any) has been checked and before anything about the subject is told.
 """
 
 from __future__ import annotations
@@ -12,12 +15,34 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from tanu.core import errors, ids
-from tanu.policy import consent
+from tanu.policy import access, consent
 from tanu.policy.subjects import is_minor
 from tanu.v1 import common_pb2, identity_pb2, store_pb2
 
 from .erasure import erase
 from .verify import confirm_person
+
+
+async def subject_for(
+    gw: Gateway, op: str, subject_id: str, call: Call
+) -> tuple[store_pb2.SubjectStatus, str]:
+    """The subject's status and the caller's relation to it, when the caller
+    may run ``op`` on it (``tanu.policy.access``); else the uniform refusal."""
+    if access.may_only_be_self(op, call.principal, subject_id):
+        raise access.refused()
+    st = (await gw.statuses([subject_id]))[subject_id]
+    rel = access.check(op, call.principal, st, call.purpose)
+    call.detail = {**(call.detail or {}), "relation": rel}
+    return st, rel
+
+
+async def checked_probe(gw: Gateway, sample: common_pb2.BiometricSample | None):
+    """The sample's probe, checked before the subject is looked up (so a
+    bad sample is refused alike for every subject); None without one."""
+    if sample is None or not sample.WhichOneof("data"):
+        return None
+    return await gw.samples.template(sample)
+
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -63,13 +88,16 @@ async def grant_consent(
     gw: Gateway, req: identity_pb2.GrantConsentRequest, call: Call
 ) -> identity_pb2.ConsentResponse:
     subject_id = ids.check_subject_id(req.subject_id)
-    st = await gw.enrolled(subject_id)
-    if not is_minor(st.date_of_birth) and not req.HasField("sample"):
+    own = req.sample if req.HasField("sample") else None
+    await checked_probe(gw, own)
+    if req.consent.HasField("guardian_sample"):
+        await checked_probe(gw, req.consent.guardian_sample)
+    st, rel = await subject_for(gw, "GrantConsent", subject_id, call)
+    if not is_minor(st.date_of_birth) and own is None:
         raise errors.InvalidArgument("sample is required: the subject confirms by face")
-    record = await consent_record(
-        gw, subject_id, st.date_of_birth, req.consent, call,
-        req.sample if req.HasField("sample") else None,
-    )  # fmt: skip
+    if rel == access.GUARDIAN and req.consent.guardian_subject_id != call.principal.subject:
+        raise access.refused()
+    record = await consent_record(gw, subject_id, st.date_of_birth, req.consent, call, own)
     if record.given_by == "guardian":
         consent.check_guardian_on_record(record.guardian_subject_id, subject_id, st)
     new = await gw.store.grant_consent(
@@ -105,7 +133,14 @@ async def revoke_consent(
     gw: Gateway, req: identity_pb2.RevokeConsentRequest, call: Call
 ) -> identity_pb2.ConsentResponse:
     subject_id = ids.check_subject_id(req.subject_id)
-    st = await gw.enrolled(subject_id)
+    if not req.revoker_sample.WhichOneof("data"):
+        raise errors.InvalidArgument("a face sample is required to confirm who is asking")
+    await checked_probe(gw, req.revoker_sample)
+    st, rel = await subject_for(gw, "RevokeConsent", subject_id, call)
+    # A bound portal token acts as its own subject: itself, or as a guardian.
+    acting_as = call.principal.subject if rel in (access.SELF, access.GUARDIAN) else None
+    if acting_as is not None and (req.revoker_subject_id or subject_id) != acting_as:
+        raise access.refused()
     who = await acting_person(gw, subject_id, req.revoker_subject_id, req.revoker_sample, st)
     new = await gw.store.revoke_consent(
         store_pb2.ConsentRecordRequest(
@@ -128,7 +163,10 @@ async def set_biometric_lock(
     subject_id = ids.check_subject_id(req.subject_id)
     if not req.sample.WhichOneof("data"):
         raise errors.InvalidArgument("sample is required: the subject confirms by face")
-    await confirm_person(gw, subject_id, req.sample, "the subject")
+    probe = await checked_probe(gw, req.sample)
+    await subject_for(gw, "SetBiometricLock", subject_id, call)
+    await confirm_person(gw, subject_id, req.sample, "the subject", probe=probe,
+                         unlocking=not req.locked)  # fmt: skip
     st = await gw.store.set_lock(store_pb2.LockRequest(subject_id=subject_id, locked=req.locked))
     call.detail = {"locked": st.biometric_locked}
     return identity_pb2.SetBiometricLockResponse(subject_id=subject_id, locked=st.biometric_locked)
@@ -137,21 +175,30 @@ async def set_biometric_lock(
 async def get_subject(
     gw: Gateway, req: identity_pb2.GetSubjectRequest, call: Call
 ) -> common_pb2.Subject:
-    return await gw.store.get(
-        store_pb2.GetSubjectRecordRequest(subject_id=ids.check_subject_id(req.subject_id))
-    )
+    subject_id = ids.check_subject_id(req.subject_id)
+    await subject_for(gw, "GetSubject", subject_id, call)
+    return await gw.store.get(store_pb2.GetSubjectRecordRequest(subject_id=subject_id))
 
 
 async def report(
     gw: Gateway, req: identity_pb2.GetSubjectRequest, call: Call
 ) -> common_pb2.SubjectReport:
-    return await gw.store.report(
-        store_pb2.GetSubjectRecordRequest(subject_id=ids.check_subject_id(req.subject_id))
-    )
+    """The subject's report; the consents' evidence reference and the
+    consenting tenant and client only for the owner and the operator."""
+    subject_id = ids.check_subject_id(req.subject_id)
+    _, rel = await subject_for(gw, "GetSubjectReport", subject_id, call)
+    rep = await gw.store.report(store_pb2.GetSubjectRecordRequest(subject_id=subject_id))
+    if rel not in access.SEES_CONSENT_PROVENANCE:
+        for c in rep.consents:
+            c.ClearField("evidence_ref")
+            c.ClearField("tenant")
+            c.ClearField("client")
+    return rep
 
 
 async def history(
     gw: Gateway, req: common_pb2.AccessHistoryRequest, call: Call
 ) -> common_pb2.AccessHistory:
-    ids.check_subject_id(req.subject_id)
+    subject_id = ids.check_subject_id(req.subject_id)
+    await subject_for(gw, "GetAccessHistory", subject_id, call)
     return await gw.store.history(req)

@@ -10,6 +10,7 @@ import json
 from typing import TYPE_CHECKING
 
 from tanu.core import ids
+from tanu.policy import access
 from tanu.v1 import common_pb2, identity_pb2, store_pb2
 
 if TYPE_CHECKING:
@@ -22,6 +23,7 @@ async def delete(
 ) -> identity_pb2.DeleteResponse:
     """The lawful deletion of a subject (Identity.Delete)."""
     subject_id = ids.check_subject_id(req.subject_id)
+    access.check("Delete", call.principal, (await gw.statuses([subject_id]))[subject_id])
     r, receipt = await erase(gw, subject_id, "lawful_delete: " + req.reason[:200], call)
     return identity_pb2.DeleteResponse(
         subject_id=subject_id,

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS subjects (
     biometric_lock INTEGER NOT NULL DEFAULT 0,
     failed_verifications INTEGER NOT NULL DEFAULT 0,
     retry_after_ms {big} NOT NULL DEFAULT 0,
-    verification_locked INTEGER NOT NULL DEFAULT 0
+    verification_locked INTEGER NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS subject_keys (
     subject_id TEXT PRIMARY KEY REFERENCES subjects(subject_id) ON DELETE CASCADE,
