@@ -3,7 +3,8 @@
 Scopes (``tanu.core.auth``) say what a tenant kind may do at all; this
 module says what it may do to *one subject*, from its relation to it:
 
-- ``operator``: the system operator, every operation on every subject;
+- ``operator``: the system operator, every operation on every subject
+  (and told when one is not enrolled);
 - ``owner``: the agency that enrolled the subject (``SubjectStatus.owner``);
 - ``purpose``: a tenant acting for a purpose the subject consented to, with
   no biometric lock in force (``consent.may_use``): it may verify, nothing
@@ -57,10 +58,10 @@ def relation(p: Principal, st: store_pb2.SubjectStatus, purpose: str = "") -> st
     """The caller's relation to the subject whose status is ``st``."""
     if p.kind == "auditor":
         return AUDITOR
+    if p.kind == "operator":  # the system's operator: told even that a subject is absent
+        return OPERATOR
     if not st.enrolled:
         return NONE
-    if p.kind == "operator":
-        return OPERATOR
     if p.kind == "citizen_portal":
         if p.subject and p.subject == st.subject_id:
             return SELF

@@ -62,8 +62,10 @@ def refuse_unadmitted(adm: store_pb2.AdmitAttemptResponse, subject_id: str) -> N
     locked after repeated failures (until the subject unlocks), or inside
     the delay after the last failure."""
     st = adm.status
-    if adm.refusal == "not_enrolled":
-        raise access.refused()
+    if (
+        adm.refusal == "not_enrolled"
+    ):  # the caller has rights: the operator, or a race with an erasure
+        raise errors.NotFound(f"subject {subject_id!r} is not enrolled")
     if adm.refusal == "locked":
         raise errors.PermissionDenied(
             f"subject {subject_id!r} is locked after {st.failed_verifications} failed "
@@ -135,6 +137,8 @@ async def verify(
     if not access.allowed("Verify", rel):
         call.result, call.detail = "no_match", {"refused": "no_rights"}
         return reply
+    if not st.enrolled:  # only the operator is told
+        raise errors.NotFound(f"subject {subject_id!r} is not enrolled")
     consent.check_not_locked(st, subject_id)
     consent.check_consented(st, subject_id, call.purpose)
     await admit(gw, subject_id)
