@@ -182,3 +182,28 @@ def test_tokens_issue_binds_a_subject(tmp_path):
     a = auth.Authenticator(signing.load_public_key(tmp_path / "keys" / "issuer.pem.pub"), reg)
     p = a.authenticate("Bearer " + r.stdout.strip())
     assert p.subject == "citizen-7" and p.kind == "citizen_portal" and not p.sees_scores
+
+
+def test_a_store_from_before_owners_gains_the_column(tmp_path):
+    import sqlite3
+
+    from test_store import LAYOUT
+
+    from tanu.core import envelope
+    from tanu.store.db import Store
+
+    envelope.init_keyring(tmp_path / "k")
+    keys = envelope.LocalKeyProvider.from_file(tmp_path / "k")
+    db = tmp_path / "old.sqlite3"
+    Store(str(db), LAYOUT, keys).close()
+    old = sqlite3.connect(db)
+    old.execute("ALTER TABLE subjects DROP COLUMN owner")  # as the tables were
+    old.commit()
+    old.close()
+    s = Store(str(db), LAYOUT, keys)
+    try:
+        rec = common_pb2.Consent(purposes=["kyc"], evidence_ref="f", tenant="gov-a")
+        s.put_subject("old-1", unit_vectors(1, seed=3000), "1980-01-01", rec)
+        assert s.status(["old-1"]).statuses[0].owner == "gov-a"
+    finally:
+        s.close()
