@@ -56,6 +56,9 @@ async def consent_record(
     grant: identity_pb2.ConsentGrant,
     call: Call,
     sample: common_pb2.BiometricSample | None,
+    *,
+    probe=None,
+    guardian_probe=None,
 ) -> common_pb2.Consent:
     """The consent record to store, once its giver is established: the
     subject (an adult; confirmed by ``sample`` when given), or for a minor a
@@ -64,7 +67,7 @@ async def consent_record(
     purposes = consent.grant_purposes(grant)
     if not is_minor(dob):
         if sample is not None:
-            await confirm_person(gw, subject_id, sample, "the subject")
+            await confirm_person(gw, subject_id, sample, "the subject", probe=probe)
         return common_pb2.Consent(
             purposes=purposes, given_by="self", evidence_ref=grant.evidence_ref,
             tenant=call.principal.tenant_id, client=call.principal.client,
@@ -74,7 +77,7 @@ async def consent_record(
     consent.check_guardian(gid, (await gw.statuses([gid]))[gid])
     if not grant.HasField("guardian_sample"):
         raise errors.InvalidArgument("consent.guardian_sample is required to verify the guardian")
-    await confirm_person(gw, gid, grant.guardian_sample, "the guardian")
+    await confirm_person(gw, gid, grant.guardian_sample, "the guardian", probe=guardian_probe)
     call.detail = {**(call.detail or {}), "guardian_subject_id": gid,
                    "relationship": grant.relationship}  # fmt: skip
     return common_pb2.Consent(
@@ -89,15 +92,17 @@ async def grant_consent(
 ) -> identity_pb2.ConsentResponse:
     subject_id = ids.check_subject_id(req.subject_id)
     own = req.sample if req.HasField("sample") else None
-    await checked_probe(gw, own)
-    if req.consent.HasField("guardian_sample"):
-        await checked_probe(gw, req.consent.guardian_sample)
+    probe = await checked_probe(gw, own)
+    guardian_probe = await checked_probe(
+        gw, req.consent.guardian_sample if req.consent.HasField("guardian_sample") else None
+    )
     st, rel = await subject_for(gw, "GrantConsent", subject_id, call)
     if not is_minor(st.date_of_birth) and own is None:
         raise errors.InvalidArgument("sample is required: the subject confirms by face")
     if rel == access.GUARDIAN and req.consent.guardian_subject_id != call.principal.subject:
         raise access.refused()
-    record = await consent_record(gw, subject_id, st.date_of_birth, req.consent, call, own)
+    record = await consent_record(gw, subject_id, st.date_of_birth, req.consent, call, own,
+                                  probe=probe, guardian_probe=guardian_probe)  # fmt: skip
     if record.given_by == "guardian":
         consent.check_guardian_on_record(record.guardian_subject_id, subject_id, st)
     new = await gw.store.grant_consent(
@@ -113,6 +118,7 @@ async def acting_person(
     revoker: str,
     sample: common_pb2.BiometricSample,
     st: store_pb2.SubjectStatus,
+    probe=None,
 ) -> str:
     """Establishes who acts on a subject's data, verified by face: the
     subject (``self``), or a guardian on record while the subject is a
@@ -120,12 +126,12 @@ async def acting_person(
     if not sample.WhichOneof("data"):
         raise errors.InvalidArgument("a face sample is required to confirm who is asking")
     if not revoker or revoker == subject_id:
-        await confirm_person(gw, subject_id, sample, "the subject")
+        await confirm_person(gw, subject_id, sample, "the subject", probe=probe)
         return "self"
     revoker = ids.check_subject_id(revoker)
     consent.check_guardian_on_record(revoker, subject_id, st)
     consent.check_still_minor(subject_id, st)
-    await confirm_person(gw, revoker, sample, "the guardian")
+    await confirm_person(gw, revoker, sample, "the guardian", probe=probe)
     return f"guardian:{revoker}"
 
 
@@ -135,13 +141,13 @@ async def revoke_consent(
     subject_id = ids.check_subject_id(req.subject_id)
     if not req.revoker_sample.WhichOneof("data"):
         raise errors.InvalidArgument("a face sample is required to confirm who is asking")
-    await checked_probe(gw, req.revoker_sample)
+    probe = await checked_probe(gw, req.revoker_sample)
     st, rel = await subject_for(gw, "RevokeConsent", subject_id, call)
     # A bound portal token acts as its own subject: itself, or as a guardian.
     acting_as = call.principal.subject if rel in (access.SELF, access.GUARDIAN) else None
     if acting_as is not None and (req.revoker_subject_id or subject_id) != acting_as:
         raise access.refused()
-    who = await acting_person(gw, subject_id, req.revoker_subject_id, req.revoker_sample, st)
+    who = await acting_person(gw, subject_id, req.revoker_subject_id, req.revoker_sample, st, probe)
     new = await gw.store.revoke_consent(
         store_pb2.ConsentRecordRequest(
             subject_id=subject_id,
