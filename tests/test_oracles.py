@@ -76,10 +76,17 @@ async def test_a_bank_without_rights_learns_nothing_from_verify(orc):
     code, _, body = await all_same(replies)
     assert code == "OK"
     assert identity_pb2.VerifyResponse.FromString(body).decision == common_pb2.DECISION_NO_MATCH
-    # it spent none of their attempts
+    # it spent none of their attempts, and the subject's history says what happened
     for s in ("nokyc", "locked"):
         rep = await orc.stub.GetSubjectReport(identity_pb2.GetSubjectRequest(subject_id=f"o-{s}"))
         assert rep.failed_verifications == 0, s
+        hist = await orc.raw.GetAccessHistory(
+            common_pb2.AccessHistoryRequest(subject_id=f"o-{s}", page_size=500),
+            metadata=md(token(orc.env, "gov-a")),
+        )
+        assert ("bank", "Verify", "no_rights") in {
+            (e.tenant, e.operation, e.result) for e in hist.entries
+        }, s
 
 
 async def test_another_agency_learns_nothing_from_verify(orc):
