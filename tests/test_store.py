@@ -168,7 +168,9 @@ def test_failed_verifications_delay_then_lock(store: Store):
     for _ in range(6):
         st = store.record_verification("carol", False)
         delays.append(st.retry_after_ms)
-    assert all(b > a for a, b in zip(delays, delays[1:], strict=False))  # growing
+    grow = delays[:-1]  # growing until the lock; the unlock attempts' delays start again
+    assert all(b > a for a, b in zip(grow, grow[1:], strict=False))
+    assert 0 < delays[-1] < delays[-2]
     assert st.verification_locked and st.failed_verifications == 10
     st = store.set_biometric_lock("carol", False)  # the subject's unlock lifts the lockout
     assert not st.verification_locked and st.failed_verifications == 0

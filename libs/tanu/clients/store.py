@@ -35,6 +35,10 @@ class StoreClient(BusClient):
     record_verification = Operation(
         "verification", store_pb2.VerificationOutcome, store_pb2.SubjectStatus, "RecordVerification"
     )
+    admit_attempt = Operation(
+        "verification.admit", store_pb2.AdmitAttemptRequest, store_pb2.AdmitAttemptResponse,
+        "AdmitAttempt",
+    )  # fmt: skip
     grant_consent = Operation(
         "consent.grant", store_pb2.ConsentRecordRequest, store_pb2.SubjectStatus, "GrantConsent"
     )

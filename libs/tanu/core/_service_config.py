@@ -41,6 +41,11 @@ class StoreConfig:
         10,
         "Consecutive failed verifications that lock the subject until they unlock.",
     )
+    lockout_delay_ms: int = setting(
+        "TANU_LOCKOUT_DELAY_MS",
+        1000,
+        "The first lockout delay in ms (doubling with each further failure).",
+    )
     audit_checkpoint_s: float = setting(
         "TANU_AUDIT_CHECKPOINT_S", 10.0, "Seconds between signed audit checkpoints."
     )

@@ -7,6 +7,13 @@ base64url JSON claims signed with Ed25519 by the token issuer (``tanu tokens
 issue``); gateways hold only the issuer's public key. A request's effective
 scopes are the token's scopes that its tenant also holds; its purpose (gRPC
 metadata ``x-tanu-purpose``) must be one the tenant and token allow.
+
+A token may be bound to one subject (claim ``sub``, ``tanu tokens issue
+--subject ID``): the citizen portal's token for the citizen it signed in,
+which may act on that subject's data only (``tanu.policy.access``).
+Whether a tenant sees raw match scores is ``scores`` in its entry
+(default: operators and government agencies do; relying parties, the bank
+kind, get the decision only, so scores cannot be hill-climbed).
 """
 
 from __future__ import annotations
@@ -49,6 +56,9 @@ DEFAULT_SCOPES = {
     "operator": SCOPES,
 }
 KINDS = tuple(DEFAULT_SCOPES)
+# The kinds that see raw scores unless their entry says ``"scores": false``.
+SCORES_BY_DEFAULT = frozenset({"operator", "government"})
+MAX_SUBJECT_CLAIM = 128
 
 
 def _b64(data: bytes) -> str:
@@ -70,6 +80,7 @@ class Tenant:
     purposes: frozenset[str]
     rate_per_s: float = 50.0
     burst: int = 100
+    scores: bool = False  # whether its replies carry raw match scores
 
 
 @dataclass(frozen=True)
@@ -81,10 +92,19 @@ class Principal:
     scopes: frozenset[str]
     purposes: frozenset[str]
     token_id: str = ""
+    subject: str = ""  # the one subject the token is bound to ("" : none)
 
     @property
     def tenant_id(self) -> str:
         return self.tenant.tenant_id
+
+    @property
+    def kind(self) -> str:
+        return self.tenant.kind
+
+    @property
+    def sees_scores(self) -> bool:
+        return self.tenant.scores
 
 
 @dataclass
@@ -118,6 +138,11 @@ class Registry:
                 raise errors.FailedPrecondition(
                     f"{where}: tenant {tid!r} has unknown scopes {sorted(unknown)}"
                 )
+            scores = t.get("scores", kind in SCORES_BY_DEFAULT)
+            if not isinstance(scores, bool):
+                raise errors.FailedPrecondition(
+                    f"{where}: tenant {tid!r}: scores must be true or false, got {scores!r}"
+                )
             out[tid] = Tenant(
                 tid,
                 kind,
@@ -125,6 +150,7 @@ class Registry:
                 frozenset(t.get("purposes", [])),
                 float(t.get("rate_per_s", 50.0)),
                 int(t.get("burst", 100)),
+                scores,
             )
         return cls(out)
 
@@ -137,12 +163,16 @@ def issue_token(
     purposes: list[str] | None = None,
     ttl_s: float = 3600.0,
     now: float | None = None,
+    subject: str = "",
 ) -> str:
-    """A signed token for ``tenant``'s ``client``, valid for ``ttl_s`` seconds."""
+    """A signed token for ``tenant``'s ``client``, valid for ``ttl_s``
+    seconds; bound to one subject when ``subject`` is given."""
     now = time.time() if now is None else now
     bad = set(scopes) - set(SCOPES)
     if bad:
         raise ValueError(f"unknown scopes {sorted(bad)}; known: {list(SCOPES)}")
+    if len(subject) > MAX_SUBJECT_CLAIM:
+        raise ValueError(f"subject is longer than {MAX_SUBJECT_CLAIM} characters")
     claims = {
         "ten": tenant,
         "cli": client,
@@ -153,6 +183,8 @@ def issue_token(
         "jti": _b64(os.urandom(9)),
         "kid": signing.key_id(key.public_key()),
     }
+    if subject:
+        claims["sub"] = subject
     body = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
     signed = f"{PREFIX}.{body}"
     return f"{signed}.{_b64(key.sign(signed.encode()))}"
@@ -206,6 +238,9 @@ class Authenticator:
         try:
             exp, tenant_id, client = float(claims["exp"]), claims["ten"], claims["cli"]
             scopes, purposes = frozenset(claims["scp"]), frozenset(claims.get("pur", []))
+            subject = claims.get("sub", "")
+            if not isinstance(subject, str) or len(subject) > MAX_SUBJECT_CLAIM:
+                raise ValueError("sub")
         except (KeyError, TypeError, ValueError):
             raise errors.Unauthenticated("the token lacks required claims") from None
         if now > exp + self._leeway:
@@ -224,6 +259,7 @@ class Authenticator:
             # A token naming no purposes may act for every purpose of its tenant.
             purposes=(purposes & tenant.purposes) if purposes else tenant.purposes,
             token_id=str(claims.get("jti", "")),
+            subject=subject,
         ), exp
 
     @staticmethod

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubjectStatus(_message.Message):
-    __slots__ = ("subject_id", "enrolled", "date_of_birth", "purposes", "biometric_locked", "verification_locked", "failed_verifications", "retry_after_ms", "guardians")
+    __slots__ = ("subject_id", "enrolled", "date_of_birth", "purposes", "biometric_locked", "verification_locked", "failed_verifications", "retry_after_ms", "guardians", "owner")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     ENROLLED_FIELD_NUMBER: _ClassVar[int]
     DATE_OF_BIRTH_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class SubjectStatus(_message.Message):
     FAILED_VERIFICATIONS_FIELD_NUMBER: _ClassVar[int]
     RETRY_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
     GUARDIANS_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     enrolled: bool
     date_of_birth: str
@@ -28,7 +29,8 @@ class SubjectStatus(_message.Message):
     failed_verifications: int
     retry_after_ms: int
     guardians: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, subject_id: _Optional[str] = ..., enrolled: _Optional[bool] = ..., date_of_birth: _Optional[str] = ..., purposes: _Optional[_Iterable[str]] = ..., biometric_locked: _Optional[bool] = ..., verification_locked: _Optional[bool] = ..., failed_verifications: _Optional[int] = ..., retry_after_ms: _Optional[int] = ..., guardians: _Optional[_Iterable[str]] = ...) -> None: ...
+    owner: str
+    def __init__(self, subject_id: _Optional[str] = ..., enrolled: _Optional[bool] = ..., date_of_birth: _Optional[str] = ..., purposes: _Optional[_Iterable[str]] = ..., biometric_locked: _Optional[bool] = ..., verification_locked: _Optional[bool] = ..., failed_verifications: _Optional[int] = ..., retry_after_ms: _Optional[int] = ..., guardians: _Optional[_Iterable[str]] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class StatusRequest(_message.Message):
     __slots__ = ("subject_ids",)
@@ -49,6 +51,24 @@ class VerificationOutcome(_message.Message):
     subject_id: str
     matched: bool
     def __init__(self, subject_id: _Optional[str] = ..., matched: _Optional[bool] = ...) -> None: ...
+
+class AdmitAttemptRequest(_message.Message):
+    __slots__ = ("subject_id", "unlocking")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    UNLOCKING_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    unlocking: bool
+    def __init__(self, subject_id: _Optional[str] = ..., unlocking: _Optional[bool] = ...) -> None: ...
+
+class AdmitAttemptResponse(_message.Message):
+    __slots__ = ("status", "admitted", "refusal")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ADMITTED_FIELD_NUMBER: _ClassVar[int]
+    REFUSAL_FIELD_NUMBER: _ClassVar[int]
+    status: SubjectStatus
+    admitted: bool
+    refusal: str
+    def __init__(self, status: _Optional[_Union[SubjectStatus, _Mapping]] = ..., admitted: _Optional[bool] = ..., refusal: _Optional[str] = ...) -> None: ...
 
 class ConsentRecordRequest(_message.Message):
     __slots__ = ("subject_id", "consent")

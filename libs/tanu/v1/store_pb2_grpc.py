@@ -85,6 +85,11 @@ class StoreStub:
                 request_serializer=tanu_dot_v1_dot_store__pb2.VerificationOutcome.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_store__pb2.SubjectStatus.FromString,
                 _registered_method=True)
+        self.AdmitAttempt = channel.unary_unary(
+                '/tanu.v1.Store/AdmitAttempt',
+                request_serializer=tanu_dot_v1_dot_store__pb2.AdmitAttemptRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.AdmitAttemptResponse.FromString,
+                _registered_method=True)
         self.GrantConsent = channel.unary_unary(
                 '/tanu.v1.Store/GrantConsent',
                 request_serializer=tanu_dot_v1_dot_store__pb2.ConsentRecordRequest.SerializeToString,
@@ -206,6 +211,12 @@ class StoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AdmitAttempt(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GrantConsent(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -317,6 +328,11 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.RecordVerification,
                     request_deserializer=tanu_dot_v1_dot_store__pb2.VerificationOutcome.FromString,
                     response_serializer=tanu_dot_v1_dot_store__pb2.SubjectStatus.SerializeToString,
+            ),
+            'AdmitAttempt': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdmitAttempt,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.AdmitAttemptRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.AdmitAttemptResponse.SerializeToString,
             ),
             'GrantConsent': grpc.unary_unary_rpc_method_handler(
                     servicer.GrantConsent,
@@ -634,6 +650,33 @@ class Store:
             '/tanu.v1.Store/RecordVerification',
             tanu_dot_v1_dot_store__pb2.VerificationOutcome.SerializeToString,
             tanu_dot_v1_dot_store__pb2.SubjectStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdmitAttempt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/AdmitAttempt',
+            tanu_dot_v1_dot_store__pb2.AdmitAttemptRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.AdmitAttemptResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import nats.errors
 
 from tanu.core import errors, ids, logs
+from tanu.policy import access
 from tanu.v1 import common_pb2, identity_pb2, store_pb2
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ async def delete(
 ) -> identity_pb2.DeleteResponse:
     """The lawful deletion of a subject (Identity.Delete)."""
     subject_id = ids.check_subject_id(req.subject_id)
+    access.check("Delete", call.principal, (await gw.statuses([subject_id]))[subject_id])
     r, receipt = await erase(gw, subject_id, "lawful_delete: " + req.reason[:200], call)
     return identity_pb2.DeleteResponse(
         subject_id=subject_id,

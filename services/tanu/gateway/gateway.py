@@ -58,8 +58,10 @@ class Gateway:
 
     def threshold(self, kind: str, requested: float | None) -> tuple[float, str]:
         """The threshold of a ``kind`` (identify, verify, dedup) decision and
-        its source, by ``tanu.policy.thresholds``."""
-        return thresholds.choose(kind, requested, self.calibrated, self._defaults)
+        its source, by ``tanu.policy.thresholds`` (a request only ever stricter)."""
+        return thresholds.choose(
+            kind, requested, self.calibrated, self._defaults, self.layout.metric
+        )
 
     async def refresh_thresholds(self) -> None:
         """Reads this model's calibrated thresholds from the cluster configuration."""

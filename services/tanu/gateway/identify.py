@@ -1,6 +1,7 @@
 """Identify (1:N): the probe searched in every partition, the candidates
 that may not be used for the caller's purpose withheld, the rest decided
-against the threshold."""
+against the threshold (the system's, or a stricter one the caller asks
+for); the raw scores only for tenants that may see them."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ async def identify(
     # Each returned candidate is a use of that subject's data: their
     # access history shows it.
     call.extra = [(c.subject_id, "match" if c.is_match else "candidate") for c in cands]
+    if not call.principal.sees_scores:  # a relying party gets decisions, not scores
+        for c in cands:
+            c.ClearField("score")
     return identity_pb2.IdentifyResponse(
         candidates=cands,
         decision=common_pb2.DECISION_MATCH if matched else common_pb2.DECISION_NO_MATCH,

@@ -185,10 +185,10 @@ class RestFacade:
         if threshold is not None:
             req.threshold = threshold
         r = await self._serve("Verify", req, request)
-        return web.json_response({
-            "decision": r.decision == common_pb2.DECISION_MATCH,
-            "scores": [{"score": r.score, "biometricType": "FACE"}],
-        })  # fmt: skip
+        out: dict = {"decision": r.decision == common_pb2.DECISION_MATCH}
+        if r.HasField("score"):  # only for tenants that see scores
+            out["scores"] = [{"score": r.score, "biometricType": "FACE"}]
+        return web.json_response(out)
 
     async def identify(self, request: web.Request) -> web.Response:
         self._gallery(request)
@@ -201,8 +201,8 @@ class RestFacade:
         if not r.complete:  # never a silently smaller gallery
             raise errors.Unavailable(f"partitions {list(r.missing_partitions)} did not answer")
         return web.json_response([
-            {"personId": c.subject_id, "rank": i + 1, "score": c.score,
-             "others": {"isMatch": c.is_match}}
+            {"personId": c.subject_id, "rank": i + 1, "others": {"isMatch": c.is_match},
+             **({"score": c.score} if c.HasField("score") else {})}
             for i, c in enumerate(r.candidates)
         ])  # fmt: skip
 

@@ -126,6 +126,15 @@ class StoreHandlers:
             self.metrics.verify_lockouts.inc()
         return st
 
+    async def admit_attempt(self, req: store_pb2.AdmitAttemptRequest):
+        """One face confirmation admitted and counted atomically (``status.admit_attempt``)."""
+        r = await self.db.run(
+            self.db.admit_attempt, ids.check_subject_id(req.subject_id), req.unlocking
+        )
+        if r.admitted and r.status.failed_verifications == self.db.lockout.lock_after:
+            self.metrics.verify_lockouts.inc()
+        return r
+
     async def grant_consent(self, req: store_pb2.ConsentRecordRequest):
         return await self.db.run(
             self.db.grant_consent, ids.check_subject_id(req.subject_id), req.consent

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS subjects (
     biometric_lock INTEGER NOT NULL DEFAULT 0,
     failed_verifications INTEGER NOT NULL DEFAULT 0,
     retry_after_ms {big} NOT NULL DEFAULT 0,
-    verification_locked INTEGER NOT NULL DEFAULT 0
+    verification_locked INTEGER NOT NULL DEFAULT 0,
+    owner TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS subject_keys (
     subject_id TEXT PRIMARY KEY REFERENCES subjects(subject_id) ON DELETE CASCADE,
@@ -131,6 +132,11 @@ CREATE TABLE IF NOT EXISTS erasures (
 """
 
 
+# Columns added after the first release: (table, column, declaration), added
+# to an existing database when it is opened (CREATE TABLE IF NOT EXISTS does not).
+ADDED_COLUMNS = (("subjects", "owner", "TEXT NOT NULL DEFAULT ''"),)
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -211,8 +217,17 @@ class Database:
         d = self.dialect
         ddl = SCHEMA.format(pk=d.pk, blob=d.blob, big=d.big)
         self._tx(lambda _c: [self._x(stmt) for stmt in ddl.split(";") if stmt.strip()])
+        self._add_columns()
         self._check_layout()
         return conn
+
+    def _add_columns(self) -> None:
+        """Adds the columns of ``ADDED_COLUMNS`` to a database created before them."""
+        for table, column, decl in ADDED_COLUMNS:
+            try:
+                self._x(f"SELECT {column} FROM {table} LIMIT 0")
+            except Exception:  # noqa: BLE001 (sqlite3 / psycopg: no such column; autocommit)
+                self._x(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def _x(self, q: str, args: Sequence[Any] = ()):
         return self._conn.execute(self.dialect.sql(q), tuple(args))

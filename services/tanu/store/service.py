@@ -50,7 +50,7 @@ class StoreService(ServiceBase):
             )
         signer = signing.load_signing_key(cfg.audit_key_file)
         self.db = Store(cfg.dsn or cfg.db_path, common.layout, provider,
-                        Lockout(cfg.lockout_after, cfg.lock_after))  # fmt: skip
+                        Lockout(cfg.lockout_after, cfg.lock_after, cfg.lockout_delay_ms))  # fmt: skip
         if not self.db.is_postgres:
             self.metrics.watch_disk(os.path.dirname(cfg.db_path) or ".")
         self.metrics.audit_checkpoint_timestamp.set(

@@ -77,7 +77,7 @@ class SubjectStatus(Database):
     def _status(self, subject_id: str) -> store_pb2.SubjectStatus:
         row = self._one(
             "SELECT date_of_birth, biometric_lock, failed_verifications, retry_after_ms, "
-            "verification_locked FROM subjects WHERE subject_id = ?",
+            "verification_locked, owner FROM subjects WHERE subject_id = ?",
             (subject_id,),
         )
         if row is None:
@@ -102,20 +102,68 @@ class SubjectStatus(Database):
             retry_after_ms=row[3],
             verification_locked=bool(row[4]),
             guardians=sorted(guardians),
+            owner=row[5],
         )
 
     def status(self, subject_ids: Sequence[str]) -> store_pb2.StatusResponse:
         return store_pb2.StatusResponse(statuses=[self._status(s) for s in subject_ids])
 
+    def admit_attempt(
+        self, subject_id: str, unlocking: bool = False
+    ) -> store_pb2.AdmitAttemptResponse:
+        """Admits one face confirmation and counts it, in one transaction:
+        refused while the lockout delays (``retry_after_ms``) or locks (but
+        for the subject's own ``unlocking``, which is still delayed);
+        otherwise counted as a failure at once, with the delay or lock that
+        failure brings (``tanu.policy.lockout``). A matched outcome
+        (``record_verification(matched=True)``) clears it; a crash between
+        the two leaves it counted, the safe side. N concurrent attempts are
+        N admissions, one at a time: none slips past a delay."""
+
+        def tx(_c) -> store_pb2.AdmitAttemptResponse:
+            lock = " FOR UPDATE" if self.is_postgres else ""
+            row = self._one(
+                "SELECT failed_verifications, retry_after_ms, verification_locked FROM subjects "
+                f"WHERE subject_id = ?{lock}",
+                (subject_id,),
+            )
+            if row is None:
+                return store_pb2.AdmitAttemptResponse(
+                    status=self._status(subject_id), refusal="not_enrolled"
+                )
+            failed, retry_after, locked = row
+            ts = now_ms()
+            refusal = ""
+            if locked and not unlocking:
+                refusal = "locked"
+            elif retry_after > ts:
+                refusal = "delayed"
+            if refusal:
+                return store_pb2.AdmitAttemptResponse(
+                    status=self._status(subject_id), refusal=refusal
+                )
+            n = failed + 1
+            retry, now_locked = self.lockout.after_failure(n, ts)
+            self._x(
+                "UPDATE subjects SET failed_verifications = ?, retry_after_ms = ?, "
+                "verification_locked = ? WHERE subject_id = ?",
+                (n, retry, int(bool(locked) or now_locked), subject_id),
+            )
+            return store_pb2.AdmitAttemptResponse(status=self._status(subject_id), admitted=True)
+
+        return self._tx(tx)
+
     def record_verification(self, subject_id: str, matched: bool) -> store_pb2.SubjectStatus:
-        """Counts consecutive failures (the rule: ``tanu.policy.lockout``)."""
+        """A 1:1 outcome: a match clears the count (and the lock the
+        admitted attempt itself may have set); a failure not admitted by
+        ``admit_attempt`` counts one (the rule: ``tanu.policy.lockout``)."""
 
         def tx(_c) -> store_pb2.SubjectStatus:
             self._subject_row(subject_id)
             if matched:
                 self._x(
-                    "UPDATE subjects SET failed_verifications = 0, retry_after_ms = 0 "
-                    "WHERE subject_id = ?",
+                    "UPDATE subjects SET failed_verifications = 0, retry_after_ms = 0, "
+                    "verification_locked = 0 WHERE subject_id = ?",
                     (subject_id,),
                 )
             else:

@@ -41,8 +41,10 @@ class Subjects(SubjectStatus, Erasures):
         try:
             self._x(
                 "INSERT INTO subjects(subject_id, partition, model_id, date_of_birth, created_at_ms, "
-                "updated_at_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                (subject_id, part, lay.model_id, dob, ts, ts),
+                "updated_at_ms, owner) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                # The owning agency is the tenant that enrolled the subject
+                # (the consent record's tenant): tanu.policy.access.
+                (subject_id, part, lay.model_id, dob, ts, ts, consent.tenant if consent else ""),
             )
         except self.dialect.integrity:
             raise errors.AlreadyExists(f"subject {subject_id!r} is already enrolled") from None

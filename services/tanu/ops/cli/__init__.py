@@ -15,7 +15,7 @@
     tanu history SUBJECT_ID [--json]         every use of a subject's data
     tanu audit verify [--db FILE | --dsn DSN] [--public-key FILE]
     tanu keys init | rotate [--retire]       master keyring, audit and issuer keys
-    tanu tokens issue --tenant T --client C [--scopes ...] [--purposes ...] [--ttl S]
+    tanu tokens issue --tenant T --client C [--scopes ...] [--purposes ...] [--ttl S] [--subject ID]
     tanu partitions rebalance --to P2 | abort
     tanu receipt RECEIPT_ID --subject SUBJECT_ID [--json]   an erasure's latest signed receipt
     tanu reconcile [--repair]                store vs every searcher, by digest

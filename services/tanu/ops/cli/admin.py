@@ -74,7 +74,8 @@ def cmd_tokens(args) -> int:
     scopes = [x for x in args.scopes.split(",") if x]
     purposes = [x for x in args.purposes.split(",") if x]
     try:
-        print(auth.issue_token(key, args.tenant, args.client, scopes, purposes, args.ttl))
+        print(auth.issue_token(key, args.tenant, args.client, scopes, purposes, args.ttl,
+                               subject=args.subject))  # fmt: skip
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -105,4 +106,6 @@ def add_parsers(sub) -> None:
     t.add_argument("--scopes", default="verify", help="comma-separated scopes")
     t.add_argument("--purposes", default="", help="comma-separated purposes (empty: the tenant's)")
     t.add_argument("--ttl", type=float, default=3600.0, help="seconds the token is valid")
+    t.add_argument("--subject", default="",
+                   help="bind the token to one subject (the citizen portal's signed-in citizen)")  # fmt: skip
     t.add_argument("--issuer-key", help="issuer private key (default: var/keys/issuer.pem)")

@@ -16,7 +16,8 @@ def candidate_lines(cands) -> str:
     if not cands:
         return "  (no candidates)"
     return "\n".join(
-        f"  {i + 1:>3}. {c.subject_id:<30} score {c.score:.4f}{'  MATCH' if c.is_match else ''}"
+        f"  {i + 1:>3}. {c.subject_id:<30}"
+        f"{f' score {c.score:.4f}' if c.HasField('score') else ''}{'  MATCH' if c.is_match else ''}"
         for i, c in enumerate(cands)
     )
 
@@ -27,7 +28,8 @@ def cmd_verify(args) -> int:
         req.threshold = args.threshold
     r = call(args, lambda s: s.Verify(req, timeout=args.timeout))
     decision = common_pb2.Decision.Name(r.decision).removeprefix("DECISION_")
-    show(args, r, f"{decision}: score {r.score:.4f} (threshold {r.threshold:.4f})")
+    score = f"score {r.score:.4f} " if r.HasField("score") else ""  # absent for relying parties
+    show(args, r, f"{decision}: {score}(threshold {r.threshold:.4f})")
     return 0
 
 
