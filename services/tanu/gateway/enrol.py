@@ -1,7 +1,11 @@
 """Enrol: the consent established, the probe made (one face of enrolment
-quality), de-duplicated against the gallery and against the enrolments this
-gateway accepted moments ago (``RecentEnrolments``), stored, and optionally
-waited for until the subject's partition finds it."""
+quality), searched against the indexed gallery, and sent to the store with
+the best candidate. The store decides, serialised across gateways and store
+processes (``tanu.store.dedup``): it compares exactly with the enrolments
+not yet searchable, then enrols, refers the enrolment to adjudication (a
+case) or refuses it. The reply names the matched subject only to a caller
+with rights to it (``tanu.policy.disclosure``). Optionally waits until the
+subject's partition finds it."""
 
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tanu.core import errors, ids, logs, vectors
-from tanu.policy import consent
+from tanu.policy import consent, disclosure
 from tanu.policy.subjects import parse_dob
 from tanu.v1 import common_pb2, identity_pb2, searcher_pb2, store_pb2
 
+from . import idempotency
 from .citizen import consent_record
 
 if TYPE_CHECKING:
@@ -44,25 +49,8 @@ async def enroll(
         raise errors.Unavailable(
             f"cannot de-duplicate: partitions {res.missing} did not answer; nothing was enrolled"
         )
-    reply = identity_pb2.EnrollResponse(threshold=threshold, threshold_source=source)
-    metric = gw.layout.metric
-    async with gw.recent.lock:  # check and record atomically: concurrent enrolments see each other
-        dup = gw.recent.best_match(probe, threshold)
-        if (
-            dup is None
-            and res.candidates
-            and vectors.is_match(res.candidates[0].score, threshold, metric)
-        ):
-            dup = res.candidates[0]
-        if dup is not None:
-            if dup.subject_id == subject_id:
-                raise errors.AlreadyExists(f"subject {subject_id!r} is already enrolled")
-            dup.is_match = True
-            reply.duplicate_of.CopyFrom(dup)
-            if not req.allow_duplicate:
-                log.info("enrol_duplicate_refused", partition=dup.partition)
-                return reply
-        token = gw.recent.add(subject_id, probe)
+    best = res.candidates[0] if res.candidates else common_pb2.Candidate()
+    p = call.principal
     put = store_pb2.PutSubjectRequest(
         subject_id=subject_id,
         date_of_birth=req.date_of_birth,
@@ -70,16 +58,33 @@ async def enroll(
         templates=[
             common_pb2.Template(vector=vectors.to_bytes(probe), model_id=gw.layout.model_id)
         ],
+        dedup=store_pb2.DedupCheck(
+            candidate=best, threshold=threshold,
+            certain_threshold=gw.config.dedup_certain_threshold,
+            allow_duplicate=req.allow_duplicate, tenant=p.tenant_id, client=p.client,
+            purpose=call.purpose,
+        ),
+        idempotency=idempotency.for_call(call, req),
+    )  # fmt: skip
+    out = await gw.store.enrol(put)
+    reply = identity_pb2.EnrollResponse(
+        threshold=threshold, threshold_source=source, outcome=out.outcome, case_id=out.case_id
     )
-    try:
-        subject = await gw.store.put(put)
-    except BaseException:
-        gw.recent.forget(token)
-        raise
+    if out.match.subject_id:
+        if disclosure.may_name_match(
+            p.tenant_id, p.scopes, call.purpose, out.match_tenants, out.match_status
+        ):
+            reply.duplicate_of.CopyFrom(out.match)
+        else:
+            reply.duplicate_withheld = True
+        call.detail = {"outcome": out.outcome, "case_id": out.case_id}
+    if out.outcome != "enrolled":
+        log.info("enrol_duplicate", outcome=out.outcome)
+        return reply
     reply.enrolled = True
-    reply.subject.CopyFrom(subject)
+    reply.subject.CopyFrom(out.subject)
     if req.wait_indexed:
-        reply.indexed = await wait_indexed(gw, subject, probe, call.deadline_s)
+        reply.indexed = await wait_indexed(gw, out.subject, probe, call.deadline_s)
     return reply
 
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from tanu.core import ids
 from tanu.v1 import common_pb2, identity_pb2, store_pb2
 
+from . import idempotency
+
 if TYPE_CHECKING:
     from .gateway import Gateway
     from .guard import Call
@@ -22,7 +24,9 @@ async def delete(
 ) -> identity_pb2.DeleteResponse:
     """The lawful deletion of a subject (Identity.Delete)."""
     subject_id = ids.check_subject_id(req.subject_id)
-    r, receipt = await erase(gw, subject_id, "lawful_delete: " + req.reason[:200], call)
+    r, receipt = await erase(
+        gw, subject_id, "lawful_delete: " + req.reason[:200], call, idempotency.for_call(call, req)
+    )
     return identity_pb2.DeleteResponse(
         subject_id=subject_id,
         templates_removed=len(r.template_ids),
@@ -33,14 +37,15 @@ async def delete(
 
 
 async def erase(
-    gw: Gateway, subject_id: str, reason: str, call: Call
+    gw: Gateway, subject_id: str, reason: str, call: Call,
+    idem: store_pb2.Idempotency | None = None,
 ) -> tuple[store_pb2.DeleteSubjectResponse, common_pb2.ErasureReceipt]:
     """Erases a subject everywhere and returns the store's answer and the
     signed receipt."""
     r = await gw.store.delete(
         store_pb2.DeleteSubjectRequest(subject_id=subject_id, reason=reason,
                                        tenant=call.principal.tenant_id,
-                                       client=call.principal.client)
+                                       client=call.principal.client, idempotency=idem)
     )  # fmt: skip
     replicas = await confirm_erasure(gw, r.subject.partition, list(r.template_ids))
     complete = bool(replicas) and all(x["index_removed"] and x["snapshot_purged"]

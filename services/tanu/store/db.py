@@ -17,6 +17,9 @@ bases say what depends on what:
 - ``subjects.Subjects`` (SubjectStatus, Outbox, AuditLog): enrol, read, erase
 - ``report.CitizenReport`` (SubjectStatus, DataKeys): report, access history
 - ``migrations.LayoutMigration``: template ids by subject, re-partitioning
+- ``cases.Cases`` (Subjects): the adjudication queue
+- ``dedup.Dedup`` (Cases): enrolment de-duplicated under a lock, in the store
+- ``idempotency.Idempotency`` (AuditLog): idempotency keys and stored replies
 
 Mixins rather than separate objects because every part writes in the same
 transactions on the same connection (an erasure touches four of them), and
@@ -36,6 +39,8 @@ from tanu.policy.lockout import Lockout
 
 from .audit_log import AuditLog
 from .datakeys import DataKeys
+from .dedup import Dedup
+from .idempotency import Idempotency
 from .migrations import LayoutMigration
 from .outbox import Outbox
 from .report import CitizenReport
@@ -47,6 +52,8 @@ DEFAULT_LOCKOUT = Lockout()
 
 
 class Store(
+    Dedup,
+    Idempotency,
     Subjects, CitizenReport, LayoutMigration, SubjectStatus, Outbox, DataKeys, AuditLog, Database
 ):
     """The store's tables behind one connection on one thread."""
