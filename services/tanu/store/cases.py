@@ -255,6 +255,17 @@ CREATE INDEX IF NOT EXISTS cases_by_subject ON cases(subject_id)
         )  # fmt: skip
         return self._subject_row(subject_id)
 
+    def _close_case(self, case_id: str, state: str, tenant: str, client: str, purpose: str):
+        """Closes an open case without enrolling it (the held record destroyed), audited."""
+        r = self._case_row(case_id)
+        self._x(
+            "UPDATE cases SET state = ?, decided_at_ms = ?, decided_by = ?, consent = ?, "
+            "wrapped = ?, sealed = ? WHERE case_id = ?",
+            (state, now_ms(), f"{tenant}/{client}", b"", b"", b"", case_id),
+        )
+        self._case_audit(case_id, [r["subject_id"], r["matched_subject_id"]], "case_decided",
+                         state, tenant, client, purpose, {})  # fmt: skip
+
     def open_case_for(self, subject_id: str) -> str:
         """The open case holding an enrolment of ``subject_id``; "" when none."""
         row = self._one(

@@ -87,7 +87,8 @@ class Dedup(Cases):
             self._dedup_lock()
             if self._one("SELECT 1 FROM subjects WHERE subject_id = ?", (sid,)):
                 raise errors.AlreadyExists(f"subject {sid!r} is already enrolled")
-            if self.open_case_for(sid):
+            held = self.open_case_for(sid)
+            if held and not d.allow_duplicate:
                 raise errors.AlreadyExists(
                     f"an enrolment of subject {sid!r} is held for adjudication"
                 )
@@ -106,6 +107,8 @@ class Dedup(Cases):
                 out.match_status.CopyFrom(self._status(match[0]))
                 out.match_tenants.extend(self.consent_tenants(match[0]))
             if match is None or d.allow_duplicate:
+                if held:  # enrolled as asked: the held enrolment is moot
+                    self._close_case(held, "superseded", d.tenant, d.client, d.purpose)
                 self._insert_subject(sid, vecs, req.date_of_birth, req.consent)
                 out.subject.CopyFrom(self._subject_row(sid))
             elif d.certain_threshold and vectors.is_match(match[1], d.certain_threshold, metric):
