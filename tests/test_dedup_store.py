@@ -11,13 +11,14 @@ import uuid
 
 import pytest
 
-from conftest import Cluster, env_for, near, operator_token, unit_vectors
-from helpers import enroll
 from tanu.core import config as cfg
 from tanu.core import secrets
 from tanu.gateway import GatewayService
 from tanu.store import StoreService
 from tanu.v1 import cases_pb2, common_pb2, identity_pb2, identity_pb2_grpc
+
+from conftest import Cluster, env_for, near, operator_token, unit_vectors
+from helpers import enroll
 
 PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 TRIALS = 50

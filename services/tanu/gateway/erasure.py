@@ -37,7 +37,10 @@ async def delete(
 
 
 async def erase(
-    gw: Gateway, subject_id: str, reason: str, call: Call,
+    gw: Gateway,
+    subject_id: str,
+    reason: str,
+    call: Call,
     idem: store_pb2.Idempotency | None = None,
 ) -> tuple[store_pb2.DeleteSubjectResponse, common_pb2.ErasureReceipt]:
     """Erases a subject everywhere and returns the store's answer and the

@@ -54,7 +54,14 @@ DEFAULT_LOCKOUT = Lockout()
 class Store(
     Dedup,
     Idempotency,
-    Subjects, CitizenReport, LayoutMigration, SubjectStatus, Outbox, DataKeys, AuditLog, Database
+    Subjects,
+    CitizenReport,
+    LayoutMigration,
+    SubjectStatus,
+    Outbox,
+    DataKeys,
+    AuditLog,
+    Database,
 ):
     """The store's tables behind one connection on one thread."""
 

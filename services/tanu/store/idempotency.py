@@ -86,9 +86,9 @@ CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency(expires_at_ms)
             )
             if row is not None and row[4] >= now:
                 if (row[0], row[1]) != (idem.operation, idem.request_sha256):
-                    raise errors.FailedPrecondition(
-                        "this idempotency key was used for a different request; "
-                        "use a new key for a new request", "idempotency_key_reused",
+                    raise errors.IdempotencyConflict(
+                        f"{errors.IdempotencyConflict.PREFIX}: this key was used for a different "
+                        "request; use a new key for a new request", "idempotency_key_reused",
                     )  # fmt: skip
                 self._append_audit([store_pb2.AuditRecord(
                     at_ms=now, tenant=idem.tenant, client=idem.client,

@@ -17,6 +17,7 @@
     tanu keys init | rotate [--retire]       master keyring, audit and issuer keys
     tanu tokens issue --tenant T --client C [--scopes ...] [--purposes ...] [--ttl S]
     tanu partitions rebalance --to P2 | abort
+    tanu cases list [--state open|decided|all] | show CASE_ID | decide CASE_ID duplicate|merge|distinct
 
 Every call to the gateway carries a token (``--token``, ``TANU_TOKEN``, or
 the local cluster's ``var/keys/operator.token``) and a purpose
@@ -29,7 +30,7 @@ dimension). The gateway address comes from ``--gateway``,
 Each command's arguments live beside its handler, in the module of its
 kind: ``cluster`` (up, status), ``enrolment`` (enroll), ``eval`` (models,
 eval), ``identity`` (verify, identify, delete, subject, report, history),
-``admin`` (audit, keys, tokens), ``partitions``; ``client`` is what the
+``admin`` (audit, keys, tokens), ``partitions``, ``cases`` (adjudication); ``client`` is what the
 verbs that call the cluster share.
 """
 
@@ -38,12 +39,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from . import admin, cluster, enrolment, eval, identity, partitions
+from . import admin, cases, cluster, enrolment, eval, identity, partitions
 
 __all__ = ["main", "parser"]
 
 # In this order in ``tanu --help``.
-_COMMAND_MODULES = (cluster, enrolment, eval, identity, admin, partitions)
+_COMMAND_MODULES = (cluster, enrolment, eval, identity, admin, partitions, cases)
 
 
 def parser() -> argparse.ArgumentParser:
