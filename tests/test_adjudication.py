@@ -14,12 +14,13 @@ import grpc
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
-from conftest import Cluster, env_for, near, operator_token, unit_vectors
-from helpers import consent, enroll
 from tanu.core import auth, secrets, signing
 from tanu.core import config as cfg
 from tanu.gateway import GatewayService
 from tanu.v1 import cases_pb2, common_pb2, identity_pb2, identity_pb2_grpc
+
+from conftest import Cluster, env_for, near, operator_token, unit_vectors
+from helpers import consent, enroll
 
 TENANTS = {
     "agency-a": ("government", ["identity_verification", "kyc"]),
@@ -28,19 +29,25 @@ TENANTS = {
 }
 
 
-@pytest.fixture
-async def adj(nats_server, tmp_path):
-    c = Cluster(env_for(nats_server.url, tmp_path))
+def _tenants(env: dict[str, str]) -> dict[str, str]:
+    """Writes the tenant registry (two agencies, an adjudicator); their tokens."""
     doc = {"tenants": [
         {"id": "operator", "kind": "operator", "purposes": list(secrets.DEFAULT_PURPOSES)},
         *({"id": t, "kind": k, "purposes": p} for t, (k, p) in TENANTS.items()),
     ]}  # fmt: skip
-    Path(c.env["TANU_TENANTS_FILE"]).write_text(json.dumps(doc))
-    key = signing.load_signing_key(Path(c.env["TANU_TENANTS_FILE"]).parent / "issuer.pem")
+    Path(env["TANU_TENANTS_FILE"]).write_text(json.dumps(doc))
+    key = signing.load_signing_key(Path(env["TANU_TENANTS_FILE"]).parent / "issuer.pem")
     tokens = {
         t: auth.issue_token(key, t, "desk-1", list(auth.DEFAULT_SCOPES[k]))
         for t, (k, _) in TENANTS.items()
     }
+    return tokens
+
+
+@pytest.fixture
+async def adj(nats_server, tmp_path):
+    c = Cluster(env_for(nats_server.url, tmp_path))
+    tokens = _tenants(c.env)
     channels = []
     try:
         await c.start_all()
