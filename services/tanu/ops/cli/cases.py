@@ -13,6 +13,20 @@ from tanu.v1 import cases_pb2
 from .client import add_client_parser, call, show
 
 
+def not_enrolled(r) -> str:
+    """Why an EnrollResponse did not enrol: a duplicate referred (with its
+    case) or refused, naming the matched subject only when the gateway did."""
+    d = r.duplicate_of
+    who = (
+        f"{d.subject_id} (score {d.score:.4f})"
+        if d.subject_id
+        else "an enrolled subject (withheld)"
+    )
+    if r.outcome == "referred":
+        return f"duplicate of {who}: referred to adjudication as case {r.case_id}"
+    return f"duplicate of {who}: refused"
+
+
 def _when(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000)) if ms else "-"
 
