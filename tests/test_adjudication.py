@@ -190,3 +190,18 @@ async def test_beyond_the_certain_threshold_an_enrolment_is_refused_without_a_ca
         await ch.close()
         await g.stop()
     assert (await _history(c.stub, "c-orig")).count("dedup_hit") == 2
+
+
+async def test_erasing_a_held_id_destroys_its_held_enrolment(adj):
+    c, s, _ = adj
+    v = unit_vectors(1, seed=15)[0]
+    assert (await s["agency-a"].Enroll(enroll("e-orig", v))).enrolled
+    held = await s["agency-a"].Enroll(enroll("e-held", near(v, seed=8)))
+    with pytest.raises(grpc.aio.AioRpcError) as e:  # never enrolled
+        await c.stub.Delete(identity_pb2.DeleteRequest(subject_id="e-held", reason="erasure"))
+    assert e.value.code() == grpc.StatusCode.NOT_FOUND
+    case = await s["adj"].GetCase(cases_pb2.GetCaseRequest(case_id=held.case_id))
+    assert case.state == "erased" and not case.enrolment.present
+    # Its id is free again (and its face is still a duplicate of e-orig).
+    again = await s["agency-a"].Enroll(enroll("e-held", near(v, seed=9)))
+    assert again.outcome == "referred" and again.case_id != held.case_id

@@ -24,6 +24,7 @@ async def list_cases(
 
 async def get_case(gw: Gateway, req: cases_pb2.GetCaseRequest, call: Call) -> cases_pb2.Case:
     case = await gw.store.get_case(cases_pb2.GetCaseRequest(case_id=req.case_id))
+    call.subject_id = case.enrolment.subject_id
     call.detail = {"case_id": case.case_id}
     call.extra = [(case.matched.subject_id, "case_read")]
     return case

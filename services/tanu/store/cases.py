@@ -266,6 +266,19 @@ CREATE INDEX IF NOT EXISTS cases_by_subject ON cases(subject_id)
         self._case_audit(case_id, [r["subject_id"], r["matched_subject_id"]], "case_decided",
                          state, tenant, client, purpose, {})  # fmt: skip
 
+    def erase_held(self, subject_id: str, tenant: str, client: str) -> int:
+        """Closes (``erased``) the open case holding an enrolment of
+        ``subject_id``, destroying the held record: an erasure reaches
+        held enrolments too. Returns how many cases it closed (0 or 1)."""
+
+        def tx(_c) -> int:
+            held = self.open_case_for(subject_id)
+            if held:
+                self._close_case(held, "erased", tenant, client, "erasure")
+            return int(bool(held))
+
+        return self._tx(tx)
+
     def open_case_for(self, subject_id: str) -> str:
         """The open case holding an enrolment of ``subject_id``; "" when none."""
         row = self._one(

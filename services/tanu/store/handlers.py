@@ -118,6 +118,8 @@ class StoreHandlers:
 
     async def delete(self, req: store_pb2.DeleteSubjectRequest) -> store_pb2.DeleteSubjectResponse:
         sid = ids.check_subject_id(req.subject_id)
+        if await self.db.run(self.db.erase_held, sid, req.tenant, req.client):
+            log.info("held_enrolment_erased")
         reply = await self.db.run(
             self.db.idempotent, self._idem(req), sid, store_pb2.DeleteSubjectResponse,
             self.db.delete_subject, sid, req.reason, req.tenant, req.client,
