@@ -13,7 +13,7 @@ from tanu.v1 import cases_pb2
 from .client import add_client_parser, call, show
 
 
-def not_enrolled(r) -> str:
+def not_enrolled(r, lead: str = "duplicate of") -> str:
     """Why an EnrollResponse did not enrol: a duplicate referred (with its
     case) or refused, naming the matched subject only when the gateway did."""
     d = r.duplicate_of
@@ -23,8 +23,8 @@ def not_enrolled(r) -> str:
         else "an enrolled subject (withheld)"
     )
     if r.outcome == "referred":
-        return f"duplicate of {who}: referred to adjudication as case {r.case_id}"
-    return f"duplicate of {who}: refused"
+        return f"{lead} {who}: referred to adjudication as case {r.case_id}"
+    return f"{lead} {who}: refused"
 
 
 def _when(ms: int) -> str:

@@ -127,7 +127,7 @@ def cmd_enroll(args) -> int:
     if r.enrolled:
         text = f"enrolled {r.subject.subject_id} (partition {r.subject.partition}, indexed: {r.indexed})"
     else:
-        text = f"not enrolled: {not_enrolled(r)}"
+        text = f"not enrolled: {not_enrolled(r, 'the face matches')}"
     show(args, r, text)
     return 0 if r.enrolled else 3
 
