@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
+from pg import schema_dsn
 
 from tanu.core import auth, secrets, signing
 from tanu.core import config as cfg
@@ -44,9 +46,18 @@ def _tenants(env: dict[str, str]) -> dict[str, str]:
     return tokens
 
 
-@pytest.fixture
-async def adj(nats_server, tmp_path):
-    c = Cluster(env_for(nats_server.url, tmp_path))
+@pytest.fixture(params=["sqlite", "postgres"])
+async def adj(request, nats_server, tmp_path):
+    with ExitStack() as stack:
+        extra = {}
+        if request.param == "postgres":
+            extra["TANU_STORE_DSN"] = stack.enter_context(schema_dsn())
+        async for x in _adj_cluster(nats_server, tmp_path, extra):
+            yield x
+
+
+async def _adj_cluster(nats_server, tmp_path, extra):
+    c = Cluster(env_for(nats_server.url, tmp_path, **extra))
     tokens = _tenants(c.env)
     channels = []
     try:

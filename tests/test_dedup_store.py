@@ -7,9 +7,10 @@ same id and the same face enrol again, and no reply names the erased."""
 from __future__ import annotations
 
 import asyncio
-import uuid
+from contextlib import ExitStack
 
 import pytest
+from pg import schema_dsn
 
 from tanu.core import config as cfg
 from tanu.core import secrets
@@ -20,40 +21,30 @@ from tanu.v1 import cases_pb2, common_pb2, identity_pb2, identity_pb2_grpc
 from conftest import Cluster, env_for, near, operator_token, unit_vectors
 from helpers import enroll
 
-PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 TRIALS = 50
 GATEWAYS = 3
-
-
-def _pg_schema() -> str | None:
-    try:
-        import psycopg
-
-        schema = "t_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3) as c:
-            c.execute(f"CREATE SCHEMA {schema}")
-        return schema
-    except Exception:  # noqa: BLE001
-        return None
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def many(request, nats_server, tmp_path):
     """Two partitions, three gateways; on PostgreSQL two store processes
     (StoreService instances, one relaying) on one schema."""
-    extra, schema = {}, None
-    if request.param == "postgres":
-        schema = _pg_schema()
-        if schema is None:
-            pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
-        extra["TANU_STORE_DSN"] = f"{PG_BASE}?options=-csearch_path%3D{schema}"
+    with ExitStack() as stack:
+        extra = {}
+        if request.param == "postgres":
+            extra["TANU_STORE_DSN"] = stack.enter_context(schema_dsn())
+        async for x in _cluster(nats_server, tmp_path, extra):
+            yield x
+
+
+async def _cluster(nats_server, tmp_path, extra):
     c = Cluster(env_for(nats_server.url, tmp_path, **extra))
     stores: list[StoreService] = []
     gateways: list[GatewayService] = []
     channels = []
     try:
         await c.start_all()
-        if schema:
+        if "TANU_STORE_DSN" in extra:
             env = {**c.env, "TANU_RELAY_ENABLED": "false"}
             stores.append(await StoreService(cfg.from_env(cfg.StoreConfig, env)).start())
         stubs = [c.stub]
@@ -72,11 +63,6 @@ async def many(request, nats_server, tmp_path):
         for s in stores:
             await s.stop()
         await c.stop()
-        if schema:
-            import psycopg
-
-            with psycopg.connect(PG_BASE, autocommit=True) as conn:
-                conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
 async def test_one_face_through_three_gateways_at_once_enrols_once(many):

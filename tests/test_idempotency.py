@@ -6,12 +6,13 @@ REST 409), keys are per tenant, expire, and the audit shows the replay."""
 from __future__ import annotations
 
 import json
-import uuid
+from contextlib import ExitStack
 
 import aiohttp
 import grpc
 import nats
 import pytest
+from pg import schema_dsn
 
 from tanu.clients.store import StoreClient
 from tanu.core import config as cfg
@@ -23,44 +24,19 @@ from tanu.v1 import common_pb2, identity_pb2, store_pb2
 from conftest import Cluster, env_for, near, unit_vectors
 from helpers import enroll
 
-PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def _pg_schema() -> str | None:
-    try:
-        import psycopg
-
-        schema = "t_" + uuid.uuid4().hex[:12]
-        with psycopg.connect(PG_BASE, autocommit=True, connect_timeout=3) as c:
-            c.execute(f"CREATE SCHEMA {schema}")
-        return schema
-    except Exception:  # noqa: BLE001
-        return None
-
-
-def _drop(schema: str) -> None:
-    import psycopg
-
-    with psycopg.connect(PG_BASE, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA {schema} CASCADE")
-
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def idem(request, nats_server, tmp_path):
-    extra, schema = {"TANU_REST_PORT": "0"}, None
-    if request.param == "postgres":
-        schema = _pg_schema()
-        if schema is None:
-            pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
-        extra["TANU_STORE_DSN"] = f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    c = Cluster(env_for(nats_server.url, tmp_path, **extra))
-    try:
-        await c.start_all()
-        yield c
-    finally:
-        await c.stop()
-        if schema:
-            _drop(schema)
+    with ExitStack() as stack:
+        extra = {"TANU_REST_PORT": "0"}
+        if request.param == "postgres":
+            extra["TANU_STORE_DSN"] = stack.enter_context(schema_dsn())
+        c = Cluster(env_for(nats_server.url, tmp_path, **extra))
+        try:
+            await c.start_all()
+            yield c
+        finally:
+            await c.stop()
 
 
 def key(k: str):
