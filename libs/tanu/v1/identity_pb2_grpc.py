@@ -107,9 +107,12 @@ class IdentityServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Enroll(self, request, context):
-        """Enrol a new subject. Runs a de-duplication search first: if the gallery
-        already holds a matching template the reply names it and nothing is
-        enrolled, unless allow_duplicate is set.
+        """Enrol a new subject. De-duplicated first (the gallery search, then the
+        store's exact check of the enrolments not yet searchable, serialised
+        across gateways): a match is referred to adjudication (outcome
+        "referred", case_id) or, beyond the certain threshold, refused; the reply
+        names the match only to a caller with rights to it. allow_duplicate
+        enrols anyway. Idempotent with metadata `idempotency-key`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
