@@ -106,3 +106,18 @@ async def test_after_an_erasure_the_same_id_and_face_enrol_again_naming_no_one(c
     other = await cluster.stub.Enroll(enroll("someone-else", near(v, seed=3)))
     assert other.enrolled and other.outcome == "enrolled"
     assert "erased-soon" not in str(other)
+
+
+async def test_beyond_the_window_the_indexed_gallery_still_stops_a_duplicate(nats_server, tmp_path):
+    # A window of 0 s: the store compares no recent template itself, so only
+    # the gateway's gallery candidates (from the searchers) can stop it.
+    c = Cluster(env_for(nats_server.url, tmp_path, TANU_DEDUP_WINDOW_S="0"))
+    try:
+        await c.start_all()
+        v = unit_vectors(1, seed=9)[0]
+        first = await c.stub.Enroll(enroll("indexed", v, wait_indexed=True), timeout=30)
+        assert first.enrolled and first.indexed
+        dup = await c.stub.Enroll(enroll("late-twin", near(v, seed=4)))
+        assert dup.outcome == "referred" and dup.duplicate_of.subject_id == "indexed"
+    finally:
+        await c.stop()

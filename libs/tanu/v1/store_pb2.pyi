@@ -24,22 +24,22 @@ class Idempotency(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., key: _Optional[str] = ..., operation: _Optional[str] = ..., request_sha256: _Optional[str] = ..., client: _Optional[str] = ...) -> None: ...
 
 class DedupCheck(_message.Message):
-    __slots__ = ("candidate", "threshold", "certain_threshold", "allow_duplicate", "tenant", "client", "purpose")
-    CANDIDATE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("candidates", "threshold", "certain_threshold", "allow_duplicate", "tenant", "client", "purpose")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     CERTAIN_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     ALLOW_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
-    candidate: _common_pb2.Candidate
+    candidates: _containers.RepeatedCompositeFieldContainer[_common_pb2.Candidate]
     threshold: float
     certain_threshold: float
     allow_duplicate: bool
     tenant: str
     client: str
     purpose: str
-    def __init__(self, candidate: _Optional[_Union[_common_pb2.Candidate, _Mapping]] = ..., threshold: _Optional[float] = ..., certain_threshold: _Optional[float] = ..., allow_duplicate: _Optional[bool] = ..., tenant: _Optional[str] = ..., client: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
+    def __init__(self, candidates: _Optional[_Iterable[_Union[_common_pb2.Candidate, _Mapping]]] = ..., threshold: _Optional[float] = ..., certain_threshold: _Optional[float] = ..., allow_duplicate: _Optional[bool] = ..., tenant: _Optional[str] = ..., client: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class EnrolOutcome(_message.Message):
     __slots__ = ("outcome", "subject", "match", "case_id", "match_status", "match_tenants")

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 
 log = logs.get(__name__)
 
+# Gallery candidates sent to the store: the best still enrolled decides.
+DEDUP_CANDIDATES = 4
+
 
 async def enroll(
     gw: Gateway, req: identity_pb2.EnrollRequest, call: Call
@@ -44,12 +47,11 @@ async def enroll(
     consent.check_enrolment_purpose(record.purposes, call.purpose)
     probe = await gw.samples.template(req.sample, enrol=True)
     threshold, source = gw.threshold("dedup", None)
-    res = await gw.search.find(probe, 1)
+    res = await gw.search.find(probe, DEDUP_CANDIDATES)
     if res.missing:
         raise errors.Unavailable(
             f"cannot de-duplicate: partitions {res.missing} did not answer; nothing was enrolled"
         )
-    best = res.candidates[0] if res.candidates else common_pb2.Candidate()
     p = call.principal
     put = store_pb2.PutSubjectRequest(
         subject_id=subject_id,
@@ -59,7 +61,7 @@ async def enroll(
             common_pb2.Template(vector=vectors.to_bytes(probe), model_id=gw.layout.model_id)
         ],
         dedup=store_pb2.DedupCheck(
-            candidate=best, threshold=threshold,
+            candidates=res.candidates, threshold=threshold,
             certain_threshold=gw.config.dedup_certain_threshold,
             allow_duplicate=req.allow_duplicate, tenant=p.tenant_id, client=p.client,
             purpose=call.purpose,

@@ -32,6 +32,7 @@ from .schema import now_ms
 ENROL_LOCK = 0x74616E75  # "tanu"
 DEFAULT_WINDOW_MS = 300_000
 BATCH = 2048
+MAX_CANDIDATES = 16
 
 
 class Dedup(Cases):
@@ -93,11 +94,13 @@ class Dedup(Cases):
                     f"an enrolment of subject {sid!r} is held for adjudication"
                 )
             found = self._window_best(vecs, now_ms() - self.dedup_window_ms)
-            c = d.candidate
-            if c.subject_id and self._one("SELECT 1 FROM subjects WHERE subject_id = ?",
-                                          (c.subject_id,)):  # fmt: skip
-                if found is None or _better(c.score, found[1], metric):
-                    found = (c.subject_id, float(c.score))
+            for c in d.candidates[:MAX_CANDIDATES]:  # best first: the best still enrolled
+                if c.subject_id and self._one(
+                    "SELECT 1 FROM subjects WHERE subject_id = ?", (c.subject_id,)
+                ):
+                    if found is None or _better(c.score, found[1], metric):
+                        found = (c.subject_id, float(c.score))
+                    break
             match = found if found and vectors.is_match(found[1], d.threshold, metric) else None
             out = store_pb2.EnrolOutcome(outcome="enrolled")
             if match is not None:

@@ -88,7 +88,7 @@ class StoreHandlers:
         parse_dob(req.date_of_birth)
         d = req.dedup
         if not (np.isfinite(d.threshold) and np.isfinite(d.certain_threshold)
-                and np.isfinite(d.candidate.score)):  # fmt: skip
+                and all(np.isfinite(c.score) for c in d.candidates)):  # fmt: skip
             raise errors.InvalidArgument("de-duplication thresholds and scores must be finite")
         out = await self.db.run(
             self.db.idempotent, self._idem(req), subject_id, store_pb2.EnrolOutcome,
