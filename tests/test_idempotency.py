@@ -169,3 +169,13 @@ def test_keys_are_per_tenant_and_expire(tmp_path):
         assert s.purge_idempotency() == 1  # expired at once, purged
     finally:
         s.close()
+
+
+async def test_a_retried_referral_returns_the_same_case(idem):
+    c = idem
+    v = unit_vectors(1, seed=26)[0]
+    assert (await c.stub.Enroll(enroll("r-orig", v))).enrolled
+    req = enroll("r-twin", near(v, seed=3))
+    first = await c.stub.Enroll(req, metadata=key("refer-1"))
+    again = await c.stub.Enroll(req, metadata=key("refer-1"))
+    assert first.outcome == again.outcome == "referred" and again.case_id == first.case_id
