@@ -121,3 +121,17 @@ async def test_beyond_the_window_the_indexed_gallery_still_stops_a_duplicate(nat
         assert dup.outcome == "referred" and dup.duplicate_of.subject_id == "indexed"
     finally:
         await c.stop()
+
+
+async def test_an_erasure_through_any_store_process_leaves_every_window(many):
+    # Store processes answer from one queue group: enrolments, erasures and
+    # re-enrolments land on either; each compares only what the database holds.
+    c, stubs, _ = many
+    faces = unit_vectors(6, seed=81)
+    for i, face in enumerate(faces):
+        assert (await stubs[i % GATEWAYS].Enroll(enroll(f"gone-{i}", face))).enrolled
+        await stubs[(i + 1) % GATEWAYS].Delete(
+            identity_pb2.DeleteRequest(subject_id=f"gone-{i}", reason="test")
+        )
+        again = await stubs[(i + 2) % GATEWAYS].Enroll(enroll(f"new-{i}", near(face, seed=i)))
+        assert again.enrolled and not again.duplicate_of.subject_id, (i, again)

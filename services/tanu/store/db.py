@@ -19,6 +19,7 @@ bases say what depends on what:
 - ``migrations.LayoutMigration``: template ids by subject, re-partitioning
 - ``cases.Cases`` (Subjects): the adjudication queue
 - ``dedup.Dedup`` (Cases): enrolment de-duplicated under a lock, in the store
+  (``window.RecentWindow``: the window's opened templates, synced with the database)
 - ``idempotency.Idempotency`` (AuditLog): idempotency keys and stored replies
 
 Mixins rather than separate objects because every part writes in the same

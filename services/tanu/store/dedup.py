@@ -26,12 +26,13 @@ from tanu.v1 import common_pb2, store_pb2
 
 from .cases import Cases
 from .schema import now_ms
+from .window import RecentWindow, better
 
 # The advisory lock every enrolment takes on PostgreSQL (any constant shared
 # by all store processes of one database).
 ENROL_LOCK = 0x74616E75  # "tanu"
 DEFAULT_WINDOW_MS = 300_000
-BATCH = 2048
+BATCH = 500
 MAX_CANDIDATES = 16
 
 
@@ -47,34 +48,58 @@ class Dedup(Cases):
             self._x(f"SELECT pg_advisory_xact_lock({ENROL_LOCK})")
         # SQLite: BEGIN IMMEDIATE already holds the database's one write lock.
 
-    def _window_best(self, vecs: np.ndarray, since_ms: int) -> tuple[str, float] | None:
-        """The best-scoring subject among the templates enrolled since
-        ``since_ms`` (exact scores), or None when there are none."""
-        metric, lay = self.layout.metric, self.layout
-        keys: dict[str, bytes] = {}
-        best: tuple[str, float] | None = None
-        cur = self._x(
-            "SELECT t.subject_id, t.sealed, k.master_key_id, k.wrapped FROM templates t "
-            "JOIN subject_keys k ON k.subject_id = t.subject_id "
-            "WHERE t.created_at_ms >= ? AND t.model_id = ?",
-            (since_ms, lay.model_id),
+    _recent: RecentWindow | None = None
+
+    def _window_ids(self) -> np.ndarray:
+        since = now_ms() - self.dedup_window_ms
+        rows = self._all(
+            "SELECT template_id FROM templates WHERE created_at_ms >= ? AND model_id = ?",
+            (since, self.layout.model_id),
         )
-        while rows := cur.fetchmany(BATCH):
-            sids, raws = [], []
-            for sid, sealed, mk, wrapped in rows:
+        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+
+    def _window_best(self, vecs: np.ndarray) -> tuple[str, float] | None:
+        """The best-scoring subject among the templates enrolled within the
+        window (exact scores), or None when there are none. Opens only the
+        templates this process has not opened before (``RecentWindow``)."""
+        lay = self.layout
+        if self._recent is None:
+            self._recent = RecentWindow(lay.dimension)
+        missing = self._recent.sync(self._window_ids())
+        keys: dict[str, bytes] = {}
+        for start in range(0, len(missing), BATCH):
+            chunk = [int(t) for t in missing[start : start + BATCH]]
+            rows = self._all(
+                "SELECT t.template_id, t.subject_id, t.sealed, k.master_key_id, k.wrapped "
+                "FROM templates t JOIN subject_keys k ON k.subject_id = t.subject_id "
+                f"WHERE t.template_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            ids, sids, raws = [], [], []
+            for tid, sid, sealed, mk, wrapped in rows:
                 dek = keys.get(sid)
                 if dek is None:
                     dek = keys[sid] = self.keys.unwrap(mk, bytes(wrapped), sid.encode())
                 raws.append(envelope.open_template(dek, sid, bytes(sealed)))
+                ids.append(tid)
                 sids.append(sid)
-            gallery = vectors.from_bytes(b"".join(raws), lay.dimension)
-            for probe in vecs:
-                s = vectors.scores(probe[None, :], gallery, metric)
-                i = int(np.argmax(s) if vectors.best_first(metric) else np.argmin(s))
-                if best is None or _better(float(s[i]), best[1], metric):
-                    best = (sids[i], float(s[i]))
+            if rows:
+                self._recent.add(ids, sids, vectors.from_bytes(b"".join(raws), lay.dimension))
         keys.clear()
-        return best
+        return self._recent.best(vecs, lay.metric)
+
+    def prune_window(self) -> int:
+        """Drops opened templates that left the window or the database (an
+        erasure by any store process); returns how many are held."""
+        if self._recent is not None:
+            self._recent.sync(self._window_ids())
+            return len(self._recent)
+        return 0
+
+    def forget_window_subject(self, subject_id: str) -> None:
+        """Drops an erased subject's opened templates at once."""
+        if self._recent is not None:
+            self._recent.forget_subject(subject_id)
 
     def enrol_subject(
         self, req: store_pb2.PutSubjectRequest, vecs: np.ndarray
@@ -93,12 +118,12 @@ class Dedup(Cases):
                 raise errors.AlreadyExists(
                     f"an enrolment of subject {sid!r} is held for adjudication"
                 )
-            found = self._window_best(vecs, now_ms() - self.dedup_window_ms)
+            found = self._window_best(vecs)
             for c in d.candidates[:MAX_CANDIDATES]:  # best first: the best still enrolled
                 if c.subject_id and self._one(
                     "SELECT 1 FROM subjects WHERE subject_id = ?", (c.subject_id,)
                 ):
-                    if found is None or _better(c.score, found[1], metric):
+                    if found is None or better(c.score, found[1], metric):
                         found = (c.subject_id, float(c.score))
                     break
             match = found if found and vectors.is_match(found[1], d.threshold, metric) else None
@@ -125,7 +150,3 @@ class Dedup(Cases):
             return out
 
         return self._tx(tx)
-
-
-def _better(a: float, b: float, metric: str) -> bool:
-    return a > b if vectors.best_first(metric) else a < b

@@ -124,6 +124,7 @@ class StoreHandlers:
             self.db.idempotent, self._idem(req), sid, store_pb2.DeleteSubjectResponse,
             self.db.delete_subject, sid, req.reason, req.tenant, req.client,
         )  # fmt: skip
+        await self.db.run(self.db.forget_window_subject, sid)
         self._changed()
         self.metrics.erasures.labels(req.reason.split(":")[0][:32] or "delete").inc()
         log.info(
@@ -235,6 +236,8 @@ class StoreHandlers:
         return store_pb2.MigrateLayoutResponse(subjects_moved=moved)
 
     async def checkpoint(self) -> None:
+        # Erasures by other store processes leave this one's window here at the latest.
+        await self.db.run(self.db.prune_window)
         purged = await self.db.run(self.db.purge_idempotency)
         if purged:
             log.info("idempotency_keys_purged", count=purged)
