@@ -57,9 +57,7 @@ class StoreClient(BusClient):
         "MigrateLayout",
     )  # fmt: skip
 
-    enrol = Operation(
-        "enrol", store_pb2.PutSubjectRequest, store_pb2.EnrolOutcome, "EnrolSubject"
-    )
+    enrol = Operation("enrol", store_pb2.PutSubjectRequest, store_pb2.EnrolOutcome, "EnrolSubject")
     list_cases = Operation(
         "cases.list", cases_pb2.ListCasesRequest, cases_pb2.ListCasesResponse, "ListCases"
     )
