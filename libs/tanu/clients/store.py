@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from tanu.core import natsnames
-from tanu.v1 import common_pb2, store_pb2
+from tanu.v1 import cases_pb2, common_pb2, store_pb2
 
 from .operations import BusClient, Operation
 
@@ -67,6 +67,15 @@ class StoreClient(BusClient):
         "layout.migrate", store_pb2.MigrateLayoutRequest, store_pb2.MigrateLayoutResponse,
         "MigrateLayout",
     )  # fmt: skip
+
+    enrol = Operation("enrol", store_pb2.PutSubjectRequest, store_pb2.EnrolOutcome, "EnrolSubject")
+    list_cases = Operation(
+        "cases.list", cases_pb2.ListCasesRequest, cases_pb2.ListCasesResponse, "ListCases"
+    )
+    get_case = Operation("cases.get", cases_pb2.GetCaseRequest, cases_pb2.Case, "GetCase")
+    decide_case = Operation(
+        "cases.decide", cases_pb2.DecideCaseRequest, cases_pb2.DecideCaseResponse, "DecideCase"
+    )
 
     def subject(self, op: Operation) -> str:
         return natsnames.store(op.name)

@@ -49,6 +49,15 @@ class StoreConfig:
     audit_checkpoint_s: float = setting(
         "TANU_AUDIT_CHECKPOINT_S", 10.0, "Seconds between signed audit checkpoints."
     )
+    dedup_window_s: float = setting(
+        "TANU_DEDUP_WINDOW_S",
+        300.0,
+        "Enrolments compared exactly in the store besides the indexed gallery: those of the last "
+        "this many seconds (longer than the indexing lag).",
+    )
+    idempotency_ttl_s: float = setting(
+        "TANU_IDEMPOTENCY_TTL_S", 86400.0, "How long a write's idempotency key is kept."
+    )
     relay_batch: int = setting("TANU_RELAY_BATCH", 256, "Outbox events published per relay round.")
     relay_poll_s: float = setting(
         "TANU_RELAY_POLL_S", 1.0, "Relay poll interval when no write wakes it."
@@ -145,6 +154,11 @@ class GatewayConfig:
     verify_threshold: float = setting("TANU_VERIFY_THRESHOLD", 0.6, "Default 1:1 threshold.")
     dedup_threshold: float = setting(
         "TANU_DEDUP_THRESHOLD", 0.6, "Threshold of the enrolment de-duplication search."
+    )
+    dedup_certain_threshold: float = setting(
+        "TANU_DEDUP_CERTAIN_THRESHOLD",
+        0.0,
+        "De-duplication score beyond which an enrolment is refused without a case (0: never).",
     )
     search_timeout_s: float = setting(
         "TANU_SEARCH_TIMEOUT_S", 2.0, "Deadline for every partition to answer a search."

@@ -44,6 +44,7 @@ SCOPES = (
     "audit.read",
     "consent.manage",
     "lock.manage",
+    "adjudicate",
 )
 
 # What each kind of tenant may do when its entry lists no scopes of its own.
@@ -53,6 +54,8 @@ DEFAULT_SCOPES = {
     "bank": ("verify",),
     "citizen_portal": ("subject.report", "consent.manage", "lock.manage"),
     "auditor": ("audit.read",),
+    # Operators of the adjudication queue: cases of held enrolments, nothing else.
+    "adjudicator": ("adjudicate",),
     "operator": SCOPES,
 }
 KINDS = tuple(DEFAULT_SCOPES)

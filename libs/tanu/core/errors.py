@@ -56,6 +56,14 @@ class FailedPrecondition(TanuError):
     http_status = 412
 
 
+class IdempotencyConflict(FailedPrecondition):
+    """An idempotency key reused for a different request (HTTP 409). Its
+    message starts with ``PREFIX``, so it is rebuilt as such across the bus."""
+
+    PREFIX = "idempotency key reused"
+    http_status = 409
+
+
 class PermissionDenied(TanuError):
     """Scope or purpose not granted."""
 
@@ -123,4 +131,8 @@ def from_code(code: grpc.StatusCode | str, message: str) -> TanuError:
     """Rebuilds a typed error from a status code (or its name) and message."""
     if isinstance(code, str):
         code = _BY_NAME.get(code, grpc.StatusCode.INTERNAL)
+    if code == grpc.StatusCode.FAILED_PRECONDITION and message.startswith(
+        IdempotencyConflict.PREFIX
+    ):
+        return IdempotencyConflict(message)
     return _BY_CODE.get(code, Internal)(message)

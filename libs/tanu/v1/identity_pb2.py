@@ -22,48 +22,49 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from tanu.v1 import cases_pb2 as tanu_dot_v1_dot_cases__pb2
 from tanu.v1 import common_pb2 as tanu_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tanu/v1/identity.proto\x12\x07tanu.v1\x1a\x14tanu/v1/common.proto\"\x9c\x01\n\x0c\x43onsentGrant\x12\x10\n\x08purposes\x18\x01 \x03(\t\x12\x14\n\x0c\x65vidence_ref\x18\x02 \x01(\t\x12\x1b\n\x13guardian_subject_id\x18\x03 \x01(\t\x12\x14\n\x0crelationship\x18\x04 \x01(\t\x12\x31\n\x0fguardian_sample\x18\x05 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\"{\n\x13GrantConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12&\n\x07\x63onsent\x18\x02 \x01(\x0b\x32\x15.tanu.v1.ConsentGrant\x12(\n\x06sample\x18\x03 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\"\x8a\x01\n\x14RevokeConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x10\n\x08purposes\x18\x02 \x03(\t\x12\x1a\n\x12revoker_subject_id\x18\x03 \x01(\t\x12\x30\n\x0erevoker_sample\x18\x04 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\"q\n\x0f\x43onsentResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x10\n\x08purposes\x18\x02 \x03(\t\x12\x0e\n\x06\x65rased\x18\x03 \x01(\x08\x12(\n\x07receipt\x18\x04 \x01(\x0b\x32\x17.tanu.v1.ErasureReceipt\"g\n\x17SetBiometricLockRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06locked\x18\x02 \x01(\x08\x12(\n\x06sample\x18\x03 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\">\n\x18SetBiometricLockResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06locked\x18\x02 \x01(\x08\"\xbb\x01\n\rEnrollRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12(\n\x06sample\x18\x02 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\x17\n\x0f\x61llow_duplicate\x18\x03 \x01(\x08\x12\x14\n\x0cwait_indexed\x18\x04 \x01(\x08\x12\x15\n\rdate_of_birth\x18\x05 \x01(\t\x12&\n\x07\x63onsent\x18\x06 \x01(\x0b\x32\x15.tanu.v1.ConsentGrant\"\xad\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x65nrolled\x18\x01 \x01(\x08\x12!\n\x07subject\x18\x02 \x01(\x0b\x32\x10.tanu.v1.Subject\x12(\n\x0c\x64uplicate_of\x18\x03 \x01(\x0b\x32\x12.tanu.v1.Candidate\x12\x11\n\tthreshold\x18\x04 \x01(\x02\x12\x0f\n\x07indexed\x18\x05 \x01(\x08\x12\x18\n\x10threshold_source\x18\x06 \x01(\t\"s\n\rVerifyRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12(\n\x06sample\x18\x02 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x42\x0c\n\n_threshold\"\xb3\x01\n\x0eVerifyResponse\x12#\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x11.tanu.v1.Decision\x12\x12\n\x05score\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1f\n\x06metric\x18\x04 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x18\n\x10threshold_source\x18\x06 \x01(\tB\x08\n\x06_score\"\x8a\x01\n\x0fIdentifyRequest\x12(\n\x06sample\x18\x01 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x18\n\x10require_complete\x18\x04 \x01(\x08\x42\x0c\n\n_threshold\"\x83\x02\n\x10IdentifyResponse\x12&\n\ncandidates\x18\x01 \x03(\x0b\x32\x12.tanu.v1.Candidate\x12#\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x11.tanu.v1.Decision\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1f\n\x06metric\x18\x04 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12\x1a\n\x12missing_partitions\x18\x06 \x03(\r\x12\x14\n\x0cgallery_size\x18\x07 \x01(\x04\x12\x10\n\x08model_id\x18\x08 \x01(\t\x12\x18\n\x10threshold_source\x18\t \x01(\t\"3\n\rDeleteRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x93\x01\n\x0e\x44\x65leteResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x19\n\x11templates_removed\x18\x02 \x01(\r\x12\x15\n\rdeleted_at_ms\x18\x03 \x01(\x03\x12\x11\n\tpartition\x18\x04 \x01(\r\x12(\n\x07receipt\x18\x05 \x01(\x0b\x32\x17.tanu.v1.ErasureReceipt\"B\n\x18GetErasureReceiptRequest\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\"\'\n\x11GetSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t2\x87\x06\n\x08Identity\x12\x39\n\x06\x45nroll\x12\x16.tanu.v1.EnrollRequest\x1a\x17.tanu.v1.EnrollResponse\x12\x39\n\x06Verify\x12\x16.tanu.v1.VerifyRequest\x1a\x17.tanu.v1.VerifyResponse\x12?\n\x08Identify\x12\x18.tanu.v1.IdentifyRequest\x1a\x19.tanu.v1.IdentifyResponse\x12\x39\n\x06\x44\x65lete\x12\x16.tanu.v1.DeleteRequest\x1a\x17.tanu.v1.DeleteResponse\x12O\n\x11GetErasureReceipt\x12!.tanu.v1.GetErasureReceiptRequest\x1a\x17.tanu.v1.ErasureReceipt\x12:\n\nGetSubject\x12\x1a.tanu.v1.GetSubjectRequest\x1a\x10.tanu.v1.Subject\x12\x46\n\x0cGrantConsent\x12\x1c.tanu.v1.GrantConsentRequest\x1a\x18.tanu.v1.ConsentResponse\x12H\n\rRevokeConsent\x12\x1d.tanu.v1.RevokeConsentRequest\x1a\x18.tanu.v1.ConsentResponse\x12\x46\n\x10GetSubjectReport\x12\x1a.tanu.v1.GetSubjectRequest\x1a\x16.tanu.v1.SubjectReport\x12I\n\x10GetAccessHistory\x12\x1d.tanu.v1.AccessHistoryRequest\x1a\x16.tanu.v1.AccessHistory\x12W\n\x10SetBiometricLock\x12 .tanu.v1.SetBiometricLockRequest\x1a!.tanu.v1.SetBiometricLockResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tanu/v1/identity.proto\x12\x07tanu.v1\x1a\x13tanu/v1/cases.proto\x1a\x14tanu/v1/common.proto\"\x9c\x01\n\x0c\x43onsentGrant\x12\x10\n\x08purposes\x18\x01 \x03(\t\x12\x14\n\x0c\x65vidence_ref\x18\x02 \x01(\t\x12\x1b\n\x13guardian_subject_id\x18\x03 \x01(\t\x12\x14\n\x0crelationship\x18\x04 \x01(\t\x12\x31\n\x0fguardian_sample\x18\x05 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\"{\n\x13GrantConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12&\n\x07\x63onsent\x18\x02 \x01(\x0b\x32\x15.tanu.v1.ConsentGrant\x12(\n\x06sample\x18\x03 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\"\x8a\x01\n\x14RevokeConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x10\n\x08purposes\x18\x02 \x03(\t\x12\x1a\n\x12revoker_subject_id\x18\x03 \x01(\t\x12\x30\n\x0erevoker_sample\x18\x04 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\"q\n\x0f\x43onsentResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x10\n\x08purposes\x18\x02 \x03(\t\x12\x0e\n\x06\x65rased\x18\x03 \x01(\x08\x12(\n\x07receipt\x18\x04 \x01(\x0b\x32\x17.tanu.v1.ErasureReceipt\"g\n\x17SetBiometricLockRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06locked\x18\x02 \x01(\x08\x12(\n\x06sample\x18\x03 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\">\n\x18SetBiometricLockResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06locked\x18\x02 \x01(\x08\"\xbb\x01\n\rEnrollRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12(\n\x06sample\x18\x02 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\x17\n\x0f\x61llow_duplicate\x18\x03 \x01(\x08\x12\x14\n\x0cwait_indexed\x18\x04 \x01(\x08\x12\x15\n\rdate_of_birth\x18\x05 \x01(\t\x12&\n\x07\x63onsent\x18\x06 \x01(\x0b\x32\x15.tanu.v1.ConsentGrant\"\xeb\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x65nrolled\x18\x01 \x01(\x08\x12!\n\x07subject\x18\x02 \x01(\x0b\x32\x10.tanu.v1.Subject\x12(\n\x0c\x64uplicate_of\x18\x03 \x01(\x0b\x32\x12.tanu.v1.Candidate\x12\x11\n\tthreshold\x18\x04 \x01(\x02\x12\x0f\n\x07indexed\x18\x05 \x01(\x08\x12\x18\n\x10threshold_source\x18\x06 \x01(\t\x12\x0f\n\x07outcome\x18\x07 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x08 \x01(\t\x12\x1a\n\x12\x64uplicate_withheld\x18\t \x01(\x08\"s\n\rVerifyRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12(\n\x06sample\x18\x02 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x42\x0c\n\n_threshold\"\xb3\x01\n\x0eVerifyResponse\x12#\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x11.tanu.v1.Decision\x12\x12\n\x05score\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1f\n\x06metric\x18\x04 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x18\n\x10threshold_source\x18\x06 \x01(\tB\x08\n\x06_score\"\x8a\x01\n\x0fIdentifyRequest\x12(\n\x06sample\x18\x01 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x18\n\x10require_complete\x18\x04 \x01(\x08\x42\x0c\n\n_threshold\"\x83\x02\n\x10IdentifyResponse\x12&\n\ncandidates\x18\x01 \x03(\x0b\x32\x12.tanu.v1.Candidate\x12#\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x11.tanu.v1.Decision\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1f\n\x06metric\x18\x04 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12\x1a\n\x12missing_partitions\x18\x06 \x03(\r\x12\x14\n\x0cgallery_size\x18\x07 \x01(\x04\x12\x10\n\x08model_id\x18\x08 \x01(\t\x12\x18\n\x10threshold_source\x18\t \x01(\t\"3\n\rDeleteRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x93\x01\n\x0e\x44\x65leteResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x19\n\x11templates_removed\x18\x02 \x01(\r\x12\x15\n\rdeleted_at_ms\x18\x03 \x01(\x03\x12\x11\n\tpartition\x18\x04 \x01(\r\x12(\n\x07receipt\x18\x05 \x01(\x0b\x32\x17.tanu.v1.ErasureReceipt\"B\n\x18GetErasureReceiptRequest\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\"\'\n\x11GetSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t2\xc5\x07\n\x08Identity\x12\x39\n\x06\x45nroll\x12\x16.tanu.v1.EnrollRequest\x1a\x17.tanu.v1.EnrollResponse\x12\x39\n\x06Verify\x12\x16.tanu.v1.VerifyRequest\x1a\x17.tanu.v1.VerifyResponse\x12?\n\x08Identify\x12\x18.tanu.v1.IdentifyRequest\x1a\x19.tanu.v1.IdentifyResponse\x12\x39\n\x06\x44\x65lete\x12\x16.tanu.v1.DeleteRequest\x1a\x17.tanu.v1.DeleteResponse\x12O\n\x11GetErasureReceipt\x12!.tanu.v1.GetErasureReceiptRequest\x1a\x17.tanu.v1.ErasureReceipt\x12:\n\nGetSubject\x12\x1a.tanu.v1.GetSubjectRequest\x1a\x10.tanu.v1.Subject\x12\x46\n\x0cGrantConsent\x12\x1c.tanu.v1.GrantConsentRequest\x1a\x18.tanu.v1.ConsentResponse\x12H\n\rRevokeConsent\x12\x1d.tanu.v1.RevokeConsentRequest\x1a\x18.tanu.v1.ConsentResponse\x12\x46\n\x10GetSubjectReport\x12\x1a.tanu.v1.GetSubjectRequest\x1a\x16.tanu.v1.SubjectReport\x12I\n\x10GetAccessHistory\x12\x1d.tanu.v1.AccessHistoryRequest\x1a\x16.tanu.v1.AccessHistory\x12W\n\x10SetBiometricLock\x12 .tanu.v1.SetBiometricLockRequest\x1a!.tanu.v1.SetBiometricLockResponse\x12\x42\n\tListCases\x12\x19.tanu.v1.ListCasesRequest\x1a\x1a.tanu.v1.ListCasesResponse\x12\x31\n\x07GetCase\x12\x17.tanu.v1.GetCaseRequest\x1a\r.tanu.v1.Case\x12\x45\n\nDecideCase\x12\x1a.tanu.v1.DecideCaseRequest\x1a\x1b.tanu.v1.DecideCaseResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tanu.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONSENTGRANT']._serialized_start=58
-  _globals['_CONSENTGRANT']._serialized_end=214
-  _globals['_GRANTCONSENTREQUEST']._serialized_start=216
-  _globals['_GRANTCONSENTREQUEST']._serialized_end=339
-  _globals['_REVOKECONSENTREQUEST']._serialized_start=342
-  _globals['_REVOKECONSENTREQUEST']._serialized_end=480
-  _globals['_CONSENTRESPONSE']._serialized_start=482
-  _globals['_CONSENTRESPONSE']._serialized_end=595
-  _globals['_SETBIOMETRICLOCKREQUEST']._serialized_start=597
-  _globals['_SETBIOMETRICLOCKREQUEST']._serialized_end=700
-  _globals['_SETBIOMETRICLOCKRESPONSE']._serialized_start=702
-  _globals['_SETBIOMETRICLOCKRESPONSE']._serialized_end=764
-  _globals['_ENROLLREQUEST']._serialized_start=767
-  _globals['_ENROLLREQUEST']._serialized_end=954
-  _globals['_ENROLLRESPONSE']._serialized_start=957
-  _globals['_ENROLLRESPONSE']._serialized_end=1130
-  _globals['_VERIFYREQUEST']._serialized_start=1132
-  _globals['_VERIFYREQUEST']._serialized_end=1247
-  _globals['_VERIFYRESPONSE']._serialized_start=1250
-  _globals['_VERIFYRESPONSE']._serialized_end=1429
-  _globals['_IDENTIFYREQUEST']._serialized_start=1432
-  _globals['_IDENTIFYREQUEST']._serialized_end=1570
-  _globals['_IDENTIFYRESPONSE']._serialized_start=1573
-  _globals['_IDENTIFYRESPONSE']._serialized_end=1832
-  _globals['_DELETEREQUEST']._serialized_start=1834
-  _globals['_DELETEREQUEST']._serialized_end=1885
-  _globals['_DELETERESPONSE']._serialized_start=1888
-  _globals['_DELETERESPONSE']._serialized_end=2035
-  _globals['_GETERASURERECEIPTREQUEST']._serialized_start=2037
-  _globals['_GETERASURERECEIPTREQUEST']._serialized_end=2103
-  _globals['_GETSUBJECTREQUEST']._serialized_start=2105
-  _globals['_GETSUBJECTREQUEST']._serialized_end=2144
-  _globals['_IDENTITY']._serialized_start=2147
-  _globals['_IDENTITY']._serialized_end=2922
+  _globals['_CONSENTGRANT']._serialized_start=79
+  _globals['_CONSENTGRANT']._serialized_end=235
+  _globals['_GRANTCONSENTREQUEST']._serialized_start=237
+  _globals['_GRANTCONSENTREQUEST']._serialized_end=360
+  _globals['_REVOKECONSENTREQUEST']._serialized_start=363
+  _globals['_REVOKECONSENTREQUEST']._serialized_end=501
+  _globals['_CONSENTRESPONSE']._serialized_start=503
+  _globals['_CONSENTRESPONSE']._serialized_end=616
+  _globals['_SETBIOMETRICLOCKREQUEST']._serialized_start=618
+  _globals['_SETBIOMETRICLOCKREQUEST']._serialized_end=721
+  _globals['_SETBIOMETRICLOCKRESPONSE']._serialized_start=723
+  _globals['_SETBIOMETRICLOCKRESPONSE']._serialized_end=785
+  _globals['_ENROLLREQUEST']._serialized_start=788
+  _globals['_ENROLLREQUEST']._serialized_end=975
+  _globals['_ENROLLRESPONSE']._serialized_start=978
+  _globals['_ENROLLRESPONSE']._serialized_end=1213
+  _globals['_VERIFYREQUEST']._serialized_start=1215
+  _globals['_VERIFYREQUEST']._serialized_end=1330
+  _globals['_VERIFYRESPONSE']._serialized_start=1333
+  _globals['_VERIFYRESPONSE']._serialized_end=1512
+  _globals['_IDENTIFYREQUEST']._serialized_start=1515
+  _globals['_IDENTIFYREQUEST']._serialized_end=1653
+  _globals['_IDENTIFYRESPONSE']._serialized_start=1656
+  _globals['_IDENTIFYRESPONSE']._serialized_end=1915
+  _globals['_DELETEREQUEST']._serialized_start=1917
+  _globals['_DELETEREQUEST']._serialized_end=1968
+  _globals['_DELETERESPONSE']._serialized_start=1971
+  _globals['_DELETERESPONSE']._serialized_end=2118
+  _globals['_GETERASURERECEIPTREQUEST']._serialized_start=2120
+  _globals['_GETERASURERECEIPTREQUEST']._serialized_end=2186
+  _globals['_GETSUBJECTREQUEST']._serialized_start=2188
+  _globals['_GETSUBJECTREQUEST']._serialized_end=2227
+  _globals['_IDENTITY']._serialized_start=2230
+  _globals['_IDENTITY']._serialized_end=3195
 # @@protoc_insertion_point(module_scope)

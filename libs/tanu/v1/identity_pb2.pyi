@@ -1,3 +1,4 @@
+from tanu.v1 import cases_pb2 as _cases_pb2
 from tanu.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -90,20 +91,26 @@ class EnrollRequest(_message.Message):
     def __init__(self, subject_id: _Optional[str] = ..., sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., allow_duplicate: _Optional[bool] = ..., wait_indexed: _Optional[bool] = ..., date_of_birth: _Optional[str] = ..., consent: _Optional[_Union[ConsentGrant, _Mapping]] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
-    __slots__ = ("enrolled", "subject", "duplicate_of", "threshold", "indexed", "threshold_source")
+    __slots__ = ("enrolled", "subject", "duplicate_of", "threshold", "indexed", "threshold_source", "outcome", "case_id", "duplicate_withheld")
     ENROLLED_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     INDEXED_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_WITHHELD_FIELD_NUMBER: _ClassVar[int]
     enrolled: bool
     subject: _common_pb2.Subject
     duplicate_of: _common_pb2.Candidate
     threshold: float
     indexed: bool
     threshold_source: str
-    def __init__(self, enrolled: _Optional[bool] = ..., subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., duplicate_of: _Optional[_Union[_common_pb2.Candidate, _Mapping]] = ..., threshold: _Optional[float] = ..., indexed: _Optional[bool] = ..., threshold_source: _Optional[str] = ...) -> None: ...
+    outcome: str
+    case_id: str
+    duplicate_withheld: bool
+    def __init__(self, enrolled: _Optional[bool] = ..., subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., duplicate_of: _Optional[_Union[_common_pb2.Candidate, _Mapping]] = ..., threshold: _Optional[float] = ..., indexed: _Optional[bool] = ..., threshold_source: _Optional[str] = ..., outcome: _Optional[str] = ..., case_id: _Optional[str] = ..., duplicate_withheld: _Optional[bool] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
     __slots__ = ("subject_id", "sample", "threshold")

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from tanu.v1 import cases_pb2 as tanu_dot_v1_dot_cases__pb2
 from tanu.v1 import common_pb2 as tanu_dot_v1_dot_common__pb2
 from tanu.v1 import identity_pb2 as tanu_dot_v1_dot_identity__pb2
 
@@ -90,15 +91,33 @@ class IdentityStub:
                 request_serializer=tanu_dot_v1_dot_identity__pb2.SetBiometricLockRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_identity__pb2.SetBiometricLockResponse.FromString,
                 _registered_method=True)
+        self.ListCases = channel.unary_unary(
+                '/tanu.v1.Identity/ListCases',
+                request_serializer=tanu_dot_v1_dot_cases__pb2.ListCasesRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_cases__pb2.ListCasesResponse.FromString,
+                _registered_method=True)
+        self.GetCase = channel.unary_unary(
+                '/tanu.v1.Identity/GetCase',
+                request_serializer=tanu_dot_v1_dot_cases__pb2.GetCaseRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_cases__pb2.Case.FromString,
+                _registered_method=True)
+        self.DecideCase = channel.unary_unary(
+                '/tanu.v1.Identity/DecideCase',
+                request_serializer=tanu_dot_v1_dot_cases__pb2.DecideCaseRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_cases__pb2.DecideCaseResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Enroll(self, request, context):
-        """Enrol a new subject. Runs a de-duplication search first: if the gallery
-        already holds a matching template the reply names it and nothing is
-        enrolled, unless allow_duplicate is set.
+        """Enrol a new subject. De-duplicated first (the gallery search, then the
+        store's exact check of the enrolments not yet searchable, serialised
+        across gateways): a match is referred to adjudication (outcome
+        "referred", case_id) or, beyond the certain threshold, refused; the reply
+        names the match only to a caller with rights to it. allow_duplicate
+        enrols anyway. Idempotent with metadata `idempotency-key`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -178,6 +197,25 @@ class IdentityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListCases(self, request, context):
+        """Adjudication (scope `adjudicate`): the enrolments de-duplication held.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCase(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideCase(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -235,6 +273,21 @@ def add_IdentityServicer_to_server(servicer, server):
                     servicer.SetBiometricLock,
                     request_deserializer=tanu_dot_v1_dot_identity__pb2.SetBiometricLockRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_identity__pb2.SetBiometricLockResponse.SerializeToString,
+            ),
+            'ListCases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCases,
+                    request_deserializer=tanu_dot_v1_dot_cases__pb2.ListCasesRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_cases__pb2.ListCasesResponse.SerializeToString,
+            ),
+            'GetCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCase,
+                    request_deserializer=tanu_dot_v1_dot_cases__pb2.GetCaseRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_cases__pb2.Case.SerializeToString,
+            ),
+            'DecideCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideCase,
+                    request_deserializer=tanu_dot_v1_dot_cases__pb2.DecideCaseRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_cases__pb2.DecideCaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -534,6 +587,87 @@ class Identity:
             '/tanu.v1.Identity/SetBiometricLock',
             tanu_dot_v1_dot_identity__pb2.SetBiometricLockRequest.SerializeToString,
             tanu_dot_v1_dot_identity__pb2.SetBiometricLockResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/ListCases',
+            tanu_dot_v1_dot_cases__pb2.ListCasesRequest.SerializeToString,
+            tanu_dot_v1_dot_cases__pb2.ListCasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/GetCase',
+            tanu_dot_v1_dot_cases__pb2.GetCaseRequest.SerializeToString,
+            tanu_dot_v1_dot_cases__pb2.Case.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/DecideCase',
+            tanu_dot_v1_dot_cases__pb2.DecideCaseRequest.SerializeToString,
+            tanu_dot_v1_dot_cases__pb2.DecideCaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

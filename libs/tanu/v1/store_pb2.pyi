@@ -1,3 +1,4 @@
+from tanu.v1 import cases_pb2 as _cases_pb2
 from tanu.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -7,6 +8,54 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class Idempotency(_message.Message):
+    __slots__ = ("tenant", "key", "operation", "request_sha256", "client")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_SHA256_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    key: str
+    operation: str
+    request_sha256: str
+    client: str
+    def __init__(self, tenant: _Optional[str] = ..., key: _Optional[str] = ..., operation: _Optional[str] = ..., request_sha256: _Optional[str] = ..., client: _Optional[str] = ...) -> None: ...
+
+class DedupCheck(_message.Message):
+    __slots__ = ("candidates", "threshold", "certain_threshold", "allow_duplicate", "tenant", "client", "purpose")
+    CANDIDATES_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    CERTAIN_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    candidates: _containers.RepeatedCompositeFieldContainer[_common_pb2.Candidate]
+    threshold: float
+    certain_threshold: float
+    allow_duplicate: bool
+    tenant: str
+    client: str
+    purpose: str
+    def __init__(self, candidates: _Optional[_Iterable[_Union[_common_pb2.Candidate, _Mapping]]] = ..., threshold: _Optional[float] = ..., certain_threshold: _Optional[float] = ..., allow_duplicate: _Optional[bool] = ..., tenant: _Optional[str] = ..., client: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
+
+class EnrolOutcome(_message.Message):
+    __slots__ = ("outcome", "subject", "match", "case_id", "match_status", "match_tenants")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    MATCH_STATUS_FIELD_NUMBER: _ClassVar[int]
+    MATCH_TENANTS_FIELD_NUMBER: _ClassVar[int]
+    outcome: str
+    subject: _common_pb2.Subject
+    match: _common_pb2.Candidate
+    case_id: str
+    match_status: SubjectStatus
+    match_tenants: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, outcome: _Optional[str] = ..., subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., match: _Optional[_Union[_common_pb2.Candidate, _Mapping]] = ..., case_id: _Optional[str] = ..., match_status: _Optional[_Union[SubjectStatus, _Mapping]] = ..., match_tenants: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubjectStatus(_message.Message):
     __slots__ = ("subject_id", "enrolled", "date_of_birth", "purposes", "biometric_locked", "verification_locked", "failed_verifications", "retry_after_ms", "guardians", "owner")
@@ -71,20 +120,24 @@ class AdmitAttemptResponse(_message.Message):
     def __init__(self, status: _Optional[_Union[SubjectStatus, _Mapping]] = ..., admitted: _Optional[bool] = ..., refusal: _Optional[str] = ...) -> None: ...
 
 class ConsentRecordRequest(_message.Message):
-    __slots__ = ("subject_id", "consent")
+    __slots__ = ("subject_id", "consent", "idempotency")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     CONSENT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     consent: _common_pb2.Consent
-    def __init__(self, subject_id: _Optional[str] = ..., consent: _Optional[_Union[_common_pb2.Consent, _Mapping]] = ...) -> None: ...
+    idempotency: Idempotency
+    def __init__(self, subject_id: _Optional[str] = ..., consent: _Optional[_Union[_common_pb2.Consent, _Mapping]] = ..., idempotency: _Optional[_Union[Idempotency, _Mapping]] = ...) -> None: ...
 
 class LockRequest(_message.Message):
-    __slots__ = ("subject_id", "locked")
+    __slots__ = ("subject_id", "locked", "idempotency")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     LOCKED_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     locked: bool
-    def __init__(self, subject_id: _Optional[str] = ..., locked: _Optional[bool] = ...) -> None: ...
+    idempotency: Idempotency
+    def __init__(self, subject_id: _Optional[str] = ..., locked: _Optional[bool] = ..., idempotency: _Optional[_Union[Idempotency, _Mapping]] = ...) -> None: ...
 
 class SealReceiptRequest(_message.Message):
     __slots__ = ("receipt_id", "replicas")
@@ -187,16 +240,20 @@ class RewrapKeysResponse(_message.Message):
     def __init__(self, rewrapped: _Optional[int] = ..., active_key_id: _Optional[str] = ..., key_ids_in_use: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PutSubjectRequest(_message.Message):
-    __slots__ = ("subject_id", "templates", "date_of_birth", "consent")
+    __slots__ = ("subject_id", "templates", "date_of_birth", "consent", "dedup", "idempotency")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     TEMPLATES_FIELD_NUMBER: _ClassVar[int]
     DATE_OF_BIRTH_FIELD_NUMBER: _ClassVar[int]
     CONSENT_FIELD_NUMBER: _ClassVar[int]
+    DEDUP_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     templates: _containers.RepeatedCompositeFieldContainer[_common_pb2.Template]
     date_of_birth: str
     consent: _common_pb2.Consent
-    def __init__(self, subject_id: _Optional[str] = ..., templates: _Optional[_Iterable[_Union[_common_pb2.Template, _Mapping]]] = ..., date_of_birth: _Optional[str] = ..., consent: _Optional[_Union[_common_pb2.Consent, _Mapping]] = ...) -> None: ...
+    dedup: DedupCheck
+    idempotency: Idempotency
+    def __init__(self, subject_id: _Optional[str] = ..., templates: _Optional[_Iterable[_Union[_common_pb2.Template, _Mapping]]] = ..., date_of_birth: _Optional[str] = ..., consent: _Optional[_Union[_common_pb2.Consent, _Mapping]] = ..., dedup: _Optional[_Union[DedupCheck, _Mapping]] = ..., idempotency: _Optional[_Union[Idempotency, _Mapping]] = ...) -> None: ...
 
 class GetSubjectRecordRequest(_message.Message):
     __slots__ = ("subject_id",)
@@ -229,16 +286,18 @@ class GetTemplatesResponse(_message.Message):
     def __init__(self, subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., templates: _Optional[_Iterable[_Union[StoredTemplate, _Mapping]]] = ..., status: _Optional[_Union[SubjectStatus, _Mapping]] = ...) -> None: ...
 
 class DeleteSubjectRequest(_message.Message):
-    __slots__ = ("subject_id", "reason", "tenant", "client")
+    __slots__ = ("subject_id", "reason", "tenant", "client", "idempotency")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     reason: str
     tenant: str
     client: str
-    def __init__(self, subject_id: _Optional[str] = ..., reason: _Optional[str] = ..., tenant: _Optional[str] = ..., client: _Optional[str] = ...) -> None: ...
+    idempotency: Idempotency
+    def __init__(self, subject_id: _Optional[str] = ..., reason: _Optional[str] = ..., tenant: _Optional[str] = ..., client: _Optional[str] = ..., idempotency: _Optional[_Union[Idempotency, _Mapping]] = ...) -> None: ...
 
 class DeleteSubjectResponse(_message.Message):
     __slots__ = ("subject", "template_ids", "deleted_at_ms", "data_key_id", "master_key_id", "stream_messages", "consents_removed", "removal_event_id", "audit_seq", "receipt_id", "partitions")

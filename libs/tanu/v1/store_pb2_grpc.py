@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from tanu.v1 import cases_pb2 as tanu_dot_v1_dot_cases__pb2
 from tanu.v1 import common_pb2 as tanu_dot_v1_dot_common__pb2
 from tanu.v1 import store_pb2 as tanu_dot_v1_dot_store__pb2
 
@@ -134,6 +135,26 @@ class StoreStub:
                 '/tanu.v1.Store/MigrateLayout',
                 request_serializer=tanu_dot_v1_dot_store__pb2.MigrateLayoutRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_store__pb2.MigrateLayoutResponse.FromString,
+                _registered_method=True)
+        self.EnrolSubject = channel.unary_unary(
+                '/tanu.v1.Store/EnrolSubject',
+                request_serializer=tanu_dot_v1_dot_store__pb2.PutSubjectRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.EnrolOutcome.FromString,
+                _registered_method=True)
+        self.ListCases = channel.unary_unary(
+                '/tanu.v1.Store/ListCases',
+                request_serializer=tanu_dot_v1_dot_cases__pb2.ListCasesRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_cases__pb2.ListCasesResponse.FromString,
+                _registered_method=True)
+        self.GetCase = channel.unary_unary(
+                '/tanu.v1.Store/GetCase',
+                request_serializer=tanu_dot_v1_dot_cases__pb2.GetCaseRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_cases__pb2.Case.FromString,
+                _registered_method=True)
+        self.DecideCase = channel.unary_unary(
+                '/tanu.v1.Store/DecideCase',
+                request_serializer=tanu_dot_v1_dot_cases__pb2.DecideCaseRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_cases__pb2.DecideCaseResponse.FromString,
                 _registered_method=True)
 
 
@@ -276,6 +297,33 @@ class StoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EnrolSubject(self, request, context):
+        """Enrolment with de-duplication serialised in the store: the gateway's
+        best gallery candidate plus an exact comparison, under a lock, with the
+        templates enrolled within the not-yet-searchable window.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCases(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCase(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DecideCase(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -378,6 +426,26 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.MigrateLayout,
                     request_deserializer=tanu_dot_v1_dot_store__pb2.MigrateLayoutRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_store__pb2.MigrateLayoutResponse.SerializeToString,
+            ),
+            'EnrolSubject': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnrolSubject,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.PutSubjectRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.EnrolOutcome.SerializeToString,
+            ),
+            'ListCases': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCases,
+                    request_deserializer=tanu_dot_v1_dot_cases__pb2.ListCasesRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_cases__pb2.ListCasesResponse.SerializeToString,
+            ),
+            'GetCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCase,
+                    request_deserializer=tanu_dot_v1_dot_cases__pb2.GetCaseRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_cases__pb2.Case.SerializeToString,
+            ),
+            'DecideCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.DecideCase,
+                    request_deserializer=tanu_dot_v1_dot_cases__pb2.DecideCaseRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_cases__pb2.DecideCaseResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -920,6 +988,114 @@ class Store:
             '/tanu.v1.Store/MigrateLayout',
             tanu_dot_v1_dot_store__pb2.MigrateLayoutRequest.SerializeToString,
             tanu_dot_v1_dot_store__pb2.MigrateLayoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnrolSubject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/EnrolSubject',
+            tanu_dot_v1_dot_store__pb2.PutSubjectRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.EnrolOutcome.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/ListCases',
+            tanu_dot_v1_dot_cases__pb2.ListCasesRequest.SerializeToString,
+            tanu_dot_v1_dot_cases__pb2.ListCasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/GetCase',
+            tanu_dot_v1_dot_cases__pb2.GetCaseRequest.SerializeToString,
+            tanu_dot_v1_dot_cases__pb2.Case.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DecideCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/DecideCase',
+            tanu_dot_v1_dot_cases__pb2.DecideCaseRequest.SerializeToString,
+            tanu_dot_v1_dot_cases__pb2.DecideCaseResponse.FromString,
             options,
             channel_credentials,
             insecure,

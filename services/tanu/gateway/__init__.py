@@ -8,7 +8,8 @@ facade) over the internal services.
     rest           RestFacade: the OSIA subset over the same table and guard
     gateway        Gateway: the state the use cases share
     identify, enrol, verify, citizen, erasure: the use cases
-    samples, search, recent, layout_watch: the shared pieces
+    samples, search, layout_watch: the shared pieces; cases: adjudication;
+    idempotency: the keys of the writes
 """
 
 from .api import OPERATIONS, IdentityOperation

@@ -13,9 +13,10 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from . import citizen, enrol, erasure, identify, verify
+from . import cases, citizen, enrol, erasure, identify, verify
 from .gateway import Gateway
 from .guard import Call, Guard
+from .idempotency import METADATA_KEY as IDEMPOTENCY_KEY
 
 UseCase = Callable[[Gateway, Any, Call], Awaitable[Message]]
 
@@ -38,10 +39,14 @@ class IdentityOperation:
         deadline_s: float | None = None,
     ) -> Message:
         """Runs the use case for ``request`` behind the guard."""
+
+        def run(call: Call) -> Awaitable[Message]:
+            call.idempotency_key = metadata.get(IDEMPOTENCY_KEY, "").strip()
+            return self.use_case(gateway, request, call)
+
         return await guard.handle(
-            self, metadata, getattr(request, "subject_id", ""),
-            lambda call: self.use_case(gateway, request, call), deadline_s,
-        )  # fmt: skip
+            self, metadata, getattr(request, "subject_id", ""), run, deadline_s
+        )
 
 
 OPERATIONS: dict[str, IdentityOperation] = {
@@ -62,5 +67,8 @@ OPERATIONS: dict[str, IdentityOperation] = {
         IdentityOperation("GrantConsent", ("consent.manage",), False, citizen.grant_consent),
         IdentityOperation("RevokeConsent", ("consent.manage",), False, citizen.revoke_consent),
         IdentityOperation("SetBiometricLock", ("lock.manage",), False, citizen.set_biometric_lock),
+        IdentityOperation("ListCases", ("adjudicate",), False, cases.list_cases),
+        IdentityOperation("GetCase", ("adjudicate",), False, cases.get_case),
+        IdentityOperation("DecideCase", ("adjudicate",), False, cases.decide_case),
     )
 }

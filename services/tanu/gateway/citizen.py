@@ -19,6 +19,7 @@ from tanu.policy import access, consent
 from tanu.policy.subjects import is_minor
 from tanu.v1 import common_pb2, identity_pb2, store_pb2
 
+from . import idempotency
 from .erasure import erase
 from .verify import confirm_person
 
@@ -106,7 +107,9 @@ async def grant_consent(
     if record.given_by == "guardian":
         consent.check_guardian_on_record(record.guardian_subject_id, subject_id, st)
     new = await gw.store.grant_consent(
-        store_pb2.ConsentRecordRequest(subject_id=subject_id, consent=record)
+        store_pb2.ConsentRecordRequest(
+            subject_id=subject_id, consent=record, idempotency=idempotency.for_call(call, req)
+        )
     )
     call.detail = {**(call.detail or {}), "purposes": list(record.purposes)}
     return identity_pb2.ConsentResponse(subject_id=subject_id, purposes=new.purposes)
@@ -152,6 +155,7 @@ async def revoke_consent(
         store_pb2.ConsentRecordRequest(
             subject_id=subject_id,
             consent=common_pb2.Consent(purposes=list(req.purposes), revoked_by=who),
+            idempotency=idempotency.for_call(call, req),
         )
     )
     call.detail = {"revoked": list(req.purposes) or "all", "by": who.split(":")[0]}
@@ -173,7 +177,11 @@ async def set_biometric_lock(
     await subject_for(gw, "SetBiometricLock", subject_id, call)
     await confirm_person(gw, subject_id, req.sample, "the subject", probe=probe,
                          unlocking=not req.locked)  # fmt: skip
-    st = await gw.store.set_lock(store_pb2.LockRequest(subject_id=subject_id, locked=req.locked))
+    st = await gw.store.set_lock(
+        store_pb2.LockRequest(
+            subject_id=subject_id, locked=req.locked, idempotency=idempotency.for_call(call, req)
+        )
+    )
     call.detail = {"locked": st.biometric_locked}
     return identity_pb2.SetBiometricLockResponse(subject_id=subject_id, locked=st.biometric_locked)
 

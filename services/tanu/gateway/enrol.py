@@ -1,7 +1,11 @@
 """Enrol: the consent established, the probe made (one face of enrolment
-quality), de-duplicated against the gallery and against the enrolments this
-gateway accepted moments ago (``RecentEnrolments``), stored, and optionally
-waited for until the subject's partition finds it."""
+quality), searched against the indexed gallery, and sent to the store with
+the best candidate. The store decides, serialised across gateways and store
+processes (``tanu.store.dedup``): it compares exactly with the enrolments
+not yet searchable, then enrols, refers the enrolment to adjudication (a
+case) or refuses it. The reply names the matched subject only to a caller
+with rights to it (``tanu.policy.disclosure``). Optionally waits until the
+subject's partition finds it."""
 
 from __future__ import annotations
 
@@ -11,10 +15,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tanu.core import errors, ids, logs, vectors
-from tanu.policy import consent
+from tanu.policy import consent, disclosure
 from tanu.policy.subjects import parse_dob
 from tanu.v1 import common_pb2, identity_pb2, searcher_pb2, store_pb2
 
+from . import idempotency
 from .citizen import consent_record
 
 if TYPE_CHECKING:
@@ -22,6 +27,9 @@ if TYPE_CHECKING:
     from .guard import Call
 
 log = logs.get(__name__)
+
+# Gallery candidates sent to the store: the best still enrolled decides.
+DEDUP_CANDIDATES = 4
 
 
 async def enroll(
@@ -39,30 +47,12 @@ async def enroll(
     consent.check_enrolment_purpose(record.purposes, call.purpose)
     probe = await gw.samples.template(req.sample, enrol=True)
     threshold, source = gw.threshold("dedup", None)
-    res = await gw.search.find(probe, 1)
+    res = await gw.search.find(probe, DEDUP_CANDIDATES)
     if res.missing:
         raise errors.Unavailable(
             f"cannot de-duplicate: partitions {res.missing} did not answer; nothing was enrolled"
         )
-    reply = identity_pb2.EnrollResponse(threshold=threshold, threshold_source=source)
-    metric = gw.layout.metric
-    async with gw.recent.lock:  # check and record atomically: concurrent enrolments see each other
-        dup = gw.recent.best_match(probe, threshold)
-        if (
-            dup is None
-            and res.candidates
-            and vectors.is_match(res.candidates[0].score, threshold, metric)
-        ):
-            dup = res.candidates[0]
-        if dup is not None:
-            if dup.subject_id == subject_id:
-                raise errors.AlreadyExists(f"subject {subject_id!r} is already enrolled")
-            dup.is_match = True
-            reply.duplicate_of.CopyFrom(dup)
-            if not req.allow_duplicate:
-                log.info("enrol_duplicate_refused", partition=dup.partition)
-                return reply
-        token = gw.recent.add(subject_id, probe)
+    p = call.principal
     put = store_pb2.PutSubjectRequest(
         subject_id=subject_id,
         date_of_birth=req.date_of_birth,
@@ -70,16 +60,33 @@ async def enroll(
         templates=[
             common_pb2.Template(vector=vectors.to_bytes(probe), model_id=gw.layout.model_id)
         ],
+        dedup=store_pb2.DedupCheck(
+            candidates=res.candidates, threshold=threshold,
+            certain_threshold=gw.config.dedup_certain_threshold,
+            allow_duplicate=req.allow_duplicate, tenant=p.tenant_id, client=p.client,
+            purpose=call.purpose,
+        ),
+        idempotency=idempotency.for_call(call, req),
+    )  # fmt: skip
+    out = await gw.store.enrol(put)
+    reply = identity_pb2.EnrollResponse(
+        threshold=threshold, threshold_source=source, outcome=out.outcome, case_id=out.case_id
     )
-    try:
-        subject = await gw.store.put(put)
-    except BaseException:
-        gw.recent.forget(token)
-        raise
+    if out.match.subject_id:
+        if disclosure.may_name_match(
+            p.tenant_id, p.scopes, call.purpose, out.match_tenants, out.match_status
+        ):
+            reply.duplicate_of.CopyFrom(out.match)
+        else:
+            reply.duplicate_withheld = True
+        call.detail = {"outcome": out.outcome, "case_id": out.case_id}
+    if out.outcome != "enrolled":
+        log.info("enrol_duplicate", outcome=out.outcome)
+        return reply
     reply.enrolled = True
-    reply.subject.CopyFrom(subject)
+    reply.subject.CopyFrom(out.subject)
     if req.wait_indexed:
-        reply.indexed = await wait_indexed(gw, subject, probe, call.deadline_s)
+        reply.indexed = await wait_indexed(gw, out.subject, probe, call.deadline_s)
     return reply
 
 

@@ -25,6 +25,8 @@ from tanu.core import errors, ids, logs
 from tanu.policy import access
 from tanu.v1 import common_pb2, identity_pb2, store_pb2
 
+from . import idempotency
+
 if TYPE_CHECKING:
     from .gateway import Gateway
     from .guard import Call
@@ -47,7 +49,9 @@ async def delete(
     """The lawful deletion of a subject (Identity.Delete)."""
     subject_id = ids.check_subject_id(req.subject_id)
     access.check("Delete", call.principal, (await gw.statuses([subject_id]))[subject_id])
-    r, receipt = await erase(gw, subject_id, "lawful_delete: " + req.reason[:200], call)
+    r, receipt = await erase(
+        gw, subject_id, "lawful_delete: " + req.reason[:200], call, idempotency.for_call(call, req)
+    )
     return identity_pb2.DeleteResponse(
         subject_id=subject_id,
         templates_removed=len(r.template_ids),
@@ -58,14 +62,18 @@ async def delete(
 
 
 async def erase(
-    gw: Gateway, subject_id: str, reason: str, call: Call
+    gw: Gateway,
+    subject_id: str,
+    reason: str,
+    call: Call,
+    idem: store_pb2.Idempotency | None = None,
 ) -> tuple[store_pb2.DeleteSubjectResponse, common_pb2.ErasureReceipt]:
     """Erases a subject everywhere and returns the store's answer and the
     signed receipt (complete once every replica's index confirmed)."""
     r = await gw.store.delete(
         store_pb2.DeleteSubjectRequest(subject_id=subject_id, reason=reason,
                                        tenant=call.principal.tenant_id,
-                                       client=call.principal.client)
+                                       client=call.principal.client, idempotency=idem)
     )  # fmt: skip
     parts = r.partitions or gw.layout.partitions
     tids = list(r.template_ids)

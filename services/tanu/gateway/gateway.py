@@ -14,7 +14,6 @@ from tanu.policy import thresholds
 from tanu.v1 import store_pb2
 
 from .layout_watch import LayoutWatch
-from .recent import RecentEnrolments
 from .samples import Samples
 from .search import Search
 
@@ -35,7 +34,6 @@ class Gateway:
         self.samples = Samples(FaceClient(nc, config.common.request_timeout_s, metrics), config)
         self.layout_watch = LayoutWatch(nc, self.layout)
         self.search = Search(self.searchers, config, metrics, self.layout_watch)
-        self.recent = RecentEnrolments(self.layout)
         self.calibrated: dict[str, dict] = {}  # this model's calibrations, by kind
         self._defaults = {
             "identify": config.identify_threshold,

@@ -44,6 +44,8 @@ class Call:
     extra: list[tuple[str, str]] = field(default_factory=list)
     # Seconds the caller left for the request (its gRPC deadline); None without one.
     deadline_s: float | None = None
+    # The caller's idempotency key (metadata ``idempotency-key``); "" when none.
+    idempotency_key: str = ""
 
 
 class Guard:

@@ -5,6 +5,7 @@ through the same guard (token, scope, purpose, rate limit, audit).
     POST   /v1/verify/{galleryId}/{personId}?transactionId=..[&threshold=..]
     POST   /v1/identify/{galleryId}?transactionId=..[&maxCandidates=..]
     DELETE /v1/persons/{personId}?transactionId=..[&reason=..]     (lawful erasure; the signed receipt)
+           (idempotent: header ``Idempotency-Key``, else the OSIA ``transactionId``)
     GET    /v1/persons/{personId}/report                          (the citizen's report)
     GET    /healthz
 
@@ -147,6 +148,10 @@ class RestFacade:
             md["authorization"] = request.headers["Authorization"]
         if "X-Tanu-Purpose" in request.headers:
             md["x-tanu-purpose"] = request.headers["X-Tanu-Purpose"]
+        if request.method in ("POST", "PUT", "DELETE") and request.path.startswith("/v1/persons"):
+            key = request.headers.get("Idempotency-Key") or request.query.get("transactionId", "")
+            if key:  # a write: a retry with the same key gets the first outcome
+                md["idempotency-key"] = key
         return md
 
     @staticmethod

@@ -19,6 +19,10 @@ bases say what depends on what:
 - ``migrations.LayoutMigration``: template ids by subject, re-partitioning
 - ``erasures.Erasures`` (Outbox, AuditLog): erasure records, their signed receipts
 - ``digests.Digests`` (SubjectStatus, Outbox): reconciliation digests, re-publishing
+- ``cases.Cases`` (Subjects): the adjudication queue
+- ``dedup.Dedup`` (Cases): enrolment de-duplicated under a lock, in the store
+  (``window.RecentWindow``: the window's opened templates, synced with the database)
+- ``idempotency.Idempotency`` (AuditLog): idempotency keys and stored replies
 
 Mixins rather than separate objects because every part writes in the same
 transactions on the same connection (an erasure touches four of them), and
@@ -38,7 +42,9 @@ from tanu.policy.lockout import Lockout
 
 from .audit_log import AuditLog
 from .datakeys import DataKeys
+from .dedup import Dedup
 from .digests import Digests
+from .idempotency import Idempotency
 from .migrations import LayoutMigration
 from .outbox import Outbox
 from .report import CitizenReport
@@ -50,6 +56,8 @@ DEFAULT_LOCKOUT = Lockout()
 
 
 class Store(
+    Dedup,
+    Idempotency,
     Subjects,
     CitizenReport,
     LayoutMigration,

@@ -17,7 +17,7 @@ import numpy as np
 from tanu.core import errors, ids, logs, vectors
 from tanu.core.metrics import Metrics
 from tanu.policy.subjects import parse_dob
-from tanu.v1 import common_pb2, store_pb2
+from tanu.v1 import cases_pb2, common_pb2, store_pb2
 
 from .db import Store
 from .relay import OutboxRelay
@@ -55,6 +55,10 @@ class StoreHandlers:
         ]
         return np.concatenate(rows, axis=0)
 
+    def _idem(self, req):
+        """The request's idempotency key, or None (then the write is not keyed)."""
+        return req.idempotency if req.HasField("idempotency") else None
+
     def _changed(self) -> None:
         if self.relay:
             self.relay.wake()
@@ -66,11 +70,44 @@ class StoreHandlers:
             raise errors.FailedPrecondition("enrolment needs a consent record; none was given")
         parse_dob(req.date_of_birth)
         subject = await self.db.run(
-            self.db.put_subject, subject_id, vecs, req.date_of_birth, req.consent
-        )
+            self.db.idempotent, self._idem(req), subject_id, common_pb2.Subject,
+            self.db.put_subject, subject_id, vecs, req.date_of_birth, req.consent,
+        )  # fmt: skip
         self._changed()
         log.info("subject_stored", partition=subject.partition, templates=subject.template_count)
         return subject
+
+    async def enrol(self, req: store_pb2.PutSubjectRequest) -> store_pb2.EnrolOutcome:
+        """Enrolment de-duplicated in the store (``tanu.store.dedup``):
+        enrolled, referred to adjudication, or refused."""
+        subject_id = ids.check_subject_id(req.subject_id)
+        vecs = self._vectors(req.templates)
+        if not req.HasField("consent"):
+            raise errors.FailedPrecondition("enrolment needs a consent record; none was given")
+        parse_dob(req.date_of_birth)
+        d = req.dedup
+        if not (np.isfinite(d.threshold) and np.isfinite(d.certain_threshold)
+                and all(np.isfinite(c.score) for c in d.candidates)):  # fmt: skip
+            raise errors.InvalidArgument("de-duplication thresholds and scores must be finite")
+        out = await self.db.run(
+            self.db.idempotent, self._idem(req), subject_id, store_pb2.EnrolOutcome,
+            self.db.enrol_subject, req, vecs,
+        )  # fmt: skip
+        self._changed()
+        log.info("subject_enrol", outcome=out.outcome, partition=out.subject.partition)
+        return out
+
+    async def list_cases(self, req: cases_pb2.ListCasesRequest) -> cases_pb2.ListCasesResponse:
+        return await self.db.run(self.db.list_cases, req.state, req.page_size, req.page_token)
+
+    async def get_case(self, req: cases_pb2.GetCaseRequest) -> cases_pb2.Case:
+        return await self.db.run(self.db.get_case, req.case_id[:64])
+
+    async def decide_case(self, req: cases_pb2.DecideCaseRequest) -> cases_pb2.DecideCaseResponse:
+        out = await self.db.run(self.db.decide_case, req)
+        self._changed()
+        log.info("case_decided", state=out.case.state)
+        return out
 
     async def get(self, req: store_pb2.GetSubjectRecordRequest) -> common_pb2.Subject:
         return await self.db.run(self.db.get_subject, ids.check_subject_id(req.subject_id))
@@ -79,10 +116,14 @@ class StoreHandlers:
         return await self.db.run(self.db.get_templates, ids.check_subject_id(req.subject_id))
 
     async def delete(self, req: store_pb2.DeleteSubjectRequest) -> store_pb2.DeleteSubjectResponse:
+        sid = ids.check_subject_id(req.subject_id)
+        if await self.db.run(self.db.erase_held, sid, req.tenant, req.client):
+            log.info("held_enrolment_erased")
         reply = await self.db.run(
-            self.db.delete_subject, ids.check_subject_id(req.subject_id), req.reason,
-            req.tenant, req.client,
+            self.db.idempotent, self._idem(req), sid, store_pb2.DeleteSubjectResponse,
+            self.db.delete_subject, sid, req.reason, req.tenant, req.client,
         )  # fmt: skip
+        await self.db.run(self.db.forget_window_subject, sid)
         self._changed()
         self.metrics.erasures.labels(req.reason.split(":")[0][:32] or "delete").inc()
         log.info(
@@ -136,20 +177,25 @@ class StoreHandlers:
         return r
 
     async def grant_consent(self, req: store_pb2.ConsentRecordRequest):
+        sid = ids.check_subject_id(req.subject_id)
         return await self.db.run(
-            self.db.grant_consent, ids.check_subject_id(req.subject_id), req.consent
-        )
+            self.db.idempotent, self._idem(req), sid, store_pb2.SubjectStatus,
+            self.db.grant_consent, sid, req.consent,
+        )  # fmt: skip
 
     async def revoke_consent(self, req: store_pb2.ConsentRecordRequest):
+        sid = ids.check_subject_id(req.subject_id)
         return await self.db.run(
-            self.db.revoke_consent, ids.check_subject_id(req.subject_id),
-            list(req.consent.purposes), req.consent.revoked_by,
+            self.db.idempotent, self._idem(req), sid, store_pb2.SubjectStatus,
+            self.db.revoke_consent, sid, list(req.consent.purposes), req.consent.revoked_by,
         )  # fmt: skip
 
     async def set_lock(self, req: store_pb2.LockRequest):
+        sid = ids.check_subject_id(req.subject_id)
         st = await self.db.run(
-            self.db.set_biometric_lock, ids.check_subject_id(req.subject_id), req.locked
-        )
+            self.db.idempotent, self._idem(req), sid, store_pb2.SubjectStatus,
+            self.db.set_biometric_lock, sid, req.locked,
+        )  # fmt: skip
         self.metrics.biometric_lock_changes.labels("lock" if req.locked else "unlock").inc()
         return st
 
@@ -202,6 +248,11 @@ class StoreHandlers:
         return store_pb2.MigrateLayoutResponse(subjects_moved=moved)
 
     async def checkpoint(self) -> None:
+        # Erasures by other store processes leave this one's window here at the latest.
+        await self.db.run(self.db.prune_window)
+        purged = await self.db.run(self.db.purge_idempotency)
+        if purged:
+            log.info("idempotency_keys_purged", count=purged)
         cp = await self.db.run(self.db.checkpoint, self.signer)
         if cp is not None:
             log.info("audit_checkpoint", seq=cp.seq)

@@ -215,7 +215,10 @@ class Database:
     def _create(self):
         self._conn = conn = self._connect()
         d = self.dialect
-        ddl = SCHEMA.format(pk=d.pk, blob=d.blob, big=d.big)
+        # The base tables, then each part's own (a mixin's class attribute ``DDL``).
+        parts = [SCHEMA] + [k.__dict__["DDL"] for k in reversed(type(self).__mro__)
+                            if "DDL" in k.__dict__]  # fmt: skip
+        ddl = ";".join(parts).format(pk=d.pk, blob=d.blob, big=d.big)
         self._tx(lambda _c: [self._x(stmt) for stmt in ddl.split(";") if stmt.strip()])
         self._add_columns()
         self._check_layout()
@@ -269,12 +272,22 @@ class Database:
         self._executor.submit(self._conn.close).result()
         self._executor.shutdown(wait=True)
 
+    _in_tx = False
+
     def _tx(self, fn: Callable[[Any], T]) -> T:
+        """Runs ``fn`` in one transaction. Nested calls join the outer one,
+        so a write can be wrapped (``tanu.store.idempotency``: the key's
+        record and the reply commit with the effect, or neither does)."""
+        if self._in_tx:
+            return fn(self._conn)
         self._conn.execute(self.dialect.begin)
+        self._in_tx = True
         try:
             out = fn(self._conn)
         except BaseException:
+            self._in_tx = False
             self._conn.execute("ROLLBACK")
             raise
+        self._in_tx = False
         self._conn.execute("COMMIT")
         return out

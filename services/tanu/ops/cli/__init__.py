@@ -19,6 +19,7 @@
     tanu partitions rebalance --to P2 | abort
     tanu receipt RECEIPT_ID --subject SUBJECT_ID [--json]   an erasure's latest signed receipt
     tanu reconcile [--repair]                store vs every searcher, by digest
+    tanu cases list [--state open|decided|all] | show CASE_ID | decide CASE_ID duplicate|merge|distinct
 
 Every call to the gateway carries a token (``--token``, ``TANU_TOKEN``, or
 the local cluster's ``var/keys/operator.token``) and a purpose
@@ -31,7 +32,8 @@ dimension). The gateway address comes from ``--gateway``,
 Each command's arguments live beside its handler, in the module of its
 kind: ``cluster`` (up, status), ``enrolment`` (enroll), ``eval`` (models,
 eval), ``identity`` (verify, identify, delete, subject, report, history),
-``receipt``, ``admin`` (audit, keys, tokens), ``partitions``, ``reconcile``; ``client`` is what the
+``receipt``, ``admin`` (audit, keys, tokens), ``partitions``, ``reconcile``, ``cases``
+(adjudication); ``client`` is what the
 verbs that call the cluster share.
 """
 
@@ -40,12 +42,12 @@ from __future__ import annotations
 import argparse
 import os
 
-from . import admin, cluster, enrolment, eval, identity, partitions, receipt, reconcile
+from . import admin, cases, cluster, enrolment, eval, identity, partitions, receipt, reconcile
 
 __all__ = ["main", "parser"]
 
 # In this order in ``tanu --help``.
-_COMMAND_MODULES = (cluster, enrolment, eval, identity, receipt, admin, partitions, reconcile)
+_COMMAND_MODULES = (cluster, enrolment, eval, identity, receipt, admin, partitions, reconcile, cases)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -10,6 +10,7 @@ import grpc
 
 from tanu.v1 import identity_pb2, identity_pb2_grpc
 
+from .cases import not_enrolled
 from .client import add_client_parser, call, channel, load_sample, show
 
 
@@ -90,13 +91,7 @@ def enroll_dir(args) -> int:
                 elif reply.enrolled:
                     enrolled += 1
                 else:
-                    failures.append(
-                        (
-                            name,
-                            f"duplicate of {reply.duplicate_of.subject_id} "
-                            f"(score {reply.duplicate_of.score:.4f})",
-                        )
-                    )
+                    failures.append((name, not_enrolled(reply)))
     if args.json:
         print(
             json.dumps(
@@ -132,8 +127,7 @@ def cmd_enroll(args) -> int:
     if r.enrolled:
         text = f"enrolled {r.subject.subject_id} (partition {r.subject.partition}, indexed: {r.indexed})"
     else:
-        d = r.duplicate_of
-        text = f"not enrolled: the face matches {d.subject_id} (score {d.score:.4f}); use --allow-duplicate to enrol anyway"
+        text = f"not enrolled: {not_enrolled(r, 'the face matches')}"
     show(args, r, text)
     return 0 if r.enrolled else 3
 
