@@ -107,7 +107,9 @@ class Principal:
 
     @property
     def sees_scores(self) -> bool:
-        return self.tenant.scores
+        """Raw scores go to tenants configured for them and to adjudicators;
+        relying parties get decisions."""
+        return self.tenant.scores or "adjudicate" in self.scopes
 
 
 @dataclass

@@ -24,8 +24,9 @@ def may_name_match(
     """Whether a caller (``tenant_id`` with ``scopes``, acting for
     ``purpose``) may learn the matched subject's id: the subject must have
     consented to the purpose and not locked their biometrics, and the caller
-    must have rights to it (a tenant of its consent records, ``owners``, or
-    an adjudicator)."""
+    must have rights to it: its owner (the enrolling agency, as in
+    ``tanu.policy.access``), a tenant of its consent records (``owners``),
+    or an adjudicator."""
     if not status.enrolled or status.biometric_locked or purpose not in status.purposes:
         return False
-    return tenant_id in owners or ADJUDICATE in scopes
+    return status.owner == tenant_id or tenant_id in owners or ADJUDICATE in scopes
