@@ -40,7 +40,7 @@ class IdentityOperation:
         """Runs the use case for ``request`` behind the guard."""
         return await guard.handle(
             self, metadata, getattr(request, "subject_id", ""),
-            lambda call: self.use_case(gateway, request, call), deadline_s,
+            lambda call: self.use_case(gateway, request, call), deadline_s, request=request,
         )  # fmt: skip
 
 
