@@ -105,7 +105,7 @@ class Guard:
 
     def _chunks(self, records: list[store_pb2.AuditRecord]) -> list[list[store_pb2.AuditRecord]]:
         """``records`` in order, in runs whose encoded append stays under the bus's limit."""
-        budget = max(64 * 1024, self._max_payload() - _PAYLOAD_HEADROOM)
+        budget = max(8 * 1024, self._max_payload() - _PAYLOAD_HEADROOM)
         out: list[list[store_pb2.AuditRecord]] = [[]]
         size = 0
         for r in records:
