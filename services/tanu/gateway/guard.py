@@ -205,9 +205,10 @@ class Guard:
         request: RequestSource = None,
     ) -> Any:
         """Authenticates (first: nothing of the request is looked at
-        before), rate-limits, bounds the request's fields (``bounds``),
-        authorises (``op``'s scopes and purpose), runs ``fn`` and audits the
-        outcome (every denial included; failed authentication in aggregate)."""
+        before), rate-limits, authorises (``op``'s scopes and purpose),
+        builds the request when it is given as a function and bounds its
+        fields (``bounds``), runs ``fn`` and audits the outcome (every
+        denial included; failed authentication in aggregate)."""
         operation, scopes = op.name, op.scopes
         purpose = metadata.get(PURPOSE_KEY, "").strip()
         audit_purpose = purpose if len(purpose) <= bounds.PURPOSE_CHARS else ""
@@ -224,15 +225,15 @@ class Guard:
                     "rate_limited",
                 )
             bounds.check_purpose(purpose)
-            message = request() if callable(request) else request
-            if message is not None:
-                bounds.check(message)
             granted = [s for s in scopes if s in principal.scopes]
             auth.Authenticator.authorize(
                 principal,
                 granted[0] if granted else scopes[0],
                 purpose if op.needs_purpose else None,
             )
+            message = _built(request)
+            if message is not None:
+                bounds.check(message)
             out = await fn(call)
         except errors.TanuError as exc:
             if exc.reason:  # a refusal (scope, purpose, consent, limits)
@@ -251,3 +252,16 @@ class Guard:
                               {"reason": logs.bounded(exc.message, 300)})  # fmt: skip
         except errors.TanuError as audit_exc:
             log.error("audit_append_failed", operation=operation, error=audit_exc.message)
+
+
+def _built(request: RequestSource) -> Message | None:
+    """The request, built when it is a function; a value the message
+    refuses (out of its type's range, not UTF-8) is InvalidArgument."""
+    if not callable(request):
+        return request
+    try:
+        return request()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise errors.InvalidArgument(
+            f"the request is not valid: {logs.bounded(str(exc), 200)}"
+        ) from None

@@ -48,6 +48,7 @@ log = logs.get(__name__)
 GALLERIES = ("ALL",)
 MAX_JSON_DEPTH = 16
 MAX_CANDIDATES = 1000
+F32_MAX = 3.4028234663852886e38  # request fields are float32
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(r"[\[\]{}]")
 
@@ -270,7 +271,9 @@ class RestFacade:
             value = kind(raw) if len(raw) <= 32 else None
         except ValueError:
             value = None
-        if value is None or (kind is float and not math.isfinite(value)):
+        if value is None or (
+            kind is float and not (math.isfinite(value) and abs(value) <= F32_MAX)
+        ):
             raise errors.InvalidArgument(f"{name}={shown} is not a finite number")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise errors.InvalidArgument(f"{name}={shown} is out of range: {lo}..{hi}")
