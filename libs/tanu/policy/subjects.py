@@ -45,4 +45,16 @@ def age_on(dob: dt.date, day: dt.date) -> int:
 
 
 def is_minor(dob_text: str, day: dt.date | None = None) -> bool:
-    return age_on(parse_dob(dob_text), day or dt.date.today()) < ADULT_AGE
+    """Whether a person born on ``dob_text`` is under 18 (on ``day``). A
+    date stored before dates were held to ``YYYY-MM-DD`` (e.g. "19900101")
+    is still read, so such records keep working; new ones cannot be made."""
+    try:
+        dob = parse_dob(dob_text)
+    except errors.InvalidArgument:
+        try:
+            dob = dt.date.fromisoformat(dob_text)
+        except ValueError:
+            raise errors.InvalidArgument(
+                f"date_of_birth {dob_text[:32]!r} is not a calendar date"
+            ) from None
+    return age_on(dob, day or dt.date.today()) < ADULT_AGE
