@@ -7,7 +7,8 @@ half over REST (every route).
 Prints the count, the replies by status, the number of INTERNAL/UNKNOWN/5xx
 (goal 0), the services' restarts (goal 0) and whether they still serve;
 exits 1 unless all three hold. Up to 20 offending inputs are written to
-``<var>/fuzz-failures.jsonl`` to reproduce them.
+``<var>/fuzz-failures.jsonl`` to reproduce them (the temporary cluster
+folder is removed only when the run passed).
 
     python tests/fuzz_run.py --count 1000000 [--concurrency 256] [--seed 1]
 """
@@ -21,6 +22,7 @@ import collections
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -218,7 +220,10 @@ def main(argv=None) -> int:
         out = var / "fuzz-failures.jsonl"
         out.write_text("".join(json.dumps(b) + "\n" for b in fz.bad if b))
         print(f"offending inputs: {out}")
-    return 0 if bad == 0 and n_restarts == 0 and ok else 1
+    passed = bad == 0 and n_restarts == 0 and ok
+    if passed and not args.var:
+        shutil.rmtree(var, ignore_errors=True)
+    return 0 if passed else 1
 
 
 if __name__ == "__main__":
