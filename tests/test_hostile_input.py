@@ -197,7 +197,7 @@ async def test_oversize_values_are_refused_with_their_limit_not_cut(hc):
     v = unit_vectors(1, seed=902)[0]
     grant = identity_pb2.ConsentGrant(purposes=["kyc"], evidence_ref="e" * 100_000)
     cases = [
-        (enroll("big-evidence", v, consent=grant), "consent.evidence_ref", "the limit is 512"),
+        (enroll("big-evidence", v, consent=grant), "consent.evidence_ref", "the limit is 200"),
         (enroll("many-purposes", v, consent=consent(["kyc"] * 33)), "consent.purposes", "32"),
         (enroll("long-purpose", v, consent=consent(["k" * 65])), "consent.purposes", "64"),
     ]

@@ -21,7 +21,7 @@ STRING_LIMITS = {
     "subject_id": ids.MAX_SUBJECT_ID_LEN,
     "guardian_subject_id": ids.MAX_SUBJECT_ID_LEN,
     "revoker_subject_id": ids.MAX_SUBJECT_ID_LEN,
-    "evidence_ref": 512,
+    "evidence_ref": 200,  # the store keeps 200: a longer one would be cut
     "relationship": 64,
     "purposes": 64,
     "reason": 200,
