@@ -78,6 +78,7 @@ async def hc(tmp_path_factory):
         await c.start_all()
         key = signing.load_signing_key(tmp / "keys" / "issuer.pem")
         c.gov = auth.issue_token(key, "gov", "gov-app", ["enrol", "verify", "subject.report"])
+        c.ghost = auth.issue_token(key, "ghost-agency", "app", ["subject.report"])
         c.op = operator_token(env)
         c.raw = grpc.aio.insecure_channel(f"127.0.0.1:{c.gateway.port}")
         c.anon = identity_pb2_grpc.IdentityStub(c.raw)
@@ -407,5 +408,10 @@ async def test_failed_authentication_is_limited_per_peer_and_audited_in_aggregat
     counted = sum(json.loads(r[4])["count"] for r in rows)
     assert counted == 80 and len(rows) <= 6, rows
     assert all(json.loads(r[4])["peer"] == "127.0.0.1" for r in rows)
-    # 80 failures cost a handful of audit writes, not 40 (plus the valid call's)
+    # 80 failures cost a handful of audit writes, not 80 (plus the valid call's)
     assert len(audit_rows(c, "1 = 1")) - before <= 7
+    # a valid signature of a tenant the registry does not know is refused and audited per request
+    code, details = await status_of(c.anon.GetSubject(req, metadata=tok(c.ghost)))
+    assert code == grpc.StatusCode.PERMISSION_DENIED and "not registered" in details
+    rows = audit_rows(c, "result = 'PERMISSION_DENIED' AND detail LIKE '%ghost-agency%'")
+    assert len(rows) == 1 and rows[0][0] == "GetSubject"

@@ -45,6 +45,9 @@ _PAYLOAD_HEADROOM = 4096
 # its fields but not its detail.
 _MAX_RECORD_BYTES = 16 * 1024
 
+# Refusals audited in aggregate per peer (``peers``), not per request.
+AGGREGATED = ("unauthenticated", "auth_rate_limited")
+
 # A request as given, or a function building it once the caller is
 # authenticated (REST bodies; a gRPC body that did not decode raises).
 RequestSource = Message | Callable[[], Message] | None
@@ -214,7 +217,13 @@ class Guard:
         audit_purpose = purpose if len(purpose) <= bounds.PURPOSE_CHARS else ""
         call = Call(operation, None, audit_purpose, bounds.audit_subject(subject_id),
                     deadline_s=deadline_s)  # fmt: skip
-        principal = call.principal = self.authenticate(metadata, operation)
+        try:
+            principal = call.principal = self.authenticate(metadata, operation)
+        except errors.TanuError as exc:
+            if exc.reason not in AGGREGATED:  # e.g. a valid token of an unregistered tenant
+                self.metrics.denials.labels("gateway", operation, exc.reason or "error").inc()
+                await self._safe_record(None, operation, call.purpose, call.subject_id, exc)
+            raise
         try:
             wait = self.limits.allow(principal.tenant)
             if wait > 0:
