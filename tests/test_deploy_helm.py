@@ -109,6 +109,7 @@ def test_every_service_is_deployed_with_grpc_probes_metrics_and_keys(chart_witho
         "issuer.pem.pub",
         "tenants.json",
         "snapshot.key",
+        "log-pseudonym.key",
     }
     import base64
 

@@ -71,6 +71,8 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
   value: /etc/tanu/keys/tenants.json
 - name: TANU_SNAPSHOT_KEY_FILE
   value: /etc/tanu/keys/snapshot.key
+- name: TANU_LOG_PSEUDONYM_KEY_FILE
+  value: /etc/tanu/keys/log-pseudonym.key
 - name: POD_NAME
   valueFrom:
     fieldRef:

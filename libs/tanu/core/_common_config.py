@@ -76,6 +76,11 @@ class Common:
         "TANU_METRICS_PORT", -1, "Prometheus port; -1 disables, 0 picks a free one."
     )
     log_level: str = setting("TANU_LOG_LEVEL", "info", "Log level: debug, info, warning, error.")
+    log_pseudonym_key_file: str = setting(
+        "TANU_LOG_PSEUDONYM_KEY_FILE",
+        "",
+        "Key (file) of the keyed hash that stands for subject ids in logs; random per process when unset.",
+    )
     shutdown_grace_s: float = setting(
         "TANU_SHUTDOWN_GRACE_S", 5.0, "Seconds in-flight RPCs get on SIGTERM."
     )

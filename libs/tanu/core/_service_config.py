@@ -211,6 +211,19 @@ class GatewayConfig:
         "",
         "Tenant registry (JSON): id, kind, scopes, purposes, rate limit of each tenant.",
     )
+    auth_failure_rate_per_s: float = setting(
+        "TANU_AUTH_FAILURE_RATE_PER_S",
+        5.0,
+        "Failed authentications a peer (address) may make per second before RESOURCE_EXHAUSTED.",
+    )
+    auth_failure_burst: int = setting(
+        "TANU_AUTH_FAILURE_BURST", 20, "Failed authentications a peer may make in a burst."
+    )
+    auth_failure_audit_s: float = setting(
+        "TANU_AUTH_FAILURE_AUDIT_S",
+        10.0,
+        "Failed authentications are audited as one entry per peer and reason per this interval.",
+    )
     erasure_wait_s: float = setting(
         "TANU_ERASURE_WAIT_S",
         5.0,

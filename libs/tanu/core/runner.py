@@ -35,7 +35,7 @@ def main(
         print(f"{name}: bad configuration: {exc}", file=sys.stderr)
         return 2
     common = config.common
-    logs.configure(name, common.log_level)
+    logs.configure(name, common.log_level, pseudonym_key_file=common.log_pseudonym_key_file)
     log = logs.get(name)
 
     async def run() -> int:

@@ -6,6 +6,7 @@ missing under one folder and names it in the environment the services read.
 - ``issuer.pem`` (+ ``.pub``): Ed25519 key signing tenant tokens;
 - ``snapshot.key``: the searchers' snapshot key;
 - ``jetstream.key``: the key JetStream encrypts its files with (``NatsServer``);
+- ``log-pseudonym.key``: the key of the pseudonyms subject ids get in logs;
 - ``tenants.json``: the tenant registry, with one operator tenant;
 - ``operator.token``: a token for the operator tenant, for the CLI.
 
@@ -45,7 +46,7 @@ def provision(folder: str | Path, token_ttl_s: float = 30 * 24 * 3600) -> dict[s
     envelope.init_keyring(d / "master.keyring")
     signing.init_signing_key(d / "audit.pem")
     issuer = signing.init_signing_key(d / "issuer.pem")
-    for name in ("snapshot.key", "jetstream.key"):
+    for name in ("snapshot.key", "jetstream.key", "log-pseudonym.key"):
         if not (d / name).exists():
             files.write_private(d / name, base64.b64encode(os.urandom(32)).decode())
     snap = d / "snapshot.key"
@@ -66,6 +67,7 @@ def provision(folder: str | Path, token_ttl_s: float = 30 * 24 * 3600) -> dict[s
         "TANU_TOKEN_PUBLIC_KEY_FILE": str(d / "issuer.pem.pub"),
         "TANU_TENANTS_FILE": str(tenants),
         "TANU_SNAPSHOT_KEY_FILE": str(snap),
+        "TANU_LOG_PSEUDONYM_KEY_FILE": str(d / "log-pseudonym.key"),
     }
 
 

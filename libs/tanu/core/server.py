@@ -27,11 +27,44 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 REQUEST_ID_KEY = "x-request-id"
 
 
+class MalformedRequest:
+    """What a method receives when its request body did not decode (only a
+    method marked ``accepts_malformed``; any other is refused
+    INVALID_ARGUMENT by the interceptor). ``refuse`` raises that refusal."""
+
+    def __init__(self, method: str, size: int) -> None:
+        self.method = method
+        self.size = size
+
+    def refuse(self):
+        raise errors.InvalidArgument(
+            f"the request body ({self.size} bytes) is not a valid {self.method} request message"
+        )
+
+
+def _tolerant(deserializer, method: str):
+    """``deserializer``, returning a ``MalformedRequest`` instead of raising:
+    grpc.aio decodes before any handler or interceptor runs, and a decode
+    error there becomes UNKNOWN, unaudited."""
+    if deserializer is None:
+        return None
+
+    def decode(data: bytes):
+        try:
+            return deserializer(data)
+        except Exception:  # noqa: BLE001 - DecodeError, or invalid UTF-8 in a string field
+            return MalformedRequest(method, len(data))
+
+    return decode
+
+
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    """Binds the caller's (or a new) request id, times every unary RPC,
-    counts it by status code, and turns exceptions into statuses: a
-    TanuError into its code and message, anything else into INTERNAL with the
-    request id (the trace goes to the log, never to the caller)."""
+    """Binds the caller's request id (when it is a safe one; else a fresh
+    one, ``logs.checked_request_id``), times every unary RPC, counts it by
+    status code, turns a body that does not decode into INVALID_ARGUMENT,
+    and turns exceptions into statuses: a TanuError into its code and
+    message, anything else into INTERNAL with the request id (the trace goes
+    to the log, never to the caller)."""
 
     def __init__(self, service: str, metrics: Metrics) -> None:
         self._service = service
@@ -41,18 +74,23 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        method = handler_call_details.method.rsplit("/", 1)[-1]
+        method = handler_call_details.method.rsplit("/", 1)[-1][:64]
         inner = handler.unary_unary
+        own_refusal = getattr(inner, "accepts_malformed", False)
         service, metrics = self._service, self._metrics
 
         async def wrapped(request, context: grpc.aio.ServicerContext):
             md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
-            rid = md.get(REQUEST_ID_KEY) or logs.new_request_id()
+            rid, replaced = logs.checked_request_id(md.get(REQUEST_ID_KEY))
             token = logs.request_id_var.set(rid)
             context.set_trailing_metadata(((REQUEST_ID_KEY, rid),))
+            if replaced:
+                log.info("request_id_replaced", method=method, why=replaced)
             start = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                if isinstance(request, MalformedRequest) and not own_refusal:
+                    request.refuse()
                 return await inner(request, context)
             except errors.TanuError as exc:
                 code = exc.code
@@ -75,7 +113,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
 
         return grpc.unary_unary_rpc_method_handler(
             wrapped,
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer, method),
             response_serializer=handler.response_serializer,
         )
 

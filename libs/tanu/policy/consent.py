@@ -49,6 +49,20 @@ def check_enrolment_purpose(purposes: Sequence[str], purpose: str) -> None:
         )
 
 
+def check_purposes_held(purposes: Sequence[str], held: frozenset[str], tenant_id: str) -> None:
+    """Refuses a consent naming a purpose the enrolling tenant does not hold
+    (the registry's purposes are the known ones): a tenant cannot record
+    consent on another agency's behalf, nor for a purpose nobody serves."""
+    foreign = sorted({p.strip() for p in purposes} - held)
+    if foreign:
+        shown = [p if len(p) <= 64 else p[:32] + f"...({len(p)} characters)" for p in foreign[:8]]
+        raise errors.PermissionDenied(
+            f"consent.purposes {shown} are not purposes tenant {tenant_id!r} holds "
+            f"(it holds {sorted(held)})",
+            "purpose",
+        )
+
+
 def grant_purposes(grant: identity_pb2.ConsentGrant) -> list[str]:
     """The purposes a grant consents to (trimmed, sorted, once each); the
     grant must name at least one and where its signed evidence is kept."""

@@ -45,7 +45,7 @@ class IdentityOperation:
             return self.use_case(gateway, request, call)
 
         return await guard.handle(
-            self, metadata, getattr(request, "subject_id", ""), run, deadline_s
+            self, metadata, getattr(request, "subject_id", ""), run, deadline_s, request=request
         )
 
 

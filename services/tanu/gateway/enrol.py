@@ -43,6 +43,9 @@ async def enroll(
         raise errors.PermissionDenied(
             "enrolment needs a consent record (consent); none was given", "consent"
         )
+    consent.check_purposes_held(
+        req.consent.purposes, call.principal.tenant.purposes, call.principal.tenant_id
+    )
     record = await consent_record(gw, subject_id, req.date_of_birth, req.consent, call, None)
     consent.check_enrolment_purpose(record.purposes, call.purpose)
     probe = await gw.samples.template(req.sample, enrol=True)

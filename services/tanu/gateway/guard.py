@@ -1,9 +1,14 @@
 """The gateway's front door: who is calling (token), may they (scope,
-purpose, rate limit), and the audit record of every request, allowed or not.
+purpose, rate limit), are the request's fields within their bounds, and the
+audit record of every request, allowed or not.
 
 Every request is written to the audit log before its reply leaves: entries
 are micro-batched to the store's audit writer (``tanu.store.audit``), so a
-busy gateway costs the store one append per batch, not per request.
+busy gateway costs the store one append per batch, not per request. A
+batch is split by encoded size below the bus's payload limit, so no batch
+can exceed it and no request can fail another's. Failed authentication is
+limited per peer and audited in aggregate (``peers``), so an
+unauthenticated flood costs no store write per request.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from google.protobuf.message import Message
+
 from tanu.clients.store import StoreClient
 from tanu.core import audit, auth, errors, logs, signing
 from tanu.core.batching import MicroBatcher
@@ -20,7 +27,7 @@ from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
 from tanu.v1 import store_pb2
 
-from . import samples
+from . import bounds, peers, samples
 
 if TYPE_CHECKING:
     from .api import IdentityOperation
@@ -28,6 +35,22 @@ if TYPE_CHECKING:
 log = logs.get(__name__)
 
 PURPOSE_KEY = "x-tanu-purpose"
+# The caller's address, put into a request's metadata by the transport
+# (gRPC peer, REST remote). A client cannot send it: gRPC refuses keys
+# starting with ':' and REST builds its metadata itself.
+PEER_KEY = ":peer"
+# Room left in a bus message for the headers and the request's framing.
+_PAYLOAD_HEADROOM = 4096
+# An audit entry larger than this (it cannot be, with bounded fields) keeps
+# its fields but not its detail.
+_MAX_RECORD_BYTES = 16 * 1024
+
+# Refusals audited in aggregate per peer (``peers``), not per request.
+AGGREGATED = ("unauthenticated", "auth_rate_limited")
+
+# A request as given, or a function building it once the caller is
+# authenticated (REST bodies; a gRPC body that did not decode raises).
+RequestSource = Message | Callable[[], Message] | None
 
 
 @dataclass
@@ -49,12 +72,19 @@ class Call:
 
 
 class Guard:
-    """Authenticates, authorises, rate-limits and audits every Identity request."""
+    """Authenticates, authorises, rate-limits, bounds and audits every Identity request."""
 
-    def __init__(self, config: GatewayConfig, store: StoreClient, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store: StoreClient,
+        metrics: Metrics,
+        max_payload: Callable[[], int] = lambda: 1024 * 1024,
+    ) -> None:
         self.config = config
         self.metrics = metrics
         self._store = store
+        self._max_payload = max_payload  # the bus's limit (nc.max_payload), read per batch
         if not config.token_public_key_file or not config.tenants_file:
             raise errors.FailedPrecondition(
                 "the gateway authenticates every tenant: set TANU_TOKEN_PUBLIC_KEY_FILE "
@@ -65,24 +95,51 @@ class Guard:
             auth.Registry.from_file(config.tenants_file),
         )
         self.limits = auth.RateLimiter()
+        self.failures = peers.PeerFailures(
+            config.auth_failure_rate_per_s, config.auth_failure_burst,
+            config.auth_failure_audit_s, self._record_failures,
+        )  # fmt: skip
         self._audit = MicroBatcher(
             self._append, name="audit", max_batch=512, max_wait_s=0.002, max_in_flight=2,
             metrics=metrics,
         )  # fmt: skip
 
     async def close(self) -> None:
+        await self.failures.close()
         await self._audit.close()
 
+    def _chunks(self, records: list[store_pb2.AuditRecord]) -> list[list[store_pb2.AuditRecord]]:
+        """``records`` in order, in runs whose encoded append stays under the bus's limit."""
+        budget = max(8 * 1024, self._max_payload() - _PAYLOAD_HEADROOM)
+        out: list[list[store_pb2.AuditRecord]] = [[]]
+        size = 0
+        for r in records:
+            n = r.ByteSize()
+            if n > _MAX_RECORD_BYTES:
+                r.detail_json = audit.detail_json({"detail_omitted_bytes": len(r.detail_json)})
+                n = r.ByteSize()
+            n += 6  # the field tag and length of the record in the request
+            if out[-1] and size + n > budget:
+                out.append([])
+                size = 0
+            out[-1].append(r)
+            size += n
+        return out
+
     async def _append(self, groups: list[list[store_pb2.AuditRecord]]) -> list[int]:
-        """One store append for the entries of many requests (each request's
+        """Store appends for the entries of many requests (each request's
         entries are one batch item, so one request never looks like load to
-        the batcher's adaptive wait). Returns each group's last sequence."""
+        the batcher's adaptive wait), split below the bus's payload limit.
+        Returns each group's last sequence."""
         records = [r for g in groups for r in g]
-        reply = await self._store.append_audit(store_pb2.AppendAuditRequest(records=records))
-        ends, seq = [], reply.last_seq - len(records)
+        seqs: list[int] = []
+        for chunk in self._chunks(records):
+            reply = await self._store.append_audit(store_pb2.AppendAuditRequest(records=chunk))
+            seqs.extend(range(reply.last_seq - len(chunk) + 1, reply.last_seq + 1))
+        ends, i = [], 0
         for g in groups:
-            seq += len(g)
-            ends.append(seq)
+            i += len(g)
+            ends.append(seqs[i - 1] if i else 0)
         return ends
 
     async def record(
@@ -117,6 +174,32 @@ class Guard:
         ]  # fmt: skip
         return await self._audit.submit(recs)
 
+    async def _record_failures(
+        self, peer: str, operation: str, reason: str, count: int, interval_s: float
+    ) -> None:
+        await self.record(None, operation, "", "", "UNAUTHENTICATED",
+                          {"peer": peer, "reason": reason, "count": count,
+                           "interval_s": interval_s, "aggregated": True})  # fmt: skip
+
+    def authenticate(self, metadata: dict[str, str], operation: str) -> auth.Principal:
+        """The caller behind the request's token. A failure is counted for
+        the peer (and audited in aggregate, ``peers``); a peer past its
+        budget of failures gets RESOURCE_EXHAUSTED instead."""
+        try:
+            return self.auth.authenticate(metadata.get(auth.AUTHORIZATION_KEY))
+        except errors.Unauthenticated as exc:
+            peer = peers.peer_host(metadata.get(PEER_KEY, ""))
+            refusal: errors.TanuError = exc
+            wait = self.failures.over_budget(peer)
+            if wait > 0:
+                refusal = errors.ResourceExhausted(
+                    f"too many failed authentications from this address; retry in {wait:.1f}s",
+                    "auth_rate_limited",
+                )
+            self.failures.failed(peer, operation, peers.reason_of(refusal))
+            self.metrics.denials.labels("gateway", operation, refusal.reason).inc()
+            raise refusal from None
+
     async def handle(
         self,
         op: IdentityOperation,
@@ -124,15 +207,26 @@ class Guard:
         subject_id: str,
         fn: Callable[[Call], Awaitable[Any]],
         deadline_s: float | None = None,
+        request: RequestSource = None,
     ) -> Any:
-        """Authenticates, authorises (``op``'s scopes and purpose),
-        rate-limits, runs ``fn`` and audits the outcome (every denial
-        included)."""
+        """Authenticates (first: nothing of the request is looked at
+        before), rate-limits, authorises (``op``'s scopes and purpose),
+        builds the request when it is given as a function and bounds its
+        fields (``bounds``), runs ``fn`` and audits the outcome (every
+        denial included; failed authentication in aggregate)."""
         operation, scopes = op.name, op.scopes
         purpose = metadata.get(PURPOSE_KEY, "").strip()
-        call = Call(operation, None, purpose, subject_id, deadline_s=deadline_s)
+        audit_purpose = purpose if len(purpose) <= bounds.PURPOSE_CHARS else ""
+        call = Call(operation, None, audit_purpose, bounds.audit_subject(subject_id),
+                    deadline_s=deadline_s)  # fmt: skip
         try:
-            principal = call.principal = self.auth.authenticate(metadata.get("authorization"))
+            principal = call.principal = self.authenticate(metadata, operation)
+        except errors.TanuError as exc:
+            if exc.reason not in AGGREGATED:  # e.g. a valid token of an unregistered tenant
+                self.metrics.denials.labels("gateway", operation, exc.reason or "error").inc()
+                await self._safe_record(None, operation, call.purpose, call.subject_id, exc)
+            raise
+        try:
             samples.tenant_var.set(principal.tenant_id)  # the face services' fair share
             wait = self.limits.allow(principal.tenant)
             if wait > 0:
@@ -142,20 +236,24 @@ class Guard:
                     f"({principal.tenant.rate_per_s:g}/s); retry in {wait:.2f}s",
                     "rate_limited",
                 )
+            bounds.check_purpose(purpose)
             granted = [s for s in scopes if s in principal.scopes]
             auth.Authenticator.authorize(
                 principal,
                 granted[0] if granted else scopes[0],
                 purpose if op.needs_purpose else None,
             )
+            message = _built(request)
+            if message is not None:
+                bounds.check(message)
             out = await fn(call)
         except errors.TanuError as exc:
-            if exc.reason:  # a refusal (authentication, scope, purpose, consent, limits)
+            if exc.reason:  # a refusal (scope, purpose, consent, limits)
                 self.metrics.denials.labels("gateway", operation, exc.reason).inc()
-            await self._safe_record(call.principal, operation, purpose, call.subject_id, exc)
+            await self._safe_record(principal, operation, call.purpose, call.subject_id, exc)
             raise
-        await self.record(principal, operation, purpose, call.subject_id, call.result, call.detail,
-                          call.extra)  # fmt: skip
+        await self.record(principal, operation, call.purpose, call.subject_id, call.result,
+                          call.detail, call.extra)  # fmt: skip
         return out
 
     async def _safe_record(self, principal, operation, purpose, subject_id, exc) -> None:
@@ -163,6 +261,19 @@ class Guard:
         still goes out (it released nothing) and the failure is logged."""
         try:
             await self.record(principal, operation, purpose, subject_id, exc.code.name,
-                              {"reason": exc.message[:300]})  # fmt: skip
+                              {"reason": logs.bounded(exc.message, 300)})  # fmt: skip
         except errors.TanuError as audit_exc:
             log.error("audit_append_failed", operation=operation, error=audit_exc.message)
+
+
+def _built(request: RequestSource) -> Message | None:
+    """The request, built when it is a function; a value the message
+    refuses (out of its type's range, not UTF-8) is InvalidArgument."""
+    if not callable(request):
+        return request
+    try:
+        return request()
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise errors.InvalidArgument(
+            f"the request is not valid: {logs.bounded(str(exc), 200)}"
+        ) from None

@@ -13,8 +13,15 @@ through the same guard (token, scope, purpose, rate limit, audit).
 is a FACE ``image`` (base64 JPEG/PNG) or ``template`` (base64 little-endian
 float32). Credentials: ``Authorization: Bearer <token>``; purpose:
 ``X-Tanu-Purpose``. Errors are ``{"code": <HTTP status>, "message": ...}``
-with the HTTP status of the problem (401, 403, 400, 404, 429, 503...).
-Templates and images are never returned.
+with the HTTP status of the problem (401, 403, 400, 404, 413, 415, 429,
+503...). Templates and images are never returned.
+
+Hostile input: the caller is authenticated before anything of the request
+is looked at (401 first); a body must be ``application/json`` (else 415),
+UTF-8, at most ``MAX_JSON_DEPTH`` deep, without NaN/Infinity or numbers
+out of range; query numbers are range-checked; replies are RFC 8259 JSON
+only (a non-finite number would be ``null``, never ``Infinity``). No input
+is answered 500.
 """
 
 from __future__ import annotations
@@ -22,7 +29,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
 import time
+from collections.abc import Callable
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -32,17 +42,83 @@ from tanu.v1 import common_pb2, identity_pb2
 
 from .api import OPERATIONS
 from .gateway import Gateway
-from .guard import Guard
+from .guard import PEER_KEY, Guard
 
 log = logs.get(__name__)
 
 GALLERIES = ("ALL",)
+MAX_JSON_DEPTH = 16
+MAX_CANDIDATES = 1000
+F32_MAX = 3.4028234663852886e38  # request fields are float32
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _finite(value):
+    """``value`` with every non-finite float replaced by None (JSON null)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _dumps(value) -> str:
+    return json.dumps(_finite(value), allow_nan=False)
+
+
+def json_response(value, status: int = 200) -> web.Response:
+    """An RFC 8259 JSON reply (never NaN or Infinity)."""
+    return web.json_response(value, status=status, dumps=_dumps)
 
 
 def _error(exc: errors.TanuError) -> web.Response:
-    return web.json_response(
-        {"code": exc.http_status, "message": exc.message}, status=exc.http_status
-    )
+    return json_response({"code": exc.http_status, "message": exc.message}, exc.http_status)
+
+
+def _refuse_constant(name: str):
+    raise errors.InvalidArgument(f"the body holds {name}, which is not JSON (RFC 8259)")
+
+
+def _parse_float(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise errors.InvalidArgument(f"the number {text[:32]} in the body is out of range")
+    return v
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > 19:
+        raise errors.InvalidArgument(f"the integer {text[:32]}... in the body is out of range")
+    return int(text)
+
+
+def parse_json(raw: bytes) -> dict:
+    """A request body as a JSON object; InvalidArgument naming what is wrong
+    (not UTF-8, not JSON, nested deeper than ``MAX_JSON_DEPTH``, NaN or
+    Infinity, a number out of range, not an object)."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise errors.InvalidArgument("the body is not UTF-8") from None
+    depth = deepest = 0
+    for b in _BRACKETS.findall(_STRING.sub('""', text)):
+        depth += 1 if b in "[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_JSON_DEPTH:
+        raise errors.InvalidArgument(
+            f"the body is nested {deepest} levels deep; the limit is {MAX_JSON_DEPTH}"
+        )
+    try:
+        body = json.loads(text, parse_constant=_refuse_constant, parse_float=_parse_float,
+                          parse_int=_parse_int)  # fmt: skip
+    except (ValueError, RecursionError):
+        raise errors.InvalidArgument("the body is not JSON") from None
+    if not isinstance(body, dict):
+        raise errors.InvalidArgument("the body must be a JSON object")
+    return body
 
 
 def _sample(body: dict) -> common_pb2.BiometricSample:
@@ -58,6 +134,9 @@ def _sample(body: dict) -> common_pb2.BiometricSample:
     for field in ("imageRef", "templateRef"):
         if b.get(field):
             raise errors.InvalidArgument(f"{field} is not supported: send the data inline")
+    for field in ("image", "template"):
+        if b.get(field) and not isinstance(b[field], str):
+            raise errors.InvalidArgument(f"{field} must be a base64 string")
     try:
         if b.get("image"):
             return common_pb2.BiometricSample(image=base64.b64decode(b["image"], validate=True))
@@ -104,11 +183,15 @@ class RestFacade:
 
     @web.middleware
     async def _observe(self, request: web.Request, handler):
-        """Request id, per-route metrics, and errors as JSON with their HTTP status."""
-        rid = request.headers.get("X-Request-Id") or logs.new_request_id()
+        """Request id (the caller's when it is a safe one, else a fresh one:
+        ``logs.checked_request_id``), per-route metrics, and errors as JSON
+        with their HTTP status."""
+        rid, replaced = logs.checked_request_id(request.headers.get("X-Request-Id"))
         token = logs.request_id_var.set(rid)
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
+        if replaced:
+            log.info("request_id_replaced", route=route, why=replaced)
         start = time.perf_counter()
         try:
             resp = await self._respond(request, handler, route, rid)
@@ -128,22 +211,42 @@ class RestFacade:
         except errors.TanuError as exc:
             return _error(exc)
         except web.HTTPRequestEntityTooLarge as exc:
-            return web.json_response(
-                {"code": 413, "message": f"the request body is too large ({exc.text})"}, status=413
+            return json_response(
+                {"code": 413, "message": f"the request body is too large ({exc.text})"}, 413
             )
         except web.HTTPException as exc:
-            return web.json_response({"code": exc.status, "message": exc.reason}, status=exc.status)
+            return json_response({"code": exc.status, "message": exc.reason}, exc.status)
         except Exception:  # noqa: BLE001 - never a trace to the caller
             log.exception("rest_handler_failed", route=route)
             return _error(errors.Internal(f"internal error (request id {rid})"))
 
-    async def _serve(self, operation: str, req, request: web.Request):
-        """Runs an Identity operation for the HTTP request, with its credentials and purpose."""
-        return await OPERATIONS[operation].serve(self._guard, self._gw, req, self._md(request))
+    async def _serve(
+        self, operation: str, request: web.Request, build: Callable[[bytes], object],
+        subject_id: str = "", body: bool = True,
+    ):  # fmt: skip
+        """Runs an Identity operation for the HTTP request: the caller is
+        authenticated first, then the body is read and checked (content
+        type, JSON) and the request built by ``build(body)``, inside the
+        guard (so a refusal is audited like any other)."""
+        op = OPERATIONS[operation]
+        md = self._md(request)
+        self._guard.authenticate(md, operation)  # 401 before anything else is looked at
+        raw = await request.read() if body else b""
+        built: list = []
+
+        def make():
+            if body:
+                _check_content_type(request)
+            built.append(build(raw))
+            return built[0]
+
+        return await self._guard.handle(
+            op, md, subject_id, lambda call: op.use_case(self._gw, built[0], call), request=make
+        )
 
     @staticmethod
     def _md(request: web.Request) -> dict[str, str]:
-        md = {}
+        md = {PEER_KEY: request.remote or ""}
         if "Authorization" in request.headers:
             md["authorization"] = request.headers["Authorization"]
         if "X-Tanu-Purpose" in request.headers:
@@ -155,75 +258,104 @@ class RestFacade:
         return md
 
     @staticmethod
-    async def _json(request: web.Request) -> dict:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise errors.InvalidArgument("the body is not JSON") from None
-        if not isinstance(body, dict):
-            raise errors.InvalidArgument("the body must be a JSON object")
-        return body
-
-    @staticmethod
     def _gallery(request: web.Request) -> None:
         g = request.match_info["galleryId"]
         if g not in GALLERIES:
-            raise errors.NotFound(f"unknown gallery {g!r}; this service has one gallery: ALL")
+            shown = repr(g) if len(g) <= 32 else f"of {len(g)} characters"
+            raise errors.NotFound(f"unknown gallery {shown}; this service has one gallery: ALL")
 
     @staticmethod
-    def _number(request: web.Request, name: str, kind=float):
+    def _number(request: web.Request, name: str, kind=float, lo=None, hi=None):
+        """A query number, range-checked; InvalidArgument when it is not one
+        (NaN and infinities included) or out of [lo, hi]."""
         raw = request.query.get(name)
         if raw is None:
             return None
+        shown = repr(raw) if len(raw) <= 32 else f"of {len(raw)} characters"
         try:
-            return kind(raw)
+            value = kind(raw) if len(raw) <= 32 else None
         except ValueError:
-            raise errors.InvalidArgument(f"{name}={raw!r} is not a number") from None
+            value = None
+        if value is None or (
+            kind is float and not (math.isfinite(value) and abs(value) <= F32_MAX)
+        ):
+            raise errors.InvalidArgument(f"{name}={shown} is not a finite number")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise errors.InvalidArgument(f"{name}={shown} is out of range: {lo}..{hi}")
+        return value
 
     async def verify(self, request: web.Request) -> web.Response:
-        self._gallery(request)
-        body = await self._json(request)
-        req = identity_pb2.VerifyRequest(
-            subject_id=request.match_info["personId"], sample=_sample(body)
-        )
-        threshold = self._number(request, "threshold")
-        if threshold is not None:
-            req.threshold = threshold
-        r = await self._serve("Verify", req, request)
+        def build(raw: bytes) -> identity_pb2.VerifyRequest:
+            self._gallery(request)
+            req = identity_pb2.VerifyRequest(
+                subject_id=request.match_info["personId"], sample=_sample(parse_json(raw))
+            )
+            threshold = self._number(request, "threshold")
+            if threshold is not None:
+                req.threshold = threshold
+            return req
+
+        r = await self._serve("Verify", request, build, request.match_info["personId"])
         out: dict = {"decision": r.decision == common_pb2.DECISION_MATCH}
         if r.HasField("score"):  # only for tenants that see scores
             out["scores"] = [{"score": r.score, "biometricType": "FACE"}]
-        return web.json_response(out)
+        return json_response(out)
 
     async def identify(self, request: web.Request) -> web.Response:
-        self._gallery(request)
-        body = await self._json(request)
-        req = identity_pb2.IdentifyRequest(sample=_sample(body))
-        top = self._number(request, "maxCandidates", int)
-        if top is not None:
-            req.top_k = top
-        r = await self._serve("Identify", req, request)
+        def build(raw: bytes) -> identity_pb2.IdentifyRequest:
+            self._gallery(request)
+            req = identity_pb2.IdentifyRequest(sample=_sample(parse_json(raw)))
+            top = self._number(request, "maxCandidates", int, 1, MAX_CANDIDATES)
+            if top is not None:
+                req.top_k = top
+            return req
+
+        r = await self._serve("Identify", request, build)
         if not r.complete:  # never a silently smaller gallery
             raise errors.Unavailable(f"partitions {list(r.missing_partitions)} did not answer")
-        return web.json_response([
+        return json_response([
             {"personId": c.subject_id, "rank": i + 1, "others": {"isMatch": c.is_match},
              **({"score": c.score} if c.HasField("score") else {})}
             for i, c in enumerate(r.candidates)
         ])  # fmt: skip
 
     async def delete(self, request: web.Request) -> web.Response:
-        req = identity_pb2.DeleteRequest(
-            subject_id=request.match_info["personId"], reason=request.query.get("reason", "")
-        )
-        r = await self._serve("Delete", req, request)
-        return web.json_response(json_format.MessageToDict(r))
+        pid = request.match_info["personId"]
+
+        def build(_raw: bytes) -> identity_pb2.DeleteRequest:
+            return identity_pb2.DeleteRequest(
+                subject_id=pid, reason=request.query.get("reason", "")
+            )
+
+        r = await self._serve("Delete", request, build, pid, body=False)
+        return json_response(json_format.MessageToDict(r))
 
     async def report(self, request: web.Request) -> web.Response:
-        req = identity_pb2.GetSubjectRequest(subject_id=request.match_info["personId"])
-        r = await self._serve("GetSubjectReport", req, request)
-        return web.json_response(json_format.MessageToDict(r))
+        pid = request.match_info["personId"]
+
+        def build(_raw: bytes) -> identity_pb2.GetSubjectRequest:
+            return identity_pb2.GetSubjectRequest(subject_id=pid)
+
+        r = await self._serve("GetSubjectReport", request, build, pid, body=False)
+        return json_response(json_format.MessageToDict(r))
 
     async def healthz(self, request: web.Request) -> web.Response:
         problem = self._gw.layout_problem
-        return web.json_response({"serving": not problem, "problem": problem},
-                                 status=503 if problem else 200)  # fmt: skip
+        return json_response({"serving": not problem, "problem": problem},
+                             503 if problem else 200)  # fmt: skip
+
+
+def _check_content_type(request: web.Request) -> None:
+    """Refuses (415) a body that does not say it is UTF-8 JSON."""
+    charset = (request.charset or "utf-8").lower()
+    if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
+        raise UnsupportedMediaType(
+            f"the body must be sent as Content-Type: application/json (UTF-8), "
+            f"not {logs.bounded(request.headers.get('Content-Type', 'none'), 64)!r}"
+        )
+
+
+class UnsupportedMediaType(errors.InvalidArgument):
+    """A body of a media type the facade does not read (HTTP 415)."""
+
+    http_status = 415

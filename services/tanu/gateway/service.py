@@ -44,7 +44,7 @@ class GatewayService(ServiceBase):
         nc = await self.connect("tanu-gateway")
         await clusterconfig.ensure_layout(nc.jetstream(), self.config.common.layout, "gateway")
         store = StoreClient(nc, self.config.common.request_timeout_s, self.metrics)
-        self.guard = Guard(self.config, store, self.metrics)
+        self.guard = Guard(self.config, store, self.metrics, max_payload=lambda: nc.max_payload)
         self.gateway = Gateway(self.config, nc, self.metrics, store)
         await self.gateway.refresh_thresholds()
         self._refresh = asyncio.create_task(self._refresh_loop(), name="thresholds")
