@@ -16,7 +16,6 @@ from google.protobuf.message import Message
 from . import cases, citizen, enrol, erasure, identify, verify
 from .gateway import Gateway
 from .guard import Call, Guard
-from .idempotency import METADATA_KEY as IDEMPOTENCY_KEY
 
 UseCase = Callable[[Gateway, Any, Call], Awaitable[Message]]
 
@@ -40,13 +39,10 @@ class IdentityOperation:
     ) -> Message:
         """Runs the use case for ``request`` behind the guard."""
 
-        def run(call: Call) -> Awaitable[Message]:
-            call.idempotency_key = metadata.get(IDEMPOTENCY_KEY, "").strip()
-            return self.use_case(gateway, request, call)
-
         return await guard.handle(
-            self, metadata, getattr(request, "subject_id", ""), run, deadline_s, request=request
-        )
+            self, metadata, getattr(request, "subject_id", ""),
+            lambda call: self.use_case(gateway, request, call), deadline_s, request=request,
+        )  # fmt: skip
 
 
 OPERATIONS: dict[str, IdentityOperation] = {

@@ -75,6 +75,20 @@ def check_purpose(purpose: str) -> None:
         _refuse("x-tanu-purpose", "characters long", len(purpose), PURPOSE_CHARS)
 
 
+IDEMPOTENCY_KEY_CHARS = 128
+
+
+def check_idempotency_key(key: str) -> str:
+    """An idempotency key as given (stripped): printable ASCII, at most
+    ``IDEMPOTENCY_KEY_CHARS``; refused otherwise, never cut."""
+    key = key.strip()
+    if len(key) > IDEMPOTENCY_KEY_CHARS:
+        _refuse("idempotency-key", "characters long", len(key), IDEMPOTENCY_KEY_CHARS)
+    if not all(32 < ord(c) < 127 for c in key):
+        raise errors.InvalidArgument("idempotency-key must be printable ASCII without spaces")
+    return key
+
+
 def audit_subject(subject_id: str) -> str:
     """The subject id an audit entry may carry for a request: the id as
     given when it is a valid subject id (``ids.check_subject_id``), else ""

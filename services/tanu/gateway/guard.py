@@ -27,7 +27,7 @@ from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
 from tanu.v1 import store_pb2
 
-from . import bounds, peers, samples
+from . import bounds, idempotency, peers, samples
 
 if TYPE_CHECKING:
     from .api import IdentityOperation
@@ -237,6 +237,9 @@ class Guard:
                     "rate_limited",
                 )
             bounds.check_purpose(purpose)
+            call.idempotency_key = bounds.check_idempotency_key(
+                metadata.get(idempotency.METADATA_KEY, "")
+            )
             granted = [s for s in scopes if s in principal.scopes]
             auth.Authenticator.authorize(
                 principal,
