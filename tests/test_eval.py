@@ -27,7 +27,7 @@ from tanu.core import bus, clusterconfig
 from tanu.eval import metrics, report, run
 from tanu.v1 import common_pb2
 
-from conftest import unit_vectors
+from conftest import nats_url_as, unit_vectors
 from helpers import ROOT, identify, verify
 
 D, SIGMA, S = 32, 0.10, 0.12
@@ -200,7 +200,7 @@ async def test_a_calibrated_threshold_reaches_the_gateways_decisions(cluster, tm
     assert ri.threshold_source == "default", "identify has no calibration yet"
     own = await cluster.stub.Verify(verify("cal", v, threshold=0.3))
     assert own.threshold_source == "request" and own.threshold == pytest.approx(0.3)
-    nc = await bus.connect(cluster.env["TANU_NATS_URL"], "t")
+    nc = await bus.connect(nats_url_as(cluster.env), "t")
     try:
         await clusterconfig.write_threshold(
             nc.jetstream(), "dlib-resnet-v1", "identify", {"threshold": 0.5}
@@ -280,7 +280,7 @@ def test_an_unmeasured_threshold_is_not_applied_without_force(tmp_path):
 
 
 async def test_threshold_records_never_leak_between_model_ids(nats_server):
-    nc = await bus.connect(nats_server.url, "t")
+    nc = await bus.connect(nats_server.url_for("test"), "t")
     try:
         js = nc.jetstream()
         assert clusterconfig.thresholds_key("a.b") != clusterconfig.thresholds_key("a_b")

@@ -72,7 +72,8 @@ class RestFacade:
     """The REST routes, each serving one operation of the Identity table
     (``api.OPERATIONS``) through the same guard as gRPC."""
 
-    def __init__(self, gateway: Gateway, guard: Guard, metrics, max_bytes: int) -> None:
+    def __init__(self, gateway: Gateway, guard: Guard, metrics, max_bytes: int,
+                 bus_up=lambda: True) -> None:  # fmt: skip
         self._gw = gateway
         self._guard = guard
         self._metrics = metrics
@@ -86,6 +87,7 @@ class RestFacade:
             web.get("/healthz", self.healthz),
         ])  # fmt: skip
         self._runner: web.AppRunner | None = None
+        self._bus_up = bus_up  # whether the gateway's NATS connection is up
         self.port = 0
 
     async def start(self, host: str, port: int) -> int:
@@ -219,6 +221,6 @@ class RestFacade:
         return web.json_response(json_format.MessageToDict(r))
 
     async def healthz(self, request: web.Request) -> web.Response:
-        problem = self._gw.layout_problem
+        problem = self._gw.layout_problem or ("" if self._bus_up() else "NATS is not connected")
         return web.json_response({"serving": not problem, "problem": problem},
                                  status=503 if problem else 200)  # fmt: skip

@@ -57,7 +57,8 @@ class GatewayService(ServiceBase):
             from .rest import RestFacade  # aiohttp only where the facade is served
 
             self.rest = RestFacade(self.gateway, self.guard, self.metrics,
-                                   self.config.common.max_message_bytes)  # fmt: skip
+                                   self.config.common.max_message_bytes,
+                                   bus_up=lambda: bool(self.nc and self.nc.is_connected))  # fmt: skip
             await self.rest.start(self.config.common.grpc_host, self.config.rest_port)
         return self
 
@@ -77,7 +78,7 @@ class GatewayService(ServiceBase):
         layout cannot be read, the last verdict stands (and is logged)."""
         try:
             ok = await self.gateway.check_layout()
-            await self.grpc.set_serving(ok)
+            await self.grpc.set_serving(ok and bool(self.nc and self.nc.is_connected))
         except Exception as exc:  # noqa: BLE001 - keep the last verdict
             log.warning("layout_check_failed", error=str(exc))
 

@@ -12,12 +12,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import quote
 
 import grpc
 import numpy as np
 from google.protobuf import json_format
 
-from tanu.core import secrets, vectors
+from tanu.core import natsroles, secrets, vectors
 from tanu.v1 import common_pb2, identity_pb2_grpc
 
 from ..local import read_state
@@ -41,13 +42,27 @@ def gateway_address(args) -> str:
 
 def nats_url(args) -> str:
     """``--nats``, else the local cluster's NATS URL, else ``TANU_NATS_URL``,
-    else nats://127.0.0.1:4222."""
+    else nats://127.0.0.1:4222; with the operator's NATS credentials in it
+    (TANU_NATS_USER and TANU_NATS_PASSWORD(_FILE), else the local
+    cluster's ``var/keys/nats/operator.password``) unless it has its own."""
     if args.nats:
-        return args.nats
-    state = read_state(Path(args.var))
-    if state:
-        return state["nats_url"]
-    return os.environ.get("TANU_NATS_URL", DEFAULT_NATS_URL)
+        url = args.nats
+    else:
+        state = read_state(Path(args.var))
+        url = state["nats_url"] if state else os.environ.get("TANU_NATS_URL", DEFAULT_NATS_URL)
+    if "@" in url or "://" not in url:
+        return url
+    user = os.environ.get("TANU_NATS_USER", natsroles.OPERATOR)
+    password = os.environ.get("TANU_NATS_PASSWORD", "")
+    file = os.environ.get("TANU_NATS_PASSWORD_FILE", "")
+    local = natsroles.password_file(Path(args.var) / "keys" / "nats", user)
+    if not password and (file or local.exists()):
+        password = Path(file or local).read_text().strip()
+    if not password:
+        return url
+    scheme, rest = url.split("://", 1)
+    return ",".join(f"{scheme}://{quote(user)}:{quote(password)}@{u.split('://', 1)[-1]}"
+                    for u in rest.split(","))  # fmt: skip
 
 
 def token(args) -> str:
