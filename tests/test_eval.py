@@ -181,7 +181,7 @@ async def test_a_calibrated_threshold_reaches_the_gateways_decisions(cluster, tm
     # D-dimensional synthetic templates stand in for the score space here: the
     # calibration is stored per model id and the gateway reads it back.
     cmd = [sys.executable, "-m", "tanu.ops.cli", "eval", "verify", str(npz), "--out", str(tmp_path / "o"),
-           "--target-fmr", "0.01", "--apply", "--nats", cluster.env["TANU_NATS_URL"], "--quiet"]  # fmt: skip
+           "--target-fmr", "0.01", "--apply", "--nats", nats_url_as(cluster.env, "operator"), "--quiet"]  # fmt: skip
     # in a thread: the services under test share this event loop
     r = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -93,6 +93,12 @@ class Common:
         "",
         "CA bundle (PEM); when set, clients must present a certificate it signed (mTLS).",
     )
+    allow_plaintext_tokens: bool = setting(
+        "TANU_ALLOW_PLAINTEXT_TOKENS",
+        False,
+        "Accept bearer tokens over plaintext from other machines (only behind a TLS-terminating "
+        "proxy or mesh); by default a plaintext server accepts them from loopback only.",
+    )
     metrics_host: str = setting(
         "TANU_METRICS_HOST", "", "Interface /metrics binds; empty: TANU_GRPC_HOST's."
     )

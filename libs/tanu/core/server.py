@@ -33,9 +33,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     TanuError into its code and message, anything else into INTERNAL with the
     request id (the trace goes to the log, never to the caller)."""
 
-    def __init__(self, service: str, metrics: Metrics) -> None:
+    def __init__(
+        self, service: str, metrics: Metrics, refuse_plaintext_tokens: bool = False
+    ) -> None:
         self._service = service
         self._metrics = metrics
+        # Plaintext server: a token from another machine crossed the network
+        # in clear; refuse it before any work (tls.refuses_plaintext_tokens).
+        self._refuse_plaintext_tokens = refuse_plaintext_tokens
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -44,6 +49,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method.rsplit("/", 1)[-1]
         inner = handler.unary_unary
         service, metrics = self._service, self._metrics
+        refuse_plaintext = self._refuse_plaintext_tokens
 
         async def wrapped(request, context: grpc.aio.ServicerContext):
             md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -53,6 +59,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             start = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                if (
+                    refuse_plaintext
+                    and "authorization" in md
+                    and not tls.is_loopback(context.peer())
+                ):
+                    raise errors.Unauthenticated(tls.PLAINTEXT_TOKEN_REFUSAL)
                 return await inner(request, context)
             except errors.TanuError as exc:
                 code = exc.code
@@ -115,7 +127,7 @@ async def start_grpc(
     With ``serving=False`` health stays NOT_SERVING until ``set_serving(True)``.
     """
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(service, metrics)],
+        interceptors=[ServiceInterceptor(service, metrics, tls.refuses_plaintext_tokens(common))],
         options=[
             ("grpc.max_receive_message_length", common.max_message_bytes),
             ("grpc.max_send_message_length", common.max_message_bytes),

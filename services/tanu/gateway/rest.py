@@ -26,7 +26,7 @@ import time
 from aiohttp import web
 from google.protobuf import json_format
 
-from tanu.core import errors, logs
+from tanu.core import errors, logs, tls
 from tanu.v1 import common_pb2, identity_pb2
 
 from .api import OPERATIONS
@@ -88,12 +88,17 @@ class RestFacade:
         ])  # fmt: skip
         self._runner: web.AppRunner | None = None
         self._bus_up = bus_up  # whether the gateway's NATS connection is up
+        self._refuse_plaintext = False
         self.port = 0
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, ssl_context=None,
+                    refuse_plaintext_tokens: bool = False) -> int:  # fmt: skip
+        """Serves on ``host:port``: HTTPS with ``ssl_context``; without it,
+        with ``refuse_plaintext_tokens``, a token from another machine is 401."""
+        self._refuse_plaintext = ssl_context is None and refuse_plaintext_tokens
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
         log.info("rest_started", port=self.port)
@@ -142,9 +147,11 @@ class RestFacade:
         """Runs an Identity operation for the HTTP request, with its credentials and purpose."""
         return await OPERATIONS[operation].serve(self._guard, self._gw, req, self._md(request))
 
-    @staticmethod
-    def _md(request: web.Request) -> dict[str, str]:
+    def _md(self, request: web.Request) -> dict[str, str]:
         md = {}
+        if "Authorization" in request.headers and self._refuse_plaintext:
+            if not tls.is_loopback(request.remote or ""):
+                raise errors.Unauthenticated(tls.PLAINTEXT_TOKEN_REFUSAL)
         if "Authorization" in request.headers:
             md["authorization"] = request.headers["Authorization"]
         if "X-Tanu-Purpose" in request.headers:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 
 from tanu.clients.store import StoreClient
-from tanu.core import clusterconfig, logs
+from tanu.core import clusterconfig, logs, tls
 from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
 from tanu.core.service import ServiceBase
@@ -59,7 +59,9 @@ class GatewayService(ServiceBase):
             self.rest = RestFacade(self.gateway, self.guard, self.metrics,
                                    self.config.common.max_message_bytes,
                                    bus_up=lambda: bool(self.nc and self.nc.is_connected))  # fmt: skip
-            await self.rest.start(self.config.common.grpc_host, self.config.rest_port)
+            common = self.config.common
+            await self.rest.start(common.grpc_host, self.config.rest_port, tls.https_context(common),
+                                  tls.refuses_plaintext_tokens(common))  # fmt: skip
         return self
 
     async def _refresh_loop(self) -> None:
