@@ -145,19 +145,35 @@ def read_password(folder: str | Path, role: str) -> str:
     return password_file(folder, role).read_text().strip()
 
 
-def _user(role: str, password: str) -> dict:
-    import bcrypt  # only where a server configuration is written
-
+def server_permissions(role: str) -> dict:
+    """The nats-server ``permissions`` block of ``role``."""
     perms = permissions(role)
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
-    # nats-server 2.9 recognises the "$2a$" form; "$2b$" is the same algorithm.
-    entry: dict = {"user": role, "password": "$2a$" + hashed[4:]}
     p: dict = {"subscribe": {"allow": [*perms["subscribe"], f"{inbox(role)}.>"]}}
     p["publish"] = {"allow": perms["publish"]} if perms["publish"] else {"deny": [">"]}
     if perms["responses"]:
         p["allow_responses"] = True
-    entry["permissions"] = p
-    return entry
+    return p
+
+
+PARTITION_PLACEHOLDER = 999_999
+
+
+def chart_permissions() -> dict:
+    """Every service role's permissions for the Helm chart
+    (``helm/tanu/files/nats-permissions.json``): ``searcher-p{k}`` stands for
+    each partition's searcher, with ``{k}`` in its subjects."""
+    out = {r: server_permissions(r) for r in roles(0)}
+    k = str(PARTITION_PLACEHOLDER)
+    out["searcher-p{k}"] = json.loads(json.dumps(server_permissions(f"searcher-p{k}")).replace(k, "{k}"))
+    return out
+
+
+def _user(role: str, password: str) -> dict:
+    import bcrypt  # only where a server configuration is written
+
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
+    # nats-server 2.9 recognises the "$2a$" form; "$2b$" is the same algorithm.
+    return {"user": role, "password": "$2a$" + hashed[4:], "permissions": server_permissions(role)}
 
 
 def server_authorization(folder: str | Path) -> str:
