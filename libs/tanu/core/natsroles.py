@@ -164,7 +164,9 @@ def chart_permissions() -> dict:
     each partition's searcher, with ``{k}`` in its subjects."""
     out = {r: server_permissions(r) for r in roles(0)}
     k = str(PARTITION_PLACEHOLDER)
-    out["searcher-p{k}"] = json.loads(json.dumps(server_permissions(f"searcher-p{k}")).replace(k, "{k}"))
+    out["searcher-p{k}"] = json.loads(
+        json.dumps(server_permissions(f"searcher-p{k}")).replace(k, "{k}")
+    )
     return out
 
 
