@@ -27,9 +27,8 @@ their bcrypt hashes only.
 
 from __future__ import annotations
 
-import base64
 import json
-import os
+import secrets
 from pathlib import Path
 
 from tanu.core import files, natsnames
@@ -137,7 +136,7 @@ def provision(folder: str | Path, partitions: int, test: bool = False) -> Path:
     for role in roles(partitions) + ([TEST] if test else []):
         path = password_file(d, role)
         if not path.exists():
-            files.write_private(path, base64.urlsafe_b64encode(os.urandom(32)).decode())
+            files.write_private(path, secrets.token_urlsafe(32))
     return d
 
 

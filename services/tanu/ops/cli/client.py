@@ -12,7 +12,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import quote
 
 import grpc
 import numpy as np
@@ -60,8 +59,11 @@ def nats_url(args) -> str:
         password = Path(file or local).read_text().strip()
     if not password:
         return url
+    if any(c in password + user for c in "@:/%"):
+        # nats-py reads the URL's user and password as written (no %-decoding)
+        raise SystemExit("error: the NATS user and password must not contain @ : / or %")
     scheme, rest = url.split("://", 1)
-    return ",".join(f"{scheme}://{quote(user)}:{quote(password)}@{u.split('://', 1)[-1]}"
+    return ",".join(f"{scheme}://{user}:{password}@{u.split('://', 1)[-1]}"
                     for u in rest.split(","))  # fmt: skip
 
 
