@@ -188,3 +188,19 @@ async def _is(status, want: int) -> bool:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_store_whose_connection_is_closed_goes_not_serving_and_asks_for_a_restart(
+    nats_server, tmp_path
+):
+    c = Cluster(env_for(nats_server.url, tmp_path))
+    store = await c.start_store()
+    try:
+        assert await _health(store.port) == SERVING and not store.failed.is_set()
+        limit = store.nc.max_payload
+        await store.nc.publish("tanu.nowhere", b"x" * (limit - 10), headers={"H": "y" * 64})
+        # its relay is bound to the closed client: it cannot renew in place
+        await asyncio.wait_for(store.failed.wait(), 10)
+        assert await _health(store.port) == NOT_SERVING
+    finally:
+        await c.stop()

@@ -39,7 +39,9 @@ async def test_services_reach_nats_over_tls_only_with_its_ca(tmp_path):
                         tls_key_file=str(tmp_path / "nats.key")).start()  # fmt: skip
     try:
         assert server.url.startswith("tls://")
-        with pytest.raises(errors.Unavailable):  # the server's certificate is not trusted
+        with pytest.raises(
+            errors.Unavailable, match="TLS"
+        ):  # the server's certificate is not trusted
             await Cluster(env_for(server.url, tmp_path)).start_store()
         c = Cluster(env_for(server.url, tmp_path, TANU_NATS_TLS_CA_FILE=str(tmp_path / "ca.pem")))
         try:

@@ -118,7 +118,10 @@ async def connect(
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats_error", error=str(exc)[:200])
-        if "authorization" in str(exc).lower() and not refused.done():
+        # Wrong credentials or an untrusted server certificate: retrying
+        # cannot help, so the first connection fails at once.
+        bad = isinstance(exc, ssl.SSLError) or "authorization" in str(exc).lower()
+        if bad and not refused.done():
             refused.set_result(exc)
 
     async def on_disconnect() -> None:
@@ -155,6 +158,9 @@ async def connect(
         return attempt.result()
     attempt.cancel()
     if refused.done():
+        why = refused.result()
+        if isinstance(why, ssl.SSLError):
+            raise errors.Unavailable(f"NATS at {redact(url)}: TLS failed ({why})")
         raise errors.Unavailable(f"NATS at {redact(url)} refused the credentials (authorization)")
     exc = attempt.exception() if attempt.done() and not attempt.cancelled() else None
     raise errors.Unavailable(
