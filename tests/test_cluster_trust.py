@@ -204,3 +204,17 @@ async def test_a_store_whose_connection_is_closed_goes_not_serving_and_asks_for_
         assert await _health(store.port) == NOT_SERVING
     finally:
         await c.stop()
+
+
+async def test_the_gateway_may_not_call_the_operators_store_operations(nats_server, tmp_path):
+    c = Cluster(env_for(nats_server.url, tmp_path))
+    await c.start_store()
+    nc = await bus.connect(nats_server.url_for("gateway"), "gw")
+    try:
+        with pytest.raises(errors.DeadlineExceeded):  # dropped by the server
+            await StoreClient(nc, 0.5).list_templates(store_pb2.ListTemplatesRequest(limit=1))
+        with pytest.raises(errors.DeadlineExceeded):
+            await StoreClient(nc, 0.5).rewrap(store_pb2.RewrapKeysRequest())
+    finally:
+        await nc.close()
+        await c.stop()

@@ -43,12 +43,9 @@ OPERATOR = "operator"
 TEST = "test"
 """A test harness identity with every permission: only tests create it."""
 
-# The store operations a gateway calls on the request path; the operator's
-# admin operations. (``StoreClient`` names them; the rest are refused.)
-GATEWAY_STORE_OPS = (
-    "put", "get", "templates", "delete", "receipt", "status", "verification",
-    "consent.grant", "consent.revoke", "lock", "report", "history", "audit",
-)  # fmt: skip
+# The operator's admin store operations (``StoreClient`` names them); a
+# gateway may call every other store operation (the request path: records,
+# templates for Verify, writes, audit) and not these.
 OPERATOR_STORE_OPS = ("keys.rewrap", "layout.migrate", "templates.list")
 
 BCRYPT_COST = 6
@@ -76,16 +73,18 @@ def _searcher(subs: list[str], filters: list[str]) -> dict:
 
 
 def permissions(role: str) -> dict:
-    """``{"publish": [...], "subscribe": [...], "responses": bool}`` of a role."""
+    """``{"publish": [...], "subscribe": [...], "responses": bool}`` of a role
+    (and ``publish_deny``: subjects refused although ``publish`` allows them)."""
     if role == "store":
         pub = [natsnames.EVENTS_WILDCARD, *_KV_READ, *_KV_LAYOUT, *_EVENTS_INFO,
                f"{JS}.STREAM.UPDATE.{EVENTS}", f"{JS}.STREAM.MSG.DELETE.{EVENTS}"]  # fmt: skip
         return {"publish": pub, "subscribe": [f"{natsnames.STORE_PREFIX}.>"], "responses": True}
     if role == "gateway":
-        pub = [natsnames.store(op) for op in GATEWAY_STORE_OPS]
-        pub += [natsnames.search_all(), natsnames.erasure_check_all()]
-        pub += [natsnames.DETECT, natsnames.EMBED, *_KV_READ, *_KV_LAYOUT]
-        return {"publish": pub, "subscribe": [], "responses": False}
+        pub = [f"{natsnames.STORE_PREFIX}.>", natsnames.search_all()]
+        pub += [natsnames.erasure_check_all(), natsnames.DETECT, natsnames.EMBED]
+        deny = [natsnames.store(op) for op in OPERATOR_STORE_OPS]
+        return {"publish": [*pub, *_KV_READ, *_KV_LAYOUT], "publish_deny": deny,
+                "subscribe": [], "responses": False}  # fmt: skip
     if role == "detector":
         return {"publish": [], "subscribe": [natsnames.DETECT], "responses": True}
     if role == "embedder":
@@ -149,6 +148,8 @@ def server_permissions(role: str) -> dict:
     perms = permissions(role)
     p: dict = {"subscribe": {"allow": [*perms["subscribe"], f"{inbox(role)}.>"]}}
     p["publish"] = {"allow": perms["publish"]} if perms["publish"] else {"deny": [">"]}
+    if perms.get("publish_deny"):
+        p["publish"]["deny"] = perms["publish_deny"]
     if perms["responses"]:
         p["allow_responses"] = True
     return p
