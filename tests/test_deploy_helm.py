@@ -260,8 +260,12 @@ def test_tls_is_wired_for_the_gateway_and_nats(chart_without_deps):
         if workload.endswith("-gateway"):
             assert env["TANU_TLS_CERT_FILE"] == "/etc/tanu/tls/tls.crt"
             assert env["TANU_TLS_KEY_FILE"] == "/etc/tanu/tls/tls.key"
+            # Kubernetes' gRPC probe speaks no TLS: the probes ask /healthz over HTTPS
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert c[probe]["httpGet"] == {"path": "/healthz", "port": 8080, "scheme": "HTTPS"}
         else:
             assert "TANU_TLS_CERT_FILE" not in env
+            assert c["readinessProbe"]["grpc"]["port"] == 50051
     nats_values = yaml.safe_load((CHART / "values.yaml").read_text())["nats"]
     assert nats_values["config"]["merge"]["$include"] == "../tanu-auth/auth.conf"
 

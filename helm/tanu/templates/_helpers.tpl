@@ -90,16 +90,6 @@ ports:
   - name: metrics
     containerPort: {{ .Values.ports.metrics }}
     protocol: TCP
-readinessProbe:
-  grpc:
-    port: {{ .Values.ports.grpc }}
-  periodSeconds: {{ .Values.probes.periodSeconds }}
-  failureThreshold: {{ .Values.probes.readinessFailureThreshold }}
-livenessProbe:
-  grpc:
-    port: {{ .Values.ports.grpc }}
-  periodSeconds: {{ .Values.probes.periodSeconds }}
-  failureThreshold: {{ .Values.probes.livenessFailureThreshold }}
 securityContext:
   {{- toYaml .Values.securityContext | nindent 2 }}
 {{- end -}}
@@ -210,5 +200,28 @@ volume holds every searcher role's password. */}}
   value: /etc/tanu/tls/tls.crt
 - name: TANU_TLS_KEY_FILE
   value: /etc/tanu/tls/tls.key
+{{- end }}
+{{- end -}}
+
+
+{{/* readiness and liveness: gRPC health; for a gateway serving TLS (which
+Kubernetes' gRPC probe cannot speak) the REST facade's /healthz over HTTPS,
+which says 503 exactly when the gateway cannot serve.
+(dict "ctx" $ "component" "gateway") */}}
+{{- define "tanu.probes" -}}
+{{- $v := .ctx.Values }}
+{{- range $kind, $threshold := dict "readinessProbe" $v.probes.readinessFailureThreshold "livenessProbe" $v.probes.livenessFailureThreshold }}
+{{ $kind }}:
+  {{- if and (eq $.component "gateway") $v.tls.gateway.secretName }}
+  httpGet:
+    path: /healthz
+    port: {{ $v.ports.rest }}
+    scheme: HTTPS
+  {{- else }}
+  grpc:
+    port: {{ $v.ports.grpc }}
+  {{- end }}
+  periodSeconds: {{ $v.probes.periodSeconds }}
+  failureThreshold: {{ $threshold }}
 {{- end }}
 {{- end -}}
