@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from tanu.core import config as cfg
-from tanu.core import logs, secrets
+from tanu.core import logs, natsroles, secrets
 from tanu.gateway import GatewayService
 from tanu.ops.natsd import NatsServer
 from tanu.searcher import SearcherService
@@ -27,10 +27,21 @@ def _logs():
     logs.configure("tests", "warning")
 
 
+NATS_PARTITIONS = 16
+"""Searcher identities the test server knows (partitions 0..15)."""
+
+
+def nats_credentials(tmp_path: Path) -> Path:
+    """Every role's NATS credentials (and the test harness's) under tmp_path."""
+    return natsroles.provision(tmp_path / "keys" / "nats", NATS_PARTITIONS, test=True)
+
+
 @pytest.fixture
 def nats_server(tmp_path: Path):
-    # JetStream encrypted at rest, as `tanu up` and production run it.
-    server = NatsServer(tmp_path / "nats", encryption_key=os.urandom(16).hex()).start()
+    # JetStream encrypted at rest and every client authenticated as its
+    # role, as `tanu up` and production run it.
+    server = NatsServer(tmp_path / "nats", encryption_key=os.urandom(16).hex(),
+                        auth_dir=nats_credentials(tmp_path)).start()  # fmt: skip
     try:
         yield server
     finally:
@@ -48,12 +59,22 @@ def env_for(nats_url: str, tmp_path: Path, partitions: int = 2, **extra: str) ->
         "TANU_SEARCH_TIMEOUT_S": "1.5",
     }
     provisioned = secrets.provision(tmp_path / "keys")
+    # Each service reads its own role's password from here.
+    provisioned["TANU_NATS_CREDENTIALS_DIR"] = str(nats_credentials(tmp_path))
     if "TANU_SNAPSHOT_KEY" in extra:  # the test manages the snapshot key itself
         provisioned.pop("TANU_SNAPSHOT_KEY_FILE")
     env.update(provisioned)
     env["TANU_AUDIT_CHECKPOINT_S"] = "0.5"
     env.update(extra)
     return env
+
+
+def nats_url_as(env: dict[str, str], role: str = natsroles.TEST) -> str:
+    """The cluster's NATS URL with ``role``'s credentials in it; the
+    ``test`` role may do anything (a test harness, not a service)."""
+    password = natsroles.read_password(env["TANU_NATS_CREDENTIALS_DIR"], role)
+    scheme, rest = env["TANU_NATS_URL"].split("://", 1)
+    return f"{scheme}://{role}:{password}@{rest}"
 
 
 def operator_token(env: dict[str, str]) -> str:

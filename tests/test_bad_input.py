@@ -11,7 +11,7 @@ from tanu.core import bus, natsnames
 from tanu.core.errors import InvalidArgument
 from tanu.v1 import common_pb2, identity_pb2, store_pb2
 
-from conftest import unit_vectors
+from conftest import nats_url_as, unit_vectors
 from helpers import enroll, enroll_request, identify, sample, verify
 
 
@@ -121,7 +121,7 @@ async def test_an_image_without_a_face_pipeline_says_what_is_missing(cluster):
 
 
 async def test_the_store_refuses_garbage_over_nats_and_keeps_serving(cluster):
-    nc = await bus.connect(cluster.env["TANU_NATS_URL"], "test")
+    nc = await bus.connect(nats_url_as(cluster.env), "test")
     try:
         msg = await nc.request(natsnames.store("put"), b"\xff\xff\xff", timeout=2)
         assert msg.headers[bus.ERROR_CODE] == "INVALID_ARGUMENT"
@@ -152,7 +152,7 @@ async def test_the_store_refuses_garbage_over_nats_and_keeps_serving(cluster):
 
 
 async def test_the_store_caps_templates_per_subject(cluster):
-    nc = await bus.connect(cluster.env["TANU_NATS_URL"], "test")
+    nc = await bus.connect(nats_url_as(cluster.env), "test")
     try:
         many = [sample(v).template for v in unit_vectors(33)]
         with pytest.raises(InvalidArgument, match="33 templates for one subject; the limit is 32"):

@@ -185,12 +185,14 @@ def test_searchers_are_one_statefulset_of_partitions_times_replicas(chart_withou
 def test_an_existing_secret_and_a_postgres_dsn_are_used_as_given(chart_without_deps):
     docs = render(
         chart_without_deps, *EXTERNAL, "secrets.existingSecret=vault-keys",
+        "natsAuth.existingSecret=vault-nats",
         "postgres.dsnSecret.name=pg", "postgres.dsnSecret.key=url",
     )  # fmt: skip
     assert "Secret" not in {d["kind"] for d in docs}
     for d in [*by_kind(docs, "Deployment").values(), *by_kind(docs, "StatefulSet").values()]:
         vols = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}
         assert vols["keys"]["secret"]["secretName"] == "vault-keys"
+        assert vols["nats-auth"]["secret"]["secretName"] == "vault-nats"
     store = dict(containers(docs))["t-tanu-store"]
     dsn = next(e for e in store["env"] if e["name"] == "TANU_STORE_DSN")
     assert dsn["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "url"}
@@ -208,3 +210,69 @@ def test_an_external_nats_url_is_required_without_the_bundled_one(chart_without_
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert r.returncode != 0 and "externalNats.url is required" in r.stderr
+
+
+def test_every_role_gets_a_nats_identity_with_its_permissions(chart_without_deps, tmp_path):
+    import base64
+
+    import bcrypt
+
+    from tanu.core import natsroles
+    from tanu.ops.natsd import find_binary
+
+    docs = render(chart_without_deps, *EXTERNAL)
+    data = by_kind(docs, "Secret")["tanu-nats-auth"]["data"]
+    roles = natsroles.roles(4)
+    assert set(data) == {f"{r}.password" for r in roles} | {"auth.conf"}
+    conf = base64.b64decode(data["auth.conf"]).decode()
+    users = {u["user"]: u for u in json.loads(conf.split(":", 1)[1])["users"]}
+    assert set(users) == set(roles)
+    for role in roles:  # the chart's hashes and permissions are the roles' own
+        password = base64.b64decode(data[f"{role}.password"])
+        assert len(password) >= 32
+        assert bcrypt.checkpw(password, users[role]["password"].encode())
+        assert users[role]["permissions"] == natsroles.server_permissions(role), role
+    # and nats-server accepts the configuration
+    (tmp_path / "nats.conf").write_text(conf)
+    r = subprocess.run([find_binary(), "-t", "-c", str(tmp_path / "nats.conf")],
+                       capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert r.returncode == 0, r.stderr + r.stdout
+    # each pod mounts its own role's password (searchers: the searcher roles)
+    for d in [*by_kind(docs, "Deployment").values(), *by_kind(docs, "StatefulSet").values()]:
+        component = d["metadata"]["labels"]["app.kubernetes.io/component"]
+        vol = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}["nats-auth"]
+        keys = {i["key"] for i in vol["secret"]["items"]}
+        if component == "searcher":
+            assert keys == {f"{r}.password" for r in roles if r.startswith("searcher-")}
+        else:
+            assert keys == {f"{component}.password"}
+    for _, c in containers(docs):
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["TANU_NATS_CREDENTIALS_DIR"] == "/etc/tanu/nats"
+
+
+def test_tls_is_wired_for_the_gateway_and_nats(chart_without_deps):
+    docs = render(chart_without_deps, "tls.gateway.secretName=gw-tls",
+                  "tls.nats.caSecretName=nats-ca")  # fmt: skip
+    for workload, c in containers(docs):
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["TANU_NATS_URL"].startswith("tls://")
+        assert env["TANU_NATS_TLS_CA_FILE"] == "/etc/tanu/nats-ca/ca.crt"
+        if workload.endswith("-gateway"):
+            assert env["TANU_TLS_CERT_FILE"] == "/etc/tanu/tls/tls.crt"
+            assert env["TANU_TLS_KEY_FILE"] == "/etc/tanu/tls/tls.key"
+            # Kubernetes' gRPC probe speaks no TLS: the probes ask /healthz over HTTPS
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert c[probe]["httpGet"] == {"path": "/healthz", "port": 8080, "scheme": "HTTPS"}
+        else:
+            assert "TANU_TLS_CERT_FILE" not in env
+            assert c["readinessProbe"]["grpc"]["port"] == 50051
+    nats_values = yaml.safe_load((CHART / "values.yaml").read_text())["nats"]
+    assert nats_values["config"]["merge"]["$include"] == "../tanu-auth/auth.conf"
+
+
+def test_the_charts_nats_permissions_are_the_roles_own():
+    from tanu.core import natsroles
+
+    shipped = json.loads((CHART / "files" / "nats-permissions.json").read_text())
+    assert shipped == natsroles.chart_permissions()

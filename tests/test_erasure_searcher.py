@@ -97,7 +97,7 @@ async def test_erasure_reaches_the_index_and_the_snapshot_file(nats_server, tmp_
         assert s.snapshot_sequence == first_sequence
         assert raw in plaintext(s0)
         # The gateway asks every replica of the partition over NATS.
-        nc = await bus.connect(nats_server.url, "test")
+        nc = await bus.connect(nats_server.url_for("test"), "test")
         try:
             check = searcher_pb2.ErasureCheckRequest(template_ids=ids).SerializeToString()
             replies = await bus.gather_all(nc, natsnames.erasure_check(2, 0), check, 0.25)

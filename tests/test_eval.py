@@ -27,7 +27,7 @@ from tanu.core import bus, clusterconfig
 from tanu.eval import metrics, report, run
 from tanu.v1 import common_pb2
 
-from conftest import unit_vectors
+from conftest import nats_url_as, unit_vectors
 from helpers import ROOT, identify, verify
 
 D, SIGMA, S = 32, 0.10, 0.12
@@ -181,7 +181,7 @@ async def test_a_calibrated_threshold_reaches_the_gateways_decisions(cluster, tm
     # D-dimensional synthetic templates stand in for the score space here: the
     # calibration is stored per model id and the gateway reads it back.
     cmd = [sys.executable, "-m", "tanu.ops.cli", "eval", "verify", str(npz), "--out", str(tmp_path / "o"),
-           "--target-fmr", "0.01", "--apply", "--nats", cluster.env["TANU_NATS_URL"], "--quiet"]  # fmt: skip
+           "--target-fmr", "0.01", "--apply", "--nats", nats_url_as(cluster.env, "operator"), "--quiet"]  # fmt: skip
     # in a thread: the services under test share this event loop
     r = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
@@ -200,7 +200,7 @@ async def test_a_calibrated_threshold_reaches_the_gateways_decisions(cluster, tm
     assert ri.threshold_source == "default", "identify has no calibration yet"
     own = await cluster.stub.Verify(verify("cal", v, threshold=0.3))
     assert own.threshold_source == "request" and own.threshold == pytest.approx(0.3)
-    nc = await bus.connect(cluster.env["TANU_NATS_URL"], "t")
+    nc = await bus.connect(nats_url_as(cluster.env), "t")
     try:
         await clusterconfig.write_threshold(
             nc.jetstream(), "dlib-resnet-v1", "identify", {"threshold": 0.5}
@@ -280,7 +280,7 @@ def test_an_unmeasured_threshold_is_not_applied_without_force(tmp_path):
 
 
 async def test_threshold_records_never_leak_between_model_ids(nats_server):
-    nc = await bus.connect(nats_server.url, "t")
+    nc = await bus.connect(nats_server.url_for("test"), "t")
     try:
         js = nc.jetstream()
         assert clusterconfig.thresholds_key("a.b") != clusterconfig.thresholds_key("a_b")

@@ -113,7 +113,7 @@ async def test_relay_and_store_restarts_lose_no_event_and_apply_none_twice(nats_
     from conftest import Cluster, env_for
 
     cluster = Cluster(env_for(nats_server.url, tmp_path, TANU_RELAY_ENABLED="false"))
-    nc = await bus.connect(nats_server.url, "test")
+    nc = await bus.connect(nats_server.url_for("test"), "test")
     try:
         await cluster.start_store()
         for p in (0, 1):

@@ -23,7 +23,7 @@ from tanu.ops.natsd import NatsServer
 from tanu.v1 import common_pb2, detector_pb2, detector_pb2_grpc, identity_pb2
 
 import helpers
-from conftest import Cluster, env_for
+from conftest import Cluster, env_for, nats_url_as
 from helpers import ROOT
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -209,7 +209,7 @@ async def _template(cluster, data: bytes) -> common_pb2.Template:
     from tanu.v1 import embedder_pb2
 
     det = await detect(cluster, data)
-    nc = await bus.connect(cluster.env["TANU_NATS_URL"], "test")
+    nc = await bus.connect(nats_url_as(cluster.env), "test")
     try:
         emb = await bus.request(
             nc,

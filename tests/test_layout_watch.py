@@ -12,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tanu.core import bus, clusterconfig
 
-from conftest import unit_vectors
+from conftest import nats_url_as, unit_vectors
 from helpers import enroll, identify
 
 
@@ -30,7 +30,7 @@ async def test_a_gateway_refuses_searches_after_the_layout_changes(cluster):
     await cluster.stub.Enroll(enroll("lw", v, wait_indexed=True))
     gw = cluster.gateway.gateway
     assert await gw.check_layout()
-    nc = await bus.connect(cluster.env["TANU_NATS_URL"], "test")
+    nc = await bus.connect(nats_url_as(cluster.env), "test")
     try:
         kv = await clusterconfig.bucket(nc.jetstream())
         before = (await kv.get(clusterconfig.LAYOUT_KEY)).value

@@ -42,7 +42,7 @@ async def test_rebalance_from_two_to_three_partitions_loses_no_subject(nats_serv
     env = env_for(nats_server.url, tmp_path, partitions=2)
     c = Cluster(env)
     staging: list[SearcherService] = []
-    nc = await bus.connect(nats_server.url, "test")
+    nc = await bus.connect(nats_server.url_for("test"), "test")
     js = nc.jetstream()
     store = StoreClient(nc, 10.0)
     try:
@@ -131,7 +131,7 @@ async def test_rebalance_refuses_a_no_op_and_a_second_target(nats_server, tmp_pa
     from tanu.core import errors
 
     c = Cluster(env_for(nats_server.url, tmp_path, partitions=2))
-    nc = await bus.connect(nats_server.url, "test")
+    nc = await bus.connect(nats_server.url_for("test"), "test")
     try:
         await c.start_store()
         js = nc.jetstream()

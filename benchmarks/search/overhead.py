@@ -80,7 +80,7 @@ def faiss_gflops(index, queries: np.ndarray, n: int, batch: int = 256) -> float:
 
 async def run_service(cluster: LocalCluster, queries: np.ndarray, levels, seconds) -> dict:
     out = {}
-    nc = await bus.connect(cluster.nats.url, "bench")
+    nc = await bus.connect(cluster.nats.url_for("gateway"), "bench")  # searches, as a gateway
     sreqs = [searcher_pb2.SearchRequest(queries=vectors.to_bytes(q[None]), count=1, top_k=K).SerializeToString()
              for q in queries[:2000]]  # fmt: skip
     ireqs = [identity_pb2.IdentifyRequest(sample=common_pb2.BiometricSample(

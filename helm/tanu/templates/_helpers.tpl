@@ -29,7 +29,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{- define "tanu.natsUrl" -}}
 {{- if .Values.nats.enabled -}}
-{{- printf "nats://%s-nats:4222" .Release.Name -}}
+{{- printf "%s://%s-nats:4222" (ternary "tls" "nats" (not (empty .Values.tls.nats.caSecretName))) .Release.Name -}}
 {{- else -}}
 {{- required "externalNats.url is required when nats.enabled=false" .Values.externalNats.url -}}
 {{- end -}}
@@ -92,16 +92,6 @@ ports:
   - name: metrics
     containerPort: {{ .Values.ports.metrics }}
     protocol: TCP
-readinessProbe:
-  grpc:
-    port: {{ .Values.ports.grpc }}
-  periodSeconds: {{ .Values.probes.periodSeconds }}
-  failureThreshold: {{ .Values.probes.readinessFailureThreshold }}
-livenessProbe:
-  grpc:
-    port: {{ .Values.ports.grpc }}
-  periodSeconds: {{ .Values.probes.periodSeconds }}
-  failureThreshold: {{ .Values.probes.livenessFailureThreshold }}
 securityContext:
   {{- toYaml .Values.securityContext | nindent 2 }}
 {{- end -}}
@@ -131,4 +121,109 @@ securityContext:
   readOnly: true
 - name: tmp
   mountPath: /tmp
+{{- end -}}
+
+{{- define "tanu.natsAuthSecret" -}}
+{{- .Values.natsAuth.existingSecret | default .Values.natsAuth.secretName -}}
+{{- end -}}
+
+{{/* every service role's NATS identity, as a JSON list */}}
+{{- define "tanu.natsRoles" -}}
+{{- $roles := list "store" "gateway" "detector" "embedder" "operator" "searcher-staging" -}}
+{{- range $k := until (int .Values.config.TANU_PARTITIONS) -}}
+{{- $roles = append $roles (printf "searcher-p%d" $k) -}}
+{{- end -}}
+{{- toJson $roles -}}
+{{- end -}}
+
+{{/* the NATS credentials a component's pods mount: (dict "ctx" $ "component" "gateway").
+A searcher pod learns its partition from its ordinal, so the searchers'
+volume holds every searcher role's password. */}}
+{{- define "tanu.natsVolume" -}}
+{{- if .ctx.Values.natsAuth.enabled }}
+- name: nats-auth
+  secret:
+    secretName: {{ include "tanu.natsAuthSecret" .ctx }}
+    defaultMode: 0400
+    items:
+      {{- range $role := include "tanu.natsRoles" $.ctx | fromJsonArray }}
+      {{- if or (eq $role $.component) (and (eq $.component "searcher") (hasPrefix "searcher-" $role)) }}
+      - key: {{ $role }}.password
+        path: {{ $role }}.password
+      {{- end }}
+      {{- end }}
+{{- end }}
+{{- with .ctx.Values.tls.gateway.secretName }}
+{{- if eq $.component "gateway" }}
+- name: gateway-tls
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0400
+{{- end }}
+{{- end }}
+{{- with .ctx.Values.tls.nats.caSecretName }}
+- name: nats-ca
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0444
+{{- end }}
+{{- end -}}
+
+{{- define "tanu.natsMount" -}}
+{{- if .ctx.Values.natsAuth.enabled }}
+- name: nats-auth
+  mountPath: /etc/tanu/nats
+  readOnly: true
+{{- end }}
+{{- if and .ctx.Values.tls.gateway.secretName (eq .component "gateway") }}
+- name: gateway-tls
+  mountPath: /etc/tanu/tls
+  readOnly: true
+{{- end }}
+{{- if .ctx.Values.tls.nats.caSecretName }}
+- name: nats-ca
+  mountPath: /etc/tanu/nats-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* NATS credentials and TLS settings: (dict "ctx" $ "component" "gateway") */}}
+{{- define "tanu.natsEnv" -}}
+{{- if .ctx.Values.natsAuth.enabled }}
+- name: TANU_NATS_CREDENTIALS_DIR
+  value: /etc/tanu/nats
+{{- end }}
+{{- if .ctx.Values.tls.nats.caSecretName }}
+- name: TANU_NATS_TLS_CA_FILE
+  value: /etc/tanu/nats-ca/ca.crt
+{{- end }}
+{{- if and .ctx.Values.tls.gateway.secretName (eq .component "gateway") }}
+- name: TANU_TLS_CERT_FILE
+  value: /etc/tanu/tls/tls.crt
+- name: TANU_TLS_KEY_FILE
+  value: /etc/tanu/tls/tls.key
+{{- end }}
+{{- end -}}
+
+
+{{/* readiness and liveness: gRPC health; for a gateway serving TLS (which
+Kubernetes' gRPC probe cannot speak) the REST facade's /healthz over HTTPS,
+which says 503 exactly when the gateway cannot serve.
+(dict "ctx" $ "component" "gateway") */}}
+{{- define "tanu.probes" -}}
+{{- $v := .ctx.Values }}
+{{- range $kind, $threshold := dict "readinessProbe" $v.probes.readinessFailureThreshold "livenessProbe" $v.probes.livenessFailureThreshold }}
+{{ $kind }}:
+  {{- if and (eq $.component "gateway") $v.tls.gateway.secretName }}
+  httpGet:
+    path: /healthz
+    port: {{ $v.ports.rest }}
+    scheme: HTTPS
+  {{- else }}
+  grpc:
+    port: {{ $v.ports.grpc }}
+  {{- end }}
+  periodSeconds: {{ $v.probes.periodSeconds }}
+  failureThreshold: {{ $threshold }}
+{{- end }}
 {{- end -}}

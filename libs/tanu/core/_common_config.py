@@ -61,6 +61,27 @@ class Common:
     nats_url: str = setting(
         "TANU_NATS_URL", "nats://127.0.0.1:4222", "NATS server URL(s), comma-separated."
     )
+    nats_user: str = setting(
+        "TANU_NATS_USER", "", "NATS user (the service's role); empty: the role's own name."
+    )
+    nats_password: str = setting(
+        "TANU_NATS_PASSWORD", "", "NATS password (prefer TANU_NATS_PASSWORD_FILE)."
+    )
+    nats_password_file: str = setting(
+        "TANU_NATS_PASSWORD_FILE", "", "File holding the NATS password (a mounted Secret)."
+    )
+    nats_credentials_dir: str = setting(
+        "TANU_NATS_CREDENTIALS_DIR",
+        "",
+        "Folder of <role>.password files (tanu up, tests): each service reads its role's.",
+    )
+    nats_tls_ca_file: str = setting(
+        "TANU_NATS_TLS_CA_FILE", "", "CA bundle (PEM) the NATS server is checked against; TLS on."
+    )
+    nats_tls_cert_file: str = setting(
+        "TANU_NATS_TLS_CERT_FILE", "", "Client certificate (PEM) for NATS mutual TLS."
+    )
+    nats_tls_key_file: str = setting("TANU_NATS_TLS_KEY_FILE", "", "Its private key (PEM).")
     grpc_host: str = setting("TANU_GRPC_HOST", "127.0.0.1", "Interface the gRPC server binds.")
     grpc_port: int = setting("TANU_GRPC_PORT", 0, "gRPC port; 0 picks a free one.")
     tls_cert_file: str = setting(
@@ -71,6 +92,15 @@ class Common:
         "TANU_TLS_CLIENT_CA_FILE",
         "",
         "CA bundle (PEM); when set, clients must present a certificate it signed (mTLS).",
+    )
+    allow_plaintext_tokens: bool = setting(
+        "TANU_ALLOW_PLAINTEXT_TOKENS",
+        False,
+        "Accept bearer tokens over plaintext from other machines (only behind a TLS-terminating "
+        "proxy or mesh); by default a plaintext server accepts them from loopback only.",
+    )
+    metrics_host: str = setting(
+        "TANU_METRICS_HOST", "", "Interface /metrics binds; empty: TANU_GRPC_HOST's."
     )
     metrics_port: int = setting(
         "TANU_METRICS_PORT", -1, "Prometheus port; -1 disables, 0 picks a free one."

@@ -22,8 +22,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from nats.js.errors import NotFoundError
 
-from tanu.core import errors, logs
+from tanu.core import errors, logs, natsconn
 from tanu.core.metrics import Metrics
+from tanu.core.natsconn import NatsAuth
 
 log = logs.get(__name__)
 
@@ -37,47 +38,15 @@ Q = TypeVar("Q", bound=Message)
 
 
 async def connect(
-    url: str, name: str, on_state: Callable[[bool], Awaitable[None]] | None = None
+    url: str,
+    name: str,
+    on_state: Callable[[bool], Awaitable[None]] | None = None,
+    auth: NatsAuth | None = None,
 ) -> NATS:
-    """Connects with unlimited reconnects; connection changes are logged and
-    reported to ``on_state`` (False when the connection drops, True when it
-    is back), so that a service's health can follow them."""
-
-    async def on_error(exc: Exception) -> None:
-        log.warning("nats_error", error=str(exc))
-
-    async def on_disconnect() -> None:
-        log.warning("nats_disconnected")
-        if on_state:
-            await on_state(False)
-
-    async def on_reconnect() -> None:
-        log.info("nats_reconnected")
-        if on_state:
-            await on_state(True)
-
-    try:
-        # With unlimited reconnects nats-py would retry a first connection
-        # forever; a service given a wrong URL must fail, not hang.
-        return await asyncio.wait_for(
-            nats.connect(
-                servers=[u.strip() for u in url.split(",") if u.strip()],
-                name=name,
-                max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5,
-                connect_timeout=5,
-                drain_timeout=5,
-                allow_reconnect=True,
-                error_cb=on_error,
-                disconnected_cb=on_disconnect,
-                reconnected_cb=on_reconnect,
-            ),
-            timeout=15,
-        )
-    except Exception as exc:  # noqa: BLE001 - nats raises several unrelated types
-        raise errors.Unavailable(
-            f"cannot connect to NATS at {url}: {exc or type(exc).__name__}"
-        ) from exc
+    """Connects with unlimited reconnects (``natsconn.connect``): connection
+    changes are logged and reported to ``on_state``; credentials and TLS from
+    ``auth``, or from the URL (``nats://user:password@host:port``)."""
+    return await natsconn.connect(url, name, on_state, auth)
 
 
 def _decode(message_type: type[M], data: bytes, refusal: Callable[[], errors.TanuError]) -> M:
@@ -299,9 +268,17 @@ async def ensure_events_stream(
         duplicate_window=duplicate_window_s,
     )
     try:
-        await js.stream_info(name)
+        info = await js.stream_info(name)
     except NotFoundError:
         return await js.add_stream(config)
+    have = info.config
+    if (sorted(have.subjects or []), have.num_replicas, have.duplicate_window) == (
+        sorted(subjects),
+        replicas,
+        duplicate_window_s,
+    ):
+        # Unchanged: no update, which only the store's NATS role may make.
+        return info
     return await js.update_stream(config)
 
 
@@ -315,7 +292,10 @@ async def reset_durable_consumer(
         await js.delete_consumer(stream, durable)
     except NotFoundError:
         pass
+    # Named (nats-server 2.9+): the create request's subject then carries
+    # the filter, which a searcher role's permissions pin to its partition.
     config = api.ConsumerConfig(
+        name=durable,
         durable_name=durable,
         filter_subject=filter_subject,
         ack_policy=api.AckPolicy.ALL,

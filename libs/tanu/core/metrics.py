@@ -262,7 +262,7 @@ class Metrics:
         scrape would read, without the HTTP round trip."""
         return self.registry.get_sample_value(name, labels)
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> int | None:
+    def serve(self, port: int, host: str = "127.0.0.1") -> int | None:
         """Serves /metrics on ``port`` (0: a free one; -1: not at all); returns the port."""
         if port < 0:
             return None

@@ -65,3 +65,23 @@ def searcher_stats(partitions: int, partition: int) -> str:
     """Every replica of one partition of a P-partition layout answers
     StatsRequest here (no queue group: all of them answer)."""
     return f"tanu.searcher.stats.n{partitions}.p{partition}"
+
+
+def search_all() -> str:
+    """Every partition's search subject (a wildcard, for permissions)."""
+    return "tanu.search.*"
+
+
+def erasure_check_all() -> str:
+    """Every partition's erasure-check subject (a wildcard, for permissions)."""
+    return "tanu.erasure.check.*"
+
+
+def searcher_stats_all() -> str:
+    """Every layout's and partition's stats subject (a wildcard, for permissions)."""
+    return "tanu.searcher.stats.>"
+
+
+def searcher_stats_of(partition: int) -> str:
+    """Partition k's stats subject in every layout (a wildcard, for permissions)."""
+    return f"tanu.searcher.stats.*.p{partition}"

@@ -40,7 +40,8 @@ def main(
 
     async def run() -> int:
         metrics = Metrics.create()
-        metrics_port = metrics.serve(common.metrics_port)
+        # The configured interface, as gRPC: never every interface by default.
+        metrics_port = metrics.serve(common.metrics_port, common.metrics_host or common.grpc_host)
         try:
             service = await service_type(config, metrics).start()
         except errors.TanuError as exc:
@@ -51,7 +52,21 @@ def main(
             log.error("start_failed", reason=str(exc))
             return 1
         log.info("ready", grpc_port=service.port, metrics_port=metrics_port)
-        await run_until_signal(service.stop)
-        return 0
+        stop = asyncio.create_task(run_until_signal(service.stop))
+        failed = getattr(service, "failed", None)
+        if failed is None:
+            await stop
+            return 0
+        lost = asyncio.create_task(failed.wait())
+        await asyncio.wait({stop, lost}, return_when=asyncio.FIRST_COMPLETED)
+        if stop.done():
+            lost.cancel()
+            return 0
+        # Its NATS client was closed for good and it cannot renew it in
+        # place: stop in order and exit, for the supervisor to restart it.
+        stop.cancel()
+        log.error("nats_lost", action="exiting for a restart")
+        await service.stop()
+        return 3
 
     return asyncio.run(run())

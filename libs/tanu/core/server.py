@@ -66,9 +66,14 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
     message, anything else into INTERNAL with the request id (the trace goes
     to the log, never to the caller)."""
 
-    def __init__(self, service: str, metrics: Metrics) -> None:
+    def __init__(
+        self, service: str, metrics: Metrics, refuse_plaintext_tokens: bool = False
+    ) -> None:
         self._service = service
         self._metrics = metrics
+        # Plaintext server: a token from another machine crossed the network
+        # in clear; refuse it before any work (tls.refuses_plaintext_tokens).
+        self._refuse_plaintext_tokens = refuse_plaintext_tokens
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
@@ -78,6 +83,7 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         inner = handler.unary_unary
         own_refusal = getattr(inner, "accepts_malformed", False)
         service, metrics = self._service, self._metrics
+        refuse_plaintext = self._refuse_plaintext_tokens
 
         async def wrapped(request, context: grpc.aio.ServicerContext):
             md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -89,6 +95,12 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
             start = time.perf_counter()
             code = grpc.StatusCode.OK
             try:
+                if (
+                    refuse_plaintext
+                    and "authorization" in md
+                    and not tls.is_loopback(context.peer())
+                ):
+                    raise errors.Unauthenticated(tls.PLAINTEXT_TOKEN_REFUSAL)
                 if isinstance(request, MalformedRequest) and not own_refusal:
                     request.refuse()
                 return await inner(request, context)
@@ -153,7 +165,7 @@ async def start_grpc(
     With ``serving=False`` health stays NOT_SERVING until ``set_serving(True)``.
     """
     server = grpc.aio.server(
-        interceptors=[ServiceInterceptor(service, metrics)],
+        interceptors=[ServiceInterceptor(service, metrics, tls.refuses_plaintext_tokens(common))],
         options=[
             ("grpc.max_receive_message_length", common.max_message_bytes),
             ("grpc.max_send_message_length", common.max_message_bytes),

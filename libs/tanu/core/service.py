@@ -8,9 +8,10 @@ drained, then what needs NATS no longer (threads, database) is closed."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
-from tanu.core import bus, logs
+from tanu.core import bus, logs, natsconn, natsroles
 from tanu.core.config import Common
 from tanu.core.metrics import Metrics
 from tanu.core.server import GrpcServer, start_grpc
@@ -30,6 +31,8 @@ class ServiceBase:
         self.nc = None
         self.responder: bus.Responder | None = None
         self._stopping = False
+        self.failed = asyncio.Event()
+        """Set when the service cannot go on in this process (see ``renews_in_process``)."""
 
     @property
     def port(self) -> int:
@@ -37,11 +40,26 @@ class ServiceBase:
         assert self.grpc, "service not started"
         return self.grpc.port
 
+    renews_in_process = True
+    """Whether a NATS client closed for good is replaced in this process
+    (``natsconn.Link``). A service holding JetStream state bound to its
+    client (the store's relay, a searcher's consumer) says False: it goes
+    NOT_SERVING and sets ``failed``, so that ``main`` exits for its
+    supervisor (``tanu up``, Kubernetes) to start it afresh."""
+
+    def nats_role(self) -> str:
+        """The NATS identity this service connects as (``natsroles``)."""
+        config = getattr(self, "config", None)
+        return natsroles.role_of(self.name, getattr(config, "partition", 0),
+                                 bool(getattr(config, "staging", False)))  # fmt: skip
+
     async def connect(self, client_name: str):
-        """Connects to NATS and prepares the responder for this service's
-        subjects. While the connection is down, health says NOT_SERVING: no
-        Tanu service can do its work without NATS."""
-        self.nc = await bus.connect(self.common.nats_url, client_name, on_state=self._nats_state)
+        """Connects to NATS as this service's role and prepares the responder
+        for its subjects. While the connection is down, health says
+        NOT_SERVING: no Tanu service can do its work without NATS."""
+        auth = natsconn.auth_for(self.common, self.nats_role())
+        self.nc = await natsconn.Link(self.common.nats_url, client_name, auth, self._nats_state,
+                                      self.renews_in_process, self.failed.set).open()  # fmt: skip
         self.responder = bus.Responder(self.nc)
         return self.nc
 

@@ -77,3 +77,50 @@ def aio_channel(
     if credentials is None:
         return grpc.aio.insecure_channel(address, interceptors=list(interceptors))
     return grpc.aio.secure_channel(address, credentials, interceptors=list(interceptors))
+
+
+PLAINTEXT_TOKEN_REFUSAL = (
+    "a bearer token is accepted over TLS only (or from this machine): "
+    "connect with TLS (the server sets TANU_TLS_CERT_FILE and TANU_TLS_KEY_FILE)"
+)
+
+
+def is_loopback(peer: str) -> bool:
+    """Whether a peer address (gRPC's ``ipv4:127.0.0.1:5000``,
+    ``ipv6:[::1]:5000``, ``unix:...``, or a bare host) is this machine."""
+    import ipaddress
+
+    if peer.startswith("unix:"):
+        return True
+    host = peer.split(":", 1)[1] if peer.startswith(("ipv4:", "ipv6:")) else peer
+    if host.startswith("["):
+        host = host[1 : host.index("]")]
+    elif host.count(":") == 1:
+        host = host.rsplit(":", 1)[0]
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def refuses_plaintext_tokens(common: Common) -> bool:
+    """Whether a server of these settings must refuse bearer tokens from
+    other machines: it speaks plaintext and plaintext tokens are not allowed."""
+    return not common.tls_cert_file and not common.allow_plaintext_tokens
+
+
+def https_context(common: Common):
+    """The REST facade's server TLS context from the same settings as gRPC's
+    (client certificates required when TANU_TLS_CLIENT_CA_FILE is set); None
+    for plaintext."""
+    import ssl
+
+    if server_credentials(common) is None:  # checks the settings and files
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(common.tls_cert_file, common.tls_key_file)
+    if common.tls_client_ca_file:
+        ctx.load_verify_locations(common.tls_client_ca_file)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx

@@ -37,7 +37,7 @@ from collections.abc import Callable
 from aiohttp import web
 from google.protobuf import json_format
 
-from tanu.core import errors, logs
+from tanu.core import errors, logs, tls
 from tanu.v1 import common_pb2, identity_pb2
 
 from .api import OPERATIONS
@@ -152,7 +152,8 @@ class RestFacade:
     """The REST routes, each serving one operation of the Identity table
     (``api.OPERATIONS``) through the same guard as gRPC."""
 
-    def __init__(self, gateway: Gateway, guard: Guard, metrics, max_bytes: int) -> None:
+    def __init__(self, gateway: Gateway, guard: Guard, metrics, max_bytes: int,
+                 bus_up=lambda: True) -> None:  # fmt: skip
         self._gw = gateway
         self._guard = guard
         self._metrics = metrics
@@ -166,12 +167,18 @@ class RestFacade:
             web.get("/healthz", self.healthz),
         ])  # fmt: skip
         self._runner: web.AppRunner | None = None
+        self._bus_up = bus_up  # whether the gateway's NATS connection is up
+        self._refuse_plaintext = False
         self.port = 0
 
-    async def start(self, host: str, port: int) -> int:
+    async def start(self, host: str, port: int, ssl_context=None,
+                    refuse_plaintext_tokens: bool = False) -> int:  # fmt: skip
+        """Serves on ``host:port``: HTTPS with ``ssl_context``; without it,
+        with ``refuse_plaintext_tokens``, a token from another machine is 401."""
+        self._refuse_plaintext = ssl_context is None and refuse_plaintext_tokens
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]
         log.info("rest_started", port=self.port)
@@ -244,8 +251,10 @@ class RestFacade:
             op, md, subject_id, lambda call: op.use_case(self._gw, built[0], call), request=make
         )
 
-    @staticmethod
-    def _md(request: web.Request) -> dict[str, str]:
+    def _md(self, request: web.Request) -> dict[str, str]:
+        if "Authorization" in request.headers and self._refuse_plaintext:
+            if not tls.is_loopback(request.remote or ""):
+                raise errors.Unauthenticated(tls.PLAINTEXT_TOKEN_REFUSAL)
         md = {PEER_KEY: request.remote or ""}
         if "Authorization" in request.headers:
             md["authorization"] = request.headers["Authorization"]
@@ -340,7 +349,7 @@ class RestFacade:
         return json_response(json_format.MessageToDict(r))
 
     async def healthz(self, request: web.Request) -> web.Response:
-        problem = self._gw.layout_problem
+        problem = self._gw.layout_problem or ("" if self._bus_up() else "NATS is not connected")
         return json_response({"serving": not problem, "problem": problem},
                              503 if problem else 200)  # fmt: skip
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 
 from tanu.clients.store import StoreClient
-from tanu.core import clusterconfig, logs
+from tanu.core import clusterconfig, logs, tls
 from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
 from tanu.core.service import ServiceBase
@@ -57,8 +57,11 @@ class GatewayService(ServiceBase):
             from .rest import RestFacade  # aiohttp only where the facade is served
 
             self.rest = RestFacade(self.gateway, self.guard, self.metrics,
-                                   self.config.common.max_message_bytes)  # fmt: skip
-            await self.rest.start(self.config.common.grpc_host, self.config.rest_port)
+                                   self.config.common.max_message_bytes,
+                                   bus_up=lambda: bool(self.nc and self.nc.is_connected))  # fmt: skip
+            common = self.config.common
+            await self.rest.start(common.grpc_host, self.config.rest_port, tls.https_context(common),
+                                  tls.refuses_plaintext_tokens(common))  # fmt: skip
         return self
 
     async def _refresh_loop(self) -> None:
@@ -77,7 +80,7 @@ class GatewayService(ServiceBase):
         layout cannot be read, the last verdict stands (and is logged)."""
         try:
             ok = await self.gateway.check_layout()
-            await self.grpc.set_serving(ok)
+            await self.grpc.set_serving(ok and bool(self.nc and self.nc.is_connected))
         except Exception as exc:  # noqa: BLE001 - keep the last verdict
             log.warning("layout_check_failed", error=str(exc))
 

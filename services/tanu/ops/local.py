@@ -107,6 +107,9 @@ class LocalCluster:
             "TANU_STORE_DB": str(self.var / "store.sqlite3"),
             "TANU_MODEL_DIR": self.model_dir,
             "PYTHONUNBUFFERED": "1",
+            # Every listener on loopback: gRPC, REST and metrics alike.
+            "TANU_GRPC_HOST": "127.0.0.1",
+            "TANU_METRICS_HOST": "127.0.0.1",
             **self.secret_env,
         }
         procs = [Proc("store", "tanu.store", free_port(), free_port(), dict(common))]
@@ -193,13 +196,20 @@ class LocalCluster:
         # tenant registry and an operator token for the CLI: the local
         # cluster keeps them beside its data, readable by its owner only.
         # (Production: they come from the secret store, never the data volume.)
-        from tanu.core import secrets
+        from tanu.core import natsroles, secrets
 
         self.secret_env = secrets.provision(self.var / "keys")
+        # One NATS identity per service role; each service reads its own.
+        creds = natsroles.provision(self.var / "keys" / "nats", self.partitions)
+        self.secret_env["TANU_NATS_CREDENTIALS_DIR"] = str(creds)
+        tls_cert, tls_key = (
+            self.base_env.get(f"TANU_NATSD_TLS_{k}_FILE", "") for k in ("CERT", "KEY")
+        )
         port = choose_port(self.nats_port, "NATS", self.say)
         self.nats = NatsServer(
             self.var / "nats", port=port, log_file=self.var / "logs" / "nats-server.log",
             encryption_key=(self.var / "keys" / "jetstream.key").read_text().strip(),
+            auth_dir=creds, tls_cert_file=tls_cert, tls_key_file=tls_key,
         )  # fmt: skip
         (self.var / "logs").mkdir(parents=True, exist_ok=True)
         self.nats.start()

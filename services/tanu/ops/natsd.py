@@ -3,6 +3,7 @@ for ``tanu up`` and for tests, which start their own on a free port."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -11,6 +12,8 @@ import sys
 import sysconfig
 import time
 from pathlib import Path
+
+from tanu.core import files, natsroles
 
 ROOT_CONF = Path(__file__).resolve().parents[3] / "deploy" / "nats" / "nats-server.conf"
 """Production JetStream settings (checked by a test with ``nats-server -t``)."""
@@ -72,11 +75,19 @@ class NatsServer:
         host: str = "127.0.0.1",
         log_file: str | Path | None = None,
         encryption_key: str | None = None,
+        auth_dir: str | Path | None = None,
+        tls_cert_file: str = "",
+        tls_key_file: str = "",
     ) -> None:
         """``encryption_key``: JetStream encrypts its files at rest with it
         (ChaCha20-Poly1305); it reaches the server through its environment,
-        never a file."""
+        never a file. ``auth_dir``: the roles' credentials
+        (``natsroles.provision``); the server then refuses anonymous clients
+        and holds each role to its subjects. ``tls_cert_file`` and
+        ``tls_key_file``: clients must speak TLS."""
         self.encryption_key = encryption_key
+        self.auth_dir = Path(auth_dir) if auth_dir else None
+        self.tls = (tls_cert_file, tls_key_file) if tls_cert_file or tls_key_file else None
         self.host = host
         self.port = port or free_port(host)
         self.store_dir = Path(store_dir)
@@ -85,7 +96,13 @@ class NatsServer:
 
     @property
     def url(self) -> str:
-        return f"nats://{self.host}:{self.port}"
+        return f"{'tls' if self.tls else 'nats'}://{self.host}:{self.port}"
+
+    def url_for(self, role: str) -> str:
+        """The URL with ``role``'s credentials in it (for tools and tests)."""
+        assert self.auth_dir, "this server has no authentication"
+        password = natsroles.read_password(self.auth_dir, role)
+        return f"{'tls' if self.tls else 'nats'}://{role}:{password}@{self.host}:{self.port}"
 
     def start(self, timeout: float = 15.0) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
@@ -95,7 +112,12 @@ class NatsServer:
         if self.encryption_key:
             text += "jetstream {\n  cipher: chachapoly\n  key: $TANU_JS_KEY\n}\n"
             env = {**os.environ, "TANU_JS_KEY": self.encryption_key}
-        conf.write_text(text)
+        if self.auth_dir:
+            text += natsroles.server_authorization(self.auth_dir)
+        if self.tls:
+            cert, key = self.tls
+            text += f"tls {{\n  cert_file: {json.dumps(cert)}\n  key_file: {json.dumps(key)}\n}}\n"
+        files.write_private(conf, text)
         args = [find_binary(), "-c", str(conf), "-a", self.host, "-p", str(self.port), "-js",
                 "-sd", str(self.store_dir), "-l", str(self.log_file)]  # fmt: skip
         # Its own session: Ctrl-C in the terminal reaches the supervisor

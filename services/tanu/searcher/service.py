@@ -42,6 +42,7 @@ class SearcherService(ServiceBase):
     ``searches``)."""
 
     name = "searcher"
+    renews_in_process = False  # its consumer and JetStream context are bound to the client
 
     def __init__(self, config: SearcherConfig, metrics: Metrics | None = None) -> None:
         super().__init__(config.common, metrics)

@@ -1,9 +1,9 @@
-"""The store service: the system of record behind ``tanu.store.<op>`` (NATS)
-and the internal ``tanu.v1.Store`` gRPC service, with its outbox relay, the
+"""The store service: the system of record behind ``tanu.store.<op>`` (NATS;
+its gRPC port serves health and reflection only), with its outbox relay, the
 audit log's single writer and checkpoint signer, and erasure receipts.
 
 Every operation is registered from the one table
-``tanu.clients.store.StoreClient``, on NATS and gRPC alike; the handlers
+``tanu.clients.store.StoreClient`` on NATS; the handlers
 are in ``tanu.store.handlers``."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 
-from tanu.clients.operations import grpc_servicer, handlers_for
+from tanu.clients.operations import handlers_for
 from tanu.clients.store import StoreClient
 from tanu.core import bus, clusterconfig, envelope, errors, logs, natsnames, signing
 from tanu.core.config import StoreConfig
 from tanu.core.metrics import Metrics
+from tanu.core.server import start_grpc
 from tanu.core.service import ServiceBase
 from tanu.policy.lockout import Lockout
-from tanu.v1 import store_pb2_grpc
 
 from .db import Store
 from .handlers import StoreHandlers
@@ -31,6 +31,7 @@ class StoreService(ServiceBase):
     """A running store: database, relay, NATS responders and gRPC server."""
 
     name = "store"
+    renews_in_process = False  # the relay holds a JetStream context of the client
 
     def __init__(self, config: StoreConfig, metrics: Metrics | None = None) -> None:
         super().__init__(config.common, metrics)
@@ -74,11 +75,10 @@ class StoreService(ServiceBase):
             await self.responder.serve(
                 natsnames.store(op.name), natsnames.STORE_QUEUE, op.request, fn
             )
-        await self.serve_grpc(
-            store_pb2_grpc.add_StoreServicer_to_server,
-            grpc_servicer(store_pb2_grpc.StoreServicer, StoreClient, handlers),
-            "tanu.v1.Store",
-        )
+        # Health and reflection only: the store's operations (templates,
+        # subject records, receipts, writes) are reachable over NATS alone,
+        # where each role's permissions say who may call which.
+        self.grpc = await start_grpc(self.common, self.name, self.metrics, [])
         self._checkpoints = asyncio.create_task(self._checkpoint_loop(), name="audit-checkpoints")
         log.info(
             "store_started", db=self.db.describe(),

@@ -4,6 +4,7 @@ issue``."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,14 @@ def cmd_keys(args) -> int:
 
     folder = Path(args.var) / "keys"
     if args.action == "init":
-        for k, v in secrets.provision(folder).items():
+        from tanu.core import natsroles
+
+        env = secrets.provision(folder)
+        # One NATS identity per service role (var/keys/nats/<role>.password, 0600).
+        env["TANU_NATS_CREDENTIALS_DIR"] = str(
+            natsroles.provision(folder / "nats", args.partitions)
+        )
+        for k, v in env.items():
             print(f"{k}={v}")
         return 0
     keyring = args.keyring or str(folder / "master.keyring")
@@ -97,6 +105,8 @@ def add_parsers(sub) -> None:
     k.add_argument("--retire", action="store_true",
                    help="rotate: drop master key versions no data key uses any more")  # fmt: skip
     k.add_argument("--nats", help="NATS URL (default: the local cluster's, or TANU_NATS_URL)")
+    k.add_argument("--partitions", type=int, default=int(os.environ.get("TANU_PARTITIONS", "4")),
+                   help="init: searcher NATS identities for partitions 0..P-1")  # fmt: skip
     k.add_argument("--timeout", type=float, default=600.0)
     t = sub.add_parser("tokens", help="issue a signed tenant token")
     t.set_defaults(run=cmd_tokens)

@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
-from tanu.core import secrets, vectors
+from tanu.core import auth, natsroles, tls, vectors
 from tanu.v1 import common_pb2, identity_pb2_grpc
 
 from ..local import read_state
@@ -41,13 +41,30 @@ def gateway_address(args) -> str:
 
 def nats_url(args) -> str:
     """``--nats``, else the local cluster's NATS URL, else ``TANU_NATS_URL``,
-    else nats://127.0.0.1:4222."""
+    else nats://127.0.0.1:4222; with the operator's NATS credentials in it
+    (TANU_NATS_USER and TANU_NATS_PASSWORD(_FILE), else the local
+    cluster's ``var/keys/nats/operator.password``) unless it has its own."""
     if args.nats:
-        return args.nats
-    state = read_state(Path(args.var))
-    if state:
-        return state["nats_url"]
-    return os.environ.get("TANU_NATS_URL", DEFAULT_NATS_URL)
+        url = args.nats
+    else:
+        state = read_state(Path(args.var))
+        url = state["nats_url"] if state else os.environ.get("TANU_NATS_URL", DEFAULT_NATS_URL)
+    if "@" in url or "://" not in url:
+        return url
+    user = os.environ.get("TANU_NATS_USER", natsroles.OPERATOR)
+    password = os.environ.get("TANU_NATS_PASSWORD", "")
+    file = os.environ.get("TANU_NATS_PASSWORD_FILE", "")
+    local = natsroles.password_file(Path(args.var) / "keys" / "nats", user)
+    if not password and (file or local.exists()):
+        password = Path(file or local).read_text().strip()
+    if not password:
+        return url
+    if any(c in password + user for c in "@:/%"):
+        # nats-py reads the URL's user and password as written (no %-decoding)
+        raise SystemExit("error: the NATS user and password must not contain @ : / or %")
+    scheme, rest = url.split("://", 1)
+    return ",".join(f"{scheme}://{user}:{password}@{u.split('://', 1)[-1]}"
+                    for u in rest.split(","))  # fmt: skip
 
 
 def token(args) -> str:
@@ -73,10 +90,36 @@ class _Metadata(grpc.UnaryUnaryClientInterceptor):
         return continuation(details, request)
 
 
+def _tls_file(args, name: str) -> str:
+    return getattr(args, f"tls_{name}", None) or os.environ.get(
+        f"TANU_GATEWAY_TLS_{name.upper()}_FILE", ""
+    )
+
+
 def channel(args) -> tuple[grpc.Channel, grpc.Channel]:
-    """(the intercepted channel to make stubs on, the raw channel to close)."""
-    raw = grpc.insecure_channel(gateway_address(args))
-    md = secrets.call_metadata(token(args), args.purpose)
+    """(the intercepted channel to make stubs on, the raw channel to close).
+
+    The token travels as call credentials, which grpc sends only over a
+    secure channel: TLS when a CA is given (``--tls-ca`` or
+    TANU_GATEWAY_TLS_CA_FILE; a client certificate with ``--tls-cert`` and
+    ``--tls-key``), else only to a gateway on this machine (local
+    credentials); a token is never sent in clear over the network."""
+    address = gateway_address(args)
+    ca, cert, key = (_tls_file(args, n) for n in ("ca", "cert", "key"))
+    if ca or cert:
+        transport = tls.channel_credentials(ca, cert, key)
+    elif tls.is_loopback(address.rsplit(":", 1)[0].strip("[]")):
+        transport = grpc.local_channel_credentials(grpc.LocalConnectionType.LOCAL_TCP)
+    else:
+        raise SystemExit(
+            f"error: the gateway {address} is not on this machine: pass --tls-ca (or set "
+            "TANU_GATEWAY_TLS_CA_FILE) so that the token travels over TLS"
+        )
+    creds = grpc.composite_channel_credentials(
+        transport, grpc.access_token_call_credentials(token(args))
+    )
+    raw = grpc.secure_channel(address, creds)
+    md = [(auth.PURPOSE_KEY, args.purpose)]
     return grpc.intercept_channel(raw, _Metadata(md)), raw
 
 
@@ -135,6 +178,13 @@ def add_client_parser(sub, name: str, help_: str) -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="machine-readable output")
     c.add_argument("--timeout", type=float, default=30.0, help="deadline in seconds")
     c.add_argument("--token", help="tenant token (default: TANU_TOKEN or var/keys/operator.token)")
+    c.add_argument(
+        "--tls-ca", help="CA of the gateway's TLS certificate (TANU_GATEWAY_TLS_CA_FILE)"
+    )
+    c.add_argument(
+        "--tls-cert", help="client certificate for mutual TLS (TANU_GATEWAY_TLS_CERT_FILE)"
+    )
+    c.add_argument("--tls-key", help="its private key (TANU_GATEWAY_TLS_KEY_FILE)")
     c.add_argument("--purpose", default="identity_verification",
                    help="why the data is used (the tenant must be allowed it)")  # fmt: skip
     return c
