@@ -73,8 +73,23 @@ def search_all() -> str:
 
 
 def erasure_check_all() -> str:
-    """Every partition's erasure-check subject (a wildcard, for permissions)."""
-    return "tanu.erasure.check.*"
+    """Every layout's and partition's erasure-check subject (a wildcard, for permissions)."""
+    return "tanu.erasure.check.>"
+
+
+def erasure_check_of(partition: int) -> str:
+    """Partition k's erasure-check subject in every layout (a wildcard, for permissions)."""
+    return f"tanu.erasure.check.*.p{partition}"
+
+
+def searcher_digest_all() -> str:
+    """Every layout's and partition's digest subject (a wildcard, for permissions)."""
+    return "tanu.searcher.digest.>"
+
+
+def searcher_digest_of(partition: int) -> str:
+    """Partition k's digest subject in every layout (a wildcard, for permissions)."""
+    return f"tanu.searcher.digest.*.p{partition}"
 
 
 def searcher_stats_all() -> str:

@@ -15,7 +15,8 @@ Roles (``docs/security.md`` has the table):
   rebalance, which reads every partition's events;
 - ``detector`` / ``embedder``: answer ``tanu.detect`` / ``tanu.embed``;
 - ``operator``: the CLI's admin operations (key re-wrap, layout migration,
-  template listing for a rebalance, thresholds and layout records).
+  template listing for a rebalance, digests and re-publishing for
+  `tanu reconcile`, un-deduplicated bulk puts, thresholds and layout records).
 
 Replies: a responder role has ``allow_responses`` (it may publish to the
 reply subject of a request it received, once), and every role subscribes
@@ -46,7 +47,11 @@ TEST = "test"
 # The operator's admin store operations (``StoreClient`` names them); a
 # gateway may call every other store operation (the request path: records,
 # templates for Verify, writes, audit) and not these.
-OPERATOR_STORE_OPS = ("keys.rewrap", "layout.migrate", "templates.list")
+OPERATOR_STORE_OPS = (
+    "keys.rewrap", "layout.migrate", "templates.list",  # rotation, rebalance
+    "digest", "republish",  # tanu reconcile (and the rebalance's check)
+    "put",  # enrolment without de-duplication: bulk loads by the operator only
+)  # fmt: skip
 
 BCRYPT_COST = 6
 """Cost of the hashes in the server configuration. The passwords are 256-bit
@@ -91,17 +96,17 @@ def permissions(role: str) -> dict:
         return {"publish": [], "subscribe": [natsnames.EMBED], "responses": True}
     if role == "operator":
         pub = [natsnames.store(op) for op in OPERATOR_STORE_OPS]
-        pub += [natsnames.searcher_stats_all(), *_KV_READ, f"{JS}.STREAM.CREATE.{KV_STREAM}",
+        pub += [natsnames.searcher_stats_all(), natsnames.searcher_digest_all(), *_KV_READ, f"{JS}.STREAM.CREATE.{KV_STREAM}",
                 f"{KV_SUBJECTS}.>", f"{JS}.STREAM.INFO.{EVENTS}"]  # fmt: skip
         return {"publish": pub, "subscribe": [], "responses": False}
     if role == STAGING:
         subs = [natsnames.search_all(), natsnames.erasure_check_all(),
-                natsnames.searcher_stats_all()]  # fmt: skip
+                natsnames.searcher_stats_all(), natsnames.searcher_digest_all()]  # fmt: skip
         return _searcher(subs, [natsnames.ALL_TEMPLATE_EVENTS])
     if role.startswith("searcher-p") and role[len("searcher-p") :].isdigit():
         k = int(role[len("searcher-p") :])
-        subs = [natsnames.search(k), natsnames.erasure_check(k),
-                natsnames.searcher_stats_of(k)]  # fmt: skip
+        subs = [natsnames.search(k), natsnames.erasure_check_of(k),
+                natsnames.searcher_stats_of(k), natsnames.searcher_digest_of(k)]  # fmt: skip
         # After a rebalance re-routed the stream (clusterconfig.rerouted) an
         # active replica reads every partition's events and keeps its own:
         # until events are re-published per partition, that filter is allowed.
