@@ -56,6 +56,9 @@ class Metrics:
     applied_sequence: Gauge
     outbox_pending: Gauge
     events_published: Counter
+    relay_errors: Counter
+    relay_dead_letters: Counter
+    relay_dead_letters_held: Gauge
     match_score: Histogram
     search_partial: Counter
     inference_duration: Histogram
@@ -143,6 +146,22 @@ class Metrics:
             events_published=Counter(
                 "tanu_events_published_total",
                 "Outbox events published to JetStream.",
+                registry=r,
+            ),
+            relay_errors=Counter(
+                "tanu_relay_errors_total",
+                "Outbox relay rounds that failed and were retried, by kind (database, bus).",
+                ["kind"],
+                registry=r,
+            ),
+            relay_dead_letters=Counter(
+                "tanu_relay_dead_letters_total",
+                "Outbox events that can never be published, moved to the dead-letter table.",
+                registry=r,
+            ),
+            relay_dead_letters_held=Gauge(
+                "tanu_relay_dead_letters_held",
+                "Events in the store's dead-letter table (waiting for an operator).",
                 registry=r,
             ),
             match_score=Histogram(
