@@ -202,4 +202,9 @@ class GatewayConfig:
         10.0,
         "How often calibrated thresholds are re-read from the cluster configuration.",
     )
+    dependency_check_s: float = setting(
+        "TANU_DEPENDENCY_CHECK_S",
+        2.0,
+        "How often the gateway asks whether a store answers (health NOT_SERVING when none does).",
+    )
     common: Common = field(default_factory=Common)
