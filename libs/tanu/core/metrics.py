@@ -61,6 +61,7 @@ class Metrics:
     relay_dead_letters_held: Gauge
     match_score: Histogram
     search_partial: Counter
+    search_behind: Counter
     inference_duration: Histogram
     snapshot_timestamp: Gauge
     denials: Counter
@@ -174,6 +175,12 @@ class Metrics:
             search_partial=Counter(
                 "tanu_search_partial_total",
                 "Searches answered without every partition.",
+                registry=r,
+            ),
+            search_behind=Counter(
+                "tanu_search_behind_total",
+                "Partitions left out of a search because their searchers had not yet applied "
+                "every acknowledged write (read-your-writes).",
                 registry=r,
             ),
             snapshot_timestamp=Gauge(

@@ -69,7 +69,8 @@ class StoreHandlers:
         subject = await self.db.run(
             self.db.put_subject, subject_id, vecs, req.date_of_birth, req.consent
         )
-        self._changed()
+        if self.relay:  # acknowledged once on the stream (read-your-writes), or after a bound
+            await self.relay.flush()
         log.info("subject_stored", partition=subject.partition, templates=subject.template_count)
         return subject
 

@@ -80,6 +80,7 @@ class OutboxRelay:
         metrics: Metrics,
         ack_timeout_s: float = 10.0,
         stream: str = natsnames.EVENTS_STREAM,
+        flush_timeout_s: float = 2.0,
     ) -> None:
         self._stream = stream
         self._db = db
@@ -92,6 +93,8 @@ class OutboxRelay:
         self._idle = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._flush_timeout_s = flush_timeout_s
+        self._waiters: list[asyncio.Future[None]] = []
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="outbox-relay")
@@ -100,6 +103,31 @@ class OutboxRelay:
         """Called after a commit, so events go out without waiting for the poll."""
         self._idle.clear()
         self._wake.set()
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Waits until every event committed before this call is on the
+        stream (published by this relay or, on a shared database, another
+        one); False after ``timeout`` (default: the relay's flush timeout)
+        when the relay could not publish them in time (they stay queued).
+        The store acknowledges an enrolment after this, so that a search
+        that starts after the acknowledgement can ask the stream how far
+        each partition must be applied (read-your-writes)."""
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self.wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(fut), timeout or self._flush_timeout_s)
+            return True
+        except TimeoutError:
+            return False
+
+    def _settle(self, waiters: list[asyncio.Future[None]], done: bool) -> None:
+        if not done:
+            self._waiters.extend(w for w in waiters if not w.done())
+            return
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
 
     async def wait_idle(self, timeout: float) -> None:
         """Waits until the relay finds the outbox empty (tests and benchmarks wait on it)."""
@@ -145,7 +173,28 @@ class OutboxRelay:
 
     async def _round(self) -> None:
         """One pass: publish a batch and forget it, or, with the outbox
-        empty, delete erased subjects' events from the stream and wait."""
+        empty, delete erased subjects' events from the stream and wait.
+        A flush waiting since before the pass ends with a pass that saw
+        the outbox's end (fewer rows than a batch)."""
+        waiters, self._waiters = self._waiters, []
+        done = idle = False
+        try:
+            done, idle = await self._pass()
+        finally:
+            self._settle(waiters, done)
+        if idle:
+            self._idle.set()
+            self._wake.clear()
+            if self._waiters:  # a flush arrived during the pass: another one now
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), self._poll_s)
+            except TimeoutError:
+                pass
+
+    async def _pass(self) -> tuple[bool, bool]:
+        """One pass: (whether it reached the end of the outbox, whether
+        the outbox was empty)."""
         rows = await self._db_call(self._db.outbox_batch, self._batch)
         if not rows:
             try:
@@ -155,14 +204,9 @@ class OutboxRelay:
             except Exception as exc:
                 raise RelayFailure("bus") from exc
             self._metrics.outbox_pending.set(0)
-            self._idle.set()
-            self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._poll_s)
-            except TimeoutError:
-                pass
-            return
+            return True, True
         self._idle.clear()
+        read = len(rows)
         try:
             acks = await self.publish(rows)
         except Exception:  # noqa: BLE001 - a refusal surfaces as a timeout here
@@ -172,6 +216,7 @@ class OutboxRelay:
         await self._db_call(self._db.outbox_done, rows, acks)
         self._metrics.events_published.inc(len(rows))
         self._metrics.outbox_pending.set(await self._db_call(self._db.outbox_pending))
+        return read < self._batch, False
 
     async def _publish_singly(self, rows: Sequence[OutboxRow]) -> tuple[list[OutboxRow], list[int]]:
         """After a batch failed: publishes its events one at a time (a
