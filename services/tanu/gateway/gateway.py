@@ -14,7 +14,6 @@ from tanu.policy import thresholds
 from tanu.v1 import store_pb2
 
 from .freshness import Freshness
-from .freshness import Freshness
 from .layout_watch import LayoutWatch
 from .recent import RecentEnrolments
 from .samples import Samples
