@@ -282,6 +282,7 @@ async def verify_searchable(client: Client, subjects: dict[str, np.ndarray], tal
                 pending.pop(sid)
             elif r.complete and top and r.candidates[0].is_match:
                 tally.wrong += 1
+                tally.notes.append(f"{sid}: a complete search named another subject")
                 pending.pop(sid)
         if pending:
             await asyncio.sleep(1)
@@ -297,7 +298,7 @@ async def mixed_identifies(client: Client, known: dict[str, float], vecs: dict[s
     rng = np.random.default_rng(7)
     while not stop.is_set():
         now = time.monotonic()
-        old = [s for s, t in list(known.items()) if now - t >= min_age_s]
+        old = [s for s, t in list(known.items()) if now - t >= min_age_s and s in vecs]
         if not old:
             await asyncio.sleep(0.2)
             continue

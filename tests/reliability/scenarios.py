@@ -33,7 +33,8 @@ class Run:
 
 
 async def _enrol_all(run: Run, client: Client, prefix: str, vecs: np.ndarray, tally: Tally,
-                     known: dict[str, float] | None = None, workers: int = 8) -> dict:  # fmt: skip
+                     known: dict[str, float] | None = None, workers: int = 8,
+                     progress: list[int] | None = None) -> dict:  # fmt: skip
     """Enrols ``vecs`` under fresh ids with ``workers`` in flight; returns
     the acknowledged ones (id -> vector)."""
     ids = [f"{prefix}-{run.tag}-{i}" for i in range(len(vecs))]
@@ -44,8 +45,10 @@ async def _enrol_all(run: Run, client: Client, prefix: str, vecs: np.ndarray, ta
         while queue:
             sid, vec = queue.pop()
             outcome = await client.enroll(sid, vec, tally)
+            if progress is not None:
+                progress[0] += 1
             if outcome == "enrolled":
-                acked[sid] = vec
+                acked[sid] = run.acked[sid] = vec
                 if known is not None:
                     known[sid] = time.monotonic()
             elif outcome.startswith("duplicate:"):
@@ -58,16 +61,16 @@ async def _enrol_all(run: Run, client: Client, prefix: str, vecs: np.ndarray, ta
     return acked
 
 
-async def _killer(run: Run, names: list[str], times: int, every_s: float, tally: Tally,
-                  done: asyncio.Event) -> None:  # fmt: skip
-    """SIGKILLs ``names`` in turn, ``times`` kills in all, ``every_s`` apart,
-    each once the previous victim is back; records recovery times."""
-    for k in range(times):
-        await asyncio.sleep(every_s)
-        if done.is_set() and k:
-            tally.notes.append(f"load ended after {k} kills")
-            break
-        name = names[k % len(names)]
+async def _killer(run: Run, names: list[str], times: int, n: int, progress: list[int],
+                  tally: Tally) -> None:  # fmt: skip
+    """SIGKILLs ``names`` in turn, ``times`` kills in all, spread over the
+    load: kill k happens once ``k * n / (times + 1)`` enrolments are
+    acknowledged (so every kill lands during the load), each once the
+    previous victim is back; records recovery times."""
+    for k in range(1, times + 1):
+        while progress[0] < k * n // (times + 1):
+            await asyncio.sleep(0.05)
+        name = names[(k - 1) % len(names)]
         pid = await asyncio.to_thread(run.up.kill, name)
         tally.recovery_s.append(await asyncio.to_thread(run.up.wait_back, name, pid))
 
@@ -75,12 +78,10 @@ async def _killer(run: Run, names: list[str], times: int, every_s: float, tally:
 async def kill_store(run: Run, n: int, kills: int = 5) -> Tally:
     t = Tally(f"kill -9 store x{kills} during {n} enrolments")
     client = run.client()
-    done = asyncio.Event()
-    every = max(1.0, n / 60 / (kills + 1))  # spread over the load (about 60 enrolments/s at most)
-    killer = asyncio.create_task(_killer(run, ["store"], kills, every, t, done))
+    progress = [0]
+    killer = asyncio.create_task(_killer(run, ["store"], kills, n, progress, t))
     try:
-        acked = await _enrol_all(run, client, "ks", run.vectors(n), t)
-        done.set()
+        acked = await _enrol_all(run, client, "ks", run.vectors(n), t, progress=progress)
         await killer
         await verify_searchable(client, acked, t)
     finally:
@@ -93,25 +94,25 @@ async def kill_searchers_and_nats(run: Run, n: int, kills: int = 5) -> Tally:
     t = Tally(f"kill -9 searchers x{kills} + nats-server x1 during {n} enrolments + identifies")
     client = run.client()
     known: dict[str, float] = {s: 0.0 for s in run.acked}
-    vecs = dict(run.acked)
-    stop, done = asyncio.Event(), asyncio.Event()
-    every = max(1.0, n / 60 / (kills + 2))
+    vecs = run.acked  # grows as enrolments are acknowledged
+    stop, progress = asyncio.Event(), [0]
     victims = run.up.names("searcher")
-    killer = asyncio.create_task(_killer(run, victims, kills, every, t, done))
+    # kills of searchers spread over the load, then nats-server before its end
+    killer = asyncio.create_task(_killer(run, victims, kills, n * (kills + 1) // (kills + 2),
+                                         progress, t))  # fmt: skip
     idents = asyncio.create_task(mixed_identifies(client, known, vecs, t, stop))
 
     async def enrol() -> dict:
-        new = run.vectors(n)
-        out = await _enrol_all_tracking(run, client, new, t, known, vecs)
-        return out
+        return await _enrol_all(run, client, "kn", run.vectors(n), t, known, progress=progress)
 
     try:
         enrolling = asyncio.create_task(enrol())
         await killer
+        while progress[0] < n * (kills + 1) // (kills + 2):
+            await asyncio.sleep(0.05)
         pid = await asyncio.to_thread(run.up.kill, "nats-server")
         t.recovery_s.append(await asyncio.to_thread(run.up.wait_back, "nats-server", pid))
         acked = await enrolling
-        done.set()
         stop.set()
         t.notes.append(f"{await idents} identifies")
         await verify_searchable(client, acked, t)
@@ -120,12 +121,6 @@ async def kill_searchers_and_nats(run: Run, n: int, kills: int = 5) -> Tally:
         killer.cancel()
         await client.close()
     return t
-
-
-async def _enrol_all_tracking(run, client, new, t, known, vecs) -> dict:
-    acked = await _enrol_all(run, client, "kn", new, t, known)
-    vecs.update(acked)
-    return acked
 
 
 async def gateways_same_faces(run: Run, faces: int) -> Tally:
@@ -142,7 +137,7 @@ async def gateways_same_faces(run: Run, faces: int) -> Tally:
             enrolled = [sid for sid, o in zip(ids, outcomes, strict=True) if o == "enrolled"]
             t.acknowledged += len(enrolled)
             t.duplicates += max(0, len(enrolled) - 1)
-            if enrolled:
+            if len(enrolled) == 1:  # duplicates are counted here, not again as wrong answers later
                 run.acked[enrolled[0]] = vec
     finally:
         for c in clients:
