@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from nats.js import JetStreamContext
+from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from tanu.core import errors, logs, natsnames
@@ -33,8 +33,9 @@ Reply = searcher_pb2.SearchResponse | errors.TanuError
 class Freshness:
     """The per-partition marks a search must reach."""
 
-    def __init__(self, js: JetStreamContext, wait_s: float, metrics: Metrics) -> None:
-        self._js = js
+    def __init__(self, nc: NATS, wait_s: float, metrics: Metrics) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
         self.wait_s = wait_s
         self._metrics = metrics
         self._known: dict[int, int] = {}  # the last mark seen per partition
@@ -45,6 +46,8 @@ class Freshness:
         being slow to answer this)."""
 
         async def one(p: int) -> int:
+            if not self._nc.is_connected:  # the scatter fails too, and says why
+                return self._known.get(p, 0)
             try:
                 msg = await self._js.get_last_msg(
                     natsnames.EVENTS_STREAM, natsnames.template_events(p)

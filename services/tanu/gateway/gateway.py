@@ -35,7 +35,7 @@ class Gateway:
         self.searchers = SearchClient(nc, config.search_timeout_s, metrics)
         self.samples = Samples(FaceClient(nc, config.common.request_timeout_s, metrics), config)
         self.layout_watch = LayoutWatch(nc, self.layout)
-        fresh = (Freshness(nc.jetstream(), config.freshness_wait_s, metrics)
+        fresh = (Freshness(nc, config.freshness_wait_s, metrics)
                  if config.freshness_wait_s > 0 else None)  # fmt: skip
         self.search = Search(self.searchers, config, metrics, self.layout_watch, fresh)
         self.recent = RecentEnrolments(self.layout)
