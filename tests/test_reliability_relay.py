@@ -192,3 +192,27 @@ async def test_a_database_error_is_counted_and_retried_not_fatal(nats_server, tm
         lock.close()
         await nc.close()
         await c.stop()
+
+
+async def test_an_event_that_cannot_be_opened_is_dead_lettered_not_blocking(nats_server, tmp_path):
+    c = Cluster(env_for(nats_server.url, tmp_path))
+    await c.start_store(TANU_RELAY_ENABLED="false")
+    nc = await bus.connect(nats_server.url, "test")
+    metrics = Metrics.create()
+    relay = OutboxRelay(c.store.db, nc.jetstream(), batch=10, poll_s=0.2, metrics=metrics)
+    try:
+        await put(c.store, "s", 4, seed=4)
+        # Damage one sealed event in the database (disk corruption, a bad restore).
+        with sqlite3.connect(Path(c.env["TANU_STORE_DB"]), isolation_level=None) as raw:
+            raw.execute("UPDATE outbox SET payload = X'00112233445566778899aabbccddeeff00' "
+                        "WHERE subject_id = 's2'")  # fmt: skip
+        relay.start()
+        await relay.wait_idle(20)
+        letters = await c.store.db.run(c.store.db.dead_letters)
+        assert len(letters) == 1 and "cannot be opened" in letters[0][3], letters
+        assert len(await stream_event_ids(nc)) == 3  # the other three went out
+        assert metrics.registry.get_sample_value("tanu_relay_dead_letters_total") == 1
+    finally:
+        await relay.stop()
+        await nc.close()
+        await c.stop()

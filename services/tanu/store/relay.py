@@ -95,6 +95,7 @@ class OutboxRelay:
         self._stopping = False
         self._flush_timeout_s = flush_timeout_s
         self._waiters: list[asyncio.Future[None]] = []
+        self._held = 0  # dead letters held, as last counted
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="outbox-relay")
@@ -144,9 +145,8 @@ class OutboxRelay:
             try:
                 if not prepared:
                     await self._db_call(self._db.outbox_prepare)
-                    self._metrics.relay_dead_letters_held.set(
-                        await self._db_call(self._db.dead_letters_count)
-                    )
+                    self._held = await self._db_call(self._db.dead_letters_count)
+                    self._metrics.relay_dead_letters_held.set(self._held)
                     prepared = True
                 await self._round()
                 backoff = BACKOFF_MIN_S
@@ -196,6 +196,7 @@ class OutboxRelay:
         """One pass: (whether it reached the end of the outbox, whether
         the outbox was empty)."""
         rows = await self._db_call(self._db.outbox_batch, self._batch)
+        await self._count_dead_letters()  # the batch may have set some aside
         if not rows:
             try:
                 await self.erase_from_stream()
@@ -218,6 +219,15 @@ class OutboxRelay:
         self._metrics.outbox_pending.set(await self._db_call(self._db.outbox_pending))
         return read < self._batch, False
 
+    async def _count_dead_letters(self) -> None:
+        """Dead letters held now; the counter grows by those added."""
+        n = await self._db_call(self._db.dead_letters_count)
+        if n > self._held:
+            self._metrics.relay_dead_letters.inc(n - self._held)
+            log.error("relay_dead_letters_added", added=n - self._held, held=n)
+        self._held = n
+        self._metrics.relay_dead_letters_held.set(n)
+
     async def _publish_singly(self, rows: Sequence[OutboxRow]) -> tuple[list[OutboxRow], list[int]]:
         """After a batch failed: publishes its events one at a time (a
         connection loss or timeout is raised for the loop to retry); those it refuses for good go to the dead-letter
@@ -234,10 +244,7 @@ class OutboxRelay:
                 if not is_permanent(exc):
                     raise RelayFailure("bus") from exc
                 await self._db_call(self._db.dead_letter, row.seq, f"{type(exc).__name__}: {exc}")
-                self._metrics.relay_dead_letters.inc()
-                self._metrics.relay_dead_letters_held.set(
-                    await self._db_call(self._db.dead_letters_count)
-                )
+                await self._count_dead_letters()
                 log.error("relay_dead_letter", outbox_seq=row.seq, event_id=row.event_id,
                           reason=type(exc).__name__)  # fmt: skip
         return done, acks
