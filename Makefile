@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/tanu/v1/*.proto)
 
-.PHONY: up test test-fuzz lint proto bench clean venv models
+.PHONY: up test test-fuzz test-reliability lint proto bench clean venv models
 
 venv: $(STAMP)
 
@@ -51,6 +51,12 @@ test: $(STAMP) $(MODELS) $(TOOLS)
 FUZZ_COUNT ?= 1000000
 test-fuzz: $(STAMP) $(MODELS)
 	$(BIN)/python tests/fuzz_run.py --count $(FUZZ_COUNT) $(FUZZ_ARGS)
+
+# Fault scenarios against a real local cluster (SIGKILL of store, searchers
+# and nats-server under load, 3 gateways, erasure under load, a restart);
+# smaller counts: make test-reliability RELIABILITY_ARGS="--enrolments 200".
+test-reliability: $(STAMP) $(MODELS)
+	$(BIN)/python tests/reliability/run.py $(RELIABILITY_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check libs services tests benchmarks

@@ -65,6 +65,11 @@ class StoreConfig:
     relay_enabled: bool = setting(
         "TANU_RELAY_ENABLED", True, "Run the outbox relay in this process."
     )
+    relay_flush_s: float = setting(
+        "TANU_RELAY_FLUSH_S",
+        2.0,
+        "How long an enrolment's reply waits for its event to reach the stream (read-your-writes).",
+    )
     common: Common = field(default_factory=Common)
 
 
@@ -233,5 +238,16 @@ class GatewayConfig:
         "TANU_THRESHOLD_REFRESH_S",
         10.0,
         "How often calibrated thresholds are re-read from the cluster configuration.",
+    )
+    freshness_wait_s: float = setting(
+        "TANU_FRESHNESS_WAIT_S",
+        1.0,
+        "How long a search waits for a partition behind the acknowledged writes before "
+        "reporting it missing (read-your-writes; 0 turns the check off).",
+    )
+    dependency_check_s: float = setting(
+        "TANU_DEPENDENCY_CHECK_S",
+        2.0,
+        "How often the gateway asks whether a store answers (health NOT_SERVING when none does).",
     )
     common: Common = field(default_factory=Common)

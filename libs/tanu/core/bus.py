@@ -81,6 +81,8 @@ async def request(
     the responder's typed error, UNAVAILABLE when nobody listens, or
     DEADLINE_EXCEEDED after ``timeout`` seconds."""
     headers = {REQUEST_ID: logs.request_id_var.get() or logs.new_request_id()}
+    if not nc.is_connected:  # say so now, not as the timeout it would become
+        raise errors.Unavailable(f"the message bus is down (NATS unreachable); {subject} not asked")
     start = time.perf_counter()
     try:
         data = message if isinstance(message, bytes) else message.SerializeToString()
@@ -88,6 +90,10 @@ async def request(
     except nats.errors.NoRespondersError:
         raise errors.Unavailable(f"no service is answering on {subject}") from None
     except (nats.errors.TimeoutError, TimeoutError):
+        if not nc.is_connected:
+            raise errors.Unavailable(
+                f"the message bus is down (NATS unreachable); {subject} did not answer"
+            ) from None
         raise errors.DeadlineExceeded(f"{subject} did not answer within {timeout:.3f}s") from None
     except nats.errors.MaxPayloadError:
         raise errors.ResourceExhausted(

@@ -56,8 +56,12 @@ class Metrics:
     applied_sequence: Gauge
     outbox_pending: Gauge
     events_published: Counter
+    relay_errors: Counter
+    relay_dead_letters: Counter
+    relay_dead_letters_held: Gauge
     match_score: Histogram
     search_partial: Counter
+    search_behind: Counter
     inference_duration: Histogram
     snapshot_timestamp: Gauge
     denials: Counter
@@ -145,6 +149,22 @@ class Metrics:
                 "Outbox events published to JetStream.",
                 registry=r,
             ),
+            relay_errors=Counter(
+                "tanu_relay_errors_total",
+                "Outbox relay rounds that failed and were retried, by kind (database, bus).",
+                ["kind"],
+                registry=r,
+            ),
+            relay_dead_letters=Counter(
+                "tanu_relay_dead_letters_total",
+                "Outbox events that can never be published, moved to the dead-letter table.",
+                registry=r,
+            ),
+            relay_dead_letters_held=Gauge(
+                "tanu_relay_dead_letters_held",
+                "Events in the store's dead-letter table (waiting for an operator).",
+                registry=r,
+            ),
             match_score=Histogram(
                 "tanu_match_score",
                 "Best score per verify/identify request.",
@@ -155,6 +175,12 @@ class Metrics:
             search_partial=Counter(
                 "tanu_search_partial_total",
                 "Searches answered without every partition.",
+                registry=r,
+            ),
+            search_behind=Counter(
+                "tanu_search_behind_total",
+                "Partitions left out of a search because their searchers had not yet applied "
+                "every acknowledged write (read-your-writes).",
                 registry=r,
             ),
             snapshot_timestamp=Gauge(

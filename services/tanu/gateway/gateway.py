@@ -13,6 +13,7 @@ from tanu.core.metrics import Metrics
 from tanu.policy import thresholds
 from tanu.v1 import store_pb2
 
+from .freshness import Freshness
 from .layout_watch import LayoutWatch
 from .samples import Samples
 from .search import Search
@@ -33,7 +34,9 @@ class Gateway:
         self.searchers = SearchClient(nc, config.search_timeout_s, metrics)
         self.samples = Samples(FaceClient(nc, config.common.request_timeout_s, metrics), config)
         self.layout_watch = LayoutWatch(nc, self.layout)
-        self.search = Search(self.searchers, config, metrics, self.layout_watch)
+        fresh = (Freshness(nc, config.freshness_wait_s, metrics)
+                 if config.freshness_wait_s > 0 else None)  # fmt: skip
+        self.search = Search(self.searchers, config, metrics, self.layout_watch, fresh)
         self.calibrated: dict[str, dict] = {}  # this model's calibrations, by kind
         self._defaults = {
             "identify": config.identify_threshold,

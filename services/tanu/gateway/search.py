@@ -17,6 +17,7 @@ from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
 from tanu.v1 import common_pb2, searcher_pb2
 
+from .freshness import Freshness
 from .layout_watch import LayoutWatch
 
 log = logs.get(__name__)
@@ -48,12 +49,14 @@ class Search:
         config: GatewayConfig,
         metrics: Metrics,
         watch: LayoutWatch,
+        freshness: Freshness | None = None,
     ) -> None:
         self.config = config
         self.layout = config.common.layout
         self.metrics = metrics
         self._searchers = searchers
         self._watch = watch
+        self._freshness = freshness
         self._batcher = MicroBatcher(
             self._search_batch,
             name="identify",
@@ -105,7 +108,12 @@ class Search:
             model_id=lay.model_id,
         )
         parts = list(range(lay.partitions))
+        fresh = self._freshness
+        marks = asyncio.create_task(fresh.marks(parts)) if fresh else None
         replies = await self._searchers.scatter(req, parts)
+        if fresh and marks:  # read-your-writes: no partition behind an acknowledged write
+            replies = await fresh.settle(replies, parts, await marks,
+                                         lambda ps: self._searchers.scatter(req, ps))  # fmt: skip
         ok = [r for r in replies if isinstance(r, searcher_pb2.SearchResponse)]
         missing = [
             p

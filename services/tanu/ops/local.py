@@ -3,7 +3,10 @@ data under ``./var``) and every service as a subprocess, each with its own
 gRPC and metrics port; logs under ``var/logs``; the layout of the running
 cluster in ``var/cluster.json`` for ``tanu status`` and the CLI verbs.
 
-A service that dies is restarted (with back-off, a few times). Ctrl-C or
+A service that dies, and nats-server too, is restarted with back-off, at
+most 5 times a minute (``tanu.ops.restarts``); past that it is given up on,
+``var/cluster.json`` says why (``tanu status`` shows it and exits non-zero)
+and it is tried again once a minute. Ctrl-C or
 SIGTERM stops everything in order: gateway, searchers, store, then NATS,
 each with SIGTERM and a grace period.
 """
@@ -23,6 +26,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from .natsd import NatsServer, free_port, port_in_use
+from .restarts import RestartBudget
 
 STATE_FILE = "cluster.json"
 
@@ -48,6 +52,7 @@ class Proc:
     env: dict[str, str] = field(default_factory=dict)
     restarts: int = 0
     pid: int = 0
+    given_up: str = ""
 
 
 def choose_port(wanted: int, what: str, say) -> int:
@@ -60,12 +65,13 @@ def choose_port(wanted: int, what: str, say) -> int:
     return port
 
 
-def health_status(address: str, timeout: float = 1.0) -> str:
-    """SERVING, NOT_SERVING, or why it could not be asked."""
+def health_status(address: str, timeout: float = 1.0, service: str = "") -> str:
+    """SERVING, NOT_SERVING, or why it could not be asked (of the server,
+    or of one ``service`` its health names)."""
     try:
         with grpc.insecure_channel(address) as ch:
             r = health_pb2_grpc.HealthStub(ch).Check(
-                health_pb2.HealthCheckRequest(), timeout=timeout
+                health_pb2.HealthCheckRequest(service=service), timeout=timeout
             )
         return health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
     except grpc.RpcError as exc:
@@ -97,6 +103,10 @@ class LocalCluster:
         self.nats: NatsServer | None = None
         self.procs: list[Proc] = []
         self.running: dict[str, subprocess.Popen] = {}
+        self.budgets: dict[str, RestartBudget] = {}
+        self._due: dict[str, float] = {}  # name -> when to start it again
+        self._since: dict[str, float] = {}  # name -> when it was last started
+        self._nats_restarts = 0
         self._stop = False
 
     def _plan(self, nats_url: str) -> list[Proc]:
@@ -160,6 +170,7 @@ class LocalCluster:
         out.close()
         proc.pid = child.pid
         self.running[proc.name] = child
+        self._since[proc.name] = time.monotonic()
 
     def _wait_serving(self, proc: Proc, timeout: float) -> None:
         end = time.monotonic() + timeout
@@ -178,8 +189,14 @@ class LocalCluster:
 
     def write_state(self) -> None:
         assert self.nats
+        nats = self.budgets.get("nats-server")
         state = {
             "nats_url": self.nats.url,
+            "nats": {
+                "pid": self.nats.proc.pid if self.nats.proc else 0,
+                "restarts": self._nats_restarts,
+                "given_up": nats.given_up if nats else "",
+            },
             "gateway": f"127.0.0.1:{self.procs[-1].grpc_port}",
             "rest": f"http://127.0.0.1:{self.rest_port}",
             "supervisor_pid": os.getpid(),
@@ -213,6 +230,8 @@ class LocalCluster:
         )  # fmt: skip
         (self.var / "logs").mkdir(parents=True, exist_ok=True)
         self.nats.start()
+        self._nats_restarts = 0
+        self._since["nats-server"] = time.monotonic()
         self.say(f"nats-server     {self.nats.url} (JetStream, data in {self.var / 'nats'})")
         self.procs = self._plan(self.nats.url)
         for proc in self.procs:
@@ -224,26 +243,78 @@ class LocalCluster:
         self.write_state()
 
     def watch(self) -> None:
-        """Restarts services that die, until asked to stop."""
+        """Restarts services (and nats-server) that die, until asked to stop."""
         while not self._stop:
+            changed = self._watch_nats()
             for proc in self.procs:
-                child = self.running.get(proc.name)
-                if child is None or child.poll() is None or self._stop:
-                    continue
-                if proc.restarts >= 5:
-                    self.say(
-                        f"{proc.name} keeps failing (exit {child.returncode}); not restarting it again"
-                    )
-                    self.running.pop(proc.name)
-                    continue
-                proc.restarts += 1
-                self.say(
-                    f"{proc.name} exited with code {child.returncode}; restarting ({proc.restarts}/5)"
-                )
-                time.sleep(min(2**proc.restarts * 0.1, 3))
-                self._spawn(proc)
+                if self._stop:
+                    break
+                changed |= self._watch_one(proc)
+            if changed:
                 self.write_state()
             time.sleep(0.2)
+
+    def _budget(self, name: str) -> RestartBudget:
+        return self.budgets.setdefault(name, RestartBudget())
+
+    def _exited(self, name: str, code: int | None) -> None:
+        budget, now = self._budget(name), time.monotonic()
+        was = budget.given_up
+        self._due[name] = budget.next_start(now, code)
+        if budget.given_up and not was:
+            self.say(f"{name} keeps failing: {budget.given_up}")
+        elif not budget.given_up:
+            self.say(f"{name} exited with code {code}; restarting")
+
+    def _watch_one(self, proc: Proc) -> bool:
+        """One look at ``proc``; whether the cluster state changed."""
+        budget, now = self._budget(proc.name), time.monotonic()
+        child = self.running.get(proc.name)
+        if child is not None and child.poll() is None:
+            was = budget.given_up
+            budget.running(now, self._since.get(proc.name, now))
+            proc.given_up = budget.given_up
+            return was != budget.given_up
+        if child is not None:  # it has just exited
+            self.running.pop(proc.name)
+            self._exited(proc.name, child.returncode)
+            proc.given_up = budget.given_up
+            return True
+        if now < self._due.get(proc.name, 0):
+            return False
+        budget.started(now)
+        proc.restarts += 1
+        self._spawn(proc)
+        return True
+
+    def _watch_nats(self) -> bool:
+        """nats-server, supervised like every service (same port, same data)."""
+        if self.nats is None or self._stop:
+            return False
+        budget, now, name = self._budget("nats-server"), time.monotonic(), "nats-server"
+        proc = self.nats.proc
+        if proc is not None and proc.poll() is None:
+            was = budget.given_up
+            budget.running(now, self._since.get(name, now))
+            return was != budget.given_up
+        if proc is not None:
+            self.nats.proc = None
+            self._exited(name, proc.returncode)
+            return True
+        if now < self._due.get(name, 0):
+            return False
+        budget.started(now)
+        self._nats_restarts += 1
+        try:
+            self.nats.start()
+            self._since[name] = now
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            self.say(f"nats-server did not start again: {exc}")
+            failed, self.nats.proc = self.nats.proc, None
+            if failed is not None and failed.poll() is None:
+                failed.kill()
+            self._exited(name, None)
+        return True
 
     def request_stop(self, *_args) -> None:
         self._stop = True

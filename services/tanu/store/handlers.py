@@ -63,6 +63,13 @@ class StoreHandlers:
         if self.relay:
             self.relay.wake()
 
+    async def _published(self) -> None:
+        """Returns once what was just committed is on the stream (or after
+        the relay's flush bound): an acknowledged enrolment is then visible
+        to every later search that checks the stream (read-your-writes)."""
+        if self.relay:
+            await self.relay.flush()
+
     async def put(self, req: store_pb2.PutSubjectRequest) -> common_pb2.Subject:
         subject_id = ids.check_subject_id(req.subject_id)
         vecs = self._vectors(req.templates)
@@ -73,7 +80,7 @@ class StoreHandlers:
             self.db.idempotent, self._idem(req), subject_id, common_pb2.Subject,
             self.db.put_subject, subject_id, vecs, req.date_of_birth, req.consent,
         )  # fmt: skip
-        self._changed()
+        await self._published()
         log.info("subject_stored", partition=subject.partition, templates=subject.template_count)
         return subject
 
@@ -93,7 +100,10 @@ class StoreHandlers:
             self.db.idempotent, self._idem(req), subject_id, store_pb2.EnrolOutcome,
             self.db.enrol_subject, req, vecs,
         )  # fmt: skip
-        self._changed()
+        if out.outcome == "enrolled":
+            await self._published()
+        else:
+            self._changed()
         log.info("subject_enrol", outcome=out.outcome, partition=out.subject.partition)
         return out
 
@@ -105,7 +115,7 @@ class StoreHandlers:
 
     async def decide_case(self, req: cases_pb2.DecideCaseRequest) -> cases_pb2.DecideCaseResponse:
         out = await self.db.run(self.db.decide_case, req)
-        self._changed()
+        await self._published()  # a distinct or merged enrolment is searchable when acknowledged
         log.info("case_decided", state=out.case.state)
         return out
 

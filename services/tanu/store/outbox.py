@@ -11,6 +11,13 @@ can delete it there too (table ``stream_erasures``).
 
 Events carrying vectors are sealed with the subject's data key, like
 templates; ``outbox_batch`` opens them for publishing.
+
+A poison event, one that can never be published (it cannot be opened, or
+JetStream refuses it for good, e.g. over the stream's maximum message
+size), moves to the ``dead_letters`` table (``dead_letter``) instead of
+blocking every event behind it; ``tanu_relay_dead_letters`` and its alert
+tell the operator. An added-template event whose subject was erased
+before it went out is simply dropped: the subject's removal event follows.
 """
 
 from __future__ import annotations
@@ -18,13 +25,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tanu.core import envelope
+from tanu.core import envelope, errors
 from tanu.core.natsnames import template_events
 from tanu.v1 import store_pb2
 
 from .datakeys import DataKeys
+from .schema import now_ms
 
 ADDED, REMOVED = store_pb2.TemplateEvent.KIND_ADDED, store_pb2.TemplateEvent.KIND_REMOVED
+
+# Created by the relay when it starts (``outbox_prepare``); the payload
+# stays sealed as it was in the outbox.
+DEAD_LETTERS_DDL = (
+    "CREATE TABLE IF NOT EXISTS dead_letters ("
+    "seq {big} PRIMARY KEY, event_id TEXT NOT NULL, subject TEXT NOT NULL, "
+    "subject_id TEXT NOT NULL, kind INTEGER NOT NULL, payload {blob} NOT NULL, "
+    "created_at_ms {big} NOT NULL, reason TEXT NOT NULL, dead_at_ms {big} NOT NULL)"
+)
 
 
 @dataclass(frozen=True)
@@ -61,9 +78,16 @@ class Outbox(DataKeys):
                 "INSERT INTO stream_erasures(stream_seq) VALUES (?) ON CONFLICT DO NOTHING", (s,)
             )
 
+    def outbox_prepare(self) -> None:
+        """Creates the dead-letter table when it is missing (idempotent)."""
+        d = self.dialect
+        self._tx(lambda _c: self._x(DEAD_LETTERS_DDL.format(big=d.big, blob=d.blob)))
+
     def outbox_batch(self, limit: int) -> list[OutboxRow]:
         """The oldest unpublished events (lowest ``seq`` first), opened for
-        publishing. With one store writing, ``seq`` order is commit order."""
+        publishing. With one store writing, ``seq`` order is commit order.
+        An event that cannot be opened goes to the dead-letter table (or is
+        dropped when its subject was erased meanwhile) and is not returned."""
         rows = self._all(
             "SELECT seq, event_id, subject, payload, subject_id, kind FROM outbox "
             "ORDER BY seq LIMIT ?",
@@ -73,9 +97,42 @@ class Outbox(DataKeys):
         for seq, eid, subj, payload, sid, kind in rows:
             payload = bytes(payload)
             if kind == ADDED:
-                payload = envelope.open_template(self._dek(sid), sid, payload)
+                try:
+                    payload = envelope.open_template(self._dek(sid), sid, payload)
+                except (errors.KeyProblem, errors.FailedPrecondition) as exc:
+                    if self._one("SELECT 1 FROM subjects WHERE subject_id = ?", (sid,)) is None:
+                        self._tx(
+                            lambda _c, s=seq: self._x("DELETE FROM outbox WHERE seq = ?", (s,))
+                        )
+                    else:
+                        self.dead_letter(seq, f"cannot be opened: {exc}")
+                    continue
             out.append(OutboxRow(seq, eid, subj, payload, sid, kind))
         return out
+
+    def dead_letter(self, seq: int, reason: str) -> None:
+        """Moves outbox event ``seq`` to the dead-letter table with ``reason``
+        (no-op when another relay has moved or published it already)."""
+
+        def tx(_c) -> None:
+            self._x(
+                "INSERT INTO dead_letters(seq, event_id, subject, subject_id, kind, payload, "
+                "created_at_ms, reason, dead_at_ms) SELECT seq, event_id, subject, subject_id, "
+                "kind, payload, created_at_ms, ?, ? FROM outbox WHERE seq = ? "
+                "ON CONFLICT DO NOTHING",
+                (reason[:500], now_ms(), seq),
+            )
+            self._x("DELETE FROM outbox WHERE seq = ?", (seq,))
+
+        self._tx(tx)
+
+    def dead_letters(self) -> list[tuple[int, str, str, str]]:
+        """(seq, event id, stream subject, reason) of every dead letter, oldest first."""
+        return [tuple(r) for r in self._all(
+            "SELECT seq, event_id, subject, reason FROM dead_letters ORDER BY seq")]  # fmt: skip
+
+    def dead_letters_count(self) -> int:
+        return self._one("SELECT COUNT(*) FROM dead_letters")[0]
 
     def outbox_done(self, rows: Sequence[OutboxRow], stream_seqs: Sequence[int]) -> None:
         """Forgets published events and remembers where their template
@@ -83,18 +140,18 @@ class Outbox(DataKeys):
 
         def tx(_c) -> None:
             for row, sseq in zip(rows, stream_seqs, strict=True):
-                if row.kind != ADDED:
+                # Exactly the rows published: with several stores on one
+                # PostgreSQL database, a row with a lower seq may have
+                # committed after this batch was read, and is not published
+                # yet. The relay that forgets a row records where it went.
+                gone = self._x("DELETE FROM outbox WHERE seq = ?", (row.seq,)).rowcount
+                if row.kind != ADDED or gone != 1:
                     continue
                 if self._one("SELECT 1 FROM subjects WHERE subject_id = ?", (row.subject_id,)):
                     self._x("INSERT INTO published(subject_id, stream_seq) VALUES (?, ?)",
                             (row.subject_id, sseq))  # fmt: skip
                 else:  # erased while being published: delete it from the stream too
                     self._queue_stream_erasures([sseq])
-            # Exactly the rows published: with several stores on one
-            # PostgreSQL database, a row with a lower seq may have committed
-            # after this batch was read, and is not published yet.
-            for row in rows:
-                self._x("DELETE FROM outbox WHERE seq = ?", (row.seq,))
 
         self._tx(tx)
 

@@ -68,7 +68,7 @@ class StoreService(ServiceBase):
         )  # fmt: skip
         if cfg.relay_enabled:
             self.relay = OutboxRelay(self.db, js, batch=cfg.relay_batch, poll_s=cfg.relay_poll_s,
-                                     metrics=self.metrics)  # fmt: skip
+                                     metrics=self.metrics, flush_timeout_s=cfg.relay_flush_s)  # fmt: skip
             self.relay.start()
         self.handlers = handlers = StoreHandlers(self.db, self.relay, signer, self.metrics)
         for op, fn in handlers_for(StoreClient, handlers):

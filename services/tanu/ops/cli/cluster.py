@@ -9,6 +9,33 @@ import sys
 from pathlib import Path
 
 from ..local import STATE_FILE, health_status, read_state, up
+from ..natsd import port_in_use
+
+# What the gateway's health says per dependency (tanu.gateway.service).
+GATEWAY_CHECKS = {"tanu.gateway.store": "no store answers", "tanu.gateway.layout":
+                  "its partition layout differs from the cluster's"}  # fmt: skip
+
+
+def _why(service: dict, health: str) -> str:
+    """Why a service is not SERVING, as far as the supervisor and the
+    service's own health checks say."""
+    if service.get("given_up"):
+        return service["given_up"]
+    if service["name"] == "gateway" and health == "NOT_SERVING":
+        addr = f"127.0.0.1:{service['grpc_port']}"
+        down = [why for name, why in GATEWAY_CHECKS.items()
+                if health_status(addr, service=name) == "NOT_SERVING"]  # fmt: skip
+        # Neither dependency check failed: the gateway has lost NATS.
+        return "; ".join(down) if down else "the message bus is down"
+    return ""
+
+
+def _nats(state: dict) -> dict:
+    port = int(state["nats_url"].rsplit(":", 1)[1])
+    nats = state.get("nats", {})
+    up_ = port_in_use(port)
+    return {"health": "UP" if up_ else "DOWN", "restarts": nats.get("restarts", 0),
+            "reason": nats.get("given_up") or ("" if up_ else "the message bus is down")}  # fmt: skip
 
 
 def cmd_up(args) -> int:
@@ -26,15 +53,14 @@ def cmd_status(args) -> int:
             file=sys.stderr,
         )
         return 1
-    rows = [
-        {
-            "name": s["name"],
-            "address": f"127.0.0.1:{s['grpc_port']}",
-            "metrics_port": s["metrics_port"],
-            "health": health_status(f"127.0.0.1:{s['grpc_port']}"),
-        }
-        for s in state["services"]
-    ]
+    rows = []
+    for s in state["services"]:
+        health = health_status(f"127.0.0.1:{s['grpc_port']}")
+        rows.append({"name": s["name"], "address": f"127.0.0.1:{s['grpc_port']}",
+                     "metrics_port": s["metrics_port"], "health": health,
+                     "restarts": s.get("restarts", 0),
+                     "reason": _why(s, health) if health != "SERVING" or s.get("given_up") else ""})  # fmt: skip
+    nats = _nats(state)
     if args.json:
         print(
             json.dumps(
@@ -42,6 +68,7 @@ def cmd_status(args) -> int:
                     "nats_url": state["nats_url"],
                     "gateway": state["gateway"],
                     "rest": state.get("rest"),
+                    "nats": nats,
                     "services": rows,
                 },  # fmt: skip
                 indent=2,
@@ -50,11 +77,15 @@ def cmd_status(args) -> int:
     else:
         print(f"NATS {state['nats_url']}    Identity API {state['gateway']}    "
               f"REST {state.get('rest', '-')}")  # fmt: skip
+        print(f"  {'nats-server':<16} {nats['health']:<12} {state['nats_url']:<18}"
+              + (f"  {nats['reason']}" if nats["reason"] else ""))  # fmt: skip
         for r in rows:
             print(
                 f"  {r['name']:<16} {r['health']:<12} {r['address']:<18} metrics :{r['metrics_port']}"
+                + (f"  {r['reason']}" if r["reason"] else "")
             )
-    return 0 if all(r["health"] == "SERVING" for r in rows) else 1
+    ok = nats["health"] == "UP" and not nats["reason"]
+    return 0 if ok and all(r["health"] == "SERVING" and not r["reason"] for r in rows) else 1
 
 
 def add_parsers(sub) -> None:
