@@ -87,6 +87,10 @@ def permissions(role: str) -> dict:
     if role == "gateway":
         pub = [f"{natsnames.STORE_PREFIX}.>", natsnames.search_all()]
         pub += [natsnames.erasure_check_all(), natsnames.DETECT, natsnames.EMBED]
+        # Read-your-writes: the last sequence of each partition's events
+        # (gateway.freshness asks get_last_msg; the message is an event the
+        # gateway could read from the store anyway).
+        pub += [f"{JS}.STREAM.MSG.GET.{EVENTS}"]
         deny = [natsnames.store(op) for op in OPERATOR_STORE_OPS]
         return {"publish": [*pub, *_KV_READ, *_KV_LAYOUT], "publish_deny": deny,
                 "subscribe": [], "responses": False}  # fmt: skip

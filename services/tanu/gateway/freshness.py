@@ -28,6 +28,7 @@ from tanu.v1 import searcher_pb2
 log = logs.get(__name__)
 
 Reply = searcher_pb2.SearchResponse | errors.TanuError
+MARK_TIMEOUT_S = 1.0
 
 
 class Freshness:
@@ -35,7 +36,8 @@ class Freshness:
 
     def __init__(self, nc: NATS, wait_s: float, metrics: Metrics) -> None:
         self._nc = nc
-        self._js = nc.jetstream()
+        # A short timeout: a search never waits long on this question.
+        self._js = nc.jetstream(timeout=MARK_TIMEOUT_S)
         self.wait_s = wait_s
         self._metrics = metrics
         self._known: dict[int, int] = {}  # the last mark seen per partition
