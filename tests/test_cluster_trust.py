@@ -218,3 +218,40 @@ async def test_the_gateway_may_not_call_the_operators_store_operations(nats_serv
     finally:
         await nc.close()
         await c.stop()
+
+
+async def test_the_gateway_may_read_each_partitions_last_event_sequence(nats_server, tmp_path):
+    # Read-your-writes asks the stream for each partition's last sequence
+    # on every search batch; a refusal would cost every search a timeout
+    # and leave the mark unknown.
+    from tanu.core import ids, vectors
+    from tanu.core.metrics import Metrics
+    from tanu.gateway.freshness import Freshness
+    from tanu.v1 import common_pb2
+
+    from conftest import unit_vectors
+    from helpers import ADULT_DOB
+
+    c = Cluster(env_for(nats_server.url, tmp_path))
+    await c.start_store()
+    op = await bus.connect(nats_server.url_for("operator"), "op")
+    nc = await bus.connect(nats_server.url_for("gateway"), "gw")
+    other = await bus.connect(nats_server.url_for("detector"), "det")
+    try:
+        vec = unit_vectors(1, seed=3)[0]
+        await StoreClient(op, 5).put(store_pb2.PutSubjectRequest(
+            subject_id="fresh-1", date_of_birth=ADULT_DOB,
+            consent=common_pb2.Consent(purposes=["kyc"], evidence_ref="f"),
+            templates=[common_pb2.Template(vector=vectors.to_bytes(vec))],
+        ))  # fmt: skip
+        k = ids.partition_of("fresh-1", c.layout.partitions)
+        marks = await Freshness(nc, 0.1, Metrics.create()).marks([k])
+        assert marks[k] > 0, "the gateway read the partition's last event sequence"
+        with pytest.raises(Exception):  # noqa: B017 - the detector role may not ask
+            await other.jetstream(timeout=0.5).get_last_msg(
+                natsnames.EVENTS_STREAM, natsnames.template_events(k)
+            )
+    finally:
+        for conn in (op, nc, other):
+            await conn.close()
+        await c.stop()
