@@ -117,7 +117,7 @@ async def test_a_staging_replica_does_not_count_and_the_store_signs_no_caller_bo
     env = env_for(nats_server.url, tmp_path, TANU_ERASURE_WAIT_S="1")
     c = Cluster(env)
     staging = None
-    nc = await bus.connect(nats_server.url, "test")
+    nc = await bus.connect(nats_server.url_for("test"), "test")
     try:
         await c.start_all()
         # A staging searcher of a 3-partition layout reads every event.

@@ -10,18 +10,17 @@ from contextlib import ExitStack
 
 import aiohttp
 import grpc
-import nats
 import pytest
 from pg import schema_dsn
 
 from tanu.clients.store import StoreClient
+from tanu.core import bus, envelope, secrets, vectors
 from tanu.core import config as cfg
-from tanu.core import envelope, secrets, vectors
 from tanu.gateway.idempotency import request_digest
 from tanu.store.db import Store
 from tanu.v1 import common_pb2, identity_pb2, store_pb2
 
-from conftest import Cluster, env_for, near, unit_vectors
+from conftest import Cluster, env_for, nats_url_as, near, unit_vectors
 from helpers import enroll
 
 
@@ -90,7 +89,7 @@ async def test_a_commit_whose_reply_was_lost_is_replayed_not_refused(idem):
         idempotency=store_pb2.Idempotency(tenant=secrets.OPERATOR, client="cli", key="lost-1",
                                           operation="Enroll", request_sha256=request_digest(req)),
     )  # fmt: skip
-    nc = await nats.connect(c.env["TANU_NATS_URL"])
+    nc = await bus.connect(nats_url_as(c.env, "gateway"), "gw")  # as a gateway calls the store
     try:
         committed = await StoreClient(nc, 10.0).enrol(put)
     finally:

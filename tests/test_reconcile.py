@@ -32,7 +32,7 @@ async def test_reconcile_finds_and_repairs_missing_and_foreign_templates(
     nats_server, tmp_path, capsys
 ):
     c = Cluster(env_for(nats_server.url, tmp_path))
-    nc = await bus.connect(nats_server.url, "test")
+    nc = await bus.connect(nats_server.url_for("test"), "test")
     js = nc.jetstream()
     try:
         await c.start_store()
@@ -41,7 +41,7 @@ async def test_reconcile_finds_and_repairs_missing_and_foreign_templates(
         await bulk_enrol(c, "g", 40, seed=81)
         await c.store.relay.wait_idle(15)
         await settle(c, {p: store_ids(c, p) for p in (0, 1)})
-        assert await cli(nats_server.url) == 0
+        assert await cli(nats_server.url_for("operator")) == 0
         out = capsys.readouterr().out
         assert "equal" in out and "40 templates in 2 partitions" in out
 
@@ -87,11 +87,11 @@ async def test_reconcile_finds_and_repairs_missing_and_foreign_templates(
                     (await c.store.db.run(c.store.db.get_templates, "late0")).templates]  # fmt: skip
         assert found[(kl, "r1")][0] == late_ids
         assert found[(kg, "r0")][1] == [GHOST_ID]
-        assert await cli(nats_server.url) == 1
+        assert await cli(nats_server.url_for("operator")) == 1
         assert "differences found" in capsys.readouterr().out
 
         # Repaired through the stream: every replica agrees with the store again.
-        assert await cli(nats_server.url, "--repair") == 0
+        assert await cli(nats_server.url_for("operator"), "--repair") == 0
         out = capsys.readouterr().out
         assert "equal after repair" in out and "removed 1" in out, out
         assert np.isin(late_ids, (await stats(fresh)).template_ids).all()

@@ -82,7 +82,7 @@ async def test_two_relays_on_one_postgres_publish_every_event_even_a_late_commit
     a, b = Cluster(env), Cluster(env)
     await a.start_store()
     await b.start_store()
-    nc = await bus.connect(nats_server.url, "test")
+    nc = await bus.connect(nats_server.url_for("test"), "test")
     held = psycopg.connect(pg_dsn)  # a transaction of its own, left open
     try:
         # A writer takes a sequence number now and commits only later.
@@ -135,7 +135,7 @@ async def test_two_relays_on_one_postgres_publish_every_event_even_a_late_commit
 async def test_a_poison_event_goes_to_dead_letters_and_the_stream_moves_on(nats_server, tmp_path):
     c = Cluster(env_for(nats_server.url, tmp_path))
     await c.start_store()
-    nc = await bus.connect(nats_server.url, "test")
+    nc = await bus.connect(nats_server.url_for("test"), "test")
     js = nc.jetstream()
     try:
         info = await js.stream_info(natsnames.EVENTS_STREAM)
@@ -169,7 +169,7 @@ async def test_a_poison_event_goes_to_dead_letters_and_the_stream_moves_on(nats_
 async def test_a_database_error_is_counted_and_retried_not_fatal(nats_server, tmp_path):
     c = Cluster(env_for(nats_server.url, tmp_path))
     await c.start_store(TANU_RELAY_ENABLED="false")
-    nc = await bus.connect(nats_server.url, "test")
+    nc = await bus.connect(nats_server.url_for("test"), "test")
     lock = sqlite3.connect(Path(c.env["TANU_STORE_DB"]), isolation_level=None)
     metrics = Metrics.create()
     relay = OutboxRelay(c.store.db, nc.jetstream(), batch=10, poll_s=0.2, metrics=metrics)
@@ -197,7 +197,7 @@ async def test_a_database_error_is_counted_and_retried_not_fatal(nats_server, tm
 async def test_an_event_that_cannot_be_opened_is_dead_lettered_not_blocking(nats_server, tmp_path):
     c = Cluster(env_for(nats_server.url, tmp_path))
     await c.start_store(TANU_RELAY_ENABLED="false")
-    nc = await bus.connect(nats_server.url, "test")
+    nc = await bus.connect(nats_server.url_for("test"), "test")
     metrics = Metrics.create()
     relay = OutboxRelay(c.store.db, nc.jetstream(), batch=10, poll_s=0.2, metrics=metrics)
     try:

@@ -28,9 +28,10 @@ from .cases import Cases
 from .schema import now_ms
 from .window import RecentWindow, better
 
-# The advisory lock every enrolment takes on PostgreSQL (any constant shared
-# by all store processes of one database).
-ENROL_LOCK = 0x74616E75  # "tanu"
+# The advisory lock every enrolment takes on PostgreSQL, per schema (the
+# store's tables): advisory locks are database-wide, so two stores on
+# separate schemas of one database must not serialise on each other.
+ENROL_LOCK = "tanu-enrol"
 DEFAULT_WINDOW_MS = 300_000
 BATCH = 500
 MAX_CANDIDATES = 16
@@ -45,7 +46,7 @@ class Dedup(Cases):
     def _dedup_lock(self) -> None:
         """Serialises enrolments (and case decisions) across store processes."""
         if self.is_postgres:
-            self._x(f"SELECT pg_advisory_xact_lock({ENROL_LOCK})")
+            self._x("SELECT pg_advisory_xact_lock(hashtext(current_schema() || ?))", (ENROL_LOCK,))
         # SQLite: BEGIN IMMEDIATE already holds the database's one write lock.
 
     _recent: RecentWindow | None = None

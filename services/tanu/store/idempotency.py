@@ -76,7 +76,8 @@ CREATE INDEX IF NOT EXISTS idempotency_by_expiry ON idempotency(expires_at_ms)
         def tx(_c) -> M:
             if self.is_postgres:  # one holder of a key at a time, across store processes
                 self._x(
-                    "SELECT pg_advisory_xact_lock(hashtext(?))", (idem.tenant + "\n" + idem.key,)
+                    "SELECT pg_advisory_xact_lock(hashtext(current_schema() || ?))",
+                    ("\n" + idem.tenant + "\n" + idem.key,),
                 )
             now = now_ms()
             row = self._one(

@@ -145,13 +145,16 @@ class Outbox(DataKeys):
                 # committed after this batch was read, and is not published
                 # yet. The relay that forgets a row records where it went.
                 gone = self._x("DELETE FROM outbox WHERE seq = ?", (row.seq,)).rowcount
-                if row.kind != ADDED or gone != 1:
+                if row.kind != ADDED:
                     continue
-                if self._one("SELECT 1 FROM subjects WHERE subject_id = ?", (row.subject_id,)):
+                if not self._one("SELECT 1 FROM subjects WHERE subject_id = ?", (row.subject_id,)):
+                    # Erased while being published (its outbox row went with
+                    # the erasure, so ``gone`` is 0): the message is on the
+                    # stream all the same and must be deleted there too.
+                    self._queue_stream_erasures([sseq])
+                elif gone == 1:
                     self._x("INSERT INTO published(subject_id, stream_seq) VALUES (?, ?)",
                             (row.subject_id, sseq))  # fmt: skip
-                else:  # erased while being published: delete it from the stream too
-                    self._queue_stream_erasures([sseq])
 
         self._tx(tx)
 
