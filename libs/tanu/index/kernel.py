@@ -27,9 +27,11 @@ import numpy as np
 # set cheaply.
 BLOCK_ROWS = 16_384
 FIRST_BLOCK_ROWS = 4_096  # at most BLOCK_ROWS
-# Below this many queries a call, FAISS's own scan is as fast (measured:
-# benchmarks/search/overhead.py and benchmarks/RESULTS.md).
-MIN_BATCH = 16
+# From this many queries a call the kernel beats FAISS's own scan, per
+# index kind (benchmarks/search/exact_kernel.py, benchmarks/RESULTS.md): on
+# fp32 at every batch size; on fp16, whose gallery is widened block by block
+# while FAISS computes on halves directly, only from about 128.
+MIN_BATCH = {"flat": 1, "fp16": 128}
 # Above this share of a block passing the threshold (adversarial or sorted
 # galleries), the block is reduced by a partition instead of a merge.
 MAX_PASS_SHARE = 1 / 16

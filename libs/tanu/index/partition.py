@@ -52,7 +52,7 @@ class PartitionIndex:
         device: str = "cpu",
         compact_share: float = 0.05,
         compact_floor: int = 4096,
-        kernel_min_batch: int = kernel.MIN_BATCH,
+        kernel_min_batch: int | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}; known: {sorted(KINDS)}")
@@ -75,7 +75,9 @@ class PartitionIndex:
         self._device: DeviceCopy | None = None
         # Batches of at least this many queries go to Tanu's exact kernel
         # (flat and fp16 kinds on the CPU); smaller ones to FAISS. 0: never.
-        self.kernel_min_batch = kernel_min_batch
+        self.kernel_min_batch = (
+            kernel.MIN_BATCH.get(kind, 0) if kernel_min_batch is None else kernel_min_batch
+        )
         # Squared norms of the vectors by position, for the kernel's L2
         # scores; None until the first kernel search after a restore.
         self._sq_norms: GrowingArray | None = None
