@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from nats.js import api
-from test_store import PG_BASE, _pg_available
+from pg import schema_dsn
 
 from tanu.core import bus, natsnames
 from tanu.core.metrics import Metrics
@@ -61,16 +61,8 @@ async def until(check, timeout: float = 20.0, what: str = "condition") -> None:
 
 @pytest.fixture
 def pg_dsn():
-    if not _pg_available():
-        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
-    import psycopg
-
-    schema = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(PG_BASE, autocommit=True) as c:
-        c.execute(f"CREATE SCHEMA {schema}")
-    yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_BASE, autocommit=True) as c:
-        c.execute(f"DROP SCHEMA {schema} CASCADE")
+    with schema_dsn() as dsn:
+        yield dsn
 
 
 async def test_two_relays_on_one_postgres_publish_every_event_even_a_late_commit(

@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 import pytest_asyncio
+from tenancy import code_of
 
 from tanu.core import auth, secrets, signing
 from tanu.v1 import common_pb2, identity_pb2, identity_pb2_grpc
@@ -100,12 +101,6 @@ async def raw(sec):
     await ch.close()
 
 
-async def code_of(call) -> tuple[grpc.StatusCode, str]:
-    try:
-        await call
-        return grpc.StatusCode.OK, ""
-    except grpc.aio.AioRpcError as exc:
-        return exc.code(), exc.details()
 
 
 # --- the authorisation matrix ------------------------------------------------

@@ -11,12 +11,12 @@ import json
 import sqlite3
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
+from pg import schema_dsn
 
 from tanu.clients.store import StoreClient
 from tanu.core import audit, bus, envelope, errors, ids, signing
@@ -26,18 +26,7 @@ from tanu.v1 import common_pb2, store_pb2, store_pb2_grpc
 
 from conftest import unit_vectors
 
-PG_BASE = "postgresql://postgres@127.0.0.1:5432/test"
 LAYOUT = Layout(partitions=2)
-
-
-def _pg_available() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(PG_BASE, connect_timeout=3).close()
-        return True
-    except Exception:  # noqa: BLE001
-        return False
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -45,18 +34,8 @@ def target(request, tmp_path: Path):
     if request.param == "sqlite":
         yield str(tmp_path / "store.sqlite3")
         return
-    if not _pg_available():
-        if __import__("os").environ.get("CI"):
-            pytest.fail("PostgreSQL at 127.0.0.1:5432 is not reachable")
-        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
-    import psycopg
-
-    schema = "t_" + uuid.uuid4().hex[:12]
-    with psycopg.connect(PG_BASE, autocommit=True) as c:
-        c.execute(f"CREATE SCHEMA {schema}")
-    yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    with psycopg.connect(PG_BASE, autocommit=True) as c:
-        c.execute(f"DROP SCHEMA {schema} CASCADE")
+    with schema_dsn() as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -22,7 +22,6 @@ import numpy as np
 from tanu.core import audit, envelope, errors, ids, vectors
 from tanu.v1 import cases_pb2, common_pb2, store_pb2
 
-from .outbox import ADDED
 from .schema import now_ms
 from .subjects import Subjects
 
@@ -235,24 +234,7 @@ CREATE INDEX IF NOT EXISTS cases_by_subject ON cases(subject_id)
                 f"subject would hold more than {MAX_TEMPLATES_PER_SUBJECT} templates; "
                 "decide duplicate instead"
             )
-        dek, lay, ts = self._dek(subject_id), self.layout, now_ms()
-        tids = []
-        for row in vecs:
-            (tid,) = self._one(
-                "INSERT INTO templates(subject_id, model_id, dimension, sealed, created_at_ms) "
-                "VALUES (?, ?, ?, ?, ?) RETURNING template_id",
-                (subject_id, lay.model_id, lay.dimension,
-                 envelope.seal_template(dek, subject_id, vectors.to_bytes(row)), ts),
-            )  # fmt: skip
-            tids.append(tid)
-        self._queue_event(
-            store_pb2.TemplateEvent(
-                event_id=uuid.uuid4().hex, kind=ADDED, subject_id=subject_id,
-                partition=subject.partition, template_ids=tids, vectors=vectors.to_bytes(vecs),
-                dimension=lay.dimension, model_id=lay.model_id, occurred_at_ms=ts,
-            ),
-            dek,
-        )  # fmt: skip
+        self._add_templates(subject_id, subject.partition, vecs, self._dek(subject_id), now_ms())
         return self._subject_row(subject_id)
 
     def _close_case(self, case_id: str, state: str, tenant: str, client: str, purpose: str):

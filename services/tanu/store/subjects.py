@@ -50,7 +50,14 @@ class Subjects(SubjectStatus, Erasures):
             raise errors.AlreadyExists(f"subject {subject_id!r} is already enrolled") from None
         if consent is not None:
             self._insert_consent(subject_id, consent, ts)
-        dek = self._new_dek(subject_id, ts)
+        self._add_templates(subject_id, part, vecs, self._new_dek(subject_id, ts), ts)
+
+    def _add_templates(
+        self, subject_id: str, partition: int, vecs: np.ndarray, dek: bytes, ts: int
+    ) -> list[int]:
+        """Seals and writes ``vecs`` as the subject's templates and queues
+        their event, in the caller's transaction; returns their ids."""
+        lay = self.layout
         template_ids = []
         for row in vecs:
             (tid,) = self._one(
@@ -62,18 +69,13 @@ class Subjects(SubjectStatus, Erasures):
             template_ids.append(tid)
         self._queue_event(
             store_pb2.TemplateEvent(
-                event_id=uuid.uuid4().hex,
-                kind=ADDED,
-                subject_id=subject_id,
-                partition=part,
-                template_ids=template_ids,
-                vectors=vectors.to_bytes(vecs),
-                dimension=lay.dimension,
-                model_id=lay.model_id,
-                occurred_at_ms=ts,
+                event_id=uuid.uuid4().hex, kind=ADDED, subject_id=subject_id,
+                partition=partition, template_ids=template_ids, vectors=vectors.to_bytes(vecs),
+                dimension=lay.dimension, model_id=lay.model_id, occurred_at_ms=ts,
             ),
             dek,
-        )
+        )  # fmt: skip
+        return template_ids
 
     def put_subject(
         self,
