@@ -47,7 +47,7 @@ test: $(STAMP) $(MODELS) $(TOOLS)
 # A million generated hostile inputs (tests/fuzzcases.py) against `tanu up`,
 # half gRPC (every Identity method, raw request bytes) and half REST (every
 # route); prints the replies by status, INTERNAL/UNKNOWN/5xx (goal 0) and
-# service restarts (goal 0). About 20-25 minutes on 2 cores.
+# service restarts (goal 0). About 10 minutes on 2 cores.
 FUZZ_COUNT ?= 1000000
 test-fuzz: $(STAMP) $(MODELS)
 	$(BIN)/python tests/fuzz_run.py --count $(FUZZ_COUNT) $(FUZZ_ARGS)
