@@ -172,6 +172,7 @@ class LocalUp:
         st = self.state()
         port = free_port()
         env = {**self.env, **secrets.provision(self.var / "keys"), "TANU_NATS_URL": st["nats_url"],
+               "TANU_NATS_CREDENTIALS_DIR": str(self.var / "keys" / "nats"),
                "TANU_PARTITIONS": str(self.partitions), "TANU_GRPC_PORT": str(port),
                "TANU_METRICS_PORT": str(free_port()), "TANU_REST_PORT": "-1",
                "PYTHONUNBUFFERED": "1"}  # fmt: skip
