@@ -202,7 +202,10 @@ class LocalCluster:
             "supervisor_pid": os.getpid(),
             "services": [{k: v for k, v in asdict(p).items() if k != "env"} for p in self.procs],
         }
-        (self.var / STATE_FILE).write_text(json.dumps(state, indent=2))
+        # Atomically: `tanu status` and the CLI read it while it is rewritten.
+        tmp = self.var / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        os.replace(tmp, self.var / STATE_FILE)
 
     def start(self) -> None:
         from tanu.face.models import prepare
