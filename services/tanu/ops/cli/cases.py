@@ -10,7 +10,7 @@ import time
 
 from tanu.v1 import cases_pb2
 
-from .client import add_client_parser, call, show
+from .client import add_client_parser, all_pages, call, show
 
 
 def not_enrolled(r, lead: str = "duplicate of") -> str:
@@ -55,14 +55,9 @@ def _details(c: cases_pb2.Case) -> str:
 
 
 def cmd_list(args) -> int:
-    cases, token = [], ""
-    while True:
-        req = cases_pb2.ListCasesRequest(state=args.state, page_size=500, page_token=token)
-        r = call(args, lambda s, req=req: s.ListCases(req, timeout=args.timeout))
-        cases.extend(r.cases)
-        token = r.next_page_token
-        if not token:
-            break
+    cases = all_pages(args, lambda s, token: s.ListCases(
+        cases_pb2.ListCasesRequest(state=args.state, page_size=500, page_token=token),
+        timeout=args.timeout), "cases")  # fmt: skip
     out = cases_pb2.ListCasesResponse(cases=cases)
     show(args, out, f"{len(cases)} case(s) ({args.state})\n" + "\n".join(map(_line, cases)))
     return 0

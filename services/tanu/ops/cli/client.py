@@ -137,6 +137,19 @@ def call(args, fn: Callable[[identity_pb2_grpc.IdentityStub], T]) -> T:
             raise SystemExit(2) from None
 
 
+def all_pages(args, fetch: Callable[[identity_pb2_grpc.IdentityStub, str], T], items: str) -> list:
+    """Every item of a paginated call: ``fetch(stub, page_token)`` returns a
+    reply whose ``items`` field holds a page and ``next_page_token`` the next."""
+    out: list = []
+    token = ""
+    while True:
+        r = call(args, lambda s, t=token: fetch(s, t))
+        out.extend(getattr(r, items))
+        token = r.next_page_token
+        if not token:
+            return out
+
+
 def load_sample(path: str) -> common_pb2.BiometricSample:
     """A photo's bytes, or a ``.npy`` template, as a sample."""
     p = Path(path)

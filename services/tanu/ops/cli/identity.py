@@ -8,7 +8,7 @@ import time
 
 from tanu.v1 import common_pb2, identity_pb2
 
-from .client import add_client_parser, call, load_sample, show
+from .client import add_client_parser, all_pages, call, load_sample, show
 
 
 def candidate_lines(cands) -> str:
@@ -89,15 +89,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_history(args) -> int:
-    entries, token = [], ""
-    while True:
-        req = common_pb2.AccessHistoryRequest(subject_id=args.subject_id, page_size=500,
-                                              page_token=token)  # fmt: skip
-        r = call(args, lambda s, req=req: s.GetAccessHistory(req, timeout=args.timeout))
-        entries.extend(r.entries)
-        token = r.next_page_token
-        if not token:
-            break
+    entries = all_pages(args, lambda s, token: s.GetAccessHistory(
+        common_pb2.AccessHistoryRequest(subject_id=args.subject_id, page_size=500,
+                                        page_token=token), timeout=args.timeout), "entries")  # fmt: skip
     out = common_pb2.AccessHistory(entries=entries)
     lines = [
         f"  {time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(e.at_ms / 1000))}  {e.tenant}/{e.client}"
