@@ -33,3 +33,14 @@ def schema_dsn() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_BASE, autocommit=True) as c:
             c.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@contextmanager
+def store_env(backend: str) -> Iterator[dict[str, str]]:
+    """The store's settings for a test backend: none for SQLite (the
+    default), a fresh schema's DSN for ``"postgres"``."""
+    if backend != "postgres":
+        yield {}
+        return
+    with schema_dsn() as dsn:
+        yield {"TANU_STORE_DSN": dsn}

@@ -8,13 +8,12 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
-from pg import schema_dsn
+from pg import store_env
 
 from tanu.core import auth, secrets, signing
 from tanu.core import config as cfg
@@ -48,10 +47,7 @@ def _tenants(env: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def adj(request, nats_server, tmp_path):
-    with ExitStack() as stack:
-        extra = {}
-        if request.param == "postgres":
-            extra["TANU_STORE_DSN"] = stack.enter_context(schema_dsn())
+    with store_env(request.param) as extra:
         async for x in _adj_cluster(nats_server, tmp_path, extra):
             yield x
 

@@ -7,10 +7,9 @@ same id and the same face enrol again, and no reply names the erased."""
 from __future__ import annotations
 
 import asyncio
-from contextlib import ExitStack
 
 import pytest
-from pg import schema_dsn
+from pg import store_env
 
 from tanu.core import config as cfg
 from tanu.core import secrets
@@ -29,10 +28,7 @@ GATEWAYS = 3
 async def many(request, nats_server, tmp_path):
     """Two partitions, three gateways; on PostgreSQL two store processes
     (StoreService instances, one relaying) on one schema."""
-    with ExitStack() as stack:
-        extra = {}
-        if request.param == "postgres":
-            extra["TANU_STORE_DSN"] = stack.enter_context(schema_dsn())
+    with store_env(request.param) as extra:
         async for x in _cluster(nats_server, tmp_path, extra):
             yield x
 

@@ -21,6 +21,7 @@ import aiohttp
 import grpc
 import pytest
 import pytest_asyncio
+from tenancy import code_of
 
 from tanu.core import auth, logs, signing
 from tanu.ops import natsd
@@ -106,14 +107,6 @@ def audit_rows(c, where: str, args=()) -> list[tuple]:
         db.close()
 
 
-async def status_of(call) -> tuple[grpc.StatusCode, str]:
-    try:
-        await call
-        return grpc.StatusCode.OK, ""
-    except grpc.aio.AioRpcError as exc:
-        return exc.code(), exc.details()
-
-
 def tok(t: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {t}"), ("x-tanu-purpose", "kyc"))
 
@@ -129,13 +122,13 @@ async def still_serving(c) -> None:
 async def test_a_multi_megabyte_subject_id_without_a_token_harms_no_one(hc):
     c = hc
     giant = identity_pb2.GetSubjectRequest(subject_id="x" * (3 * 1024 * 1024))
-    legit = [status_of(c.stub.GetSubject(identity_pb2.GetSubjectRequest(subject_id="grace")))
+    legit = [code_of(c.stub.GetSubject(identity_pb2.GetSubjectRequest(subject_id="grace")))
              for _ in range(20)]  # fmt: skip
-    got = await asyncio.gather(status_of(c.anon.GetSubject(giant)), *legit)
+    got = await asyncio.gather(code_of(c.anon.GetSubject(giant)), *legit)
     assert got[0][0] == grpc.StatusCode.UNAUTHENTICATED
     assert all(code == grpc.StatusCode.OK for code, _ in got[1:]), got[1:]
     # With a token the oversize id is refused with its limit, and audited without it.
-    code, details = await status_of(c.stub.GetSubject(giant))
+    code, details = await code_of(c.stub.GetSubject(giant))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "the limit is 128" in details
     await still_serving(c)
     rows = audit_rows(c, "operation = 'GetSubject' AND result = 'INVALID_ARGUMENT'")
@@ -154,7 +147,7 @@ async def test_audit_batches_stay_below_the_bus_payload_limit(hc):
     )
     assert all(r.enrolled for r in got)
     await c.stub.Enroll(enroll("batch-last", unit_vectors(1, seed=908)[0], wait_indexed=True))
-    small = [status_of(c.stub.GetSubject(identity_pb2.GetSubjectRequest(subject_id=f"nobody-{i}")))
+    small = [code_of(c.stub.GetSubject(identity_pb2.GetSubjectRequest(subject_id=f"nobody-{i}")))
              for i in range(200)]  # fmt: skip
     big = [c.stub.Identify(identify(vs[i], top_k=1000)) for i in range(2)]
     out = await asyncio.gather(*big, *small)
@@ -172,11 +165,11 @@ async def test_malformed_protobuf_is_invalid_argument_and_audited(hc):
     c = hc
     call = c.raw.unary_unary("/tanu.v1.Identity/GetSubject")
     for body in (b"\xff\xff\xff\xff", b"\x0a\x02\xff\xfe", b"\x0a\x10ab"):
-        code, details = await status_of(call(body, metadata=tok(c.op)))
+        code, details = await code_of(call(body, metadata=tok(c.op)))
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (body, code, details)
         assert "GetSubject request message" in details
         # authentication first: without a token the caller learns nothing more
-        code, _ = await status_of(call(body))
+        code, _ = await code_of(call(body))
         assert code == grpc.StatusCode.UNAUTHENTICATED
     rows = audit_rows(c, "operation = 'GetSubject' AND detail LIKE '%not a valid%'")
     assert len(rows) >= 3 and rows[0][1] == "operator"
@@ -187,9 +180,9 @@ async def test_out_of_range_numbers_and_tokens_are_invalid_argument(hc):
     c = hc
     for token in ("99999999999999999999", "-1", "abc", "١٢"):
         req = common_pb2.AccessHistoryRequest(subject_id="grace", page_token=token)
-        code, details = await status_of(c.stub.GetAccessHistory(req))
+        code, details = await code_of(c.stub.GetAccessHistory(req))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and "page_token" in details, token
-    code, details = await status_of(c.stub.Identify(identify(c.grace, top_k=2**32 - 1)))
+    code, details = await code_of(c.stub.Identify(identify(c.grace, top_k=2**32 - 1)))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "top_k" in details
 
 
@@ -203,14 +196,14 @@ async def test_oversize_values_are_refused_with_their_limit_not_cut(hc):
         (enroll("long-purpose", v, consent=consent(["k" * 65])), "consent.purposes", "64"),
     ]
     for req, field, limit in cases:
-        code, details = await status_of(c.stub.Enroll(req))
+        code, details = await code_of(c.stub.Enroll(req))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and field in details and limit in details
-    code, details = await status_of(
+    code, details = await code_of(
         c.stub.Delete(identity_pb2.DeleteRequest(subject_id="grace", reason="r" * 201))
     )
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "reason" in details and "200" in details
     md = (("authorization", f"Bearer {c.op}"), ("x-tanu-purpose", "p" * 65))
-    code, details = await status_of(c.anon.Identify(identify(c.grace), metadata=md))
+    code, details = await code_of(c.anon.Identify(identify(c.grace), metadata=md))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and "x-tanu-purpose" in details
     assert (await c.stub.GetSubject(identity_pb2.GetSubjectRequest(subject_id="grace"))).subject_id
 
@@ -234,9 +227,9 @@ async def test_subject_ids_with_invisible_characters_or_white_space_are_refused(
         ("jose\u0301", "NFC"),  # decomposed: josé as j-o-s-e + combining acute
     ]
     for sid, words in cases:
-        code, details = await status_of(c.stub.Enroll(enroll(sid, v)))
+        code, details = await code_of(c.stub.Enroll(enroll(sid, v)))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and words in details, (sid, details)
-        code, details = await status_of(
+        code, details = await code_of(
             c.stub.GetSubject(identity_pb2.GetSubjectRequest(subject_id=sid))
         )
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (sid, code)
@@ -259,7 +252,7 @@ async def test_dates_of_birth_must_be_calendar_dates_written_yyyy_mm_dd(hc):
         ("1879-12-31", "before 1880"),
     ]
     for dob, words in cases:
-        code, details = await status_of(c.stub.Enroll(enroll("dob-case", v, date_of_birth=dob)))
+        code, details = await code_of(c.stub.Enroll(enroll("dob-case", v, date_of_birth=dob)))
         assert code == grpc.StatusCode.INVALID_ARGUMENT and words in details, (dob, details)
 
 
@@ -269,7 +262,7 @@ async def test_consent_purposes_must_be_ones_the_enrolling_tenant_holds(hc):
     v = unit_vectors(1, seed=905)[0]
     for purposes in (["kyc", "border_control"], ["kyc", "spying"]):
         req = enroll("purpose-case", v, consent=consent(purposes))
-        code, details = await status_of(stub.Enroll(req, metadata=tok(c.gov)))
+        code, details = await code_of(stub.Enroll(req, metadata=tok(c.gov)))
         assert code == grpc.StatusCode.PERMISSION_DENIED, (purposes, details)
         assert purposes[1] in details and "'gov'" in details
     ok = await stub.Enroll(enroll("purpose-ok", v, consent=consent(["kyc"])), metadata=tok(c.gov))
@@ -374,9 +367,9 @@ async def test_logs_pseudonymise_subject_ids_and_bound_caller_strings(hc):
         v = unit_vectors(1, seed=906)[0]
         await c.stub.Enroll(enroll("erased-later", v, wait_indexed=True))
         await c.stub.Delete(identity_pb2.DeleteRequest(subject_id="erased-later"))
-        await status_of(c.stub.Verify(
+        await code_of(c.stub.Verify(
             identity_pb2.VerifyRequest(subject_id="erased-later", sample=sample(v))))  # fmt: skip
-        await status_of(c.stub.GetSubject(
+        await code_of(c.stub.GetSubject(
             identity_pb2.GetSubjectRequest(subject_id="q" * 100_000)))  # fmt: skip
         await c.stub.GetSubject(identity_pb2.GetSubjectRequest(subject_id="grace"),
                                 metadata=(("x-request-id", "<" * 60),))  # fmt: skip
@@ -397,7 +390,7 @@ async def test_failed_authentication_is_limited_per_peer_and_audited_in_aggregat
     before = len(audit_rows(c, "1 = 1"))
     bad = (("authorization", "Bearer tanu1.forged.token"),)
     req = identity_pb2.GetSubjectRequest(subject_id="grace")
-    codes = [(await status_of(c.anon.GetSubjectReport(req, metadata=bad)))[0] for _ in range(80)]
+    codes = [(await code_of(c.anon.GetSubjectReport(req, metadata=bad)))[0] for _ in range(80)]
     assert grpc.StatusCode.UNAUTHENTICATED in codes[:FAILURE_BURST]
     assert codes[-1] == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert set(codes) <= {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.RESOURCE_EXHAUSTED}
@@ -411,7 +404,7 @@ async def test_failed_authentication_is_limited_per_peer_and_audited_in_aggregat
     # 80 failures cost a handful of audit writes, not 80 (plus the valid call's)
     assert len(audit_rows(c, "1 = 1")) - before <= 7
     # a valid signature of a tenant the registry does not know is refused and audited per request
-    code, details = await status_of(c.anon.GetSubject(req, metadata=tok(c.ghost)))
+    code, details = await code_of(c.anon.GetSubject(req, metadata=tok(c.ghost)))
     assert code == grpc.StatusCode.PERMISSION_DENIED and "not registered" in details
     rows = audit_rows(c, "result = 'PERMISSION_DENIED' AND detail LIKE '%ghost-agency%'")
     assert len(rows) == 1 and rows[0][0] == "GetSubject"

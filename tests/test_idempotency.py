@@ -6,12 +6,11 @@ REST 409), keys are per tenant, expire, and the audit shows the replay."""
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
 
 import aiohttp
 import grpc
 import pytest
-from pg import schema_dsn
+from pg import store_env
 
 from tanu.clients.store import StoreClient
 from tanu.core import bus, envelope, secrets, vectors
@@ -26,11 +25,8 @@ from helpers import enroll
 
 @pytest.fixture(params=["sqlite", "postgres"])
 async def idem(request, nats_server, tmp_path):
-    with ExitStack() as stack:
-        extra = {"TANU_REST_PORT": "0"}
-        if request.param == "postgres":
-            extra["TANU_STORE_DSN"] = stack.enter_context(schema_dsn())
-        c = Cluster(env_for(nats_server.url, tmp_path, **extra))
+    with store_env(request.param) as extra:
+        c = Cluster(env_for(nats_server.url, tmp_path, TANU_REST_PORT="0", **extra))
         try:
             await c.start_all()
             yield c
