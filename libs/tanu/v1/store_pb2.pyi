@@ -326,15 +326,17 @@ class DeleteSubjectResponse(_message.Message):
     def __init__(self, subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., template_ids: _Optional[_Iterable[int]] = ..., deleted_at_ms: _Optional[int] = ..., data_key_id: _Optional[str] = ..., master_key_id: _Optional[str] = ..., stream_messages: _Optional[int] = ..., consents_removed: _Optional[int] = ..., removal_event_id: _Optional[str] = ..., audit_seq: _Optional[int] = ..., receipt_id: _Optional[str] = ..., partitions: _Optional[int] = ...) -> None: ...
 
 class TemplateEvent(_message.Message):
-    __slots__ = ("event_id", "kind", "subject_id", "partition", "template_ids", "vectors", "dimension", "model_id", "occurred_at_ms")
+    __slots__ = ("event_id", "kind", "subject_id", "partition", "template_ids", "vectors", "dimension", "model_id", "occurred_at_ms", "galleries", "inactive")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[TemplateEvent.Kind]
         KIND_ADDED: _ClassVar[TemplateEvent.Kind]
         KIND_REMOVED: _ClassVar[TemplateEvent.Kind]
+        KIND_MEMBERSHIP: _ClassVar[TemplateEvent.Kind]
     KIND_UNSPECIFIED: TemplateEvent.Kind
     KIND_ADDED: TemplateEvent.Kind
     KIND_REMOVED: TemplateEvent.Kind
+    KIND_MEMBERSHIP: TemplateEvent.Kind
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -344,6 +346,8 @@ class TemplateEvent(_message.Message):
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    GALLERIES_FIELD_NUMBER: _ClassVar[int]
+    INACTIVE_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     kind: TemplateEvent.Kind
     subject_id: str
@@ -353,7 +357,9 @@ class TemplateEvent(_message.Message):
     dimension: int
     model_id: str
     occurred_at_ms: int
-    def __init__(self, event_id: _Optional[str] = ..., kind: _Optional[_Union[TemplateEvent.Kind, str]] = ..., subject_id: _Optional[str] = ..., partition: _Optional[int] = ..., template_ids: _Optional[_Iterable[int]] = ..., vectors: _Optional[bytes] = ..., dimension: _Optional[int] = ..., model_id: _Optional[str] = ..., occurred_at_ms: _Optional[int] = ...) -> None: ...
+    galleries: _containers.RepeatedScalarFieldContainer[str]
+    inactive: bool
+    def __init__(self, event_id: _Optional[str] = ..., kind: _Optional[_Union[TemplateEvent.Kind, str]] = ..., subject_id: _Optional[str] = ..., partition: _Optional[int] = ..., template_ids: _Optional[_Iterable[int]] = ..., vectors: _Optional[bytes] = ..., dimension: _Optional[int] = ..., model_id: _Optional[str] = ..., occurred_at_ms: _Optional[int] = ..., galleries: _Optional[_Iterable[str]] = ..., inactive: _Optional[bool] = ...) -> None: ...
 
 class ListTemplatesRequest(_message.Message):
     __slots__ = ("after_subject_id", "limit")
