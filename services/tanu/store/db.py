@@ -23,6 +23,9 @@ bases say what depends on what:
 - ``dedup.Dedup`` (Cases): enrolment de-duplicated under a lock, in the store
   (``window.RecentWindow``: the window's opened templates, synced with the database)
 - ``idempotency.Idempotency`` (AuditLog): idempotency keys and stored replies
+- ``encounters.Encounters`` (Dedup): encounters (one per template), their
+  galleries and status, moves and merges (``encounter_rules``: what they may hold)
+- ``galleries.Galleries``: galleries and their members, as a caller may see them
 
 Mixins rather than separate objects because every part writes in the same
 transactions on the same connection (an erasure touches four of them), and
@@ -44,6 +47,8 @@ from .audit_log import AuditLog
 from .datakeys import DataKeys
 from .dedup import Dedup
 from .digests import Digests
+from .encounters import Encounters
+from .galleries import Galleries
 from .idempotency import Idempotency
 from .migrations import LayoutMigration
 from .outbox import Outbox
@@ -56,6 +61,8 @@ DEFAULT_LOCKOUT = Lockout()
 
 
 class Store(
+    Galleries,
+    Encounters,
     Dedup,
     Idempotency,
     Subjects,
