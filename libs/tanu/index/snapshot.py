@@ -102,10 +102,16 @@ def write(path: Path, key: bytes, binding: dict, snap: Snapshot) -> int:
         removed=np.asarray(snap.removed, dtype=np.int64),
         sequence=np.array([snap.sequence], dtype=np.int64),
         galleries=np.frombuffer("\n".join(snap.galleries).encode(), dtype=np.uint8),
-        gallery_bits=(np.zeros((0, (len(snap.template_ids) + 7) // 8), np.uint8)
-                      if snap.gallery_bits is None else np.asarray(snap.gallery_bits, np.uint8)),
-        inactive=(np.zeros((len(snap.template_ids) + 7) // 8, np.uint8)
-                  if snap.inactive is None else np.asarray(snap.inactive, np.uint8)),
+        gallery_bits=(
+            np.zeros((0, (len(snap.template_ids) + 7) // 8), np.uint8)
+            if snap.gallery_bits is None
+            else np.asarray(snap.gallery_bits, np.uint8)
+        ),
+        inactive=(
+            np.zeros((len(snap.template_ids) + 7) // 8, np.uint8)
+            if snap.inactive is None
+            else np.asarray(snap.inactive, np.uint8)
+        ),
         **({"ivf": faiss.serialize_index(snap.extra)} if snap.extra is not None else {}),
     )
     nonce = os.urandom(12)

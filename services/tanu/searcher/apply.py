@@ -165,7 +165,9 @@ class EventApplier:
         adds: list[store_pb2.TemplateEvent] = []
 
         def runs(evs: list[store_pb2.TemplateEvent]) -> Memberships:
-            return Memberships.of_runs([(len(e.template_ids), e.galleries, e.inactive) for e in evs])
+            return Memberships.of_runs(
+                [(len(e.template_ids), e.galleries, e.inactive) for e in evs]
+            )
 
         def flush_adds() -> None:
             if not adds:
