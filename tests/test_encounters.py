@@ -14,16 +14,21 @@ import json
 import grpc
 import pytest
 from pg import store_env
+from tenancy import code_of, token, write_tenants
 
 from tanu.core import bus, natsnames, secrets
 from tanu.policy import access
 from tanu.v1 import (
-    cases_pb2, common_pb2, encounters_pb2, identity_pb2, identity_pb2_grpc, store_pb2,
+    cases_pb2,
+    common_pb2,
+    encounters_pb2,
+    identity_pb2,
+    identity_pb2_grpc,
+    store_pb2,
 )  # fmt: skip
 
 from conftest import Cluster, env_for, nats_url_as, near, unit_vectors
 from helpers import enroll, identify, sample
-from tenancy import code_of, token, write_tenants
 
 ADDED = store_pb2.TemplateEvent.KIND_ADDED
 MEMBERSHIP = store_pb2.TemplateEvent.KIND_MEMBERSHIP
@@ -161,7 +166,7 @@ async def test_an_encounter_matching_another_person_is_refused(enc):
     r = await s["gov-a"].AddEncounter(identity_pb2.AddEncounterRequest(
         subject_id="q1", sample=sample(near(v[1], seed=5))))  # fmt: skip
     assert r.outcome == "refused" and r.duplicate_of.subject_id == "q2"
-    assert len((await _tids(c, "q1"))) == 1 and "dedup_hit" in await _history(c.stub, "q2")
+    assert len(await _tids(c, "q1")) == 1 and "dedup_hit" in await _history(c.stub, "q2")
     r = await s["gov-a"].AddEncounter(identity_pb2.AddEncounterRequest(
         subject_id="q1", sample=sample(near(v[1], seed=5)), allow_duplicate=True))  # fmt: skip
     assert r.outcome == "added" and len(await _tids(c, "q1")) == 2
@@ -267,7 +272,9 @@ async def test_identify_by_a_stored_person_leaves_the_person_out(enc):
     assert code == grpc.StatusCode.NOT_FOUND
     assert "Identify" in await _history(c.stub, "i1")  # the probe's use is in its history
     # Rights on the probe subject: another agency learns nothing.
-    code, msg = await code_of(s["gov-b"].Identify(identity_pb2.IdentifyRequest(probe_subject_id="i1")))
+    code, msg = await code_of(
+        s["gov-b"].Identify(identity_pb2.IdentifyRequest(probe_subject_id="i1"))
+    )
     assert code == grpc.StatusCode.NOT_FOUND and msg == access.NO_RIGHTS_MESSAGE
 
 
@@ -279,10 +286,15 @@ async def test_hostile_encounter_input_is_refused_with_its_rule(backend, nats_se
         v = unit_vectors(2, seed=27)
         assert (await c.stub.Enroll(enroll("x1", v[0]))).enrolled
         bad = [
-            _fields(galleries=["no spaces"]), _fields(galleries=["g"] * 33),
-            _fields(galleries=["x" * 65]), _fields(data_json="[]"), _fields(data_json="nope"),
-            _fields(data_json=json.dumps({"k": "é" * 9000})), _fields(status="GONE"),
-            _fields(encounter_id="../etc"), _fields(encounter_id="x" * 65),
+            _fields(galleries=["no spaces"]),
+            _fields(galleries=["g"] * 33),
+            _fields(galleries=["x" * 65]),
+            _fields(data_json="[]"),
+            _fields(data_json="nope"),
+            _fields(data_json=json.dumps({"k": "é" * 9000})),
+            _fields(status="GONE"),
+            _fields(encounter_id="../etc"),
+            _fields(encounter_id="x" * 65),
         ]
         for f in bad:
             code, msg = await code_of(c.stub.AddEncounter(identity_pb2.AddEncounterRequest(

@@ -135,7 +135,9 @@ def test_a_merge_re_seals_under_the_target_and_erases_the_source(target, keyring
         assert out.source_erased and out.source_erasure.receipt_id and len(out.moved) == 2
         got = s.get_templates("a")
         assert len(got.templates) == 3
-        back = vectors.from_bytes(b"".join(t.template.vector for t in got.templates), LAYOUT.dimension)
+        back = vectors.from_bytes(
+            b"".join(t.template.vector for t in got.templates), LAYOUT.dimension
+        )
         assert np.allclose(np.sort(back, axis=0), np.sort(v, axis=0), atol=1e-6)
         with pytest.raises(errors.NotFound):
             s.list_encounters("b")

@@ -285,7 +285,8 @@ async def search_stored(
     if not chosen:
         raise errors.NotFound(
             f"subject {sid!r} has no encounter {req.probe_encounter_id!r}"
-            if req.probe_encounter_id else f"subject {sid!r} has no active encounter"
+            if req.probe_encounter_id
+            else f"subject {sid!r} has no active encounter"
         )
     lay = gw.layout
     gallery = search_gallery(req.gallery)

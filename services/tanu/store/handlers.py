@@ -262,7 +262,9 @@ class StoreHandlers:
 
     # -- encounters and galleries (tanu.store.encounters, tanu.store.galleries) --
 
-    async def add_encounter(self, req: store_pb2.AddEncounterRecord) -> store_pb2.AddEncounterOutcome:
+    async def add_encounter(
+        self, req: store_pb2.AddEncounterRecord
+    ) -> store_pb2.AddEncounterOutcome:
         sid = ids.check_subject_id(req.subject_id)
         vecs = self._vectors([req.template])
         d = req.dedup

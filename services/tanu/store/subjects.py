@@ -57,7 +57,12 @@ class Subjects(SubjectStatus, Erasures):
         self._add_templates(subject_id, part, vecs, self._new_dek(subject_id, ts), ts, encounters)
 
     def _add_templates(
-        self, subject_id: str, partition: int, vecs: np.ndarray, dek: bytes, ts: int,
+        self,
+        subject_id: str,
+        partition: int,
+        vecs: np.ndarray,
+        dek: bytes,
+        ts: int,
         encounters: Sequence[EncounterMeta] | None = None,
     ) -> list[int]:
         """Seals and writes ``vecs`` as the subject's templates, each one
@@ -159,7 +164,8 @@ class Subjects(SubjectStatus, Erasures):
                     template=common_pb2.Template(
                         vector=envelope.open_template(dek, subject_id, bytes(blob)), model_id=mid
                     ),
-                    encounter_id=eid, inactive=bool(inactive),
+                    encounter_id=eid,
+                    inactive=bool(inactive),
                 )  # fmt: skip
                 for tid, mid, blob, eid, inactive in rows
             ],

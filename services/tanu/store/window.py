@@ -51,9 +51,7 @@ class RecentWindow:
             self.vectors[keep],
         )
 
-    def best(
-        self, probes: np.ndarray, metric: str, exclude: str = ""
-    ) -> tuple[str, float] | None:
+    def best(self, probes: np.ndarray, metric: str, exclude: str = "") -> tuple[str, float] | None:
         """The best (subject, score) of any probe row against the window
         (leaving out the templates of subject ``exclude``)."""
         if not len(self.ids):
