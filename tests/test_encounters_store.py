@@ -177,3 +177,19 @@ def test_what_an_encounter_may_hold_is_checked(tmp_path, fields, words):
         assert len(s.list_encounters("h").encounters) == 1  # nothing written
     finally:
         s.close()
+
+
+def test_republished_events_keep_galleries_and_status(target, keyring):  # noqa: F811
+    s = _open(target, keyring)
+    try:
+        v = unit_vectors(2, seed=7)
+        s.put_subject("rp", v[:1], "1990-01-01", _consent())
+        e = _add(s, "rp", v[1], galleries=["G"], status="INACTIVE").encounter
+        s.outbox_done(s.outbox_batch(10_000), list(range(1, 1 + s.outbox_pending())))
+        s.republish(store_pb2.RepublishRequest(template_ids=[e.template_id]))
+        added = [ev for ev in _events(s, "rp") if ev.kind == ADDED]
+        got = {t: (list(ev.galleries), ev.inactive) for ev in added for t in ev.template_ids}
+        assert got[e.template_id] == (["G"], True) and len(got) == 2
+        assert [g for (g, _i) in got.values()].count([]) == 1
+    finally:
+        s.close()

@@ -173,8 +173,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS templates_by_encounter ON templates(subject_id
         self._requeue_kept(subject_id, partition, ts)
         return {"stream_seqs": seqs, "unpublished": len(pending), "removal_event_id": event_id}
 
-    def _requeue_kept(self, subject_id: str, partition: int, ts: int) -> None:
-        """Fresh ADDED events for every template the subject holds."""
+    def _requeue_kept(self, subject_id: str, partition: int, ts: int) -> int:
+        """Fresh ADDED events for every template the subject holds (with
+        their galleries and status); returns how many templates."""
         dek = self._dek(subject_id)
         rows = self._all(
             f"SELECT {_COLS}, t.sealed FROM templates t WHERE t.subject_id = ? "
@@ -182,13 +183,14 @@ CREATE UNIQUE INDEX IF NOT EXISTS templates_by_encounter ON templates(subject_id
             (subject_id,),
         )
         if not rows:
-            return
+            return 0
         vecs = vectors.from_bytes(
             b"".join(envelope.open_template(dek, subject_id, bytes(r[-1])) for r in rows),
             self.layout.dimension,
         )
         metas = [self._meta(subject_id, r[:-1], dek) for r in rows]
         self._queue_added(subject_id, partition, [r[0] for r in rows], vecs, metas, dek, ts)
+        return len(rows)
 
     def _open_template(self, subject_id: str, template_id: int, dek: bytes) -> np.ndarray:
         (sealed,) = self._one("SELECT sealed FROM templates WHERE template_id = ?", (template_id,))
