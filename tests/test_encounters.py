@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import grpc
 import pytest
 from pg import store_env
 from tenancy import code_of, token, write_tenants
 
-from tanu.core import bus, natsnames, secrets
+from tanu.core import auth, bus, natsnames, secrets, signing
 from tanu.policy import access
 from tanu.v1 import (
     cases_pb2,
@@ -40,10 +41,15 @@ async def enc(request, nats_server, tmp_path):
     with store_env(request.param) as extra:
         c = Cluster(env_for(nats_server.url, tmp_path, **extra))
         write_tenants(c.env)
+        _add_adjudicator(c.env)
         channels = []
         try:
             await c.start_all()
             stubs = {"operator": c.stub}
+            ch = secrets.aio_channel(f"127.0.0.1:{c.gateway.port}", _adjudicator_token(c.env),
+                                     "adjudication")  # fmt: skip
+            channels.append(ch)
+            stubs["adj"] = identity_pb2_grpc.IdentityStub(ch)
             for name, scopes in (("gov-a", None), ("gov-b", None)):
                 kw = {"scopes": scopes} if scopes else {}
                 ch = secrets.aio_channel(f"127.0.0.1:{c.gateway.port}",
@@ -55,6 +61,18 @@ async def enc(request, nats_server, tmp_path):
             for ch in channels:
                 await ch.close()
             await c.stop()
+
+
+def _add_adjudicator(env: dict[str, str]) -> None:
+    path = Path(env["TANU_TENANTS_FILE"])
+    doc = json.loads(path.read_text())
+    doc["tenants"].append({"id": "adj", "kind": "adjudicator", "purposes": []})
+    path.write_text(json.dumps(doc))
+
+
+def _adjudicator_token(env: dict[str, str]) -> str:
+    key = signing.load_signing_key(Path(env["TANU_TENANTS_FILE"]).parent / "issuer.pem")
+    return auth.issue_token(key, "adj", "desk-1", ["adjudicate"])
 
 
 def _fields(**kw) -> encounters_pb2.EncounterFields:
@@ -248,11 +266,21 @@ async def test_merging_a_held_enrolment_decides_its_case(enc):
     code, _ = await code_of(s["gov-a"].MergeSubjects(identity_pb2.MergeSubjectsRequest(
         subject_id="h-orig", source_subject_id="h-held")))  # fmt: skip
     assert code == grpc.StatusCode.NOT_FOUND
-    mg = await c.stub.MergeSubjects(identity_pb2.MergeSubjectsRequest(
+    # The adjudicator decides it by the merge, as DecideCase would.
+    mg = await s["adj"].MergeSubjects(identity_pb2.MergeSubjectsRequest(
         subject_id="h-orig", source_subject_id="h-held", reason="same"))  # fmt: skip
     assert mg.case_id == held.case_id and mg.subject.template_count == 2 and len(mg.moved) == 1
     case = await c.stub.GetCase(cases_pb2.GetCaseRequest(case_id=held.case_id))
-    assert case.state == "merged"
+    assert case.state == "merged" and case.decided_by == "adj/desk-1"
+    # No held case pairs these two: nothing to merge.
+    code, _ = await code_of(s["adj"].MergeSubjects(identity_pb2.MergeSubjectsRequest(
+        subject_id="h-orig", source_subject_id="h-held")))  # fmt: skip
+    assert code == grpc.StatusCode.NOT_FOUND
+    # An adjudicator has no rights on enrolled subjects themselves.
+    assert (await s["gov-a"].Enroll(enroll("h-other", unit_vectors(1, seed=99)[0]))).enrolled
+    code, msg = await code_of(s["adj"].MergeSubjects(identity_pb2.MergeSubjectsRequest(
+        subject_id="h-orig", source_subject_id="h-other")))  # fmt: skip
+    assert (code, msg) == (grpc.StatusCode.NOT_FOUND, access.NO_RIGHTS_MESSAGE)
 
 
 async def test_identify_by_a_stored_person_leaves_the_person_out(enc):

@@ -223,11 +223,16 @@ async def delete_encounter(
 
 
 async def _move(gw: Gateway, call: Call, req, operation: str, encounter_id: str):
-    target = await _check(gw, call, operation, req.subject_id)
+    target = ids.check_subject_id(req.subject_id)
     source = ids.check_subject_id(req.source_subject_id)
-    st = (await gw.statuses([source]))[source]
-    if st.enrolled or encounter_id or "adjudicate" not in call.principal.scopes:
-        access.check(operation, call.principal, st)  # a held enrolment: an adjudicator's case
+    st = await gw.statuses(sorted({target, source}))
+    # A merge of an enrolment held for adjudication decides its case: for a
+    # caller with the scope `adjudicate`, as DecideCase would (the store
+    # finds the open case pairing the two, else NOT_FOUND).
+    held = not encounter_id and not st[source].enrolled and "adjudicate" in call.principal.scopes
+    if not held:
+        access.check(operation, call.principal, st[target])
+        access.check(operation, call.principal, st[source])
     out = await gw.store.move_encounters(store_pb2.MoveEncountersRequest(
         subject_id=target, source_subject_id=source, encounter_id=encounter_id,
         reason=req.reason[:200], tenant=call.principal.tenant_id, client=call.principal.client,
@@ -277,6 +282,10 @@ async def search_stored(
     ``probe_encounter_id``): the store hands them to this gateway only, each
     is searched, and the best score per candidate subject is kept; the
     probe subject is left out of its own candidates."""
+    if req.HasField("sample"):
+        raise errors.InvalidArgument("give either sample or probe_subject_id, not both")
+    if not req.probe_subject_id:
+        raise errors.InvalidArgument("probe_encounter_id needs probe_subject_id")
     sid = await _check(gw, call, "IdentifyByPerson", req.probe_subject_id)
     held = await gw.store.templates(store_pb2.GetTemplatesRequest(subject_id=sid))
     chosen = [t for t in held.templates
