@@ -346,3 +346,75 @@ async def test_hostile_encounter_input_is_refused_with_its_rule(backend, nats_se
         assert len(got.encounters) == 1
     finally:
         await c.stop()
+
+
+NEW_METHODS = {
+    "AddEncounter": identity_pb2.AddEncounterRequest,
+    "ListEncounters": encounters_pb2.ListEncountersRequest,
+    "GetEncounter": encounters_pb2.GetEncounterRequest,
+    "UpdateEncounter": identity_pb2.UpdateEncounterRequest,
+    "DeleteEncounter": identity_pb2.DeleteEncounterRequest,
+    "SetEncounterStatus": identity_pb2.SetEncounterStatusRequest,
+    "SetEncounterGalleries": identity_pb2.SetEncounterGalleriesRequest,
+    "MoveEncounter": identity_pb2.MoveEncounterRequest,
+    "MergeSubjects": identity_pb2.MergeSubjectsRequest,
+    "ListGalleries": identity_pb2.ListGalleriesRequest,
+    "GetGalleryContent": identity_pb2.GetGalleryContentRequest,
+    "Identify": identity_pb2.IdentifyRequest,
+}
+
+
+def _hostile(cls, r):
+    """A request of ``cls`` with every string field hostile (or a known id),
+    repeated strings, and sometimes a hostile sample or encounter."""
+    from fuzzcases import sample as fuzz_sample
+    from fuzzcases import text
+
+    def s():
+        return r.choice(("f1", "f2", "e1", "ALL", "G", "")) if r.random() < 0.5 else text(r)
+
+    m = cls()
+    for f in m.DESCRIPTOR.fields:
+        if f.type == f.TYPE_STRING:
+            if f.is_repeated:
+                getattr(m, f.name).extend(s() for _ in range(r.randint(0, 40)))
+            else:
+                setattr(m, f.name, s())
+        elif f.type in (f.TYPE_UINT32,):
+            setattr(m, f.name, r.choice((0, 1, 1000, 1001, 2**32 - 1)))
+        elif f.message_type is not None and f.message_type.name == "BiometricSample":
+            if r.random() < 0.7:
+                getattr(m, f.name).CopyFrom(fuzz_sample(r, images=False))
+        elif f.message_type is not None and f.message_type.name == "EncounterFields":
+            e = getattr(m, f.name)
+            e.encounter_id, e.encounter_type, e.status = s(), s(), s()
+            e.galleries.extend(s() for _ in range(r.randint(0, 40)))
+            e.data_json = r.choice(("", "{}", "[]", '{"a":', "null", '{"k": "v"}', s()))
+    return m
+
+
+async def test_no_hostile_encounter_request_is_an_internal_error(nats_server, tmp_path):
+    import random
+
+    c = Cluster(env_for(nats_server.url, tmp_path))
+    try:
+        await c.start_all()
+        v = unit_vectors(2, seed=28)
+        for sid, vec in (("f1", v[0]), ("f2", v[1])):
+            assert (await c.stub.Enroll(enroll(sid, vec, encounter_id="e1",
+                                               galleries=["G"]))).enrolled  # fmt: skip
+        r = random.Random(2026)
+        seen: dict[str, set] = {}
+        for i in range(400):
+            name = list(NEW_METHODS)[i % len(NEW_METHODS)]
+            req = _hostile(NEW_METHODS[name], r)
+            code, msg = await code_of(getattr(c.stub, name)(req))
+            assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (name, msg)
+            seen.setdefault(name, set()).add(code)
+        # Most methods were reached beyond their input checks too.
+        beyond = [n for n, codes in seen.items() if codes - {grpc.StatusCode.INVALID_ARGUMENT}]
+        assert len(beyond) >= len(NEW_METHODS) // 2, seen
+        still = await c.stub.ListGalleries(identity_pb2.ListGalleriesRequest())
+        assert still.galleries[0].name == "ALL"
+    finally:
+        await c.stop()
