@@ -193,3 +193,26 @@ def test_republished_events_keep_galleries_and_status(target, keyring):  # noqa:
         assert [g for (g, _i) in got.values()].count([]) == 1
     finally:
         s.close()
+
+
+def test_a_tenant_without_subjects_sees_an_empty_all_and_no_named_gallery(tmp_path):
+    s = Store(tmp_path / "s.sqlite3", LAYOUT)
+    try:
+        s.put_subject("o", unit_vectors(1, seed=8), "1990-01-01", _consent())
+        s.update_encounter(store_pb2.EncounterChange(
+            subject_id="o", encounter_id=s.list_encounters("o").encounters[0].encounter_id,
+            update_fields=["galleries"], encounter=encounters_pb2.EncounterFields(galleries=["G"]),
+        ), None)  # fmt: skip
+        q = store_pb2.GalleryQuery(owner="gov-new")
+        assert [(g.name, g.encounters) for g in s.list_galleries(q).galleries] == [("ALL", 0)]
+        assert not s.gallery_content(store_pb2.GalleryQuery(owner="gov-new", gallery="ALL")).members
+        with pytest.raises(errors.NotFound):
+            s.gallery_content(store_pb2.GalleryQuery(owner="gov-new", gallery="G"))
+        assert (
+            len(s.gallery_content(store_pb2.GalleryQuery(owner="gov-a", gallery="G")).members) == 1
+        )
+        # Withdrawn events are remembered for a while, then forgotten.
+        s._x("INSERT INTO withdrawn_events(event_id, withdrawn_at_ms) VALUES ('old', 0)")
+        assert s.purge_withdrawn() == 1 and s.purge_withdrawn() == 0
+    finally:
+        s.close()

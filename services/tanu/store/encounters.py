@@ -51,6 +51,9 @@ from .window import better
 
 MEMBERSHIP = store_pb2.TemplateEvent.KIND_MEMBERSHIP
 MAX_TEMPLATES_PER_SUBJECT = 32
+# A relay's publish of one batch takes seconds at most: a withdrawn event is
+# remembered far longer than that, then forgotten (``purge_withdrawn``).
+WITHDRAWN_KEEP_MS = 3_600_000
 
 _COLS = (
     "t.template_id, t.encounter_id, t.encounter_type, t.inactive, t.created_at_ms, "
@@ -206,6 +209,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS templates_by_encounter ON templates(subject_id
                                   detail_json=audit.detail_json(detail))
             for sid in subjects
         ])  # fmt: skip
+
+    def purge_withdrawn(self, older_than_ms: int = WITHDRAWN_KEEP_MS) -> int:
+        """Forgets withdrawn events no relay can still be publishing; returns how many."""
+
+        def tx(_c) -> int:
+            cut = now_ms() - older_than_ms
+            return self._x(
+                "DELETE FROM withdrawn_events WHERE withdrawn_at_ms < ?", (cut,)
+            ).rowcount
+
+        return self._tx(tx)
 
     # -- writes ----------------------------------------------------------------
 
