@@ -29,7 +29,7 @@ from tanu.v1 import (
 )  # fmt: skip
 
 from conftest import Cluster, env_for, nats_url_as, near, unit_vectors
-from helpers import enroll, identify, sample
+from helpers import consent, enroll, identify, sample
 
 ADDED = store_pb2.TemplateEvent.KIND_ADDED
 MEMBERSHIP = store_pb2.TemplateEvent.KIND_MEMBERSHIP
@@ -418,3 +418,28 @@ async def test_no_hostile_encounter_request_is_an_internal_error(nats_server, tm
         assert still.galleries[0].name == "ALL"
     finally:
         await c.stop()
+
+
+async def test_consent_lock_and_idempotency_hold_for_encounters(enc):
+    c, s = enc
+    v = unit_vectors(2, seed=29)
+    idv = [("x-tanu-purpose", "identity_verification")]
+    only_idv = enroll("k1", v[0], consent=consent(purposes=["identity_verification"]))
+    assert (await s["gov-a"].Enroll(only_idv, metadata=idv)).enrolled
+    add = identity_pb2.AddEncounterRequest(subject_id="k1", sample=sample(near(v[0], seed=8)))
+    # kyc was never consented to: no encounter is collected for it.
+    code, _ = await code_of(s["gov-a"].AddEncounter(add))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    # A retry with the same key is the same encounter, not a second one.
+    key = [*idv, ("idempotency-key", "add-k1-1")]
+    first = await s["gov-a"].AddEncounter(add, metadata=key)
+    again = await s["gov-a"].AddEncounter(add, metadata=key)
+    assert first.outcome == again.outcome == "added"
+    assert first.encounter.encounter_id == again.encounter.encounter_id
+    assert len(await _tids(c, "k1")) == 2
+    # Locked: the person's face is not used as a probe.
+    await c.stub.SetBiometricLock(identity_pb2.SetBiometricLockRequest(
+        subject_id="k1", locked=True, sample=sample(v[0])))  # fmt: skip
+    code, _ = await code_of(s["gov-a"].Identify(
+        identity_pb2.IdentifyRequest(probe_subject_id="k1"), metadata=idv))  # fmt: skip
+    assert code == grpc.StatusCode.PERMISSION_DENIED
