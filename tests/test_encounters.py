@@ -260,7 +260,8 @@ async def test_merging_a_held_enrolment_decides_its_case(enc):
     c, s = enc
     v = unit_vectors(1, seed=25)[0]
     assert (await s["gov-a"].Enroll(enroll("h-orig", v))).enrolled
-    held = await s["gov-a"].Enroll(enroll("h-held", near(v, seed=6)))
+    held = await s["gov-a"].Enroll(enroll("h-held", near(v, seed=6), encounter_id="osia-7",
+                                          galleries=["G"], encounter_data_json='{"a": 1}'))  # fmt: skip
     assert held.outcome == "referred"
     # An agency without the adjudication scope cannot see the held record.
     code, _ = await code_of(s["gov-a"].MergeSubjects(identity_pb2.MergeSubjectsRequest(
@@ -270,6 +271,13 @@ async def test_merging_a_held_enrolment_decides_its_case(enc):
     mg = await s["adj"].MergeSubjects(identity_pb2.MergeSubjectsRequest(
         subject_id="h-orig", source_subject_id="h-held", reason="same"))  # fmt: skip
     assert mg.case_id == held.case_id and mg.subject.template_count == 2 and len(mg.moved) == 1
+    # The held enrolment's encounter is what the target holds now.
+    m = mg.moved[0]
+    assert (m.encounter_id, list(m.galleries), json.loads(m.data_json)) == (
+        "osia-7",
+        ["G"],
+        {"a": 1},
+    )
     case = await c.stub.GetCase(cases_pb2.GetCaseRequest(case_id=held.case_id))
     assert case.state == "merged" and case.decided_by == "adj/desk-1"
     # No held case pairs these two: nothing to merge.
