@@ -174,6 +174,11 @@ async def test_a_person_with_two_encounters_in_two_galleries(enc):
     counts = {x.name: (x.encounters, x.active_encounters, x.subjects) for x in galleries.galleries}
     assert counts == {"ALL": (2, 1, 1), "ADULTS": (1, 1, 1), "PARTNER": (1, 0, 1),
                       "WATCHLIST": (1, 0, 1)}  # fmt: skip
+    # The subject's erasure takes its galleries out of the stream with its vectors.
+    await s["gov-a"].Delete(identity_pb2.DeleteRequest(subject_id="p1", reason="test"))
+    await _stream_settled(c)
+    left = [ev.kind for _, ev in await _stream_events(c) if ev.subject_id == "p1"]
+    assert ADDED not in left and MEMBERSHIP not in left and left
 
 
 async def test_an_encounter_matching_another_person_is_refused(enc):
