@@ -166,9 +166,15 @@ async def test_a_person_with_two_encounters_in_two_galleries(enc):
         subject_id="p1", encounter_id="enc-1", update_fields=["data_json"],
         encounter=_fields(data_json='{"clientData": "x"}', encounter_type="ignored")))  # fmt: skip
     assert json.loads(u.data_json) == {"clientData": "x"} and u.encounter_type == "civil"
-    u2 = await s["gov-a"].UpdateEncounter(identity_pb2.UpdateEncounterRequest(
-        subject_id="p1", encounter_id="enc-1", sample=sample(near(v, seed=4))))  # fmt: skip
+    # A new sample with new fields (none named: every field is replaced).
+    u2 = await s["gov-a"].UpdateEncounter(
+        identity_pb2.UpdateEncounterRequest(
+            subject_id="p1", encounter_id="enc-1", sample=sample(near(v, seed=4)),
+            encounter=_fields(encounter_type="civil-2", galleries=["ADULTS"]),
+        )
+    )  # fmt: skip
     assert u2.encounter_id == "enc-1" and u2.galleries == ["ADULTS"]
+    assert u2.encounter_type == "civil-2" and u2.data_json == ""
     assert (await _tids(c, "p1"))["enc-1"] != tids["enc-1"]
     galleries = await s["gov-a"].ListGalleries(identity_pb2.ListGalleriesRequest())
     counts = {x.name: (x.encounters, x.active_encounters, x.subjects) for x in galleries.galleries}

@@ -21,7 +21,7 @@ import numpy as np
 
 from tanu.core import errors, ids, vectors
 from tanu.policy import access, consent, disclosure
-from tanu.policy.encounters import INACTIVE, search_gallery
+from tanu.policy.encounters import FIELDS, INACTIVE, search_gallery
 from tanu.v1 import common_pb2, encounters_pb2, identity_pb2, searcher_pb2, store_pb2
 
 from . import erasure, idempotency
@@ -179,8 +179,8 @@ async def update_encounter(
         change.template.CopyFrom(
             common_pb2.Template(vector=vectors.to_bytes(probe), model_id=gw.layout.model_id)
         )
-        if not req.update_fields and not req.HasField("encounter"):
-            change.ClearField("update_fields")
+        if not req.update_fields and req.HasField("encounter"):
+            change.update_fields.extend(FIELDS)  # the sample and every field, as documented
     elif not req.update_fields and not req.HasField("encounter"):
         raise errors.InvalidArgument("nothing to update: give a sample or encounter fields")
     return await _change(gw, call, req, change)
