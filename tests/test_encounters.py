@@ -29,7 +29,7 @@ from tanu.v1 import (
 )  # fmt: skip
 
 from conftest import Cluster, env_for, nats_url_as, near, unit_vectors
-from helpers import enroll, identify, sample
+from helpers import consent, enroll, identify, sample
 
 ADDED = store_pb2.TemplateEvent.KIND_ADDED
 MEMBERSHIP = store_pb2.TemplateEvent.KIND_MEMBERSHIP
@@ -166,14 +166,25 @@ async def test_a_person_with_two_encounters_in_two_galleries(enc):
         subject_id="p1", encounter_id="enc-1", update_fields=["data_json"],
         encounter=_fields(data_json='{"clientData": "x"}', encounter_type="ignored")))  # fmt: skip
     assert json.loads(u.data_json) == {"clientData": "x"} and u.encounter_type == "civil"
-    u2 = await s["gov-a"].UpdateEncounter(identity_pb2.UpdateEncounterRequest(
-        subject_id="p1", encounter_id="enc-1", sample=sample(near(v, seed=4))))  # fmt: skip
+    # A new sample with new fields (none named: every field is replaced).
+    u2 = await s["gov-a"].UpdateEncounter(
+        identity_pb2.UpdateEncounterRequest(
+            subject_id="p1", encounter_id="enc-1", sample=sample(near(v, seed=4)),
+            encounter=_fields(encounter_type="civil-2", galleries=["ADULTS"]),
+        )
+    )  # fmt: skip
     assert u2.encounter_id == "enc-1" and u2.galleries == ["ADULTS"]
+    assert u2.encounter_type == "civil-2" and u2.data_json == ""
     assert (await _tids(c, "p1"))["enc-1"] != tids["enc-1"]
     galleries = await s["gov-a"].ListGalleries(identity_pb2.ListGalleriesRequest())
     counts = {x.name: (x.encounters, x.active_encounters, x.subjects) for x in galleries.galleries}
     assert counts == {"ALL": (2, 1, 1), "ADULTS": (1, 1, 1), "PARTNER": (1, 0, 1),
                       "WATCHLIST": (1, 0, 1)}  # fmt: skip
+    # The subject's erasure takes its galleries out of the stream with its vectors.
+    await s["gov-a"].Delete(identity_pb2.DeleteRequest(subject_id="p1", reason="test"))
+    await _stream_settled(c)
+    left = [ev.kind for _, ev in await _stream_events(c) if ev.subject_id == "p1"]
+    assert ADDED not in left and MEMBERSHIP not in left and left
 
 
 async def test_an_encounter_matching_another_person_is_refused(enc):
@@ -260,7 +271,8 @@ async def test_merging_a_held_enrolment_decides_its_case(enc):
     c, s = enc
     v = unit_vectors(1, seed=25)[0]
     assert (await s["gov-a"].Enroll(enroll("h-orig", v))).enrolled
-    held = await s["gov-a"].Enroll(enroll("h-held", near(v, seed=6)))
+    held = await s["gov-a"].Enroll(enroll("h-held", near(v, seed=6), encounter_id="osia-7",
+                                          galleries=["G"], encounter_data_json='{"a": 1}'))  # fmt: skip
     assert held.outcome == "referred"
     # An agency without the adjudication scope cannot see the held record.
     code, _ = await code_of(s["gov-a"].MergeSubjects(identity_pb2.MergeSubjectsRequest(
@@ -270,6 +282,13 @@ async def test_merging_a_held_enrolment_decides_its_case(enc):
     mg = await s["adj"].MergeSubjects(identity_pb2.MergeSubjectsRequest(
         subject_id="h-orig", source_subject_id="h-held", reason="same"))  # fmt: skip
     assert mg.case_id == held.case_id and mg.subject.template_count == 2 and len(mg.moved) == 1
+    # The held enrolment's encounter is what the target holds now.
+    m = mg.moved[0]
+    assert (m.encounter_id, list(m.galleries), json.loads(m.data_json)) == (
+        "osia-7",
+        ["G"],
+        {"a": 1},
+    )
     case = await c.stub.GetCase(cases_pb2.GetCaseRequest(case_id=held.case_id))
     assert case.state == "merged" and case.decided_by == "adj/desk-1"
     # No held case pairs these two: nothing to merge.
@@ -418,3 +437,28 @@ async def test_no_hostile_encounter_request_is_an_internal_error(nats_server, tm
         assert still.galleries[0].name == "ALL"
     finally:
         await c.stop()
+
+
+async def test_consent_lock_and_idempotency_hold_for_encounters(enc):
+    c, s = enc
+    v = unit_vectors(2, seed=29)
+    idv = [("x-tanu-purpose", "identity_verification")]
+    only_idv = enroll("k1", v[0], consent=consent(purposes=["identity_verification"]))
+    assert (await s["gov-a"].Enroll(only_idv, metadata=idv)).enrolled
+    add = identity_pb2.AddEncounterRequest(subject_id="k1", sample=sample(near(v[0], seed=8)))
+    # kyc was never consented to: no encounter is collected for it.
+    code, _ = await code_of(s["gov-a"].AddEncounter(add))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    # A retry with the same key is the same encounter, not a second one.
+    key = [*idv, ("idempotency-key", "add-k1-1")]
+    first = await s["gov-a"].AddEncounter(add, metadata=key)
+    again = await s["gov-a"].AddEncounter(add, metadata=key)
+    assert first.outcome == again.outcome == "added"
+    assert first.encounter.encounter_id == again.encounter.encounter_id
+    assert len(await _tids(c, "k1")) == 2
+    # Locked: the person's face is not used as a probe.
+    await c.stub.SetBiometricLock(identity_pb2.SetBiometricLockRequest(
+        subject_id="k1", locked=True, sample=sample(v[0])))  # fmt: skip
+    code, _ = await code_of(s["gov-a"].Identify(
+        identity_pb2.IdentifyRequest(probe_subject_id="k1"), metadata=idv))  # fmt: skip
+    assert code == grpc.StatusCode.PERMISSION_DENIED

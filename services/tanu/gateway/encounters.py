@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tanu.core import errors, ids, vectors
-from tanu.policy import access, disclosure
-from tanu.policy.encounters import INACTIVE, search_gallery
+from tanu.policy import access, consent, disclosure
+from tanu.policy.encounters import FIELDS, INACTIVE, search_gallery
 from tanu.v1 import common_pb2, encounters_pb2, identity_pb2, searcher_pb2, store_pb2
 
 from . import erasure, idempotency
@@ -36,11 +36,18 @@ if TYPE_CHECKING:
 DEDUP_CANDIDATES = 8
 
 
-async def _check(gw: Gateway, call: Call, operation: str, subject_id: str) -> str:
-    """The subject id, once the caller may run ``operation`` on it."""
+async def _status(
+    gw: Gateway, call: Call, operation: str, subject_id: str
+) -> tuple[str, store_pb2.SubjectStatus]:
+    """The subject id and status, once the caller may run ``operation`` on it."""
     sid = ids.check_subject_id(subject_id)
-    access.check(operation, call.principal, (await gw.statuses([sid]))[sid])
-    return sid
+    st = (await gw.statuses([sid]))[sid]
+    access.check(operation, call.principal, st)
+    return sid, st
+
+
+async def _check(gw: Gateway, call: Call, operation: str, subject_id: str) -> str:
+    return (await _status(gw, call, operation, subject_id))[0]
 
 
 def _encounter_id(encounter_id: str) -> str:
@@ -57,7 +64,9 @@ def _public(e: encounters_pb2.Encounter) -> encounters_pb2.Encounter:
 async def add_encounter(
     gw: Gateway, req: identity_pb2.AddEncounterRequest, call: Call
 ) -> identity_pb2.AddEncounterResponse:
-    sid = await _check(gw, call, "AddEncounter", req.subject_id)
+    sid, st = await _status(gw, call, "AddEncounter", req.subject_id)
+    # Collected for a purpose the subject consented to, like an enrolment.
+    consent.check_enrolment_purpose(st.purposes, call.purpose)
     probe = await gw.samples.template(req.sample, enrol=True)
     threshold, _source = gw.threshold("dedup", None)
     res = await gw.search.find(probe, DEDUP_CANDIDATES)
@@ -170,8 +179,8 @@ async def update_encounter(
         change.template.CopyFrom(
             common_pb2.Template(vector=vectors.to_bytes(probe), model_id=gw.layout.model_id)
         )
-        if not req.update_fields and not req.HasField("encounter"):
-            change.ClearField("update_fields")
+        if not req.update_fields and req.HasField("encounter"):
+            change.update_fields.extend(FIELDS)  # the sample and every field, as documented
     elif not req.update_fields and not req.HasField("encounter"):
         raise errors.InvalidArgument("nothing to update: give a sample or encounter fields")
     return await _change(gw, call, req, change)
@@ -286,7 +295,10 @@ async def search_stored(
         raise errors.InvalidArgument("give either sample or probe_subject_id, not both")
     if not req.probe_subject_id:
         raise errors.InvalidArgument("probe_encounter_id needs probe_subject_id")
-    sid = await _check(gw, call, "IdentifyByPerson", req.probe_subject_id)
+    sid, st = await _status(gw, call, "IdentifyByPerson", req.probe_subject_id)
+    # Matching with the person's face is a use of it: their lock and consent hold.
+    consent.check_not_locked(st, sid)
+    consent.check_enrolment_purpose(st.purposes, call.purpose)
     held = await gw.store.templates(store_pb2.GetTemplatesRequest(subject_id=sid))
     chosen = [t for t in held.templates
               if (t.encounter_id == req.probe_encounter_id if req.probe_encounter_id

@@ -333,6 +333,7 @@ class StoreHandlers:
         purged = await self.db.run(self.db.purge_idempotency)
         if purged:
             log.info("idempotency_keys_purged", count=purged)
+        await self.db.run(self.db.purge_withdrawn)
         cp = await self.db.run(self.db.checkpoint, self.signer)
         if cp is not None:
             log.info("audit_checkpoint", seq=cp.seq)
