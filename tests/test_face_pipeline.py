@@ -84,10 +84,10 @@ async def face_cluster(tmp_path_factory):
         nats.stop()
 
 
-async def detect(cluster, data: bytes) -> detector_pb2.DetectResponse:
+async def detect(cluster, data: bytes, **kw) -> detector_pb2.DetectResponse:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{cluster.detector.port}") as ch:
         return await detector_pb2_grpc.DetectorStub(ch).Detect(
-            detector_pb2.DetectRequest(image=data)
+            detector_pb2.DetectRequest(image=data, **kw)
         )
 
 
@@ -208,13 +208,13 @@ async def _template(cluster, data: bytes) -> common_pb2.Template:
     from tanu.core import bus, natsnames
     from tanu.v1 import embedder_pb2
 
-    det = await detect(cluster, data)
+    det = await detect(cluster, data, chips=1)
     nc = await bus.connect(nats_url_as(cluster.env), "test")
     try:
         emb = await bus.request(
             nc,
             natsnames.EMBED,
-            embedder_pb2.EmbedRequest(image=data, faces=[det.faces[0]]),
+            embedder_pb2.EmbedRequest(chips=[det.faces[0].chip]),
             embedder_pb2.EmbedResponse,
             30,
         )
