@@ -35,6 +35,7 @@ from tanu.v1 import detector_pb2, detector_pb2_grpc
 log = logs.get(__name__)
 
 MAX_CHIPS = 16  # chips one request may ask for (each side * side * 3 bytes)
+MAX_CHIP_BYTES = 4 << 20  # and their bytes together, well within the bus's message size
 
 
 class DetectorService(ModelService):
@@ -129,9 +130,10 @@ class DetectorService(ModelService):
         return reply
 
     async def detect(self, req: detector_pb2.DetectRequest) -> detector_pb2.DetectResponse:
-        if req.chips > MAX_CHIPS:
+        most = min(MAX_CHIPS, MAX_CHIP_BYTES // chips.chip_bytes(self.config.chip_size))
+        if req.chips > most:
             raise errors.InvalidArgument(
-                f"{req.chips} chips asked for in one request; the limit is {MAX_CHIPS}"
+                f"{req.chips} chips asked for in one request; the limit is {most}"
             )
         if not np.isfinite(req.chip_min_score):
             raise errors.InvalidArgument("chip_min_score is not a finite number")
