@@ -84,10 +84,10 @@ async def face_cluster(tmp_path_factory):
         nats.stop()
 
 
-async def detect(cluster, data: bytes) -> detector_pb2.DetectResponse:
+async def detect(cluster, data: bytes, **kw) -> detector_pb2.DetectResponse:
     async with grpc.aio.insecure_channel(f"127.0.0.1:{cluster.detector.port}") as ch:
         return await detector_pb2_grpc.DetectorStub(ch).Detect(
-            detector_pb2.DetectRequest(image=data)
+            detector_pb2.DetectRequest(image=data, **kw)
         )
 
 
@@ -208,13 +208,13 @@ async def _template(cluster, data: bytes) -> common_pb2.Template:
     from tanu.core import bus, natsnames
     from tanu.v1 import embedder_pb2
 
-    det = await detect(cluster, data)
+    det = await detect(cluster, data, chips=1)
     nc = await bus.connect(nats_url_as(cluster.env), "test")
     try:
         emb = await bus.request(
             nc,
             natsnames.EMBED,
-            embedder_pb2.EmbedRequest(image=data, faces=[det.faces[0]]),
+            embedder_pb2.EmbedRequest(chips=[det.faces[0].chip]),
             embedder_pb2.EmbedResponse,
             30,
         )
@@ -365,3 +365,145 @@ async def test_concurrent_requests_run_as_one_model_batch(face_cluster, photos):
     assert all(len(t.vector) == 512 for t in templates)
     e_after = ereg.get_sample_value("tanu_batch_size_count", {"batcher": "embedder"})
     assert e_after - e_runs < len(batch), (e_after - e_runs, len(batch))
+
+
+# --- decode once: the detector cuts the chip, the embedder embeds chips ------
+
+
+async def embed_grpc(cluster, req):
+    from tanu.v1 import embedder_pb2_grpc
+
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{cluster.embedder.port}") as ch:
+        return await embedder_pb2_grpc.EmbedderStub(ch).Embed(req)
+
+
+async def test_the_embedder_refuses_malformed_chips_and_keeps_serving(face_cluster, photos):
+    from tanu.core import bus, errors, natsnames
+    from tanu.v1 import embedder_pb2
+
+    c = face_cluster
+    good = (await detect(c, photos["hopper"]["original"], chips=1)).faces[0].chip
+    assert (good.side, good.template, len(good.pixels)) == (150, "dlib-150", 150 * 150 * 3)
+
+    def chip(**kw) -> detector_pb2.Chip:
+        fields = {"pixels": good.pixels, "side": good.side, "template": good.template, **kw}
+        return detector_pb2.Chip(**fields)
+
+    cases = [
+        ([], "no chips to embed"),
+        ([chip(pixels=good.pixels[:-1])], "chips[0] has 67499 bytes"),
+        ([chip(pixels=good.pixels + b"\x00")], "chips[0] has 67501 bytes"),
+        ([chip(pixels=b"")], "chips[0] has 0 bytes"),
+        ([chip(pixels=good.pixels[: 149 * 149 * 3], side=149)], "at 149 px"),
+        ([chip(side=0)], "at 0 px"),
+        ([chip(side=2**32 - 1)], f"at {2**32 - 1} px"),
+        ([chip(template="arcface-112")], "'arcface-112' at 150 px"),
+        ([chip(template="")], "'(none)' at 150 px"),
+        ([chip(template="x" * 100_000)], "takes 'dlib-150' at 150 px"),
+        ([chip(), chip(pixels=good.pixels[:100])], "chips[1] has 100 bytes"),
+        ([chip()] * 65, "65 chips in one request; the limit is 64"),
+    ]
+    for chips_, words in cases:
+        req = embedder_pb2.EmbedRequest(chips=chips_)
+        details = await refused(embed_grpc(c, req), grpc.StatusCode.INVALID_ARGUMENT, words)
+        assert len(details) < 400, "the refusal does not echo the caller's bytes"
+    # The same refusal over the bus, as the gateway sees it.
+    nc = await bus.connect(nats_url_as(c.env), "test")
+    try:
+        with pytest.raises(errors.InvalidArgument, match="67499 bytes"):
+            await bus.request(
+                nc, natsnames.EMBED,
+                embedder_pb2.EmbedRequest(chips=[chip(pixels=good.pixels[:-1])]),
+                embedder_pb2.EmbedResponse, 30,
+            )  # fmt: skip
+    finally:
+        await nc.close()
+    # The detector bounds how many chips a request asks for.
+    await refused(
+        detect(c, photos["hopper"]["original"], chips=17),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "17 chips asked for",
+    )
+    await refused(
+        detect(c, photos["hopper"]["original"], chips=1, chip_min_score=float("nan")),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "chip_min_score",
+    )
+    r = await embed_grpc(c, embedder_pb2.EmbedRequest(chips=[good, good]))
+    assert len(r.templates) == 2 and r.templates[0].vector == r.templates[1].vector
+
+
+async def test_the_services_template_equals_the_in_process_detect_and_embed(face_cluster, photos):
+    """The service path (the detector decodes, detects and cuts the chip;
+    the embedder embeds the chip) gives the template that the same models
+    give in one process on the same photo."""
+    from tanu.face import chips, images, models
+    from tanu.face.embedding import Embedder
+    from tanu.face.mtcnn import MTCNN
+
+    c = face_cluster
+    dconf = cfg.from_env(cfg.DetectorConfig, c.env)
+    mtcnn = MTCNN(models.mtcnn_dir(), providers=["CPUExecutionProvider"], intra_op_threads=1,
+                  min_face=dconf.min_face_px, thresholds=dconf.threshold_values,
+                  max_pyramid_pixels=dconf.max_pyramid_pixels)  # fmt: skip
+    emb = Embedder(cfg.from_env(cfg.EmbedderConfig, c.env))
+    checked = 0
+    for name, vs in photos.items():
+        for variant in ("original", "half_q30", "png"):
+            data = vs[variant]
+            w, h = images.measure(data, dconf.onnx.max_pixels)
+            image = images.decode_reduced(data, dconf.onnx.max_pixels, mtcnn.fit(h, w))
+            det = mtcnn.detect([image.pixels])[0]
+            marks = det.landmarks / np.array(image.scale, np.float32)
+            j = int(
+                np.argmax((det.boxes[:, 2] - det.boxes[:, 0]) * (det.boxes[:, 3] - det.boxes[:, 1]))
+            )
+            chip = chips.cut(image, marks[j], emb.points, emb.config.input_size)
+            want = emb.run(chip[None])[0]
+            served = (await detect(c, data, chips=1)).faces[0].chip
+            assert np.array_equal(chips.from_bytes(served.pixels, served.side), chip), (
+                name,
+                variant,
+            )
+            got = vectors.from_bytes((await _template(c, data)).vector, 128)[0]
+            gap = float(np.linalg.norm(got - want))
+            assert gap < 1e-4, (name, variant, gap)  # genuine pairs are ~0.3 apart
+            checked += 1
+    assert checked == 9
+
+
+async def test_the_image_crosses_the_bus_once(face_cluster, photos):
+    """An Identify from a photo: of every message on the bus, only the
+    detector's request carries the image; the embedder's carries the chip."""
+    from tanu.core import bus, natsnames
+    from tanu.v1 import embedder_pb2
+
+    c = face_cluster
+    data = photos["astronaut"]["rotate12"]
+    seen: list = []
+    nc = await bus.connect(nats_url_as(c.env), "test")
+    try:
+
+        async def observe(msg) -> None:
+            seen.append((msg.subject, bytes(msg.data)))
+
+        sub = await nc.subscribe(">", cb=observe)
+        await nc.flush()
+        r = await c.stub.Identify(identity_pb2.IdentifyRequest(sample=image_sample(data)))
+        assert r.candidates[0].subject_id == "astronaut"
+        for _ in range(100):  # the observer's copies may trail the reply
+            if any(s == natsnames.EMBED for s, _ in seen):
+                break
+            await asyncio.sleep(0.05)
+        await sub.unsubscribe()
+    finally:
+        await nc.close()
+    carrying = [s for s, d in seen if data in d or data[2000:6000] in d]
+    assert carrying == [natsnames.DETECT], carrying
+    embeds = [embedder_pb2.EmbedRequest.FromString(d) for s, d in seen if s == natsnames.EMBED]
+    assert len(embeds) == 1
+    (req,) = embeds
+    assert [(ch.side, ch.template, len(ch.pixels)) for ch in req.chips] == [
+        (150, "dlib-150", 67500)
+    ]
+    assert req.ByteSize() < 150 * 150 * 3 + 100, "the chip and the tenant, nothing else"

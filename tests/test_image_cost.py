@@ -111,11 +111,9 @@ async def faces(tmp_path_factory, hopper):
 
 
 async def template(client: FaceClient, data: bytes, tenant: str = "t") -> tuple[np.ndarray, object]:
-    found = await client.detect(detector_pb2.DetectRequest(image=data, tenant=tenant))
+    found = await client.detect(detector_pb2.DetectRequest(image=data, tenant=tenant, chips=1))
     assert len(found.faces) == 1, len(found.faces)
-    emb = await client.embed(
-        embedder_pb2.EmbedRequest(image=data, faces=[found.faces[0]], tenant=tenant)
-    )
+    emb = await client.embed(embedder_pb2.EmbedRequest(chips=[found.faces[0].chip], tenant=tenant))
     return np.frombuffer(emb.templates[0].vector, np.float32), found
 
 

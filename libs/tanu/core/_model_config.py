@@ -66,10 +66,21 @@ class DetectorConfig:
         "Most pixels P-Net runs over per image, all scales together; a larger image is "
         "decoded reduced (its smallest face found grows accordingly).",
     )
+    # The chips the detector cuts for the embedder: the recogniser's own
+    # settings (read from the same variables as EmbedderConfig's); the
+    # embedder refuses chips of another template or side.
+    chip_template: str = setting(
+        "TANU_EMBED_TEMPLATE", "dlib-150", "Alignment template: dlib-150 or arcface-112."
+    )
+    chip_size: int = setting(
+        "TANU_EMBED_INPUT_SIZE", 150, "Side of the square aligned chip, in pixels."
+    )
     onnx: OnnxSettings = field(default_factory=OnnxSettings)
     common: Common = field(default_factory=Common)
 
     def __post_init__(self) -> None:
+        if not 16 <= self.chip_size <= 1024:
+            raise ValueError("TANU_EMBED_INPUT_SIZE must be 16 to 1024 pixels")
         if self.max_pyramid_pixels < 0:
             raise ValueError("TANU_DETECT_MAX_PYRAMID_PIXELS must be 0 (unbounded) or more")
 

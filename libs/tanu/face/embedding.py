@@ -11,7 +11,8 @@ import numpy as np
 from tanu.core import vectors
 from tanu.core.config import EmbedderConfig
 
-from . import align, models
+from . import align, chips, models
+from .images import Decoded
 
 
 class Embedder:
@@ -32,7 +33,8 @@ class Embedder:
         self.input_name = self.session.get_inputs()[0].name
         self.mean = np.asarray(config.mean_values, dtype=np.float32).reshape(1, 3, 1, 1)
         self.std = np.float32(config.std)
-        align.template(config.template, config.input_size)  # fails early on an unknown template
+        # The template's points in chip pixels (fails early on an unknown template).
+        self.points = align.template(config.template, config.input_size)
         shape = self.session.get_inputs()[0].shape  # e.g. ['N', 3, 150, 150]
         fixed = [d for d in shape[2:] if isinstance(d, int)]
         if fixed and fixed != [config.input_size] * len(fixed):
@@ -51,12 +53,16 @@ class Embedder:
                 f"model {path.name} outputs {probe.shape[1:]} per face, but TANU_EMBED_DIM={config.output_dim}"
             )
 
-    def chip(self, image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
-        return align.align(image, landmarks, self.config.template, self.config.input_size)
+    def chip(self, image: np.ndarray | Decoded, landmarks: np.ndarray) -> np.ndarray:
+        """The aligned chip of the face with these 5 ``landmarks`` (original
+        pixels), cut as the detector cuts it (``chips.cut``)."""
+        if not isinstance(image, Decoded):
+            image = Decoded(image, width=image.shape[1], height=image.shape[0])
+        return chips.cut(image, landmarks, self.points, self.config.input_size)
 
-    def run(self, chips: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> np.ndarray:
         """(n, S, S, 3) uint8 chips → (n, dim) float32 embeddings."""
-        x = (chips.transpose(0, 3, 1, 2).astype(np.float32) - self.mean) / self.std
+        x = (batch.transpose(0, 3, 1, 2).astype(np.float32) - self.mean) / self.std
         out = self.session.run(None, {self.input_name: x})[0].astype(np.float32)
         if self.config.metric == "cosine":
             out = vectors.normalise(out).astype(np.float32)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tanu/v1/detector.proto\x12\x07tanu.v1\"A\n\rDetectRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x11\n\tmax_faces\x18\x02 \x01(\r\x12\x0e\n\x06tenant\x18\x03 \x01(\t\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"5\n\x03\x42ox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"R\n\x07Quality\x12\x14\n\x0c\x66\x61\x63\x65_size_px\x18\x01 \x01(\x02\x12\x11\n\tsharpness\x18\x02 \x01(\x02\x12\x0c\n\x04pose\x18\x03 \x01(\x02\x12\x10\n\x08\x65xposure\x18\x04 \x01(\x02\"v\n\x04\x46\x61\x63\x65\x12\x19\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x0c.tanu.v1.Box\x12!\n\tlandmarks\x18\x02 \x03(\x0b\x32\x0e.tanu.v1.Point\x12\r\n\x05score\x18\x03 \x01(\x02\x12!\n\x07quality\x18\x04 \x01(\x0b\x32\x10.tanu.v1.Quality\"M\n\x0e\x44\x65tectResponse\x12\x1c\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\r.tanu.v1.Face\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r2E\n\x08\x44\x65tector\x12\x39\n\x06\x44\x65tect\x12\x16.tanu.v1.DetectRequest\x1a\x17.tanu.v1.DetectResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tanu/v1/detector.proto\x12\x07tanu.v1\"h\n\rDetectRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x11\n\tmax_faces\x18\x02 \x01(\r\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\r\n\x05\x63hips\x18\x04 \x01(\r\x12\x16\n\x0e\x63hip_min_score\x18\x05 \x01(\x02\"6\n\x04\x43hip\x12\x0e\n\x06pixels\x18\x01 \x01(\x0c\x12\x0c\n\x04side\x18\x02 \x01(\r\x12\x10\n\x08template\x18\x03 \x01(\t\"\x1d\n\x05Point\x12\t\n\x01x\x18\x01 \x01(\x02\x12\t\n\x01y\x18\x02 \x01(\x02\"5\n\x03\x42ox\x12\n\n\x02x1\x18\x01 \x01(\x02\x12\n\n\x02y1\x18\x02 \x01(\x02\x12\n\n\x02x2\x18\x03 \x01(\x02\x12\n\n\x02y2\x18\x04 \x01(\x02\"R\n\x07Quality\x12\x14\n\x0c\x66\x61\x63\x65_size_px\x18\x01 \x01(\x02\x12\x11\n\tsharpness\x18\x02 \x01(\x02\x12\x0c\n\x04pose\x18\x03 \x01(\x02\x12\x10\n\x08\x65xposure\x18\x04 \x01(\x02\"\x93\x01\n\x04\x46\x61\x63\x65\x12\x19\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x0c.tanu.v1.Box\x12!\n\tlandmarks\x18\x02 \x03(\x0b\x32\x0e.tanu.v1.Point\x12\r\n\x05score\x18\x03 \x01(\x02\x12!\n\x07quality\x18\x04 \x01(\x0b\x32\x10.tanu.v1.Quality\x12\x1b\n\x04\x63hip\x18\x05 \x01(\x0b\x32\r.tanu.v1.Chip\"M\n\x0e\x44\x65tectResponse\x12\x1c\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\r.tanu.v1.Face\x12\r\n\x05width\x18\x02 \x01(\r\x12\x0e\n\x06height\x18\x03 \x01(\r2E\n\x08\x44\x65tector\x12\x39\n\x06\x44\x65tect\x12\x16.tanu.v1.DetectRequest\x1a\x17.tanu.v1.DetectResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,17 +32,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tanu.v1.detector_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_DETECTREQUEST']._serialized_start=35
-  _globals['_DETECTREQUEST']._serialized_end=100
-  _globals['_POINT']._serialized_start=102
-  _globals['_POINT']._serialized_end=131
-  _globals['_BOX']._serialized_start=133
-  _globals['_BOX']._serialized_end=186
-  _globals['_QUALITY']._serialized_start=188
-  _globals['_QUALITY']._serialized_end=270
-  _globals['_FACE']._serialized_start=272
-  _globals['_FACE']._serialized_end=390
-  _globals['_DETECTRESPONSE']._serialized_start=392
-  _globals['_DETECTRESPONSE']._serialized_end=469
-  _globals['_DETECTOR']._serialized_start=471
-  _globals['_DETECTOR']._serialized_end=540
+  _globals['_DETECTREQUEST']._serialized_end=139
+  _globals['_CHIP']._serialized_start=141
+  _globals['_CHIP']._serialized_end=195
+  _globals['_POINT']._serialized_start=197
+  _globals['_POINT']._serialized_end=226
+  _globals['_BOX']._serialized_start=228
+  _globals['_BOX']._serialized_end=281
+  _globals['_QUALITY']._serialized_start=283
+  _globals['_QUALITY']._serialized_end=365
+  _globals['_FACE']._serialized_start=368
+  _globals['_FACE']._serialized_end=515
+  _globals['_DETECTRESPONSE']._serialized_start=517
+  _globals['_DETECTRESPONSE']._serialized_end=594
+  _globals['_DETECTOR']._serialized_start=596
+  _globals['_DETECTOR']._serialized_end=665
 # @@protoc_insertion_point(module_scope)

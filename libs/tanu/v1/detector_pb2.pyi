@@ -7,14 +7,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DetectRequest(_message.Message):
-    __slots__ = ("image", "max_faces", "tenant")
+    __slots__ = ("image", "max_faces", "tenant", "chips", "chip_min_score")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MAX_FACES_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
+    CHIPS_FIELD_NUMBER: _ClassVar[int]
+    CHIP_MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     image: bytes
     max_faces: int
     tenant: str
-    def __init__(self, image: _Optional[bytes] = ..., max_faces: _Optional[int] = ..., tenant: _Optional[str] = ...) -> None: ...
+    chips: int
+    chip_min_score: float
+    def __init__(self, image: _Optional[bytes] = ..., max_faces: _Optional[int] = ..., tenant: _Optional[str] = ..., chips: _Optional[int] = ..., chip_min_score: _Optional[float] = ...) -> None: ...
+
+class Chip(_message.Message):
+    __slots__ = ("pixels", "side", "template")
+    PIXELS_FIELD_NUMBER: _ClassVar[int]
+    SIDE_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    pixels: bytes
+    side: int
+    template: str
+    def __init__(self, pixels: _Optional[bytes] = ..., side: _Optional[int] = ..., template: _Optional[str] = ...) -> None: ...
 
 class Point(_message.Message):
     __slots__ = ("x", "y")
@@ -49,16 +63,18 @@ class Quality(_message.Message):
     def __init__(self, face_size_px: _Optional[float] = ..., sharpness: _Optional[float] = ..., pose: _Optional[float] = ..., exposure: _Optional[float] = ...) -> None: ...
 
 class Face(_message.Message):
-    __slots__ = ("box", "landmarks", "score", "quality")
+    __slots__ = ("box", "landmarks", "score", "quality", "chip")
     BOX_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    CHIP_FIELD_NUMBER: _ClassVar[int]
     box: Box
     landmarks: _containers.RepeatedCompositeFieldContainer[Point]
     score: float
     quality: Quality
-    def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., landmarks: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., score: _Optional[float] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ...) -> None: ...
+    chip: Chip
+    def __init__(self, box: _Optional[_Union[Box, _Mapping]] = ..., landmarks: _Optional[_Iterable[_Union[Point, _Mapping]]] = ..., score: _Optional[float] = ..., quality: _Optional[_Union[Quality, _Mapping]] = ..., chip: _Optional[_Union[Chip, _Mapping]] = ...) -> None: ...
 
 class DetectResponse(_message.Message):
     __slots__ = ("faces", "width", "height")

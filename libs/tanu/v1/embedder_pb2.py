@@ -26,7 +26,7 @@ from tanu.v1 import common_pb2 as tanu_dot_v1_dot_common__pb2
 from tanu.v1 import detector_pb2 as tanu_dot_v1_dot_detector__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tanu/v1/embedder.proto\x12\x07tanu.v1\x1a\x14tanu/v1/common.proto\x1a\x16tanu/v1/detector.proto\"K\n\x0c\x45mbedRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x1c\n\x05\x66\x61\x63\x65s\x18\x02 \x03(\x0b\x32\r.tanu.v1.Face\x12\x0e\n\x06tenant\x18\x03 \x01(\t\"5\n\rEmbedResponse\x12$\n\ttemplates\x18\x01 \x03(\x0b\x32\x11.tanu.v1.Template2B\n\x08\x45mbedder\x12\x36\n\x05\x45mbed\x12\x15.tanu.v1.EmbedRequest\x1a\x16.tanu.v1.EmbedResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tanu/v1/embedder.proto\x12\x07tanu.v1\x1a\x14tanu/v1/common.proto\x1a\x16tanu/v1/detector.proto\"V\n\x0c\x45mbedRequest\x12\x0e\n\x06tenant\x18\x03 \x01(\t\x12\x1c\n\x05\x63hips\x18\x04 \x03(\x0b\x32\r.tanu.v1.ChipJ\x04\x08\x01\x10\x02J\x04\x08\x02\x10\x03R\x05imageR\x05\x66\x61\x63\x65s\"5\n\rEmbedResponse\x12$\n\ttemplates\x18\x01 \x03(\x0b\x32\x11.tanu.v1.Template2B\n\x08\x45mbedder\x12\x36\n\x05\x45mbed\x12\x15.tanu.v1.EmbedRequest\x1a\x16.tanu.v1.EmbedResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,9 +34,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tanu.v1.embedder_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EMBEDREQUEST']._serialized_start=81
-  _globals['_EMBEDREQUEST']._serialized_end=156
-  _globals['_EMBEDRESPONSE']._serialized_start=158
-  _globals['_EMBEDRESPONSE']._serialized_end=211
-  _globals['_EMBEDDER']._serialized_start=213
-  _globals['_EMBEDDER']._serialized_end=279
+  _globals['_EMBEDREQUEST']._serialized_end=167
+  _globals['_EMBEDRESPONSE']._serialized_start=169
+  _globals['_EMBEDRESPONSE']._serialized_end=222
+  _globals['_EMBEDDER']._serialized_start=224
+  _globals['_EMBEDDER']._serialized_end=290
 # @@protoc_insertion_point(module_scope)

@@ -9,14 +9,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("image", "faces", "tenant")
-    IMAGE_FIELD_NUMBER: _ClassVar[int]
-    FACES_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("tenant", "chips")
     TENANT_FIELD_NUMBER: _ClassVar[int]
-    image: bytes
-    faces: _containers.RepeatedCompositeFieldContainer[_detector_pb2.Face]
+    CHIPS_FIELD_NUMBER: _ClassVar[int]
     tenant: str
-    def __init__(self, image: _Optional[bytes] = ..., faces: _Optional[_Iterable[_Union[_detector_pb2.Face, _Mapping]]] = ..., tenant: _Optional[str] = ...) -> None: ...
+    chips: _containers.RepeatedCompositeFieldContainer[_detector_pb2.Chip]
+    def __init__(self, tenant: _Optional[str] = ..., chips: _Optional[_Iterable[_Union[_detector_pb2.Chip, _Mapping]]] = ...) -> None: ...
 
 class EmbedResponse(_message.Message):
     __slots__ = ("templates",)

@@ -1,5 +1,7 @@
 """Probes from requests' samples: a template as given (validated), or an
-image through the face pipeline (detect, the enrolment quality bar, embed)."""
+image through the face pipeline (detect, the enrolment quality bar, embed).
+The image goes to the detector only; the detector returns the chosen face's
+aligned chip with its detection, and that chip is what the embedder gets."""
 
 from __future__ import annotations
 
@@ -46,7 +48,13 @@ class Samples:
     async def _detect(self, image: bytes) -> detector_pb2.DetectResponse:
         try:
             return await self._face.detect(
-                detector_pb2.DetectRequest(image=image, tenant=tenant_var.get())
+                detector_pb2.DetectRequest(
+                    image=image,
+                    tenant=tenant_var.get(),
+                    # The face embedded below: the largest of those kept.
+                    chips=1,
+                    chip_min_score=self.config.min_face_score,
+                )
             )
         except errors.Unavailable:
             raise errors.Unavailable(
@@ -73,8 +81,10 @@ class Samples:
         face = faces[0]  # the detector lists the largest face first
         if enrol:
             self._check_quality(face)
+        if not face.HasField("chip"):
+            raise errors.Internal("the detector returned no chip for the face")
         emb = await self._face.embed(
-            embedder_pb2.EmbedRequest(image=image, faces=[face], tenant=tenant_var.get())
+            embedder_pb2.EmbedRequest(chips=[face.chip], tenant=tenant_var.get())
         )
         if len(emb.templates) != 1:
             raise errors.Internal("the embedder returned no template")
