@@ -13,7 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tanu.clients.store import StoreClient
-from tanu.core import bus, errors, natsnames
+from tanu.core import bus, errors, natsnames, natsroles
 from tanu.v1 import identity_pb2, store_pb2
 
 from conftest import Cluster, env_for
@@ -122,6 +122,57 @@ async def test_only_searchers_consume_template_events(nats_server, tmp_path):
     finally:
         for nc in clients.values():
             await nc.close()
+        await c.stop()
+
+
+async def _consumer_as(nats_server, role: str, durable: str, filt: str) -> list[str]:
+    """Asks, as ``role``, for a durable consumer of the event stream with
+    filter ``filt``; returns the server's permission errors (empty: created)."""
+    import nats
+    from nats.js import api
+
+    refusals: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        if "permissions violation" in str(exc).lower():
+            refusals.append(str(exc))
+
+    nc = await nats.connect(nats_server.url_for(role), error_cb=on_error,
+                            inbox_prefix=natsroles.inbox(role).encode(), allow_reconnect=False)  # fmt: skip
+    try:
+        js = nc.jetstream(timeout=1.0)
+        config = api.ConsumerConfig(name=durable, durable_name=durable, filter_subject=filt,
+                                    ack_policy=api.AckPolicy.ALL)  # fmt: skip
+        try:
+            await js.add_consumer(natsnames.EVENTS_STREAM, config)
+        except Exception:  # noqa: BLE001 - refused: the server drops the request and says why
+            await nc.flush()
+            await asyncio.sleep(0.2)
+            assert refusals, f"{role}: consumer on {filt} neither created nor refused"
+    finally:
+        await nc.close()
+    return refusals
+
+
+async def test_a_partitions_searcher_reads_only_its_own_partitions_events(nats_server, tmp_path):
+    c = Cluster(env_for(nats_server.url, tmp_path))
+    await c.start_store()  # creates the event stream
+    try:
+        own = natsnames.template_events(0)
+        assert await _consumer_as(nats_server, "searcher-p0", "searcher-p0-r0", own) == []
+        for filt in (natsnames.template_events(1), natsnames.ALL_TEMPLATE_EVENTS,
+                     natsnames.EVENTS_WILDCARD, ">"):  # fmt: skip
+            refused = await _consumer_as(nats_server, "searcher-p0", "searcher-p0-r0", filt)
+            assert refused and f"consumer.create.{natsnames.EVENTS_STREAM}".lower() in refused[0], (
+                filt
+            )
+        # Only the staging replica of a rebalance reads every partition's events.
+        all_events = natsnames.ALL_TEMPLATE_EVENTS
+        assert (
+            await _consumer_as(nats_server, natsroles.STAGING, "searcher-n4-p0-r0", all_events)
+            == []
+        )
+    finally:
         await c.stop()
 
 

@@ -46,7 +46,7 @@ class EventApplier:
         self._on_caught_up = on_caught_up  # nothing is pending in the stream
         self.index_sequence = 0  # last stream sequence applied to the index (index thread)
         self.applied_sequence = 0  # last stream sequence applied and acknowledged
-        self.every_partition = False  # read every partition's events, keep this one's
+        self.every_partition = False  # staging: read every partition's events, keep this one's
         self._psub = None
         self._task: asyncio.Task[None] | None = None
 
@@ -63,6 +63,9 @@ class EventApplier:
         holds (the beginning of the stream for an empty index, or the
         snapshot's sequence + 1 for a restored one) and subscribes; returns
         how many events are pending."""
+        if every_partition and not self.config.staging:
+            # Only the staging role may read every partition's events.
+            raise ValueError("only a staging searcher reads every partition's events")
         self.every_partition = every_partition
         self.index_sequence = self.applied_sequence = restored
         filt = (
