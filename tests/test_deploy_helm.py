@@ -280,7 +280,10 @@ def test_every_role_gets_a_nats_identity_with_its_permissions(chart_without_deps
                    if s.startswith("$JS.API.CONSUMER.CREATE.")]  # fmt: skip
         if role.startswith("searcher-p"):
             k = role[len("searcher-p") :]
-            assert creates == [f"$JS.API.CONSUMER.CREATE.TANU_EVENTS.*.tanu.events.templates.p{k}"]
+            assert creates == [  # its own replicas' consumers, its own filter
+                f"$JS.API.CONSUMER.CREATE.TANU_EVENTS.searcher-p{k}-r{r}.tanu.events.templates.p{k}"
+                for r in range(natsroles.MAX_REPLICAS)
+            ]
         elif role == "searcher-staging":
             assert creates == ["$JS.API.CONSUMER.CREATE.TANU_EVENTS.*.tanu.events.templates.*"]
         else:

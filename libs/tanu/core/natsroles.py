@@ -77,10 +77,36 @@ def inbox(role: str) -> str:
     return f"_INBOX.{role}"
 
 
+MAX_REPLICAS = 16
+"""Replicas a partition may have: an ordinary searcher's replica name is
+one of ``replica_names()`` (``r0`` .. ``r15``), so that its role's
+permissions can list its consumers by name."""
+
+
+def replica_names() -> list[str]:
+    return [f"r{i}" for i in range(MAX_REPLICAS)]
+
+
 def _searcher(subs: list[str], filters: list[str]) -> dict:
+    """The staging role: any consumer, every partition's events."""
     pub = [*_KV_READ, *_EVENTS_INFO, f"$JS.ACK.{EVENTS}.>"]
     pub += [f"{JS}.CONSUMER.CREATE.{EVENTS}.*.{f}" for f in filters]
     pub += [f"{JS}.CONSUMER.{op}.{EVENTS}.*" for op in ("INFO", "DELETE", "MSG.NEXT")]
+    return {"publish": pub, "subscribe": subs, "responses": True}
+
+
+def _partition_searcher(subs: list[str], partition: int) -> dict:
+    """Partition k's role: its own consumers only (named by replica: NATS
+    cannot restrict a consumer name by prefix, so each name is listed), each
+    with partition k's filter; so it can neither create a consumer over
+    another partition's events nor pull from, acknowledge or delete another
+    partition's (or a staging replica's) consumer."""
+    pub = [*_KV_READ, *_EVENTS_INFO]
+    filt = natsnames.template_events(partition)
+    for r in replica_names():
+        name = natsnames.searcher_consumer(partition, r)
+        pub += [f"{JS}.CONSUMER.CREATE.{EVENTS}.{name}.{filt}", f"$JS.ACK.{EVENTS}.{name}.>"]
+        pub += [f"{JS}.CONSUMER.{op}.{EVENTS}.{name}" for op in ("INFO", "DELETE", "MSG.NEXT")]
     return {"publish": pub, "subscribe": subs, "responses": True}
 
 
@@ -124,7 +150,7 @@ def permissions(role: str) -> dict:
         # Its own partition's events only: a rebalance ends by re-publishing
         # every subject's events under the new layout and purging the old
         # ones (tanu.ops.repartition.finish), so nothing else is needed.
-        return _searcher(subs, [natsnames.template_events(k)])
+        return _partition_searcher(subs, k)
     if role == TEST:
         return {"publish": [">"], "subscribe": [">"], "responses": True}
     raise ValueError(f"unknown NATS role {role!r}")
