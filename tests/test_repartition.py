@@ -91,6 +91,13 @@ async def test_rebalance_from_two_to_three_partitions_loses_no_subject(nats_serv
         # gateway restart with the new partition count.
         moved = await repartition.migrate_store(store, 3)
         held = await repartition.store_templates(store)
+        # Re-publishing needs a store running with the new count: this one
+        # still enrols under 2 partitions.
+        try:
+            await repartition.finish(js, store, 5, say=noop)
+            raise AssertionError("finish must wait for a store running with 3 partitions")
+        except errors.FailedPrecondition as exc:
+            assert "restart the store" in exc.message
         await c.store.stop()
         assert moved == sum(partition_of(s, 2) != partition_of(s, 3) for s in held) > 0
         c.env["TANU_PARTITIONS"] = "3"
