@@ -142,6 +142,7 @@ async def switch(js, partitions: int) -> dict:
             await kv.delete(clusterconfig.NEXT_LAYOUT_KEY)
         except Exception:  # noqa: BLE001 - already gone
             pass
+        await _forget_progress(js)  # a new routing: an older finish's progress is void
         return new
     raise RuntimeError("could not switch the layout: the key keeps changing")
 
@@ -169,6 +170,13 @@ async def _progress(js, partitions: int) -> dict | None:
 async def _save_progress(js, progress: dict) -> None:
     kv = await clusterconfig.bucket(js)
     await kv.put(REPUBLISH_KEY, json.dumps(progress).encode())
+
+
+async def _forget_progress(js) -> None:
+    record, _ = await clusterconfig.read_layout(js, REPUBLISH_KEY)
+    if record is not None:
+        kv = await clusterconfig.bucket(js)
+        await kv.delete(REPUBLISH_KEY)
 
 
 async def _until_published(
@@ -229,6 +237,7 @@ async def finish(
         )
     partitions = int(layout["partitions"])
     if not clusterconfig.rerouted(layout, partitions):
+        await _forget_progress(js)  # a run killed after its last step
         return layout
     if not 1 <= batch_subjects <= MAX_REPUBLISH_IDS:
         raise errors.InvalidArgument(f"batch_subjects must be 1..{MAX_REPUBLISH_IDS}")
@@ -273,8 +282,7 @@ async def finish(
         natsnames.EVENTS_STREAM, seq=int(progress["cut"]), subject=natsnames.ALL_TEMPLATE_EVENTS
     )
     new = await _forget_routing(js, partitions)
-    kv = await clusterconfig.bucket(js)
-    await kv.delete(REPUBLISH_KEY)
+    await _forget_progress(js)
     say(f"finished: {progress['subjects']} subjects re-published under {partitions} partitions, "
         f"template events before stream sequence {progress['cut']} purged")  # fmt: skip
     return new
