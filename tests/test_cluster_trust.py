@@ -13,7 +13,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tanu.clients.store import StoreClient
-from tanu.core import bus, errors, natsnames
+from tanu.core import bus, errors, natsnames, natsroles
 from tanu.v1 import identity_pb2, store_pb2
 
 from conftest import Cluster, env_for
@@ -109,7 +109,7 @@ async def test_only_searchers_consume_template_events(nats_server, tmp_path):
             clients[role] = await bus.connect(nats_server.url_for(role), role)
         filt = natsnames.template_events(0)
         await bus.reset_durable_consumer(
-            clients["searcher-p0"].jetstream(), natsnames.EVENTS_STREAM, "mine", filt
+            clients["searcher-p0"].jetstream(), natsnames.EVENTS_STREAM, "searcher-p0-r0", filt
         )
         for role in ("gateway", "detector", "operator"):
             with pytest.raises(Exception):  # noqa: B017 - refused: the request never arrives
@@ -122,6 +122,92 @@ async def test_only_searchers_consume_template_events(nats_server, tmp_path):
     finally:
         for nc in clients.values():
             await nc.close()
+        await c.stop()
+
+
+async def _consumer_as(nats_server, role: str, durable: str, filt: str) -> list[str]:
+    """Asks, as ``role``, for a durable consumer of the event stream with
+    filter ``filt``; returns the server's permission errors (empty: created)."""
+    import nats
+    from nats.js import api
+
+    refusals: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        if "permissions violation" in str(exc).lower():
+            refusals.append(str(exc))
+
+    nc = await nats.connect(nats_server.url_for(role), error_cb=on_error,
+                            inbox_prefix=natsroles.inbox(role).encode(), allow_reconnect=False)  # fmt: skip
+    try:
+        js = nc.jetstream(timeout=1.0)
+        config = api.ConsumerConfig(name=durable, durable_name=durable, filter_subject=filt,
+                                    ack_policy=api.AckPolicy.ALL)  # fmt: skip
+        try:
+            await js.add_consumer(natsnames.EVENTS_STREAM, config)
+        except Exception:  # noqa: BLE001 - refused: the server drops the request and says why
+            await nc.flush()
+            await asyncio.sleep(0.2)
+            assert refusals, f"{role}: consumer on {filt} neither created nor refused"
+    finally:
+        await nc.close()
+    return refusals
+
+
+async def _publish_as(nats_server, role: str, subject: str) -> list[str]:
+    """Publishes one message to ``subject`` as ``role``; the server's
+    permission errors (empty: delivered)."""
+    import nats
+
+    refusals: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        if "permissions violation" in str(exc).lower():
+            refusals.append(str(exc))
+
+    nc = await nats.connect(nats_server.url_for(role), error_cb=on_error,
+                            inbox_prefix=natsroles.inbox(role).encode(), allow_reconnect=False)  # fmt: skip
+    try:
+        await nc.publish(subject, b"{}")
+        await nc.flush()
+        await asyncio.sleep(0.3)
+    finally:
+        await nc.close()
+    return refusals
+
+
+async def test_a_partitions_searcher_reads_only_its_own_partitions_events(nats_server, tmp_path):
+    c = Cluster(env_for(nats_server.url, tmp_path))
+    await c.start_store()  # creates the event stream
+    try:
+        own = natsnames.template_events(0)
+        assert await _consumer_as(nats_server, "searcher-p0", "searcher-p0-r0", own) == []
+        for filt in (natsnames.template_events(1), natsnames.ALL_TEMPLATE_EVENTS,
+                     natsnames.EVENTS_WILDCARD, ">"):  # fmt: skip
+            refused = await _consumer_as(nats_server, "searcher-p0", "searcher-p0-r0", filt)
+            assert refused and f"consumer.create.{natsnames.EVENTS_STREAM}".lower() in refused[0], (
+                filt
+            )
+        # Its consumers are its own replicas' (named by replica), with its filter.
+        for name in ("mine", "searcher-p1-r0", "searcher-p0-x"):
+            refused = await _consumer_as(nats_server, "searcher-p0", name, own)
+            assert refused and name in refused[0], name
+        # It cannot pull from, acknowledge or delete another partition's consumer.
+        other = await _consumer_as(nats_server, "searcher-p1", "searcher-p1-r0",
+                                   natsnames.template_events(1))  # fmt: skip
+        assert other == []
+        for subject in (f"$JS.API.CONSUMER.MSG.NEXT.{natsnames.EVENTS_STREAM}.searcher-p1-r0",
+                        f"$JS.API.CONSUMER.DELETE.{natsnames.EVENTS_STREAM}.searcher-p1-r0",
+                        f"$JS.ACK.{natsnames.EVENTS_STREAM}.searcher-p1-r0.1.1.1.0.0"):  # fmt: skip
+            refused = await _publish_as(nats_server, "searcher-p0", subject)
+            assert refused and subject.lower() in refused[0].lower(), subject
+        # Only the staging replica of a rebalance reads every partition's events.
+        all_events = natsnames.ALL_TEMPLATE_EVENTS
+        assert (
+            await _consumer_as(nats_server, natsroles.STAGING, "searcher-n4-p0-r0", all_events)
+            == []
+        )
+    finally:
         await c.stop()
 
 

@@ -1,8 +1,10 @@
 """The Helm chart helm/tanu: `helm lint`, `helm template` (helm from the npm
 registry, installed by `make test`), every rendered manifest validated
 against the Kubernetes schemas (kubernetes-validate, strict), and the
-behaviours the chart promises: gRPC probes, GPU requests, HPAs, PDBs, the
-searcher StatefulSet's ordinal -> (partition, replica) mapping.
+behaviours the chart promises: gRPC probes, GPU requests, HPAs, PDBs, one
+searcher StatefulSet per partition (ordinal -> replica) holding only its own
+NATS identity, the rebalance's staging StatefulSet (ordinal -> (partition,
+replica)), and the NATS authorization the bundled server includes.
 
 The NATS subchart cannot be fetched here (only package registries are
 reachable), and Helm refuses to render a chart whose listed dependency is
@@ -99,7 +101,8 @@ def test_every_service_is_deployed_with_grpc_probes_metrics_and_keys(chart_witho
     docs = render(chart_without_deps, *EXTERNAL)
     deployments = by_kind(docs, "Deployment")
     assert set(deployments) == {"t-tanu-gateway", "t-tanu-detector", "t-tanu-embedder"}
-    assert set(by_kind(docs, "StatefulSet")) == {"t-tanu-searcher", "t-tanu-store"}
+    searchers = {f"t-tanu-searcher-p{k}" for k in range(4)}  # config.TANU_PARTITIONS: 4
+    assert set(by_kind(docs, "StatefulSet")) == {*searchers, "t-tanu-store"}
     assert set(by_kind(docs, "HorizontalPodAutoscaler")) == set(deployments)
     assert set(by_kind(docs, "PodDisruptionBudget")) == {*deployments, "t-tanu-searcher"}
     secret = by_kind(docs, "Secret")["t-tanu-keys"]
@@ -141,7 +144,7 @@ def test_every_service_is_deployed_with_grpc_probes_metrics_and_keys(chart_witho
 def test_gpu_pools_request_nvidia_gpus_and_run_the_gpu_image(chart_without_deps):
     docs = render(chart_without_deps, *EXTERNAL, "embedder.gpu=1", "searcher.gpu=2")
     by_name = dict(containers(docs))
-    embedder, searcher = by_name["t-tanu-embedder"], by_name["t-tanu-searcher"]
+    embedder, searcher = by_name["t-tanu-embedder"], by_name["t-tanu-searcher-p0"]
     assert embedder["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert searcher["resources"]["limits"]["nvidia.com/gpu"] == 2
     assert searcher["resources"]["requests"]["nvidia.com/gpu"] == 2
@@ -151,35 +154,68 @@ def test_gpu_pools_request_nvidia_gpus_and_run_the_gpu_image(chart_without_deps)
     assert "nvidia.com/gpu" not in by_name["t-tanu-detector"]["resources"]["limits"]
 
 
-def test_searchers_are_one_statefulset_of_partitions_times_replicas(chart_without_deps, tmp_path):
+def _entrypoint(script: Path, pod: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        ["/bin/sh", str(script), "sh", "-c", 'echo "$TANU_PARTITION $TANU_REPLICA"'],
+        env={"POD_NAME": pod, "PATH": "/usr/bin:/bin", **env},
+        capture_output=True, text=True, timeout=10,
+    )  # fmt: skip
+
+
+def test_searchers_are_one_statefulset_per_partition(chart_without_deps, tmp_path):
     docs = render(
         chart_without_deps, *EXTERNAL, "config.TANU_PARTITIONS=3", "searcher.replicasPerPartition=2"
     )
-    sts = by_kind(docs, "StatefulSet")["t-tanu-searcher"]
+    sets = {n: d for n, d in by_kind(docs, "StatefulSet").items() if "searcher" in n}
+    assert set(sets) == {"t-tanu-searcher-p0", "t-tanu-searcher-p1", "t-tanu-searcher-p2"}
+    selectors = set()
+    for k in range(3):
+        sts = sets[f"t-tanu-searcher-p{k}"]
+        assert sts["spec"]["replicas"] == 2
+        selectors.add(json.dumps(sts["spec"]["selector"]["matchLabels"], sort_keys=True))
+        (c,) = sts["spec"]["template"]["spec"]["containers"]
+        assert c["args"] == ["python", "-m", "tanu.searcher"]
+        assert c["startupProbe"]["grpc"]["port"] == 50051
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["TANU_PARTITION"] == str(k) and "TANU_SEARCHER_STAGING" not in env
+    assert len(selectors) == 3, "each StatefulSet selects its own pods only"
+    assert "t-tanu-searcher-staging" not in sets, "no staging replicas outside a rebalance"
+    # Run the entrypoint the chart ships: in partition 1's set, ordinal n -> replica r<n>.
+    script = by_kind(docs, "ConfigMap")["t-tanu-searcher-entrypoint"]["data"]
+    entry = tmp_path / "searcher-entrypoint.sh"
+    entry.write_text(script["searcher-entrypoint.sh"])
+    for n in range(2):
+        r = _entrypoint(entry, f"t-tanu-searcher-p1-{n}", TANU_PARTITION="1", TANU_PARTITIONS="3")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == ["1", f"r{n}"]
+    bad = _entrypoint(entry, "searcher", TANU_PARTITION="1", TANU_PARTITIONS="3")
+    assert bad.returncode == 2 and "ordinal" in bad.stderr
+
+
+def test_a_rebalance_runs_staging_replicas_of_the_target_layout(chart_without_deps, tmp_path):
+    docs = render(chart_without_deps, *EXTERNAL, "config.TANU_PARTITIONS=2",
+                  "searcher.staging.partitions=3", "searcher.staging.replicasPerPartition=2")  # fmt: skip
+    sts = by_kind(docs, "StatefulSet")["t-tanu-searcher-staging"]
     assert sts["spec"]["replicas"] == 6
     (c,) = sts["spec"]["template"]["spec"]["containers"]
-    assert c["args"] == ["python", "-m", "tanu.searcher"]
-    assert c["startupProbe"]["grpc"]["port"] == 50051
-    # Run the entrypoint the chart ships: ordinal n -> partition n mod 3, replica r(n div 3).
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["TANU_PARTITIONS"] == "3" and env["TANU_SEARCHER_STAGING"] == "true"
+    assert "TANU_PARTITION" not in env
+    vol = {v["name"]: v for v in sts["spec"]["template"]["spec"]["volumes"]}["nats-auth"]
+    assert [i["key"] for i in vol["secret"]["items"]] == ["searcher-staging.password"]
+    # The target layout's partitions get identities before the switch.
+    data = by_kind(docs, "Secret")["tanu-nats-auth"]["data"]
+    assert {f"searcher-p{k}.password" for k in range(3)} <= set(data)
+    # Ordinal n -> partition n mod 3, replica r(n div 3).
     script = by_kind(docs, "ConfigMap")["t-tanu-searcher-entrypoint"]["data"]
     entry = tmp_path / "searcher-entrypoint.sh"
     entry.write_text(script["searcher-entrypoint.sh"])
     seen = []
     for n in range(6):
-        r = subprocess.run(
-            ["/bin/sh", str(entry), "sh", "-c", 'echo "$TANU_PARTITION $TANU_REPLICA"'],
-            env={"POD_NAME": f"t-tanu-searcher-{n}", "TANU_PARTITIONS": "3", "PATH": "/usr/bin:/bin"},
-            capture_output=True, text=True, timeout=10,
-        )  # fmt: skip
+        r = _entrypoint(entry, f"t-tanu-searcher-staging-{n}", TANU_PARTITIONS="3")
         assert r.returncode == 0, r.stderr
         seen.append(r.stdout.split())
     assert seen == [["0", "r0"], ["1", "r0"], ["2", "r0"], ["0", "r1"], ["1", "r1"], ["2", "r1"]]
-    bad = subprocess.run(
-        ["/bin/sh", str(entry), "true"],
-        env={"POD_NAME": "searcher", "TANU_PARTITIONS": "3", "PATH": "/usr/bin:/bin"},
-        capture_output=True, text=True, timeout=10,
-    )  # fmt: skip
-    assert bad.returncode == 2 and "ordinal" in bad.stderr
 
 
 def test_an_existing_secret_and_a_postgres_dsn_are_used_as_given(chart_without_deps):
@@ -237,15 +273,36 @@ def test_every_role_gets_a_nats_identity_with_its_permissions(chart_without_deps
     r = subprocess.run([find_binary(), "-t", "-c", str(tmp_path / "nats.conf")],
                        capture_output=True, text=True, timeout=30)  # fmt: skip
     assert r.returncode == 0, r.stderr + r.stdout
-    # each pod mounts its own role's password (searchers: the searcher roles)
+    # A partition's searcher reads its own partition's events only; the
+    # staging role alone may read every partition's.
+    for role, user in users.items():
+        creates = [s for s in user["permissions"]["publish"].get("allow", [])
+                   if s.startswith("$JS.API.CONSUMER.CREATE.")]  # fmt: skip
+        if role.startswith("searcher-p"):
+            k = role[len("searcher-p") :]
+            assert creates == [  # its own replicas' consumers, its own filter
+                f"$JS.API.CONSUMER.CREATE.TANU_EVENTS.searcher-p{k}-r{r}.tanu.events.templates.p{k}"
+                for r in range(natsroles.MAX_REPLICAS)
+            ]
+        elif role == "searcher-staging":
+            assert creates == ["$JS.API.CONSUMER.CREATE.TANU_EVENTS.*.tanu.events.templates.*"]
+        else:
+            assert creates == [], role
+    # each pod mounts its own role's password only: partition k's searchers
+    # searcher-p<k>'s, no other partition's
+    seen = set()
     for d in [*by_kind(docs, "Deployment").values(), *by_kind(docs, "StatefulSet").values()]:
         component = d["metadata"]["labels"]["app.kubernetes.io/component"]
         vol = {v["name"]: v for v in d["spec"]["template"]["spec"]["volumes"]}["nats-auth"]
-        keys = {i["key"] for i in vol["secret"]["items"]}
+        keys = [i["key"] for i in vol["secret"]["items"]]
         if component == "searcher":
-            assert keys == {f"{r}.password" for r in roles if r.startswith("searcher-")}
+            (c,) = d["spec"]["template"]["spec"]["containers"]
+            k = {e["name"]: e.get("value") for e in c["env"]}["TANU_PARTITION"]
+            assert keys == [f"searcher-p{k}.password"]
+            seen.add(k)
         else:
-            assert keys == {f"{component}.password"}
+            assert keys == [f"{component}.password"]
+    assert seen == {str(k) for k in range(4)}
     for _, c in containers(docs):
         env = {e["name"]: e.get("value") for e in c["env"]}
         assert env["TANU_NATS_CREDENTIALS_DIR"] == "/etc/tanu/nats"

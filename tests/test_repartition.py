@@ -1,6 +1,10 @@
 """Re-partitioning: a cluster moves from 2 to 3 partitions while it keeps
 serving; afterwards every subject is found in its new partition, none is
-lost, and deletes and enrolments still reach the right searcher."""
+lost, and deletes and enrolments still reach the right searcher. The
+rebalance's last step (re-publishing every subject under the new layout,
+purging the old layout's events), interrupted and run again, leaves a
+stream whose events are each on their partition's subject, read by
+ordinary searchers with their own partition's filter only."""
 
 from __future__ import annotations
 
@@ -9,11 +13,12 @@ import asyncio
 from test_event_stream import bulk_enrol
 
 from tanu.clients.store import StoreClient
-from tanu.core import bus
+from tanu.core import bus, clusterconfig, errors, natsnames
 from tanu.core import config as cfg
 from tanu.core.ids import partition_of
 from tanu.ops import repartition
 from tanu.searcher import SearcherService
+from tanu.v1 import store_pb2
 
 from conftest import Cluster, env_for, unit_vectors
 from helpers import identify
@@ -86,6 +91,13 @@ async def test_rebalance_from_two_to_three_partitions_loses_no_subject(nats_serv
         # gateway restart with the new partition count.
         moved = await repartition.migrate_store(store, 3)
         held = await repartition.store_templates(store)
+        # Re-publishing needs a store running with the new count: this one
+        # still enrols under 2 partitions.
+        try:
+            await repartition.finish(js, store, 5, say=noop)
+            raise AssertionError("finish must wait for a store running with 3 partitions")
+        except errors.FailedPrecondition as exc:
+            assert "restart the store" in exc.message
         await c.store.stop()
         assert moved == sum(partition_of(s, 2) != partition_of(s, 3) for s in held) > 0
         c.env["TANU_PARTITIONS"] = "3"
@@ -113,13 +125,70 @@ async def test_rebalance_from_two_to_three_partitions_loses_no_subject(nats_serv
         assert r.candidates[0].subject_id == "after2"
         assert r.candidates[0].partition == partition_of("after2", 3)
 
-        # A searcher of the new layout started afresh (not staging) reads
-        # every partition's events, as the stream holds both routings.
-        k = partition_of("m7", 3)
-        fresh = await c.start_searcher(k, replica="r1")
-        assert fresh.reads_every_partition
+        # Until the rebalance is finished the stream holds events routed
+        # under 2 partitions: an ordinary searcher (whose credentials read
+        # its own partition's events only) refuses to start.
+        env_k = {**c.env, "TANU_PARTITION": str(partition_of("m7", 3)), "TANU_REPLICA": "r1"}
+        ordinary = SearcherService(cfg.from_env(cfg.SearcherConfig, env_k))
+        try:
+            await ordinary.start()
+            raise AssertionError("an ordinary searcher must refuse while the stream is re-routed")
+        except errors.FailedPrecondition as exc:
+            assert "partitions finish" in exc.message
+        finally:
+            await ordinary.stop()
+
+        # The last step, killed part-way and run again: every subject's
+        # events re-published under 3 partitions, the old ones purged.
+        expected = await per_partition(store, 3)
+        held = await repartition.store_templates(store)  # m5 erased, after0..4 enrolled
+        vecs.update({f"after{i}": v for i, v in enumerate(unit_vectors(5, seed=13))})
+        task = asyncio.create_task(repartition.finish(js, store, 30, batch_subjects=7, say=noop))
+        await until_progress(js, task)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        layout, _ = await clusterconfig.read_layout(js)
+        assert clusterconfig.rerouted(layout, 3), "interrupted: not finished"
+        layout = await repartition.finish(js, store, 30, batch_subjects=7, say=noop)
+        assert not clusterconfig.rerouted(layout, 3) and "routed" not in layout
+        assert await repartition.finish(js, store, 30, say=noop) == layout  # a no-op now
+
+        # The stream holds only events routed under 3 partitions, each on its
+        # partition's subject, and no erased subject's event.
+        routed = await stream_events(js)
+        assert routed, "the re-published events are on the stream"
+        for subject, ev in routed:
+            assert subject == natsnames.template_events(partition_of(ev.subject_id, 3))
+            assert ev.subject_id in held, "an erased subject's event survived"
+        assert {ev.subject_id for _, ev in routed} == set(held)
+
+        # The promoted staging searchers applied the re-published events
+        # (some twice) without a duplicate or a loss.
+        await until_verified(nc, store, 3)
+        for s in staging:
+            st = await s.stats(True)
+            assert list(st.template_ids) == expected[s.config.partition]
+            assert st.gallery_size == len(expected[s.config.partition])
+
+        # Ordinary searchers, each reading its own partition's events only,
+        # rebuild from the stream exactly what the store holds.
+        for s in staging:
+            await s.stop()
+        staging.clear()
+        fresh = [await c.start_searcher(p) for p in range(3)]
+        for s in fresh:
+            assert not s.reads_every_partition
+            st = await s.stats(True)
+            assert list(st.template_ids) == expected[s.config.partition]
         check = await until_verified(nc, store, 3)
-        assert check.replicas[k] == 2
+        assert check.replicas == {0: 1, 1: 1, 2: 1}
+        for sid in held:
+            r = await c.stub.Identify(identify(vecs[sid]))
+            assert r.complete and r.candidates[0].subject_id == sid, sid
+        # An erasure after the move deletes the subject's re-published copy too.
+        await c.store.db.run(c.store.db.delete_subject, "m9", "test")
+        await c.store.relay.wait_idle(15)
+        await until_erased_on_stream(js, "m9")
     finally:
         await nc.close()
         for s in staging:
@@ -127,9 +196,56 @@ async def test_rebalance_from_two_to_three_partitions_loses_no_subject(nats_serv
         await c.stop()
 
 
-async def test_rebalance_refuses_a_no_op_and_a_second_target(nats_server, tmp_path):
-    from tanu.core import errors
+def noop(*_a) -> None:
+    pass
 
+
+async def per_partition(store: StoreClient, partitions: int) -> dict[int, list[int]]:
+    """partition -> the template ids the store holds there, ascending."""
+    out: dict[int, list[int]] = {k: [] for k in range(partitions)}
+    for sid, tids in (await repartition.store_templates(store)).items():
+        out[partition_of(sid, partitions)] += tids
+    return {k: sorted(v) for k, v in out.items()}
+
+
+async def until_progress(js, task: asyncio.Task, timeout: float = 30.0) -> None:
+    """Waits until ``finish`` has re-published a first page and is not done."""
+    end = asyncio.get_running_loop().time() + timeout
+    while True:
+        record, _ = await clusterconfig.read_layout(js, repartition.REPUBLISH_KEY)
+        if record and record["after"] and not record["done"]:
+            return
+        assert not task.done(), "finish ended before it could be interrupted"
+        assert asyncio.get_running_loop().time() < end, "finish made no progress"
+        await asyncio.sleep(0.005)
+
+
+async def stream_events(js) -> list[tuple[str, store_pb2.TemplateEvent]]:
+    """Every template event on the stream: (its subject, the event)."""
+    sub = await js.subscribe(natsnames.ALL_TEMPLATE_EVENTS, ordered_consumer=True)
+    info = await js.stream_info(natsnames.EVENTS_STREAM)
+    out = []
+    try:
+        for _ in range(info.state.messages):
+            m = await sub.next_msg(timeout=5)
+            ev = store_pb2.TemplateEvent()
+            ev.ParseFromString(m.data)
+            out.append((m.subject, ev))
+    finally:
+        await sub.unsubscribe()
+    return out
+
+
+async def until_erased_on_stream(js, sid: str, timeout: float = 30.0) -> None:
+    end = asyncio.get_running_loop().time() + timeout
+    while any(
+        ev.subject_id == sid and ev.kind == ev.KIND_ADDED for _, ev in await stream_events(js)
+    ):
+        assert asyncio.get_running_loop().time() < end, f"{sid}'s events stay on the stream"
+        await asyncio.sleep(0.2)
+
+
+async def test_rebalance_refuses_a_no_op_and_a_second_target(nats_server, tmp_path):
     c = Cluster(env_for(nats_server.url, tmp_path, partitions=2))
     nc = await bus.connect(nats_server.url_for("test"), "test")
     try:

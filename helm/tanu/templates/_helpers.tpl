@@ -130,28 +130,27 @@ securityContext:
 {{/* every service role's NATS identity, as a JSON list */}}
 {{- define "tanu.natsRoles" -}}
 {{- $roles := list "store" "gateway" "detector" "embedder" "operator" "searcher-staging" -}}
-{{- range $k := until (int .Values.config.TANU_PARTITIONS) -}}
+{{- /* during a rebalance the target layout's partitions get identities too */ -}}
+{{- range $k := until (max (int .Values.config.TANU_PARTITIONS) (int .Values.searcher.staging.partitions) | int) -}}
 {{- $roles = append $roles (printf "searcher-p%d" $k) -}}
 {{- end -}}
 {{- toJson $roles -}}
 {{- end -}}
 
-{{/* the NATS credentials a component's pods mount: (dict "ctx" $ "component" "gateway").
-A searcher pod learns its partition from its ordinal, so the searchers'
-volume holds every searcher role's password. */}}
+{{/* the NATS credentials a component's pods mount: (dict "ctx" $ "component" "gateway"),
+or with "role" when the component's pods are of several roles (each searcher
+StatefulSet: "searcher-p<k>" or "searcher-staging"). A pod mounts its own
+role's password only. */}}
 {{- define "tanu.natsVolume" -}}
 {{- if .ctx.Values.natsAuth.enabled }}
+{{- $role := .role | default .component }}
 - name: nats-auth
   secret:
     secretName: {{ include "tanu.natsAuthSecret" .ctx }}
     defaultMode: 0400
     items:
-      {{- range $role := include "tanu.natsRoles" $.ctx | fromJsonArray }}
-      {{- if or (eq $role $.component) (and (eq $.component "searcher") (hasPrefix "searcher-" $role)) }}
       - key: {{ $role }}.password
         path: {{ $role }}.password
-      {{- end }}
-      {{- end }}
 {{- end }}
 {{- with .ctx.Values.tls.gateway.secretName }}
 {{- if eq $.component "gateway" }}

@@ -10,13 +10,20 @@ Roles (``docs/security.md`` has the table):
   detector and the embedder; reads the cluster layout and thresholds;
 - ``searcher-p<k>``: answers partition k's searches, erasure checks and
   stats, and reads partition k's events only (its consumers can only be
-  created with partition k's filter);
+  created with partition k's filter, ``template_events(k)``: the stream
+  never holds events routed under another layout once a rebalance has
+  finished, ``tanu.ops.repartition.finish``);
 - ``searcher-staging``: a replica building another layout during a
-  rebalance, which reads every partition's events;
+  rebalance, which reads every partition's events (the stream's events
+  were routed under the old layout, so no narrower filter exists for it);
+  deployed only for the rebalance and stopped after it
+  (``docs/security.md``, "NATS roles");
 - ``detector`` / ``embedder``: answer ``tanu.detect`` / ``tanu.embed``;
 - ``operator``: the CLI's admin operations (key re-wrap, layout migration,
   template listing for a rebalance, digests and re-publishing for
-  `tanu reconcile`, un-deduplicated bulk puts, thresholds and layout records).
+  `tanu reconcile` and the rebalance's last step, purging the template
+  events routed under an old layout, un-deduplicated bulk puts, thresholds
+  and layout records).
 
 Replies: a responder role has ``allow_responses`` (it may publish to the
 reply subject of a request it received, once), and every role subscribes
@@ -70,10 +77,36 @@ def inbox(role: str) -> str:
     return f"_INBOX.{role}"
 
 
+MAX_REPLICAS = 16
+"""Replicas a partition may have: an ordinary searcher's replica name is
+one of ``replica_names()`` (``r0`` .. ``r15``), so that its role's
+permissions can list its consumers by name."""
+
+
+def replica_names() -> list[str]:
+    return [f"r{i}" for i in range(MAX_REPLICAS)]
+
+
 def _searcher(subs: list[str], filters: list[str]) -> dict:
+    """The staging role: any consumer, every partition's events."""
     pub = [*_KV_READ, *_EVENTS_INFO, f"$JS.ACK.{EVENTS}.>"]
     pub += [f"{JS}.CONSUMER.CREATE.{EVENTS}.*.{f}" for f in filters]
     pub += [f"{JS}.CONSUMER.{op}.{EVENTS}.*" for op in ("INFO", "DELETE", "MSG.NEXT")]
+    return {"publish": pub, "subscribe": subs, "responses": True}
+
+
+def _partition_searcher(subs: list[str], partition: int) -> dict:
+    """Partition k's role: its own consumers only (named by replica: NATS
+    cannot restrict a consumer name by prefix, so each name is listed), each
+    with partition k's filter; so it can neither create a consumer over
+    another partition's events nor pull from, acknowledge or delete another
+    partition's (or a staging replica's) consumer."""
+    pub = [*_KV_READ, *_EVENTS_INFO]
+    filt = natsnames.template_events(partition)
+    for r in replica_names():
+        name = natsnames.searcher_consumer(partition, r)
+        pub += [f"{JS}.CONSUMER.CREATE.{EVENTS}.{name}.{filt}", f"$JS.ACK.{EVENTS}.{name}.>"]
+        pub += [f"{JS}.CONSUMER.{op}.{EVENTS}.{name}" for op in ("INFO", "DELETE", "MSG.NEXT")]
     return {"publish": pub, "subscribe": subs, "responses": True}
 
 
@@ -102,6 +135,9 @@ def permissions(role: str) -> dict:
         pub = [natsnames.store(op) for op in OPERATOR_STORE_OPS]
         pub += [natsnames.searcher_stats_all(), natsnames.searcher_digest_all(), *_KV_READ, f"{JS}.STREAM.CREATE.{KV_STREAM}",
                 f"{KV_SUBJECTS}.>", f"{JS}.STREAM.INFO.{EVENTS}"]  # fmt: skip
+        # The rebalance's last step drops the events routed under the old
+        # layout once every subject's events are re-published under the new.
+        pub += [f"{JS}.STREAM.PURGE.{EVENTS}"]
         return {"publish": pub, "subscribe": [], "responses": False}
     if role == STAGING:
         subs = [natsnames.search_all(), natsnames.erasure_check_all(),
@@ -111,10 +147,10 @@ def permissions(role: str) -> dict:
         k = int(role[len("searcher-p") :])
         subs = [natsnames.search(k), natsnames.erasure_check_of(k),
                 natsnames.searcher_stats_of(k), natsnames.searcher_digest_of(k)]  # fmt: skip
-        # After a rebalance re-routed the stream (clusterconfig.rerouted) an
-        # active replica reads every partition's events and keeps its own:
-        # until events are re-published per partition, that filter is allowed.
-        return _searcher(subs, [natsnames.template_events(k), natsnames.ALL_TEMPLATE_EVENTS])
+        # Its own partition's events only: a rebalance ends by re-publishing
+        # every subject's events under the new layout and purging the old
+        # ones (tanu.ops.repartition.finish), so nothing else is needed.
+        return _partition_searcher(subs, k)
     if role == TEST:
         return {"publish": [">"], "subscribe": [">"], "responses": True}
     raise ValueError(f"unknown NATS role {role!r}")

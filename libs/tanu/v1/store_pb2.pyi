@@ -171,26 +171,32 @@ class GetReceiptRequest(_message.Message):
     def __init__(self, receipt_id: _Optional[str] = ...) -> None: ...
 
 class RepublishRequest(_message.Message):
-    __slots__ = ("template_ids", "remove_template_ids", "partition")
+    __slots__ = ("template_ids", "remove_template_ids", "partition", "partitions")
     TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
     REMOVE_TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
     PARTITION_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     template_ids: _containers.RepeatedScalarFieldContainer[int]
     remove_template_ids: _containers.RepeatedScalarFieldContainer[int]
     partition: int
-    def __init__(self, template_ids: _Optional[_Iterable[int]] = ..., remove_template_ids: _Optional[_Iterable[int]] = ..., partition: _Optional[int] = ...) -> None: ...
+    partitions: int
+    def __init__(self, template_ids: _Optional[_Iterable[int]] = ..., remove_template_ids: _Optional[_Iterable[int]] = ..., partition: _Optional[int] = ..., partitions: _Optional[int] = ...) -> None: ...
 
 class RepublishResponse(_message.Message):
-    __slots__ = ("subjects", "templates", "removed", "refused")
+    __slots__ = ("subjects", "templates", "removed", "refused", "outbox_last_seq", "outbox_oldest_seq")
     SUBJECTS_FIELD_NUMBER: _ClassVar[int]
     TEMPLATES_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     REFUSED_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_OLDEST_SEQ_FIELD_NUMBER: _ClassVar[int]
     subjects: int
     templates: int
     removed: int
     refused: int
-    def __init__(self, subjects: _Optional[int] = ..., templates: _Optional[int] = ..., removed: _Optional[int] = ..., refused: _Optional[int] = ...) -> None: ...
+    outbox_last_seq: int
+    outbox_oldest_seq: int
+    def __init__(self, subjects: _Optional[int] = ..., templates: _Optional[int] = ..., removed: _Optional[int] = ..., refused: _Optional[int] = ..., outbox_last_seq: _Optional[int] = ..., outbox_oldest_seq: _Optional[int] = ...) -> None: ...
 
 class AuditRecord(_message.Message):
     __slots__ = ("at_ms", "tenant", "client", "operation", "purpose", "subject_id", "result", "detail_json")

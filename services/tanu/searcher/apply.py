@@ -11,7 +11,7 @@ import nats.errors
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from tanu.core import bus, logs, natsnames
+from tanu.core import bus, errors, logs, natsnames, natsroles
 from tanu.core.config import SearcherConfig
 from tanu.core.ids import partition_of
 from tanu.core.metrics import Metrics
@@ -47,7 +47,7 @@ class EventApplier:
         self._on_caught_up = on_caught_up  # nothing is pending in the stream
         self.index_sequence = 0  # last stream sequence applied to the index (index thread)
         self.applied_sequence = 0  # last stream sequence applied and acknowledged
-        self.every_partition = False  # read every partition's events, keep this one's
+        self.every_partition = False  # staging: read every partition's events, keep this one's
         self._psub = None
         self._task: asyncio.Task[None] | None = None
 
@@ -64,6 +64,15 @@ class EventApplier:
         holds (the beginning of the stream for an empty index, or the
         snapshot's sequence + 1 for a restored one) and subscribes; returns
         how many events are pending."""
+        if every_partition and not self.config.staging:
+            # Only the staging role may read every partition's events.
+            raise ValueError("only a staging searcher reads every partition's events")
+        if not self.config.staging and self.config.replica not in natsroles.replica_names():
+            # Its NATS identity may use only these consumer names.
+            raise errors.InvalidArgument(
+                f"TANU_REPLICA must be one of r0..r{natsroles.MAX_REPLICAS - 1} for an "
+                "ordinary searcher (its NATS role's consumers are named by replica)"
+            )
         self.every_partition = every_partition
         self.index_sequence = self.applied_sequence = restored
         filt = (

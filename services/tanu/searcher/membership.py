@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from tanu.core import bus, clusterconfig, logs, natsnames
+from tanu.core import bus, clusterconfig, errors, logs, natsnames
 from tanu.core.config import SearcherConfig
 from tanu.v1 import searcher_pb2
 
@@ -40,8 +40,9 @@ class Membership:
         self._on_leave = on_leave  # left the queue group: stop saying SERVING
         self.active = not config.staging  # the cluster's layout is this replica's
         self.in_queue_group = False
-        # After a rebalance the stream holds events routed under another
-        # partition count: read them all and keep this partition's.
+        # A staging replica reads every partition's events (they were routed
+        # under the old layout) and keeps its own; an active one reads its
+        # partition's only.
         self.reads_every_partition = False
         self._responder: bus.Responder | None = None
         self._task: asyncio.Task[None] | None = None
@@ -54,9 +55,15 @@ class Membership:
             record = await clusterconfig.ensure_next_layout(js, self.layout, name)
         else:
             record = await clusterconfig.ensure_layout(js, self.layout, name)
-        self.reads_every_partition = cfg.staging or clusterconfig.rerouted(
-            record, self.layout.partitions
-        )
+        if not cfg.staging and clusterconfig.rerouted(record, self.layout.partitions):
+            # Its credentials read its own partition's events only, and the
+            # stream still holds events routed under the old layout.
+            raise errors.FailedPrecondition(
+                "a rebalance switched the layout but has not finished (the event stream still "
+                "holds events routed under the old layout): run `tanu partitions finish`, or start "
+                "this replica as a staging one (TANU_SEARCHER_STAGING=true)"
+            )
+        self.reads_every_partition = cfg.staging
         self._responder = bus.Responder(nc)
 
     def start(self, js) -> None:

@@ -103,7 +103,7 @@ class SearcherService(ServiceBase):
     @property
     def reads_every_partition(self) -> bool:
         """Whether it reads every partition's events and keeps its own (a
-        staging searcher, or any after a rebalance re-routed the stream)."""
+        staging searcher only: an active one reads its partition's)."""
         return self.membership.reads_every_partition
 
     # --- lifecycle --------------------------------------------------------

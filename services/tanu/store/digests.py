@@ -63,6 +63,17 @@ class Digests(SubjectStatus, Outbox):
             raise errors.InvalidArgument(f"no partition {req.partition}")
 
         def tx(_c) -> store_pb2.RepublishResponse:
+            if req.partitions:
+                # A rebalance's last step: the events must go to the new
+                # layout's partitions, so this store must run with it and
+                # have migrated its record to it.
+                (stored,) = self._one("SELECT value FROM meta WHERE key = 'partitions'")
+                if req.partitions != self.layout.partitions or req.partitions != int(stored):
+                    raise errors.FailedPrecondition(
+                        f"the store runs with {self.layout.partitions} partitions and records "
+                        f"{stored}; re-publishing under {req.partitions} needs both to be "
+                        f"{req.partitions} (migrate the layout and restart the store)"
+                    )
             ts = now_ms()
             subjects = sorted({r[0] for t in req.template_ids for r in self._all(
                 "SELECT subject_id FROM templates WHERE template_id = ?", (t,))})  # fmt: skip
@@ -86,8 +97,13 @@ class Digests(SubjectStatus, Outbox):
                     event_id=uuid.uuid4().hex, kind=REMOVED, partition=req.partition,
                     template_ids=extra, model_id=self.layout.model_id, occurred_at_ms=ts,
                 ))  # fmt: skip
+            queued = (
+                self._one("SELECT COALESCE(MAX(seq), 0) FROM outbox")[0] if subjects or extra else 0
+            )
+            oldest = self._one("SELECT COALESCE(MIN(seq), 0) FROM outbox")[0]
             return store_pb2.RepublishResponse(subjects=len(subjects), templates=count,
                                                removed=len(extra),
-                                               refused=len(foreign) - len(extra))  # fmt: skip
+                                               refused=len(foreign) - len(extra),
+                                               outbox_last_seq=queued, outbox_oldest_seq=oldest)  # fmt: skip
 
         return self._tx(tx)

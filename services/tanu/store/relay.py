@@ -270,7 +270,13 @@ class OutboxRelay:
         from nats.js.errors import NotFoundError
 
         seqs = await self._db_call(self._db.pending_stream_erasures, 1000)
+        # Below the stream's first sequence a message is gone already (aged
+        # out, or purged by a rebalance's finish); the server refuses to
+        # delete it with a generic error, not "not found".
+        first = (await self._js.stream_info(self._stream)).state.first_seq if seqs else 0
         for seq in seqs:
+            if seq < first:
+                continue
             try:
                 await self._js.delete_msg(self._stream, seq)
             except NotFoundError:

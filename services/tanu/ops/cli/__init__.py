@@ -16,7 +16,7 @@
     tanu audit verify [--db FILE | --dsn DSN] [--public-key FILE]
     tanu keys init | rotate [--retire]       master keyring, audit and issuer keys
     tanu tokens issue --tenant T --client C [--scopes ...] [--purposes ...] [--ttl S] [--subject ID]
-    tanu partitions rebalance --to P2 | abort
+    tanu partitions rebalance --to P2 | finish | abort
     tanu receipt RECEIPT_ID --subject SUBJECT_ID [--json]   an erasure's latest signed receipt
     tanu reconcile [--repair]                store vs every searcher, by digest
     tanu cases list [--state open|decided|all] | show CASE_ID | decide CASE_ID duplicate|merge|distinct
