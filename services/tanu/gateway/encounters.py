@@ -31,9 +31,9 @@ if TYPE_CHECKING:
     from .gateway import Gateway
     from .guard import Call
 
-# Gallery candidates for an added encounter's de-duplication: the subject's
-# own templates are expected among them, so more than an enrolment's.
-DEDUP_CANDIDATES = 8
+# Gallery candidates for an added encounter's de-duplication besides the
+# subject's own templates (expected among them).
+DEDUP_CANDIDATES = 4
 
 
 async def _status(
@@ -69,7 +69,9 @@ async def add_encounter(
     consent.check_enrolment_purpose(st.purposes, call.purpose)
     probe = await gw.samples.template(req.sample, enrol=True)
     threshold, _source = gw.threshold("dedup", None)
-    res = await gw.search.find(probe, DEDUP_CANDIDATES)
+    held = await gw.store.get(store_pb2.GetSubjectRecordRequest(subject_id=sid))
+    # Room for every template of the subject itself among the candidates.
+    res = await gw.search.find(probe, DEDUP_CANDIDATES + held.template_count)
     if res.missing:
         raise errors.Unavailable(
             f"cannot de-duplicate: partitions {res.missing} did not answer; nothing was added"
