@@ -15,14 +15,21 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from tanu.clients.store import StoreClient
-from tanu.core import bus, natsnames, natsroles, vectors
-from tanu.v1 import common_pb2, identity_pb2, searcher_pb2
+from tanu.core import bus, errors, natsnames, natsroles, vectors
+from tanu.v1 import common_pb2, identity_pb2, searcher_pb2, store_pb2
 
 from conftest import DIM, nats_url_as, unit_vectors
 
-HEADER = ["subject_id", "date_of_birth", "consent_evidence_ref", "guardian_subject_id", "relationship"]
+HEADER = [
+    "subject_id",
+    "date_of_birth",
+    "consent_evidence_ref",
+    "guardian_subject_id",
+    "relationship",
+]
 PURPOSES = "identity_verification,kyc"
 
 
@@ -104,7 +111,9 @@ async def test_import_refuses_hostile_rows_and_every_good_row_is_searchable(clus
     hostile(["NAN-1", "1980-01-01", "form", "", ""], nan, "nan_vector")
     hostile(["INF-1", "1980-01-01", "form", "", ""], inf, "nan_vector")
     hostile(["ZERO-1", "1980-01-01", "form", "", ""], np.zeros(DIM, np.float32), "zero_vector")
-    hostile(["NAT-000003", "1980-01-01", "form", "", ""], None, "duplicate_id")  # an earlier row's id
+    hostile(
+        ["NAT-000003", "1980-01-01", "form", "", ""], None, "duplicate_id"
+    )  # an earlier row's id
     hostile(["EMPTY-EVIDENCE", "1980-01-01", "  ", "", ""], None, "consent")
     hostile(["MINOR-ALONE", "2019-01-01", "form", "", ""], None, "consent")
     hostile(["MINOR-ORPHAN", "2019-01-01", "form", "NOT-ENROLLED", "parent"], None, "consent")
@@ -115,7 +124,9 @@ async def test_import_refuses_hostile_rows_and_every_good_row_is_searchable(clus
     kid = unit_vectors(1, seed=99)[0]
     vecs.append(kid)
     order = rng.permutation(len(rows) - n_good - 1) + n_good  # hostile rows spread among good ones
-    perm = list(range(n_good // 2)) + list(order) + list(range(n_good // 2, n_good)) + [len(rows) - 1]
+    perm = (
+        list(range(n_good // 2)) + list(order) + list(range(n_good // 2, n_good)) + [len(rows) - 1]
+    )
     rows, vecs = [rows[i] for i in perm], np.stack([vecs[i] for i in perm])
     for dup in ["NAT-000150", "NAT-000150"]:  # after its original: refused; twice in one batch
         rows.append([dup, "1980-01-01", "form", "", ""])
@@ -190,7 +201,9 @@ async def test_import_killed_mid_way_resumes_without_duplicates_or_loss(cluster,
 
 
 async def test_import_needs_the_dedup_decision_and_the_models_dimension(cluster, tmp_path):
-    t, c = write_gallery(tmp_path / "in", [["A-1", "1980-01-01", "f", "", ""]], unit_vectors(1, dim=DIM + 1))
+    t, c = write_gallery(
+        tmp_path / "in", [["A-1", "1980-01-01", "f", "", ""]], unit_vectors(1, dim=DIM + 1)
+    )
     cmd = command(cluster.env, t, c)
     for argv in ([a for a in cmd if a != "--skip-dedup"], cmd):
         p = await asyncio.create_subprocess_exec(
@@ -201,3 +214,26 @@ async def test_import_needs_the_dedup_decision_and_the_models_dimension(cluster,
         assert p.returncode == 2
         assert b"--skip-dedup" in err or b"wrong_dimension" in err
     assert sum((await held(cluster))[0]) == 0
+
+
+async def test_only_the_operator_may_put_batches(cluster, tmp_path):
+    req = store_pb2.PutSubjectsRequest(subjects=[store_pb2.PutSubjectRequest(
+        subject_id="GW-1", date_of_birth="1980-01-01",
+        templates=[common_pb2.Template(vector=vectors.to_bytes(unit_vectors(1)[0]))],
+        consent=common_pb2.Consent(purposes=["kyc"], evidence_ref="f", tenant="operator"),
+    )])  # fmt: skip
+    nc = await bus.connect(nats_url_as(cluster.env, "gateway"), "gw")
+    try:
+        with pytest.raises(errors.DeadlineExceeded):  # dropped by the NATS server
+            await StoreClient(nc, 0.5).put_batch(req)
+    finally:
+        await nc.close()
+    nc = await bus.connect(nats_url_as(cluster.env, natsroles.OPERATOR), "op")
+    try:
+        reply = await StoreClient(nc, 5).put_batch(req)
+        assert list(reply.refusals) == [""] and reply.stored == 1
+        too_many = store_pb2.PutSubjectsRequest(subjects=[req.subjects[0]] * 2001)
+        with pytest.raises(errors.InvalidArgument):
+            await StoreClient(nc, 5).put_batch(too_many)
+    finally:
+        await nc.close()

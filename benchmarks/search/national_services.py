@@ -87,8 +87,12 @@ def generate(folder: Path, n: int, args) -> tuple[Path, Path]:
             hi = min(n, lo + CHUNK)
             rng = np.random.default_rng(1000 + lo // CHUNK)
             k = rng.choice(len(modes), size=hi - lo, p=w)
-            person = _unit(modes[k] + args.between * rng.standard_normal((hi - lo, DIM), np.float32))
-            out[lo:hi] = _unit(person + args.within * rng.standard_normal((hi - lo, DIM), np.float32))
+            person = _unit(
+                modes[k] + args.between * rng.standard_normal((hi - lo, DIM), np.float32)
+            )
+            out[lo:hi] = _unit(
+                person + args.within * rng.standard_normal((hi - lo, DIM), np.float32)
+            )
             f.write("".join(f"{sid(i)},1980-01-01,register-{i}\n" for i in range(lo, hi)))
     out.flush()
     del out
@@ -217,7 +221,9 @@ async def recall(up: LocalUp, q: np.ndarray, truth: np.ndarray) -> float:
 
         async def one(i):
             async with sem:
-                r = await stub.Identify(identity_pb2.IdentifyRequest(sample=sample(q[i]), top_k=K), timeout=60)
+                r = await stub.Identify(
+                    identity_pb2.IdentifyRequest(sample=sample(q[i]), top_k=K), timeout=60
+                )
             want = {sid(int(j)) for j in truth[i]}
             return len(want & {c.subject_id for c in r.candidates}) / K
 
@@ -236,7 +242,9 @@ async def dedup_and_verify(up: LocalUp, seconds: float, gallery_rows, gallery: n
 
         async def enrol(_r):
             i = next(counter)
-            r = await stub.Enroll(enroll_request(f"DEDUP{i:08d}", fresh[i % len(fresh)]), timeout=120)
+            r = await stub.Enroll(
+                enroll_request(f"DEDUP{i:08d}", fresh[i % len(fresh)]), timeout=120
+            )
             outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
 
         before = snapshot(up)
@@ -272,7 +280,9 @@ def start(var: Path, parts: int, kind: str, args) -> LocalUp:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--templates", type=int, default=100_000)
     ap.add_argument("--partitions", type=int, default=4)
     ap.add_argument("--kinds", default="flat,fp16,ivf")
@@ -281,13 +291,23 @@ def main() -> int:
     ap.add_argument("--probes", type=int, default=300, help="probes for recall@10")
     ap.add_argument("--batch", type=int, default=1000, help="import batch")
     ap.add_argument("--modes", type=int, default=2048)
-    ap.add_argument("--between", type=float, default=0.06, help="subject spread around a mode (per dimension)")
+    ap.add_argument(
+        "--between", type=float, default=0.06, help="subject spread around a mode (per dimension)"
+    )
     ap.add_argument("--within", type=float, default=0.02, help="capture noise (per dimension)")
-    ap.add_argument("--dedup-window", type=float, default=30.0,
-                    help="the store's TANU_DEDUP_WINDOW_S; de-duplication is measured once it has passed")
+    ap.add_argument(
+        "--dedup-window",
+        type=float,
+        default=30.0,
+        help="the store's TANU_DEDUP_WINDOW_S; de-duplication is measured once it has passed",
+    )
     ap.add_argument("--nprobe", type=int, default=64)
-    ap.add_argument("--rerank", type=int, default=40,
-                    help="ivf: exact re-rank of rerank x 10 PQ candidates (4 gives recall ~0.89 here)")
+    ap.add_argument(
+        "--rerank",
+        type=int,
+        default=40,
+        help="ivf: exact re-rank of rerank x 10 PQ candidates (4 gives recall ~0.89 here)",
+    )
     ap.add_argument("--work", help="folder for data and the cluster (default: a temporary one)")
     ap.add_argument("--out", help="write the figures as JSON here")
     args = ap.parse_args()
@@ -393,7 +413,9 @@ def print_table(res: dict) -> None:
               f"{r['searcher_rss_bytes_per_template']:.0f}")  # fmt: skip
     if "flat" in res["kinds"]:
         e = res["kinds"]["flat"]["enrol_dedup_c32"]
-        print(f"exact de-duplicated enrolments: {e['per_s']:.1f}/s at c32 (p50 {e['p50_ms']:.0f} ms)")
+        print(
+            f"exact de-duplicated enrolments: {e['per_s']:.1f}/s at c32 (p50 {e['p50_ms']:.0f} ms)"
+        )
 
 
 if __name__ == "__main__":

@@ -101,7 +101,9 @@ class Checkpoint:
         try:
             return cls(**json.loads(path.read_text()))
         except (ValueError, TypeError) as exc:
-            raise ImportError_(f"error: checkpoint {path} is not an import checkpoint: {exc}") from None
+            raise ImportError_(
+                f"error: checkpoint {path} is not an import checkpoint: {exc}"
+            ) from None
 
     def save(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")
@@ -119,7 +121,9 @@ def open_templates(path: Path) -> np.ndarray:
         if path.suffix.lower() == ".npz":
             with np.load(path, allow_pickle=False) as z:
                 names = z.files
-                name = "templates" if "templates" in names else (names[0] if len(names) == 1 else "")
+                name = (
+                    "templates" if "templates" in names else (names[0] if len(names) == 1 else "")
+                )
                 if not name:
                     raise ImportError_(f"error: {path} holds {names}; name the array 'templates'")
                 arr = z[name]
@@ -128,7 +132,9 @@ def open_templates(path: Path) -> np.ndarray:
     except (ValueError, OSError, EOFError) as exc:
         raise ImportError_(f"error: {path} is not a numpy template file: {exc}") from None
     if arr.ndim != 2 or arr.dtype.kind != "f":
-        raise ImportError_(f"error: {path} holds a {arr.dtype} array of shape {arr.shape}, not N x d floats")
+        raise ImportError_(
+            f"error: {path} holds a {arr.dtype} array of shape {arr.shape}, not N x d floats"
+        )
     return arr
 
 
@@ -161,7 +167,9 @@ def _tolerant(reader) -> Iterator[list[str] | None]:
             yield None
 
 
-def check_row(row: list[str] | None, guardians: bool, width: int) -> tuple[str, common_pb2.Consent | None]:
+def check_row(
+    row: list[str] | None, guardians: bool, width: int
+) -> tuple[str, common_pb2.Consent | None]:
     """("", the consent to record) or (the refusal reason, None) for one
     CSV row; the vector is checked by ``check_vectors``."""
     if row is None or len(row) != width:
@@ -187,7 +195,9 @@ def check_row(row: list[str] | None, guardians: bool, width: int) -> tuple[str, 
         except errors.InvalidArgument:
             return "consent", None
         consent.given_by, consent.guardian_subject_id, consent.relationship = (
-            "guardian", guardian, relationship
+            "guardian",
+            guardian,
+            relationship,
         )
     return "", consent
 
@@ -345,9 +355,13 @@ async def run(nats_url: str, opts: Options) -> dict:
         )
     cp = Checkpoint.load(opts.checkpoint)
     if cp is None:
-        cp = Checkpoint(uuid.uuid4().hex, str(opts.templates.resolve()), str(opts.csv.resolve()), opts.batch)
+        cp = Checkpoint(
+            uuid.uuid4().hex, str(opts.templates.resolve()), str(opts.csv.resolve()), opts.batch
+        )
     elif (cp.templates, cp.csv) != (str(opts.templates.resolve()), str(opts.csv.resolve())):
-        raise ImportError_(f"error: checkpoint {opts.checkpoint} belongs to the import of {cp.templates}")
+        raise ImportError_(
+            f"error: checkpoint {opts.checkpoint} belongs to the import of {cp.templates}"
+        )
     total = _count_rows(opts.csv)
     progress = Progress(total, cp.next_row, opts.quiet)
     refused = Counter(cp.refused)
@@ -369,7 +383,9 @@ async def run(nats_url: str, opts: Options) -> dict:
             progress.advance(rows, cp.stored, sum(refused.values()))
 
         for start, rows, local, req in _batches(opts, cp, arr):
-            pending.append((start, rows, local, asyncio.ensure_future(_put(store, req, opts.timeout_s))))
+            pending.append(
+                (start, rows, local, asyncio.ensure_future(_put(store, req, opts.timeout_s)))
+            )
             if len(pending) >= opts.inflight:
                 await settle_one()
             if opts.max_rate > 0:
@@ -406,5 +422,7 @@ def summary_text(s: dict) -> str:
     for reason, n in s["refused"].items():
         lines.append(f"  refused {n:>9}  {reason}: {REASONS.get(reason, '')}")
     if s["templates_without_row"]:
-        lines.append(f"  {s['templates_without_row']} templates beyond the CSV's last row were ignored")
+        lines.append(
+            f"  {s['templates_without_row']} templates beyond the CSV's last row were ignored"
+        )
     return "\n".join(lines)

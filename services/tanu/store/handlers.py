@@ -131,7 +131,9 @@ class StoreHandlers:
         except errors.InvalidArgument:
             return "bad_template", None
         c = sub.consent
-        if not sub.HasField("consent") or (is_minor(sub.date_of_birth) and c.given_by != "guardian"):
+        if not sub.HasField("consent") or (
+            is_minor(sub.date_of_birth) and c.given_by != "guardian"
+        ):
             return "consent", None  # a minor's consent is a guardian's (tanu.policy.consent)
         if c.given_by == "guardian":
             try:

@@ -123,9 +123,14 @@ class Subjects(SubjectStatus, Erasures):
         def tx(_c) -> list[str]:
             out = []
             for subject_id, vecs, dob, consent in rows:
-                if consent.given_by == "guardian" and self._one(
-                    "SELECT 1 FROM subjects WHERE subject_id = ?", (consent.guardian_subject_id,)
-                ) is None:
+                if (
+                    consent.given_by == "guardian"
+                    and self._one(
+                        "SELECT 1 FROM subjects WHERE subject_id = ?",
+                        (consent.guardian_subject_id,),
+                    )
+                    is None
+                ):
                     out.append("consent")
                     continue
                 self._x("SAVEPOINT put_row")
@@ -133,7 +138,9 @@ class Subjects(SubjectStatus, Erasures):
                     self._insert_subject(subject_id, vecs, dob, consent)
                 except (errors.AlreadyExists, errors.InvalidArgument) as exc:
                     self._x("ROLLBACK TO SAVEPOINT put_row")
-                    out.append("duplicate_id" if isinstance(exc, errors.AlreadyExists) else "consent")
+                    out.append(
+                        "duplicate_id" if isinstance(exc, errors.AlreadyExists) else "consent"
+                    )
                 else:
                     out.append("")
                 self._x("RELEASE SAVEPOINT put_row")

@@ -45,7 +45,16 @@ import argparse
 import os
 
 from . import (
-    admin, cases, cluster, enrolment, eval, gallery, identity, partitions, receipt, reconcile,
+    admin,
+    cases,
+    cluster,
+    enrolment,
+    eval,
+    gallery,
+    identity,
+    partitions,
+    receipt,
+    reconcile,
 )  # fmt: skip
 
 __all__ = ["main", "parser"]

@@ -86,7 +86,9 @@ def add_parsers(sub) -> None:
     p = gsub.add_parser("import", help="migrate an existing gallery (templates + CSV) through the store",
                         description=__doc__.split("\n\n", 1)[1].split("\n\n", 1)[1])  # fmt: skip
     p.set_defaults(run=cmd_import)
-    p.add_argument("--templates", required=True, help=".npy (N x d float32) or .npz of the templates")
+    p.add_argument(
+        "--templates", required=True, help=".npy (N x d float32) or .npz of the templates"
+    )
     p.add_argument("--csv", required=True,
                    help="subject_id,date_of_birth,consent_evidence_ref[,guardian_subject_id,relationship]")  # fmt: skip
     p.add_argument("--purposes", required=True,
@@ -96,7 +98,9 @@ def add_parsers(sub) -> None:
     p.add_argument("--skip-dedup", action="store_true",
                    help="required: confirms the rows are loaded without 1:N de-duplication")  # fmt: skip
     p.add_argument("--checkpoint", help="resume file (default: TEMPLATES.import-checkpoint.json)")
-    p.add_argument("--batch", type=int, default=1000, help="subjects per store transaction (1..2000)")
+    p.add_argument(
+        "--batch", type=int, default=1000, help="subjects per store transaction (1..2000)"
+    )
     p.add_argument("--inflight", type=int, default=2, help="batches sent ahead of the last reply")
     p.add_argument("--max-rate", type=float, default=0.0,
                    help="rows per second at most (0: as fast as the store takes them)")  # fmt: skip
