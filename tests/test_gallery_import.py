@@ -6,6 +6,7 @@ with SIGKILL mid-way then resumed stores every row exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import json
 import os
@@ -16,9 +17,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pg import schema_dsn
 
 from tanu.clients.store import StoreClient
 from tanu.core import bus, errors, natsnames, natsroles, vectors
+from tanu.core.config import Layout
+from tanu.store import Store
 from tanu.v1 import common_pb2, identity_pb2, searcher_pb2, store_pb2
 
 from conftest import DIM, nats_url_as, unit_vectors
@@ -237,3 +241,33 @@ async def test_only_the_operator_may_put_batches(cluster, tmp_path):
             await StoreClient(nc, 5).put_batch(too_many)
     finally:
         await nc.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_refused_row_leaves_nothing_and_the_rest_of_its_batch_commits(backend, tmp_path):
+    with contextlib.ExitStack() as stack:
+        target = (str(tmp_path / "s.sqlite3") if backend == "sqlite"
+                  else stack.enter_context(schema_dsn()))  # fmt: skip
+        db = Store(target, Layout(partitions=2))
+        stack.callback(db.close)
+        v = unit_vectors(5, seed=8)
+        ok = common_pb2.Consent(purposes=["kyc"], evidence_ref="f", tenant="operator")
+        kid = common_pb2.Consent(purposes=["kyc"], evidence_ref="f", given_by="guardian",
+                                 guardian_subject_id="P-1", relationship="parent")  # fmt: skip
+        no_purpose = common_pb2.Consent(evidence_ref="f")
+        out = db.put_batch([
+            ("P-1", v[0:1], "1980-01-01", ok),
+            ("P-1", v[1:2], "1980-01-01", ok),  # the same id again in the batch
+            ("C-1", v[2:3], "2019-01-01", kid),  # guardian stored earlier in the batch
+            ("C-2", v[3:4], "2019-01-01", common_pb2.Consent(
+                purposes=["kyc"], evidence_ref="f", given_by="guardian",
+                guardian_subject_id="NOBODY", relationship="parent")),  # fmt: skip
+            ("X-1", v[4:5], "1980-01-01", no_purpose),  # refused by the consent rules
+        ])  # fmt: skip
+        assert out == ["", "duplicate_id", "", "consent", "consent"]
+        for sid in ("P-1", "C-1"):
+            assert len(db.get_templates(sid).templates) == 1
+        for sid in ("C-2", "X-1"):
+            with pytest.raises(errors.NotFound):
+                db.get_templates(sid)
+        assert db.put_batch([("P-1", v[0:1], "1980-01-01", ok)]) == ["duplicate_id"]

@@ -19,7 +19,8 @@ never stops the import.
 
 Resumable: after each committed batch the checkpoint file (written
 atomically) records the next row, the refusal counts so far and the import's
-id; a re-run with the same checkpoint continues from there. Each batch is
+id; a re-run with the same checkpoint continues from there, with the
+checkpoint's batch size (and refuses if either input file changed size). Each batch is
 keyed (``Idempotency``: the import id and its first row), so the batch that
 was committed but not yet checkpointed when the importer was killed is
 answered from the store's stored reply on resume: nothing written twice,
@@ -93,6 +94,7 @@ class Checkpoint:
     next_row: int = 0
     stored: int = 0
     refused: dict[str, int] = field(default_factory=dict)
+    inputs: list[int] = field(default_factory=list)  # sizes of both files: row i stays row i
 
     @classmethod
     def load(cls, path: Path) -> Checkpoint | None:
@@ -354,13 +356,18 @@ async def run(nats_url: str, opts: Options) -> dict:
             f"{opts.layout.model_id!r} templates have dimension {opts.layout.dimension} (wrong_dimension)"
         )
     cp = Checkpoint.load(opts.checkpoint)
+    inputs = [opts.templates.stat().st_size, opts.csv.stat().st_size]
     if cp is None:
-        cp = Checkpoint(
-            uuid.uuid4().hex, str(opts.templates.resolve()), str(opts.csv.resolve()), opts.batch
-        )
+        cp = Checkpoint(uuid.uuid4().hex, str(opts.templates.resolve()), str(opts.csv.resolve()),
+                        opts.batch, inputs=inputs)  # fmt: skip
     elif (cp.templates, cp.csv) != (str(opts.templates.resolve()), str(opts.csv.resolve())):
         raise ImportError_(
             f"error: checkpoint {opts.checkpoint} belongs to the import of {cp.templates}"
+        )
+    elif cp.inputs != inputs:
+        raise ImportError_(
+            f"error: {opts.templates} or {opts.csv} changed since checkpoint {opts.checkpoint} "
+            "was written; resuming would pair other rows (remove the checkpoint to start over)"
         )
     total = _count_rows(opts.csv)
     progress = Progress(total, cp.next_row, opts.quiet)
