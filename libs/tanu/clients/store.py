@@ -14,6 +14,9 @@ class StoreClient(BusClient):
     and the ``Operation`` on the class (which the store registers)."""
 
     put = Operation("put", store_pb2.PutSubjectRequest, common_pb2.Subject, "PutSubject")
+    put_batch = Operation(
+        "put.batch", store_pb2.PutSubjectsRequest, store_pb2.PutSubjectsResponse, "PutSubjects"
+    )
     get = Operation("get", store_pb2.GetSubjectRecordRequest, common_pb2.Subject, "GetSubject")
     templates = Operation(
         "templates", store_pb2.GetTemplatesRequest, store_pb2.GetTemplatesResponse, "GetTemplates"

@@ -58,6 +58,7 @@ OPERATOR_STORE_OPS = (
     "keys.rewrap", "layout.migrate", "templates.list",  # rotation, rebalance
     "digest", "republish",  # tanu reconcile (and the rebalance's check)
     "put",  # enrolment without de-duplication: bulk loads by the operator only
+    "put.batch",  # the same, many subjects a transaction (tanu gallery import)
 )  # fmt: skip
 
 BCRYPT_COST = 6

@@ -264,6 +264,22 @@ class PutSubjectRequest(_message.Message):
     encounter: _encounters_pb2.EncounterFields
     def __init__(self, subject_id: _Optional[str] = ..., templates: _Optional[_Iterable[_Union[_common_pb2.Template, _Mapping]]] = ..., date_of_birth: _Optional[str] = ..., consent: _Optional[_Union[_common_pb2.Consent, _Mapping]] = ..., dedup: _Optional[_Union[DedupCheck, _Mapping]] = ..., idempotency: _Optional[_Union[Idempotency, _Mapping]] = ..., encounter: _Optional[_Union[_encounters_pb2.EncounterFields, _Mapping]] = ...) -> None: ...
 
+class PutSubjectsRequest(_message.Message):
+    __slots__ = ("subjects", "idempotency")
+    SUBJECTS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_FIELD_NUMBER: _ClassVar[int]
+    subjects: _containers.RepeatedCompositeFieldContainer[PutSubjectRequest]
+    idempotency: Idempotency
+    def __init__(self, subjects: _Optional[_Iterable[_Union[PutSubjectRequest, _Mapping]]] = ..., idempotency: _Optional[_Union[Idempotency, _Mapping]] = ...) -> None: ...
+
+class PutSubjectsResponse(_message.Message):
+    __slots__ = ("refusals", "stored")
+    REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    refusals: _containers.RepeatedScalarFieldContainer[str]
+    stored: int
+    def __init__(self, refusals: _Optional[_Iterable[str]] = ..., stored: _Optional[int] = ...) -> None: ...
+
 class GetSubjectRecordRequest(_message.Message):
     __slots__ = ("subject_id",)
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]

@@ -42,6 +42,11 @@ class StoreStub:
                 request_serializer=tanu_dot_v1_dot_store__pb2.PutSubjectRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_common__pb2.Subject.FromString,
                 _registered_method=True)
+        self.PutSubjects = channel.unary_unary(
+                '/tanu.v1.Store/PutSubjects',
+                request_serializer=tanu_dot_v1_dot_store__pb2.PutSubjectsRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.PutSubjectsResponse.FromString,
+                _registered_method=True)
         self.GetSubject = channel.unary_unary(
                 '/tanu.v1.Store/GetSubject',
                 request_serializer=tanu_dot_v1_dot_store__pb2.GetSubjectRecordRequest.SerializeToString,
@@ -204,6 +209,14 @@ class StoreServicer:
 
     def PutSubject(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutSubjects(self, request, context):
+        """Operator only (`tanu gallery import`): many subjects without
+        de-duplication in one transaction; each row stored or refused by reason.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -425,6 +438,11 @@ def add_StoreServicer_to_server(servicer, server):
                     request_deserializer=tanu_dot_v1_dot_store__pb2.PutSubjectRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_common__pb2.Subject.SerializeToString,
             ),
+            'PutSubjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutSubjects,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.PutSubjectsRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.PutSubjectsResponse.SerializeToString,
+            ),
             'GetSubject': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSubject,
                     request_deserializer=tanu_dot_v1_dot_store__pb2.GetSubjectRecordRequest.FromString,
@@ -608,6 +626,33 @@ class Store:
             '/tanu.v1.Store/PutSubject',
             tanu_dot_v1_dot_store__pb2.PutSubjectRequest.SerializeToString,
             tanu_dot_v1_dot_common__pb2.Subject.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutSubjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/PutSubjects',
+            tanu_dot_v1_dot_store__pb2.PutSubjectsRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.PutSubjectsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -16,7 +16,7 @@ import numpy as np
 
 from tanu.core import errors, ids, logs, vectors
 from tanu.core.metrics import Metrics
-from tanu.policy.subjects import parse_dob
+from tanu.policy.subjects import is_minor, parse_dob
 from tanu.v1 import cases_pb2, common_pb2, encounters_pb2, store_pb2
 
 from .db import Store
@@ -27,6 +27,7 @@ log = logs.get(__name__)
 
 MAX_TEMPLATES_PER_SUBJECT = 32
 _ENCOUNTER = encounters_pb2.Encounter
+MAX_SUBJECTS_PER_BATCH = 2000
 
 
 class StoreHandlers:
@@ -85,6 +86,63 @@ class StoreHandlers:
         await self._published()
         log.info("subject_stored", partition=subject.partition, templates=subject.template_count)
         return subject
+
+    async def put_batch(self, req: store_pb2.PutSubjectsRequest) -> store_pb2.PutSubjectsResponse:
+        """Operator puts of many subjects, one transaction (``tanu gallery
+        import``): every row checked as ``put`` checks one, a bad row refused
+        by reason while the others are stored; keyed as a whole batch."""
+        if len(req.subjects) > MAX_SUBJECTS_PER_BATCH:
+            raise errors.InvalidArgument(
+                f"{len(req.subjects)} subjects in one batch; the limit is {MAX_SUBJECTS_PER_BATCH}"
+            )
+        refusals = [""] * len(req.subjects)
+        rows, where = [], []
+        for i, sub in enumerate(req.subjects):
+            refusals[i], row = self._batch_row(sub)
+            if row is not None:
+                rows.append(row)
+                where.append(i)
+
+        def write() -> store_pb2.PutSubjectsResponse:
+            for i, why in zip(where, self.db.put_batch(rows), strict=True):
+                refusals[i] = why
+            return store_pb2.PutSubjectsResponse(
+                refusals=refusals, stored=sum(not r for r in refusals)
+            )
+
+        reply = await self.db.run(
+            self.db.idempotent, self._idem(req), "", store_pb2.PutSubjectsResponse, write
+        )
+        await self._published()  # back-pressure: the stream keeps up with the import
+        log.info("subjects_stored", stored=reply.stored, refused=len(req.subjects) - reply.stored)
+        return reply
+
+    def _batch_row(self, sub: store_pb2.PutSubjectRequest):
+        """(refusal, row) of one batch entry: ("", the row to write) or
+        (the reason, None)."""
+        try:
+            subject_id = ids.check_subject_id(sub.subject_id)
+        except errors.InvalidArgument:
+            return "bad_id", None
+        try:
+            parse_dob(sub.date_of_birth)
+        except errors.InvalidArgument:
+            return "bad_dob", None
+        try:
+            vecs = self._vectors(sub.templates)
+        except errors.InvalidArgument:
+            return "bad_template", None
+        c = sub.consent
+        if not sub.HasField("consent") or (
+            is_minor(sub.date_of_birth) and c.given_by != "guardian"
+        ):
+            return "consent", None  # a minor's consent is a guardian's (tanu.policy.consent)
+        if c.given_by == "guardian":
+            try:
+                ids.check_subject_id(c.guardian_subject_id, "guardian_subject_id")
+            except errors.InvalidArgument:
+                return "consent", None
+        return "", (subject_id, vecs, sub.date_of_birth, c)
 
     async def enrol(self, req: store_pb2.PutSubjectRequest) -> store_pb2.EnrolOutcome:
         """Enrolment de-duplicated in the store (``tanu.store.dedup``):

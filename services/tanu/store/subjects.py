@@ -148,6 +148,44 @@ class Subjects(SubjectStatus, Erasures):
 
         return self._tx(tx)
 
+    def put_batch(
+        self, rows: Sequence[tuple[str, np.ndarray, str, common_pb2.Consent]]
+    ) -> list[str]:
+        """Operator puts of many checked subjects in one transaction (``tanu
+        gallery import``): each row under a savepoint, so a refused row
+        leaves nothing and the others commit. Returns one refusal per row:
+        "" stored, "duplicate_id" (already enrolled, or earlier in the
+        batch), "consent" (an incomplete consent, or a guardian who is not
+        enrolled)."""
+
+        def tx(_c) -> list[str]:
+            out = []
+            for subject_id, vecs, dob, consent in rows:
+                if (
+                    consent.given_by == "guardian"
+                    and self._one(
+                        "SELECT 1 FROM subjects WHERE subject_id = ?",
+                        (consent.guardian_subject_id,),
+                    )
+                    is None
+                ):
+                    out.append("consent")
+                    continue
+                self._x("SAVEPOINT put_row")
+                try:
+                    self._insert_subject(subject_id, vecs, dob, consent)
+                except (errors.AlreadyExists, errors.InvalidArgument) as exc:
+                    self._x("ROLLBACK TO SAVEPOINT put_row")
+                    out.append(
+                        "duplicate_id" if isinstance(exc, errors.AlreadyExists) else "consent"
+                    )
+                else:
+                    out.append("")
+                self._x("RELEASE SAVEPOINT put_row")
+            return out
+
+        return self._tx(tx)
+
     def get_templates(self, subject_id: str) -> store_pb2.GetTemplatesResponse:
         subject = self._subject_row(subject_id)
         dek = self._dek(subject_id)

@@ -4,6 +4,7 @@
     tanu status [--json]
     tanu enroll SUBJECT_ID FILE [--allow-duplicate] [--json]
     tanu enroll --dir PHOTOS/ [--csv MAP.csv] [--workers N]
+    tanu gallery import --templates T.npy --csv SUBJECTS.csv --purposes P,... --skip-dedup
     tanu models prepare [--model-dir DIR]
     tanu eval verify DATASET [--target-fmr 1e-3] [--out DIR] [--apply]
     tanu eval identify DATASET [--target-fpir 0.003] [--gallery-size N] [--out DIR] [--apply]
@@ -30,7 +31,8 @@ dimension). The gateway address comes from ``--gateway``,
 ``TANU_GATEWAY``, or the running local cluster's ``var/cluster.json``.
 
 Each command's arguments live beside its handler, in the module of its
-kind: ``cluster`` (up, status), ``enrolment`` (enroll), ``eval`` (models,
+kind: ``cluster`` (up, status), ``enrolment`` (enroll), ``gallery``
+(import), ``eval`` (models,
 eval), ``identity`` (verify, identify, delete, subject, report, history),
 ``receipt``, ``admin`` (audit, keys, tokens), ``partitions``, ``reconcile``, ``cases``
 (adjudication); ``client`` is what the
@@ -42,12 +44,24 @@ from __future__ import annotations
 import argparse
 import os
 
-from . import admin, cases, cluster, enrolment, eval, identity, partitions, receipt, reconcile
+from . import (
+    admin,
+    cases,
+    cluster,
+    enrolment,
+    eval,
+    gallery,
+    identity,
+    partitions,
+    receipt,
+    reconcile,
+)  # fmt: skip
 
 __all__ = ["main", "parser"]
 
 # In this order in ``tanu --help``.
-_COMMAND_MODULES = (cluster, enrolment, eval, identity, receipt, admin, partitions, reconcile, cases)
+_COMMAND_MODULES = (cluster, enrolment, gallery, eval, identity, receipt, admin, partitions,
+                    reconcile, cases)  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
