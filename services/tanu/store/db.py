@@ -23,6 +23,7 @@ bases say what depends on what:
 - ``dedup.Dedup`` (Cases): enrolment de-duplicated under a lock, in the store
   (``window.RecentWindow``: the window's opened templates, synced with the database)
 - ``idempotency.Idempotency`` (AuditLog): idempotency keys and stored replies
+- ``tasks.Tasks``: the OSIA facade's asynchronous tasks (sealed requests and results, leases)
 
 Mixins rather than separate objects because every part writes in the same
 transactions on the same connection (an erasure touches four of them), and
@@ -51,6 +52,7 @@ from .report import CitizenReport
 from .schema import Database
 from .status import SubjectStatus
 from .subjects import Subjects
+from .tasks import Tasks
 
 DEFAULT_LOCKOUT = Lockout()
 
@@ -58,6 +60,7 @@ DEFAULT_LOCKOUT = Lockout()
 class Store(
     Dedup,
     Idempotency,
+    Tasks,
     Subjects,
     CitizenReport,
     LayoutMigration,
