@@ -25,10 +25,17 @@ class SearchClient:
         self._metrics = metrics
 
     async def scatter(
-        self, request: searcher_pb2.SearchRequest, partitions: list[int]
+        self,
+        request: searcher_pb2.SearchRequest,
+        partitions: list[int],
+        *,
+        gallery: str | None = None,
     ) -> list[searcher_pb2.SearchResponse | errors.TanuError]:
         """Sends one request to every partition at once; each partition's
-        entry is its reply or the typed error of its failure or silence."""
+        entry is its reply or the typed error of its failure or silence.
+        ``gallery`` (when given) restricts the search to that gallery's
+        active templates ("ALL" or "": every active template)."""
+        request = _with_gallery(request, gallery)
         return await bus.scatter(
             self._nc, [natsnames.search(p) for p in partitions], request,
             searcher_pb2.SearchResponse, self.timeout_s,
@@ -36,9 +43,15 @@ class SearchClient:
         )  # fmt: skip
 
     async def search(
-        self, partition: int, request: searcher_pb2.SearchRequest, timeout: float
+        self,
+        partition: int,
+        request: searcher_pb2.SearchRequest,
+        timeout: float,
+        *,
+        gallery: str | None = None,
     ) -> searcher_pb2.SearchResponse:
-        """Searches one partition, raising its typed error."""
+        """Searches one partition (in ``gallery``, when given), raising its typed error."""
+        request = _with_gallery(request, gallery)
         return await bus.request(
             self._nc, natsnames.search(partition), request, searcher_pb2.SearchResponse,
             timeout, operation="search", metrics=self._metrics,
@@ -97,3 +110,15 @@ class SearchClient:
             request.SerializeToString(), window_s,
         )  # fmt: skip
         return [common_pb2.DigestResponse.FromString(raw) for raw in replies]
+
+
+def _with_gallery(
+    request: searcher_pb2.SearchRequest, gallery: str | None
+) -> searcher_pb2.SearchRequest:
+    """The request restricted to ``gallery`` (a copy; None: as it is)."""
+    if gallery is None or gallery == request.gallery:
+        return request
+    out = searcher_pb2.SearchRequest()
+    out.CopyFrom(request)
+    out.gallery = gallery
+    return out

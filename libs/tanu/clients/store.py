@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from tanu.core import natsnames
-from tanu.v1 import cases_pb2, common_pb2, store_pb2, tasks_pb2
+from tanu.v1 import cases_pb2, common_pb2, encounters_pb2, store_pb2, tasks_pb2
 
 from .operations import BusClient, Operation
 
@@ -87,6 +87,39 @@ class StoreClient(BusClient):
     update_task = Operation("tasks.update", tasks_pb2.UpdateTaskRequest, tasks_pb2.Task)
     get_task = Operation("tasks.get", tasks_pb2.GetTaskRequest, tasks_pb2.Task)
     redeliver_task = Operation("tasks.redeliver", tasks_pb2.RedeliverTaskRequest, tasks_pb2.Task)
+    # Encounters and galleries (tanu.store.encounters, tanu.store.galleries).
+    add_encounter = Operation(
+        "encounters.add", store_pb2.AddEncounterRecord, store_pb2.AddEncounterOutcome,
+        "AddEncounter",
+    )  # fmt: skip
+    list_encounters = Operation(
+        "encounters.list", encounters_pb2.ListEncountersRequest,
+        encounters_pb2.ListEncountersResponse, "ListEncounters",
+    )  # fmt: skip
+    get_encounter = Operation(
+        "encounters.get", encounters_pb2.GetEncounterRequest, encounters_pb2.Encounter,
+        "GetEncounter",
+    )  # fmt: skip
+    update_encounter = Operation(
+        "encounters.update", store_pb2.EncounterChange, encounters_pb2.Encounter,
+        "UpdateEncounter",
+    )  # fmt: skip
+    delete_encounter = Operation(
+        "encounters.delete", store_pb2.EncounterErasureRequest, store_pb2.EncounterErasure,
+        "DeleteEncounter",
+    )  # fmt: skip
+    move_encounters = Operation(
+        "encounters.move", store_pb2.MoveEncountersRequest, store_pb2.MoveEncountersOutcome,
+        "MoveEncounters",
+    )  # fmt: skip
+    list_galleries = Operation(
+        "galleries.list", store_pb2.GalleryQuery, encounters_pb2.ListGalleriesResponse,
+        "ListGalleries",
+    )  # fmt: skip
+    gallery_content = Operation(
+        "galleries.content", store_pb2.GalleryQuery, encounters_pb2.GetGalleryContentResponse,
+        "GetGalleryContent",
+    )  # fmt: skip
 
     def subject(self, op: Operation) -> str:
         return natsnames.store(op.name)

@@ -5,8 +5,10 @@ templates fit.
 ``ids[i]`` is the template id at position i (ascending while the store hands
 out ids in order, which it does; otherwise an argsort is kept beside it),
 ``codes[i]`` an int32 index into the subject ids, kept as one UTF-8 blob
-with offsets (``starts``). About 8 + 4 + 8 + len(subject id) bytes a
-template, against about 100 for a Python dict.
+with offsets (``starts``), and ``galleries`` each position's gallery
+membership and active flag (packed bitmaps, see ``galleries``). About 8 + 4
++ 8 + len(subject id) bytes a template, plus (galleries + 1) / 8, against
+about 100 for a Python dict.
 
 Not thread-safe: the partition index calls it from one thread only.
 """
@@ -16,6 +18,8 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+
+from .galleries import Galleries, Memberships
 
 
 class GrowingArray:
@@ -56,6 +60,7 @@ class Appendix(NamedTuple):
     chunk: bytes  # the new subject ids, each followed by "\n"
     ends: np.ndarray  # int64 blob offsets after each new subject id
     ascending: bool  # the ids stay ascending after these
+    memberships: Memberships | None = None  # their galleries (None: ALL, active)
 
 
 class IdMap:
@@ -67,6 +72,7 @@ class IdMap:
         codes: np.ndarray | None = None,
         blob: bytes = b"",
         starts: np.ndarray | None = None,
+        galleries: Galleries | None = None,
     ) -> None:
         self._ids = GrowingArray(np.int64, template_ids)  # template id at each FAISS position
         self._codes = GrowingArray(np.int32, codes)  # its subject: an index into _starts
@@ -77,6 +83,10 @@ class IdMap:
         # argsort of ids when they are not ascending
         self._order = None if bool(np.all(ids[1:] > ids[:-1])) else np.argsort(ids, kind="stable")
         self._dead_subjects = False  # the blob may hold ids of removed subjects
+        # gallery bits and inactive flag of each position
+        self.galleries = Galleries(len(ids)) if galleries is None else galleries
+        if self.galleries.n != len(ids):
+            raise ValueError("gallery membership does not fit the id map")
 
     def __len__(self) -> int:
         return self._ids.n
@@ -111,7 +121,9 @@ class IdMap:
         blob = self._blob
         return [blob[i:j].decode() for i, j in zip(a, b, strict=True)]
 
-    def prepare(self, ids: np.ndarray, subs: np.ndarray) -> Appendix:
+    def prepare(
+        self, ids: np.ndarray, subs: np.ndarray, memberships: Memberships | None = None
+    ) -> Appendix:
         """Entries for new templates (``subs``: their subject ids, an object
         array); one subject entry per run of equal subject ids (an event's
         templates). Raises OverflowError, changing nothing, when full."""
@@ -124,7 +136,7 @@ class IdMap:
         if self._starts.n - 1 + len(uniq) >= 2**31:
             raise OverflowError("more than 2^31 subject entries in one partition")
         ascending = self._order is None and (not self._ids.n or ids[0] > self._ids.a[-1])
-        return Appendix(ids, codes, chunk, ends, ascending)
+        return Appendix(ids, codes, chunk, ends, ascending, memberships)
 
     def append(self, entries: Appendix) -> None:
         """Appends prepared entries (prepared against the map as it is)."""
@@ -132,12 +144,14 @@ class IdMap:
         self._starts.extend(entries.ends)
         self._codes.extend(entries.codes)
         self._ids.extend(entries.ids)
+        self.galleries.grow(len(entries.ids), entries.memberships)
         self._order = None if entries.ascending else np.argsort(self._ids.a, kind="stable")
 
     def delete(self, positions: np.ndarray) -> None:
         """Drops positions (later ones move up, as in the FAISS index)."""
         self._ids.delete(positions)
         self._codes.delete(positions)
+        self.galleries.delete(positions)
         if self._order is not None:
             self._order = np.argsort(self._ids.a, kind="stable")
         self._dead_subjects = True
@@ -168,4 +182,5 @@ class IdMap:
         return self._ids.a.copy(), self._codes.a.copy(), bytes(self._blob), self._starts.a.copy()
 
     def memory_bytes(self) -> int:
-        return self._ids.n * 8 + self._codes.n * 4 + self._starts.n * 8 + len(self._blob)
+        return (self._ids.n * 8 + self._codes.n * 4 + self._starts.n * 8 + len(self._blob)
+                + self.galleries.memory_bytes())  # fmt: skip

@@ -15,6 +15,13 @@ distances computed as ``|q|² + |x|² - 2 q·x`` (with the gallery's squared
 norms given by the caller), so they agree with FAISS within float rounding.
 Ties are broken towards the lower gallery position, so a result is
 deterministic. A float16 gallery is converted block by block to float32.
+
+A search restricted to some rows (a gallery's active members: ``allowed``)
+competes exactly those rows: when they are a small share of the gallery
+(under ``GATHER_SHARE``) only they are gathered, block by block, and
+scored; otherwise every block is scored and the excluded rows' scores are
+set to -inf (one vectorised add of a 0/-inf row) before the selection, so
+they never enter the top-k.
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ MIN_BATCH = {"flat": 1, "fp16": 128}
 # Above this share of a block passing the threshold (adversarial or sorted
 # galleries), the block is reduced by a partition instead of a merge.
 MAX_PASS_SHARE = 1 / 16
+# Below this share of allowed rows, a restricted search gathers them (less
+# work than scoring every row); from it, it scores every row and masks.
+GATHER_SHARE = 0.5
 
 
 def topk(
@@ -43,37 +53,63 @@ def topk(
     k: int,
     metric: str,
     sq_norms: np.ndarray | None = None,
+    allowed: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The k best gallery rows for each query: (scores, positions), best
     first; positions are row indices of ``gallery`` (-1 where the gallery has
     fewer than k rows). ``metric`` "l2" returns squared distances (ascending)
     and needs ``sq_norms`` (the gallery rows' squared norms); "ip" returns
-    inner products (descending)."""
+    inner products (descending). ``allowed`` (a bool per row), when given,
+    restricts the search to those rows."""
     n, d = gallery.shape
     q = np.ascontiguousarray(queries, dtype=np.float32)
     nq = len(q)
-    k_eff = min(k, n)
+    rows_in = None  # the allowed rows, when gathered
+    penalty = None  # 0 for allowed rows, -inf for the others, when masked
+    members = n
+    if allowed is not None:
+        allowed = np.asarray(allowed, bool)
+        members = int(np.count_nonzero(allowed))
+        if members < GATHER_SHARE * n:
+            rows_in = np.flatnonzero(allowed)
+        elif members < n:
+            penalty = np.where(allowed, np.float32(0), np.float32(-np.inf)).astype(np.float32)
+    k_eff = min(k, members)
     best_v = np.full((nq, k), -np.inf, np.float32)  # internal: higher is better
     best_p = np.full((nq, k), -1, np.int64)
-    if n and k_eff:
+    if members and k_eff:
         l2 = metric == "l2"
         if l2 and sq_norms is None:
             raise ValueError("the l2 metric needs the gallery's squared norms")
         qm = 2 * q if l2 else q
+        total = n if rows_in is None else len(rows_in)
         start = 0
         size = FIRST_BLOCK_ROWS
-        # A half-precision gallery is widened a block at a time into one buffer.
-        wide = np.empty((BLOCK_ROWS, d), np.float32) if gallery.dtype != np.float32 else None
-        while start < n:
-            stop = min(n, start + size)
-            block = gallery[start:stop]
-            if wide is not None:
+        # A half-precision or gathered block is written into one buffer.
+        wide = (np.empty((BLOCK_ROWS, d), np.float32)
+                if gallery.dtype != np.float32 or rows_in is not None else None)  # fmt: skip
+        while start < total:
+            stop = min(total, start + size)
+            if rows_in is None:
+                block, where = gallery[start:stop], start
+                if wide is not None:
+                    block = wide[: stop - start]
+                    np.copyto(block, gallery[start:stop])
+                norms = sq_norms[start:stop] if l2 else None
+            else:
+                where = rows_in[start:stop]
                 block = wide[: stop - start]
-                np.copyto(block, gallery[start:stop])
+                if gallery.dtype == np.float32:
+                    np.take(gallery, where, axis=0, out=block)
+                else:
+                    np.copyto(block, gallery[where])
+                norms = sq_norms[where] if l2 else None
             s = qm @ block.T  # (nq, rows), C-contiguous: 2 q·x for l2, q·x for ip
             if l2:
-                s -= sq_norms[start:stop]  # 2 q·x - |x|²: higher is closer
-            _reduce(s, start, best_v, best_p, k_eff)
+                s -= norms  # 2 q·x - |x|²: higher is closer
+            if penalty is not None:
+                s += penalty[start:stop]  # excluded rows: -inf, never selected
+            _reduce(s, where, best_v, best_p, k_eff)
             start, size = stop, BLOCK_ROWS
     scores = best_v
     if metric == "l2":
@@ -86,9 +122,12 @@ def topk(
     return scores.astype(np.float32, copy=False), best_p
 
 
-def _reduce(s: np.ndarray, offset: int, best_v: np.ndarray, best_p: np.ndarray, k: int) -> None:
+def _reduce(
+    s: np.ndarray, where: int | np.ndarray, best_v: np.ndarray, best_p: np.ndarray, k: int
+) -> None:
     """Merges one block's scores ``s`` (queries x rows, C-contiguous) into
-    the running top-k, in place."""
+    the running top-k, in place; ``where``: the block's first gallery row,
+    or the gallery row of each of its columns (a gathered block)."""
     nq, rows = s.shape
     thr = best_v[:, k - 1]
     mask = s > thr[:, None]
@@ -105,7 +144,7 @@ def _reduce(s: np.ndarray, offset: int, best_v: np.ndarray, best_p: np.ndarray, 
         mask = s >= np.maximum(kth, np.nextafter(thr, np.float32(np.inf)))[:, None]
     flat = np.flatnonzero(mask)
     r, c = np.divmod(flat, rows)
-    _merge(best_v, best_p, r, s.ravel()[flat], c + offset)
+    _merge(best_v, best_p, r, s.ravel()[flat], c + where if isinstance(where, int) else where[c])
 
 
 def _merge(

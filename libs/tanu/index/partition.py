@@ -9,6 +9,27 @@ The FAISS index holds the vectors by position (no FAISS id map); the
 ``IdMap`` (arrays, see ``idmap``) gives each position's template id and
 subject id; tombstones are a sorted int64 array.
 
+Galleries: the id map also holds each position's gallery membership and
+active flag (packed bitmaps, ``galleries``). A search of one gallery, or of
+"ALL" while some templates are inactive, is restricted inside the search to
+the allowed positions, so exactly they compete for the top k (never a
+post-filter of a global top k that could return fewer than asked):
+
+* the exact kernel scores only the allowed rows, or masks the others to -inf
+  (``kernel.topk(allowed=...)``);
+* FAISS flat and fp16 take ``SearchParameters(sel=IDSelectorBitmap)`` over
+  positions, the bitmap as the id map holds it;
+* IVF takes ``SearchParametersIVF(sel=...)`` over template ids; a gallery
+  smaller than what IVF would scan, or a query IVF finds fewer than k
+  members for, is searched exactly over the members (the fp16 copy), so it
+  still gets min(k, members) hits;
+* a device copy (GPU FAISS has no general id selector) is asked for more
+  hits (k / share of allowed, within the device's k limit), the disallowed
+  dropped; a query left with fewer than k is answered by the CPU index,
+  which is exact and always present.
+
+An unrestricted search (ALL, nothing inactive) does no mask work at all.
+
 Not thread-safe: the searcher calls it from one thread only.
 """
 
@@ -21,7 +42,13 @@ from tanu.core import vectors
 
 from . import kernel
 from .device import DEVICES, DeviceCopy
+from .galleries import Galleries, Memberships
 from .idmap import GrowingArray, IdMap
+
+# The most hits a device copy is asked for at once (FAISS GPU's k limit).
+DEVICE_MAX_K = 2048
+# A restricted device search asks for k / (share of allowed) x this many hits.
+DEVICE_OVERFETCH = 2.0
 
 KINDS = {
     # exhaustive search over fp32 vectors: 4 bytes per value (512 B per 128-d template)
@@ -110,8 +137,17 @@ class PartitionIndex:
 
     # --- events -----------------------------------------------------------
 
-    def add(self, template_ids: np.ndarray, subject_ids, vecs: np.ndarray) -> int:
-        """Adds the templates not already present; returns how many were added."""
+    def add(
+        self,
+        template_ids: np.ndarray,
+        subject_ids,
+        vecs: np.ndarray,
+        memberships: Memberships | None = None,
+    ) -> int:
+        """Adds the templates not already present, with their galleries and
+        active flag (``memberships``, one row per template; None: only ALL,
+        active); returns how many were added. A template already present
+        keeps its membership (a replayed event changes nothing)."""
         ids = np.asarray(template_ids, dtype=np.int64)
         if not len(ids):
             return 0
@@ -125,7 +161,8 @@ class PartitionIndex:
         x = np.ascontiguousarray(np.asarray(vecs)[first], dtype=np.float32)
         if self.metric == "cosine":
             x = vectors.normalise(x).astype(np.float32)
-        entries = self._map.prepare(ids, np.asarray(subject_ids, dtype=object)[first])
+        entries = self._map.prepare(ids, np.asarray(subject_ids, dtype=object)[first],
+                                    None if memberships is None else memberships.take(first))  # fmt: skip
         self._index.add(x)
         if self._sq_norms is not None:
             self._sq_norms.extend(_squared_norms(self._gallery()[-len(x) :]))
@@ -137,6 +174,26 @@ class PartitionIndex:
         if self._ivf is None and self.kind == "ivf" and len(self) >= self.train_size:
             self._train()
         return len(ids)
+
+    def set_memberships(self, template_ids: np.ndarray, memberships: Memberships) -> int:
+        """Gives templates already present their new full gallery set and
+        active flag (one row per id; an id given twice takes its last row;
+        absent or removed ids are ignored); returns how many were present."""
+        ids = np.asarray(template_ids, dtype=np.int64)
+        if not len(ids):
+            return 0
+        u, idx = np.unique(ids[::-1], return_index=True)
+        last = len(ids) - 1 - idx
+        pos, found = self._map.positions(u)
+        if not found.any():
+            return 0
+        self._map.galleries.update(pos[found], memberships.take(last[found]))
+        return int(found.sum())
+
+    @property
+    def galleries(self) -> Galleries:
+        """Each position's gallery bits and active flag (read-only use)."""
+        return self._map.galleries
 
     def remove(self, template_ids: np.ndarray) -> int:
         """Removes the given templates (and tombstones them); returns how many were present."""
@@ -190,19 +247,34 @@ class PartitionIndex:
 
     # --- search -----------------------------------------------------------
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, gallery: str = ""
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k scores (L2 distance or cosine similarity) and template ids
-        for a (n, d) float32 batch; missing hits have id -1."""
-        scores, pos = self.search_positions(queries, k)
+        for a (n, d) float32 batch, among the active templates of ``gallery``
+        ("" or "ALL": every active template); missing hits have id -1."""
+        scores, pos = self.search_positions(queries, k, gallery)
         ids = np.where(pos >= 0, self._map.ids[np.maximum(pos, 0)] if len(self._map) else -1, -1)
         return scores, ids
 
-    def search_positions(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def search_positions(
+        self, queries: np.ndarray, k: int, gallery: str = ""
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Like search, with FAISS positions (for subjects_at) instead of ids."""
-        k = max(1, min(k, len(self) or 1))
         q = np.ascontiguousarray(queries, dtype=np.float32)
         if self.metric == "cosine":  # similarities of unit vectors, whatever the caller sent
             q = vectors.normalise(q).astype(np.float32)
+        bits, members = self._map.galleries.allowed(gallery)
+        if bits is not None:  # restricted to some positions
+            scores, pos = self._search_allowed(q, max(1, min(k, members)), bits, members)
+        else:
+            scores, pos = self._search_all(q, max(1, min(k, len(self) or 1)))
+        if self.metric == "l2":
+            np.sqrt(np.maximum(scores, 0, out=scores), out=scores)
+        return scores, pos
+
+    def _search_all(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every position may be returned (raw FAISS scores)."""
         if self._ivf is not None:
             scores, pos = self._search_ivf(q, k)
         elif self._device is not None:
@@ -213,15 +285,97 @@ class PartitionIndex:
             scores, pos = self._kernel_search(q, k)
         else:
             scores, pos = self._index.search(q, k)
-        if self.metric == "l2":
-            np.sqrt(np.maximum(scores, 0, out=scores), out=scores)
         return scores, pos
+
+    def _missing(self, nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+        worst = np.inf if self.metric == "l2" else -np.inf
+        return np.full((nq, k), worst, np.float32), np.full((nq, k), -1, np.int64)
+
+    def _search_allowed(
+        self, q: np.ndarray, k: int, bits: np.ndarray, members: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Only the positions set in ``bits`` (packed LSB-first, ``members``
+        of them) may be returned; k <= members unless there are none."""
+        if not members:
+            return self._missing(len(q), k)
+        if self._ivf is not None:
+            return self._search_ivf_allowed(q, k, bits, members)
+        if self._device is not None:
+            return self._search_device_allowed(q, k, bits, members)
+        return self._search_cpu_allowed(q, k, bits)
+
+    def _search_cpu_allowed(self, q: np.ndarray, k: int, bits: np.ndarray):
+        """Exact search over the CPU index, restricted to ``bits``."""
+        if self._kernel_applies(len(q)):
+            allowed = np.unpackbits(bits, count=len(self), bitorder="little").view(bool)
+            return self._kernel_search(q, k, allowed)
+        sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
+        return self._index.search(q, k, params=faiss.SearchParameters(sel=sel))
+
+    def _search_device_allowed(self, q: np.ndarray, k: int, bits: np.ndarray, members: int):
+        """Over-fetch from the device copy and drop what is not allowed; a
+        query left with fewer than k is answered by the CPU index (exact)."""
+        n = len(self)
+        scores, pos = self._missing(len(q), k)
+        short = np.ones(len(q), bool)
+        want = min(int(np.ceil(k * n / members * DEVICE_OVERFETCH)), n,
+                   DEVICE_MAX_K - self._device.tombstones)  # fmt: skip
+        if want >= k:
+            raw, tids = self._device.search(q, want)
+            p, found = self._map.positions(tids.ravel())
+            p = np.where(found & (tids.ravel() >= 0), p, 0)
+            ok = (found & (tids.ravel() >= 0) & _bit_set(bits, p)).reshape(tids.shape)
+            order = np.argsort(~ok, axis=1, kind="stable")[:, :k]  # allowed first, in score order
+            got = np.take_along_axis(ok, order, 1)
+            scores = np.where(got, np.take_along_axis(raw, order, 1), scores[:, : order.shape[1]])
+            pos = np.where(got, np.take_along_axis(p.reshape(tids.shape), order, 1), -1)
+            if scores.shape[1] < k:
+                pad_s, pad_p = self._missing(len(q), k - scores.shape[1])
+                scores, pos = np.hstack([scores, pad_s]), np.hstack([pos, pad_p])
+            short = got.sum(1) < k
+        if short.any():
+            cs, cp = self._search_cpu_allowed(q[short], k, bits)
+            scores[short], pos[short] = cs, cp
+        return scores.astype(np.float32, copy=False), pos
+
+    def _search_ivf_allowed(self, q: np.ndarray, k: int, bits: np.ndarray, members: int):
+        """IVF restricted by an id selector, re-ranked; exact over the
+        members when they are few or IVF finds fewer than k for a query."""
+        n = len(self)
+        if members <= max(4 * k * self.rerank, n * self.nprobe // max(self.nlist, 1)):
+            return self._exact_members(q, k, bits)
+        allowed = np.unpackbits(bits, count=n, bitorder="little").view(bool)
+        ids = self._map.ids
+        # the smaller of the two id sets goes into the selector's hash set
+        if members <= n - members:
+            inner = faiss.IDSelectorBatch(np.ascontiguousarray(ids[allowed]))
+            sel = inner
+        else:
+            inner = faiss.IDSelectorBatch(np.ascontiguousarray(ids[~allowed]))
+            sel = faiss.IDSelectorNot(inner)
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe)
+        scores, pos = self._search_ivf(q, k, params, min(k * self.rerank, members))
+        del inner
+        short = (pos >= 0).sum(1) < k
+        if short.any():
+            es, ep = self._exact_members(q[short], k, bits)
+            scores[short], pos[short] = es, ep
+        return scores, pos
+
+    def _exact_members(self, q: np.ndarray, k: int, bits: np.ndarray):
+        """Exact search over the fp16 copy, restricted to ``bits``."""
+        allowed = np.unpackbits(bits, count=len(self), bitorder="little").view(bool)
+        return self._kernel_search(q, k, allowed)
 
     def uses_kernel(self, batch: int) -> bool:
         """Whether a batch of this many queries is searched by Tanu's exact
         kernel (``kernel.topk``) rather than by FAISS."""
+        return self._device is None and self._kernel_applies(batch)
+
+    def _kernel_applies(self, batch: int) -> bool:
+        """Whether the CPU index's exact search of such a batch is the kernel's."""
         return (
-            0 < self.kernel_min_batch <= batch and self._ivf is None and self._device is None
+            0 < self.kernel_min_batch <= batch and self._ivf is None
             and self.kind in ("flat", "fp16") and len(self) > 0
         )  # fmt: skip
 
@@ -235,17 +389,19 @@ class PartitionIndex:
         codes = faiss.downcast_index(self._index).codes
         return faiss.rev_swig_ptr(codes.data(), n * d * 2).view(np.float16).reshape(n, d)
 
-    def _kernel_search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _kernel_search(
+        self, q: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         gallery = self._gallery()
         if self.metric == "l2":
             if self._sq_norms is None:
                 self._sq_norms = GrowingArray(np.float32, _squared_norms(gallery))
-            return kernel.topk(gallery, q, k, "l2", self._sq_norms.a)
-        return kernel.topk(gallery, q, k, "ip")
+            return kernel.topk(gallery, q, k, "l2", self._sq_norms.a, allowed=allowed)
+        return kernel.topk(gallery, q, k, "ip", allowed=allowed)
 
-    def search_subjects(self, queries: np.ndarray, k: int):
+    def search_subjects(self, queries: np.ndarray, k: int, gallery: str = ""):
         """(scores, template ids, subject ids per hit row) in one consistent cut."""
-        scores, pos = self.search_positions(queries, k)
+        scores, pos = self.search_positions(queries, k, gallery)
         valid = pos >= 0
         ids = np.full(pos.shape, -1, np.int64)
         ids[valid] = self._map.ids[pos[valid]]
@@ -284,11 +440,14 @@ class PartitionIndex:
         ivf.nprobe = self.nprobe
         self._ivf = ivf
 
-    def _search_ivf(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """IVF-PQ candidates, re-ranked exactly against the fp16 copy (raw
-        FAISS scores: squared L2 or inner product); positions, -1 for none."""
-        kk = min(k * self.rerank, len(self))
-        _, cand = self._ivf.search(q, kk)
+    def _search_ivf(
+        self, q: np.ndarray, k: int, params=None, kk: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """IVF-PQ candidates (``kk``; restricted by ``params``' selector),
+        re-ranked exactly against the fp16 copy (raw FAISS scores: squared
+        L2 or inner product); positions, -1 for none."""
+        kk = min(k * self.rerank, len(self)) if kk is None else kk
+        _, cand = self._ivf.search(q, kk, params=params)
         pos = np.full(cand.shape, -1, np.int64)
         valid = cand >= 0
         p, found = self._map.positions(cand[valid])
@@ -324,7 +483,8 @@ class PartitionIndex:
         per = self.dimension * (4 if KINDS[self.kind] is None else 2)
         return {
             "vectors": ntotal * per,
-            "id_map": self._map.memory_bytes(),
+            "id_map": self._map.memory_bytes() - self._map.galleries.memory_bytes(),
+            "galleries": self._map.galleries.memory_bytes(),
             "tombstones": self._removed.nbytes,
         }
 
@@ -334,8 +494,9 @@ class PartitionIndex:
         from .snapshot import Snapshot
 
         ids, codes, blob, starts = self._map.arrays()
+        names, bits, inactive = self._map.galleries.arrays()
         return Snapshot(self._index, ids, codes, blob, starts, self._removed.copy(), sequence,
-                        self._ivf)  # fmt: skip
+                        self._ivf, names, bits, inactive)  # fmt: skip
 
     def take_erased(self) -> set[int]:
         """The ids removed since the last call (call together with export:
@@ -351,7 +512,11 @@ class PartitionIndex:
         self._ivf = snap.extra
         if self._ivf is not None:
             faiss.downcast_index(self._ivf).nprobe = self.nprobe
-        self._map = IdMap(snap.template_ids, snap.codes, snap.blob, snap.starts)
+        n = len(snap.template_ids)
+        inactive = snap.inactive if snap.inactive is not None else np.zeros((n + 7) // 8, np.uint8)
+        bits = snap.gallery_bits if snap.gallery_bits is not None else np.zeros((0, 0), np.uint8)
+        galleries = Galleries.from_arrays(n, snap.galleries, bits, inactive)
+        self._map = IdMap(snap.template_ids, snap.codes, snap.blob, snap.starts, galleries)
         self._removed = np.unique(np.asarray(snap.removed, np.int64))
         self._erased = set()
         self._sq_norms = None
@@ -366,3 +531,8 @@ def _squared_norms(x: np.ndarray, rows: int = 65_536) -> np.ndarray:
         b = x[i : i + rows].astype(np.float32, copy=False)
         out[i : i + rows] = np.einsum("ij,ij->i", b, b)
     return out
+
+
+def _bit_set(bits: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """Whether each position is set in a packed LSB-first bitmap."""
+    return ((bits[positions >> 3] >> (positions & 7).astype(np.uint8)) & 1).astype(bool)

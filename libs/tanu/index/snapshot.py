@@ -1,4 +1,5 @@
-"""Searcher snapshots: the index, its id → subject map (arrays), its tombstones and
+"""Searcher snapshots: the index, its id → subject map (arrays), each
+template's gallery membership and active flag (bitmaps), its tombstones and
 the last applied stream sequence, encrypted at rest with AES-256-GCM.
 
 A restarted searcher loads its latest snapshot and replays only the stream
@@ -19,7 +20,7 @@ import base64
 import io
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import faiss
@@ -27,7 +28,12 @@ import numpy as np
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-MAGIC = b"TANUSNAP2\n"  # 2: the id map as arrays (1: one string per template)
+from .galleries import ALL, is_name
+
+# 3: with gallery membership and inactive flags; 2: the id map as arrays,
+# every template in ALL and active (still read); 1: one string per template
+MAGIC = b"TANUSNAP3\n"
+READABLE = (MAGIC, b"TANUSNAP2\n")
 
 
 class SnapshotError(Exception):
@@ -66,6 +72,11 @@ class Snapshot:
     removed: np.ndarray  # int64 tombstones
     sequence: int
     extra: faiss.Index | None = None  # the trained IVF index of kind "ivf"
+    galleries: list[str] = field(default_factory=list)  # named galleries (not ALL)
+    # uint8 (galleries, ceil(n / 8)): each gallery's bitmap over positions,
+    # LSB-first; None (a format-2 file): every template only in ALL
+    gallery_bits: np.ndarray | None = None
+    inactive: np.ndarray | None = None  # uint8 ceil(n / 8): inactive positions
 
     @property
     def subjects(self) -> list[str]:
@@ -90,6 +101,17 @@ def write(path: Path, key: bytes, binding: dict, snap: Snapshot) -> int:
         starts=np.asarray(snap.starts, dtype=np.int64),
         removed=np.asarray(snap.removed, dtype=np.int64),
         sequence=np.array([snap.sequence], dtype=np.int64),
+        galleries=np.frombuffer("\n".join(snap.galleries).encode(), dtype=np.uint8),
+        gallery_bits=(
+            np.zeros((0, (len(snap.template_ids) + 7) // 8), np.uint8)
+            if snap.gallery_bits is None
+            else np.asarray(snap.gallery_bits, np.uint8)
+        ),
+        inactive=(
+            np.zeros((len(snap.template_ids) + 7) // 8, np.uint8)
+            if snap.inactive is None
+            else np.asarray(snap.inactive, np.uint8)
+        ),
         **({"ivf": faiss.serialize_index(snap.extra)} if snap.extra is not None else {}),
     )
     nonce = os.urandom(12)
@@ -137,7 +159,7 @@ def _fsync_dir(folder: Path) -> None:
 def decrypt(path: Path, key: bytes, binding: dict) -> bytes:
     """The plaintext of a snapshot file (an npz archive)."""
     blob = path.read_bytes()
-    if not blob.startswith(MAGIC) or len(blob) < len(MAGIC) + 28:
+    if not blob.startswith(READABLE) or len(blob) < len(MAGIC) + 28:
         raise SnapshotError(f"{path} is not a Tanu snapshot")
     nonce = blob[len(MAGIC) : len(MAGIC) + 12]
     try:
@@ -159,5 +181,23 @@ def read(path: Path, key: bytes, binding: dict) -> Snapshot:
     if not len(starts) or starts[-1] != len(blob):
         raise SnapshotError(f"{path}: the subject ids are inconsistent")
     extra = faiss.deserialize_index(z["ivf"]) if "ivf" in z.files else None
+    names, bits, inactive = _galleries(path, z, len(ids))
     return Snapshot(faiss.deserialize_index(z["index"]), ids, codes, blob, starts, z["removed"],
-                    int(z["sequence"][0]), extra)  # fmt: skip
+                    int(z["sequence"][0]), extra, names, bits, inactive)  # fmt: skip
+
+
+def _galleries(path: Path, z, n: int):
+    """The membership parts (format 3), or none (format 2: ALL, active)."""
+    if "gallery_bits" not in z.files:
+        return [], None, None
+    raw = z["galleries"].tobytes().decode("utf-8")
+    names = raw.split("\n") if raw else []
+    bits, inactive = z["gallery_bits"], z["inactive"]
+    nbytes = (n + 7) // 8
+    if (
+        bits.dtype != np.uint8 or bits.ndim != 2 or bits.shape != (len(names), nbytes)
+        or inactive.dtype != np.uint8 or inactive.shape != (nbytes,)
+        or len(set(names)) != len(names) or not all(is_name(x) and x != ALL for x in names)
+    ):  # fmt: skip
+        raise SnapshotError(f"{path}: the gallery membership is inconsistent")
+    return names, bits, inactive

@@ -46,6 +46,13 @@ MATRIX: dict[str, frozenset[str]] = {
     "RevokeConsent": frozenset({OPERATOR, OWNER, SELF, GUARDIAN}),
     "SetBiometricLock": frozenset({OPERATOR, SELF}),
     "Delete": frozenset({OPERATOR, OWNER}),
+    # Encounters (tanu.v1.Identity, the OSIA data model): the owning agency
+    # and the operator only; identifying with a subject's stored templates too.
+    **{op: frozenset({OPERATOR, OWNER}) for op in (
+        "AddEncounter", "ListEncounters", "GetEncounter", "UpdateEncounter", "DeleteEncounter",
+        "SetEncounterStatus", "SetEncounterGalleries", "MoveEncounter", "MergeSubjects",
+        "IdentifyByPerson",
+    )},  # fmt: skip
 }
 # Who sees a report's consent evidence reference and consenting tenant/client.
 SEES_CONSENT_PROVENANCE = frozenset({OPERATOR, OWNER})

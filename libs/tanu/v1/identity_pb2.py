@@ -24,47 +24,74 @@ _sym_db = _symbol_database.Default()
 
 from tanu.v1 import cases_pb2 as tanu_dot_v1_dot_cases__pb2
 from tanu.v1 import common_pb2 as tanu_dot_v1_dot_common__pb2
+from tanu.v1 import encounters_pb2 as tanu_dot_v1_dot_encounters__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tanu/v1/identity.proto\x12\x07tanu.v1\x1a\x13tanu/v1/cases.proto\x1a\x14tanu/v1/common.proto\"\x9c\x01\n\x0c\x43onsentGrant\x12\x10\n\x08purposes\x18\x01 \x03(\t\x12\x14\n\x0c\x65vidence_ref\x18\x02 \x01(\t\x12\x1b\n\x13guardian_subject_id\x18\x03 \x01(\t\x12\x14\n\x0crelationship\x18\x04 \x01(\t\x12\x31\n\x0fguardian_sample\x18\x05 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\"{\n\x13GrantConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12&\n\x07\x63onsent\x18\x02 \x01(\x0b\x32\x15.tanu.v1.ConsentGrant\x12(\n\x06sample\x18\x03 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\"\x8a\x01\n\x14RevokeConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x10\n\x08purposes\x18\x02 \x03(\t\x12\x1a\n\x12revoker_subject_id\x18\x03 \x01(\t\x12\x30\n\x0erevoker_sample\x18\x04 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\"q\n\x0f\x43onsentResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x10\n\x08purposes\x18\x02 \x03(\t\x12\x0e\n\x06\x65rased\x18\x03 \x01(\x08\x12(\n\x07receipt\x18\x04 \x01(\x0b\x32\x17.tanu.v1.ErasureReceipt\"g\n\x17SetBiometricLockRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06locked\x18\x02 \x01(\x08\x12(\n\x06sample\x18\x03 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\">\n\x18SetBiometricLockResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06locked\x18\x02 \x01(\x08\"\xbb\x01\n\rEnrollRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12(\n\x06sample\x18\x02 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\x17\n\x0f\x61llow_duplicate\x18\x03 \x01(\x08\x12\x14\n\x0cwait_indexed\x18\x04 \x01(\x08\x12\x15\n\rdate_of_birth\x18\x05 \x01(\t\x12&\n\x07\x63onsent\x18\x06 \x01(\x0b\x32\x15.tanu.v1.ConsentGrant\"\xeb\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x65nrolled\x18\x01 \x01(\x08\x12!\n\x07subject\x18\x02 \x01(\x0b\x32\x10.tanu.v1.Subject\x12(\n\x0c\x64uplicate_of\x18\x03 \x01(\x0b\x32\x12.tanu.v1.Candidate\x12\x11\n\tthreshold\x18\x04 \x01(\x02\x12\x0f\n\x07indexed\x18\x05 \x01(\x08\x12\x18\n\x10threshold_source\x18\x06 \x01(\t\x12\x0f\n\x07outcome\x18\x07 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x08 \x01(\t\x12\x1a\n\x12\x64uplicate_withheld\x18\t \x01(\x08\"s\n\rVerifyRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12(\n\x06sample\x18\x02 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x42\x0c\n\n_threshold\"\xb3\x01\n\x0eVerifyResponse\x12#\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x11.tanu.v1.Decision\x12\x12\n\x05score\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1f\n\x06metric\x18\x04 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x18\n\x10threshold_source\x18\x06 \x01(\tB\x08\n\x06_score\"\x8a\x01\n\x0fIdentifyRequest\x12(\n\x06sample\x18\x01 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x18\n\x10require_complete\x18\x04 \x01(\x08\x42\x0c\n\n_threshold\"\x83\x02\n\x10IdentifyResponse\x12&\n\ncandidates\x18\x01 \x03(\x0b\x32\x12.tanu.v1.Candidate\x12#\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x11.tanu.v1.Decision\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1f\n\x06metric\x18\x04 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12\x1a\n\x12missing_partitions\x18\x06 \x03(\r\x12\x14\n\x0cgallery_size\x18\x07 \x01(\x04\x12\x10\n\x08model_id\x18\x08 \x01(\t\x12\x18\n\x10threshold_source\x18\t \x01(\t\"3\n\rDeleteRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x93\x01\n\x0e\x44\x65leteResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x19\n\x11templates_removed\x18\x02 \x01(\r\x12\x15\n\rdeleted_at_ms\x18\x03 \x01(\x03\x12\x11\n\tpartition\x18\x04 \x01(\r\x12(\n\x07receipt\x18\x05 \x01(\x0b\x32\x17.tanu.v1.ErasureReceipt\"B\n\x18GetErasureReceiptRequest\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\"\'\n\x11GetSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t2\xc5\x07\n\x08Identity\x12\x39\n\x06\x45nroll\x12\x16.tanu.v1.EnrollRequest\x1a\x17.tanu.v1.EnrollResponse\x12\x39\n\x06Verify\x12\x16.tanu.v1.VerifyRequest\x1a\x17.tanu.v1.VerifyResponse\x12?\n\x08Identify\x12\x18.tanu.v1.IdentifyRequest\x1a\x19.tanu.v1.IdentifyResponse\x12\x39\n\x06\x44\x65lete\x12\x16.tanu.v1.DeleteRequest\x1a\x17.tanu.v1.DeleteResponse\x12O\n\x11GetErasureReceipt\x12!.tanu.v1.GetErasureReceiptRequest\x1a\x17.tanu.v1.ErasureReceipt\x12:\n\nGetSubject\x12\x1a.tanu.v1.GetSubjectRequest\x1a\x10.tanu.v1.Subject\x12\x46\n\x0cGrantConsent\x12\x1c.tanu.v1.GrantConsentRequest\x1a\x18.tanu.v1.ConsentResponse\x12H\n\rRevokeConsent\x12\x1d.tanu.v1.RevokeConsentRequest\x1a\x18.tanu.v1.ConsentResponse\x12\x46\n\x10GetSubjectReport\x12\x1a.tanu.v1.GetSubjectRequest\x1a\x16.tanu.v1.SubjectReport\x12I\n\x10GetAccessHistory\x12\x1d.tanu.v1.AccessHistoryRequest\x1a\x16.tanu.v1.AccessHistory\x12W\n\x10SetBiometricLock\x12 .tanu.v1.SetBiometricLockRequest\x1a!.tanu.v1.SetBiometricLockResponse\x12\x42\n\tListCases\x12\x19.tanu.v1.ListCasesRequest\x1a\x1a.tanu.v1.ListCasesResponse\x12\x31\n\x07GetCase\x12\x17.tanu.v1.GetCaseRequest\x1a\r.tanu.v1.Case\x12\x45\n\nDecideCase\x12\x1a.tanu.v1.DecideCaseRequest\x1a\x1b.tanu.v1.DecideCaseResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tanu/v1/identity.proto\x12\x07tanu.v1\x1a\x13tanu/v1/cases.proto\x1a\x14tanu/v1/common.proto\x1a\x18tanu/v1/encounters.proto\"\x9c\x01\n\x0c\x43onsentGrant\x12\x10\n\x08purposes\x18\x01 \x03(\t\x12\x14\n\x0c\x65vidence_ref\x18\x02 \x01(\t\x12\x1b\n\x13guardian_subject_id\x18\x03 \x01(\t\x12\x14\n\x0crelationship\x18\x04 \x01(\t\x12\x31\n\x0fguardian_sample\x18\x05 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\"{\n\x13GrantConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12&\n\x07\x63onsent\x18\x02 \x01(\x0b\x32\x15.tanu.v1.ConsentGrant\x12(\n\x06sample\x18\x03 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\"\x8a\x01\n\x14RevokeConsentRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x10\n\x08purposes\x18\x02 \x03(\t\x12\x1a\n\x12revoker_subject_id\x18\x03 \x01(\t\x12\x30\n\x0erevoker_sample\x18\x04 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\"q\n\x0f\x43onsentResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x10\n\x08purposes\x18\x02 \x03(\t\x12\x0e\n\x06\x65rased\x18\x03 \x01(\x08\x12(\n\x07receipt\x18\x04 \x01(\x0b\x32\x17.tanu.v1.ErasureReceipt\"g\n\x17SetBiometricLockRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06locked\x18\x02 \x01(\x08\x12(\n\x06sample\x18\x03 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\">\n\x18SetBiometricLockResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06locked\x18\x02 \x01(\x08\"\x99\x02\n\rEnrollRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12(\n\x06sample\x18\x02 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\x17\n\x0f\x61llow_duplicate\x18\x03 \x01(\x08\x12\x14\n\x0cwait_indexed\x18\x04 \x01(\x08\x12\x15\n\rdate_of_birth\x18\x05 \x01(\t\x12&\n\x07\x63onsent\x18\x06 \x01(\x0b\x32\x15.tanu.v1.ConsentGrant\x12\x14\n\x0c\x65ncounter_id\x18\x07 \x01(\t\x12\x11\n\tgalleries\x18\x08 \x03(\t\x12\x16\n\x0e\x65ncounter_type\x18\t \x01(\t\x12\x1b\n\x13\x65ncounter_data_json\x18\n \x01(\t\"\xeb\x01\n\x0e\x45nrollResponse\x12\x10\n\x08\x65nrolled\x18\x01 \x01(\x08\x12!\n\x07subject\x18\x02 \x01(\x0b\x32\x10.tanu.v1.Subject\x12(\n\x0c\x64uplicate_of\x18\x03 \x01(\x0b\x32\x12.tanu.v1.Candidate\x12\x11\n\tthreshold\x18\x04 \x01(\x02\x12\x0f\n\x07indexed\x18\x05 \x01(\x08\x12\x18\n\x10threshold_source\x18\x06 \x01(\t\x12\x0f\n\x07outcome\x18\x07 \x01(\t\x12\x0f\n\x07\x63\x61se_id\x18\x08 \x01(\t\x12\x1a\n\x12\x64uplicate_withheld\x18\t \x01(\x08\"s\n\rVerifyRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12(\n\x06sample\x18\x02 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x42\x0c\n\n_threshold\"\xb3\x01\n\x0eVerifyResponse\x12#\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32\x11.tanu.v1.Decision\x12\x12\n\x05score\x18\x02 \x01(\x02H\x00\x88\x01\x01\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1f\n\x06metric\x18\x04 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08model_id\x18\x05 \x01(\t\x12\x18\n\x10threshold_source\x18\x06 \x01(\tB\x08\n\x06_score\"\xd1\x01\n\x0fIdentifyRequest\x12(\n\x06sample\x18\x01 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12\r\n\x05top_k\x18\x02 \x01(\r\x12\x16\n\tthreshold\x18\x03 \x01(\x02H\x00\x88\x01\x01\x12\x18\n\x10require_complete\x18\x04 \x01(\x08\x12\x0f\n\x07gallery\x18\x05 \x01(\t\x12\x18\n\x10probe_subject_id\x18\x06 \x01(\t\x12\x1a\n\x12probe_encounter_id\x18\x07 \x01(\tB\x0c\n\n_threshold\"\x83\x02\n\x10IdentifyResponse\x12&\n\ncandidates\x18\x01 \x03(\x0b\x32\x12.tanu.v1.Candidate\x12#\n\x08\x64\x65\x63ision\x18\x02 \x01(\x0e\x32\x11.tanu.v1.Decision\x12\x11\n\tthreshold\x18\x03 \x01(\x02\x12\x1f\n\x06metric\x18\x04 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08\x63omplete\x18\x05 \x01(\x08\x12\x1a\n\x12missing_partitions\x18\x06 \x03(\r\x12\x14\n\x0cgallery_size\x18\x07 \x01(\x04\x12\x10\n\x08model_id\x18\x08 \x01(\t\x12\x18\n\x10threshold_source\x18\t \x01(\t\"3\n\rDeleteRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\x93\x01\n\x0e\x44\x65leteResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x19\n\x11templates_removed\x18\x02 \x01(\r\x12\x15\n\rdeleted_at_ms\x18\x03 \x01(\x03\x12\x11\n\tpartition\x18\x04 \x01(\r\x12(\n\x07receipt\x18\x05 \x01(\x0b\x32\x17.tanu.v1.ErasureReceipt\"B\n\x18GetErasureReceiptRequest\x12\x12\n\nreceipt_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\"\'\n\x11GetSubjectRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\"\xaf\x01\n\x13\x41\x64\x64\x45ncounterRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12(\n\x06sample\x18\x02 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12+\n\tencounter\x18\x03 \x01(\x0b\x32\x18.tanu.v1.EncounterFields\x12\x17\n\x0f\x61llow_duplicate\x18\x04 \x01(\x08\x12\x14\n\x0cwait_indexed\x18\x05 \x01(\x08\"\xb8\x01\n\x14\x41\x64\x64\x45ncounterResponse\x12\x0f\n\x07outcome\x18\x01 \x01(\t\x12%\n\tencounter\x18\x02 \x01(\x0b\x32\x12.tanu.v1.Encounter\x12(\n\x0c\x64uplicate_of\x18\x03 \x01(\x0b\x32\x12.tanu.v1.Candidate\x12\x1a\n\x12\x64uplicate_withheld\x18\x04 \x01(\x08\x12\x11\n\tthreshold\x18\x05 \x01(\x02\x12\x0f\n\x07indexed\x18\x06 \x01(\x08\"\xb0\x01\n\x16UpdateEncounterRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65ncounter_id\x18\x02 \x01(\t\x12(\n\x06sample\x18\x03 \x01(\x0b\x32\x18.tanu.v1.BiometricSample\x12+\n\tencounter\x18\x04 \x01(\x0b\x32\x18.tanu.v1.EncounterFields\x12\x15\n\rupdate_fields\x18\x05 \x03(\t\"R\n\x16\x44\x65leteEncounterRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65ncounter_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x84\x01\n\x17\x44\x65leteEncounterResponse\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65ncounter_id\x18\x02 \x01(\t\x12\x15\n\rdeleted_at_ms\x18\x03 \x01(\x03\x12(\n\x07receipt\x18\x04 \x01(\x0b\x32\x17.tanu.v1.ErasureReceipt\"U\n\x19SetEncounterStatusRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65ncounter_id\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"[\n\x1cSetEncounterGalleriesRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x14\n\x0c\x65ncounter_id\x18\x02 \x01(\t\x12\x11\n\tgalleries\x18\x03 \x03(\t\"k\n\x14MoveEncounterRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x19\n\x11source_subject_id\x18\x02 \x01(\t\x12\x14\n\x0c\x65ncounter_id\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"\x86\x01\n\x15MoveEncounterResponse\x12%\n\tencounter\x18\x01 \x01(\x0b\x32\x12.tanu.v1.Encounter\x12\x15\n\rsource_erased\x18\x02 \x01(\x08\x12/\n\x0esource_receipt\x18\x03 \x01(\x0b\x32\x17.tanu.v1.ErasureReceipt\"U\n\x14MergeSubjectsRequest\x12\x12\n\nsubject_id\x18\x01 \x01(\t\x12\x19\n\x11source_subject_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\xb6\x01\n\x15MergeSubjectsResponse\x12!\n\x07subject\x18\x01 \x01(\x0b\x32\x10.tanu.v1.Subject\x12!\n\x05moved\x18\x02 \x03(\x0b\x32\x12.tanu.v1.Encounter\x12\x15\n\rsource_erased\x18\x03 \x01(\x08\x12/\n\x0esource_receipt\x18\x04 \x01(\x0b\x32\x17.tanu.v1.ErasureReceipt\x12\x0f\n\x07\x63\x61se_id\x18\x05 \x01(\t\"\x16\n\x14ListGalleriesRequest\"R\n\x18GetGalleryContentRequest\x12\x0f\n\x07gallery\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t2\xb3\x0e\n\x08Identity\x12\x39\n\x06\x45nroll\x12\x16.tanu.v1.EnrollRequest\x1a\x17.tanu.v1.EnrollResponse\x12\x39\n\x06Verify\x12\x16.tanu.v1.VerifyRequest\x1a\x17.tanu.v1.VerifyResponse\x12?\n\x08Identify\x12\x18.tanu.v1.IdentifyRequest\x1a\x19.tanu.v1.IdentifyResponse\x12\x39\n\x06\x44\x65lete\x12\x16.tanu.v1.DeleteRequest\x1a\x17.tanu.v1.DeleteResponse\x12O\n\x11GetErasureReceipt\x12!.tanu.v1.GetErasureReceiptRequest\x1a\x17.tanu.v1.ErasureReceipt\x12:\n\nGetSubject\x12\x1a.tanu.v1.GetSubjectRequest\x1a\x10.tanu.v1.Subject\x12\x46\n\x0cGrantConsent\x12\x1c.tanu.v1.GrantConsentRequest\x1a\x18.tanu.v1.ConsentResponse\x12H\n\rRevokeConsent\x12\x1d.tanu.v1.RevokeConsentRequest\x1a\x18.tanu.v1.ConsentResponse\x12\x46\n\x10GetSubjectReport\x12\x1a.tanu.v1.GetSubjectRequest\x1a\x16.tanu.v1.SubjectReport\x12I\n\x10GetAccessHistory\x12\x1d.tanu.v1.AccessHistoryRequest\x1a\x16.tanu.v1.AccessHistory\x12W\n\x10SetBiometricLock\x12 .tanu.v1.SetBiometricLockRequest\x1a!.tanu.v1.SetBiometricLockResponse\x12\x42\n\tListCases\x12\x19.tanu.v1.ListCasesRequest\x1a\x1a.tanu.v1.ListCasesResponse\x12\x31\n\x07GetCase\x12\x17.tanu.v1.GetCaseRequest\x1a\r.tanu.v1.Case\x12\x45\n\nDecideCase\x12\x1a.tanu.v1.DecideCaseRequest\x1a\x1b.tanu.v1.DecideCaseResponse\x12K\n\x0c\x41\x64\x64\x45ncounter\x12\x1c.tanu.v1.AddEncounterRequest\x1a\x1d.tanu.v1.AddEncounterResponse\x12Q\n\x0eListEncounters\x12\x1e.tanu.v1.ListEncountersRequest\x1a\x1f.tanu.v1.ListEncountersResponse\x12@\n\x0cGetEncounter\x12\x1c.tanu.v1.GetEncounterRequest\x1a\x12.tanu.v1.Encounter\x12\x46\n\x0fUpdateEncounter\x12\x1f.tanu.v1.UpdateEncounterRequest\x1a\x12.tanu.v1.Encounter\x12T\n\x0f\x44\x65leteEncounter\x12\x1f.tanu.v1.DeleteEncounterRequest\x1a .tanu.v1.DeleteEncounterResponse\x12L\n\x12SetEncounterStatus\x12\".tanu.v1.SetEncounterStatusRequest\x1a\x12.tanu.v1.Encounter\x12R\n\x15SetEncounterGalleries\x12%.tanu.v1.SetEncounterGalleriesRequest\x1a\x12.tanu.v1.Encounter\x12N\n\rMoveEncounter\x12\x1d.tanu.v1.MoveEncounterRequest\x1a\x1e.tanu.v1.MoveEncounterResponse\x12N\n\rMergeSubjects\x12\x1d.tanu.v1.MergeSubjectsRequest\x1a\x1e.tanu.v1.MergeSubjectsResponse\x12N\n\rListGalleries\x12\x1d.tanu.v1.ListGalleriesRequest\x1a\x1e.tanu.v1.ListGalleriesResponse\x12Z\n\x11GetGalleryContent\x12!.tanu.v1.GetGalleryContentRequest\x1a\".tanu.v1.GetGalleryContentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tanu.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CONSENTGRANT']._serialized_start=79
-  _globals['_CONSENTGRANT']._serialized_end=235
-  _globals['_GRANTCONSENTREQUEST']._serialized_start=237
-  _globals['_GRANTCONSENTREQUEST']._serialized_end=360
-  _globals['_REVOKECONSENTREQUEST']._serialized_start=363
-  _globals['_REVOKECONSENTREQUEST']._serialized_end=501
-  _globals['_CONSENTRESPONSE']._serialized_start=503
-  _globals['_CONSENTRESPONSE']._serialized_end=616
-  _globals['_SETBIOMETRICLOCKREQUEST']._serialized_start=618
-  _globals['_SETBIOMETRICLOCKREQUEST']._serialized_end=721
-  _globals['_SETBIOMETRICLOCKRESPONSE']._serialized_start=723
-  _globals['_SETBIOMETRICLOCKRESPONSE']._serialized_end=785
-  _globals['_ENROLLREQUEST']._serialized_start=788
-  _globals['_ENROLLREQUEST']._serialized_end=975
-  _globals['_ENROLLRESPONSE']._serialized_start=978
-  _globals['_ENROLLRESPONSE']._serialized_end=1213
-  _globals['_VERIFYREQUEST']._serialized_start=1215
-  _globals['_VERIFYREQUEST']._serialized_end=1330
-  _globals['_VERIFYRESPONSE']._serialized_start=1333
-  _globals['_VERIFYRESPONSE']._serialized_end=1512
-  _globals['_IDENTIFYREQUEST']._serialized_start=1515
-  _globals['_IDENTIFYREQUEST']._serialized_end=1653
-  _globals['_IDENTIFYRESPONSE']._serialized_start=1656
-  _globals['_IDENTIFYRESPONSE']._serialized_end=1915
-  _globals['_DELETEREQUEST']._serialized_start=1917
-  _globals['_DELETEREQUEST']._serialized_end=1968
-  _globals['_DELETERESPONSE']._serialized_start=1971
-  _globals['_DELETERESPONSE']._serialized_end=2118
-  _globals['_GETERASURERECEIPTREQUEST']._serialized_start=2120
-  _globals['_GETERASURERECEIPTREQUEST']._serialized_end=2186
-  _globals['_GETSUBJECTREQUEST']._serialized_start=2188
-  _globals['_GETSUBJECTREQUEST']._serialized_end=2227
-  _globals['_IDENTITY']._serialized_start=2230
-  _globals['_IDENTITY']._serialized_end=3195
+  _globals['_CONSENTGRANT']._serialized_start=105
+  _globals['_CONSENTGRANT']._serialized_end=261
+  _globals['_GRANTCONSENTREQUEST']._serialized_start=263
+  _globals['_GRANTCONSENTREQUEST']._serialized_end=386
+  _globals['_REVOKECONSENTREQUEST']._serialized_start=389
+  _globals['_REVOKECONSENTREQUEST']._serialized_end=527
+  _globals['_CONSENTRESPONSE']._serialized_start=529
+  _globals['_CONSENTRESPONSE']._serialized_end=642
+  _globals['_SETBIOMETRICLOCKREQUEST']._serialized_start=644
+  _globals['_SETBIOMETRICLOCKREQUEST']._serialized_end=747
+  _globals['_SETBIOMETRICLOCKRESPONSE']._serialized_start=749
+  _globals['_SETBIOMETRICLOCKRESPONSE']._serialized_end=811
+  _globals['_ENROLLREQUEST']._serialized_start=814
+  _globals['_ENROLLREQUEST']._serialized_end=1095
+  _globals['_ENROLLRESPONSE']._serialized_start=1098
+  _globals['_ENROLLRESPONSE']._serialized_end=1333
+  _globals['_VERIFYREQUEST']._serialized_start=1335
+  _globals['_VERIFYREQUEST']._serialized_end=1450
+  _globals['_VERIFYRESPONSE']._serialized_start=1453
+  _globals['_VERIFYRESPONSE']._serialized_end=1632
+  _globals['_IDENTIFYREQUEST']._serialized_start=1635
+  _globals['_IDENTIFYREQUEST']._serialized_end=1844
+  _globals['_IDENTIFYRESPONSE']._serialized_start=1847
+  _globals['_IDENTIFYRESPONSE']._serialized_end=2106
+  _globals['_DELETEREQUEST']._serialized_start=2108
+  _globals['_DELETEREQUEST']._serialized_end=2159
+  _globals['_DELETERESPONSE']._serialized_start=2162
+  _globals['_DELETERESPONSE']._serialized_end=2309
+  _globals['_GETERASURERECEIPTREQUEST']._serialized_start=2311
+  _globals['_GETERASURERECEIPTREQUEST']._serialized_end=2377
+  _globals['_GETSUBJECTREQUEST']._serialized_start=2379
+  _globals['_GETSUBJECTREQUEST']._serialized_end=2418
+  _globals['_ADDENCOUNTERREQUEST']._serialized_start=2421
+  _globals['_ADDENCOUNTERREQUEST']._serialized_end=2596
+  _globals['_ADDENCOUNTERRESPONSE']._serialized_start=2599
+  _globals['_ADDENCOUNTERRESPONSE']._serialized_end=2783
+  _globals['_UPDATEENCOUNTERREQUEST']._serialized_start=2786
+  _globals['_UPDATEENCOUNTERREQUEST']._serialized_end=2962
+  _globals['_DELETEENCOUNTERREQUEST']._serialized_start=2964
+  _globals['_DELETEENCOUNTERREQUEST']._serialized_end=3046
+  _globals['_DELETEENCOUNTERRESPONSE']._serialized_start=3049
+  _globals['_DELETEENCOUNTERRESPONSE']._serialized_end=3181
+  _globals['_SETENCOUNTERSTATUSREQUEST']._serialized_start=3183
+  _globals['_SETENCOUNTERSTATUSREQUEST']._serialized_end=3268
+  _globals['_SETENCOUNTERGALLERIESREQUEST']._serialized_start=3270
+  _globals['_SETENCOUNTERGALLERIESREQUEST']._serialized_end=3361
+  _globals['_MOVEENCOUNTERREQUEST']._serialized_start=3363
+  _globals['_MOVEENCOUNTERREQUEST']._serialized_end=3470
+  _globals['_MOVEENCOUNTERRESPONSE']._serialized_start=3473
+  _globals['_MOVEENCOUNTERRESPONSE']._serialized_end=3607
+  _globals['_MERGESUBJECTSREQUEST']._serialized_start=3609
+  _globals['_MERGESUBJECTSREQUEST']._serialized_end=3694
+  _globals['_MERGESUBJECTSRESPONSE']._serialized_start=3697
+  _globals['_MERGESUBJECTSRESPONSE']._serialized_end=3879
+  _globals['_LISTGALLERIESREQUEST']._serialized_start=3881
+  _globals['_LISTGALLERIESREQUEST']._serialized_end=3903
+  _globals['_GETGALLERYCONTENTREQUEST']._serialized_start=3905
+  _globals['_GETGALLERYCONTENTREQUEST']._serialized_end=3987
+  _globals['_IDENTITY']._serialized_start=3990
+  _globals['_IDENTITY']._serialized_end=5833
 # @@protoc_insertion_point(module_scope)

@@ -1,5 +1,6 @@
 from tanu.v1 import cases_pb2 as _cases_pb2
 from tanu.v1 import common_pb2 as _common_pb2
+from tanu.v1 import encounters_pb2 as _encounters_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -75,20 +76,28 @@ class SetBiometricLockResponse(_message.Message):
     def __init__(self, subject_id: _Optional[str] = ..., locked: _Optional[bool] = ...) -> None: ...
 
 class EnrollRequest(_message.Message):
-    __slots__ = ("subject_id", "sample", "allow_duplicate", "wait_indexed", "date_of_birth", "consent")
+    __slots__ = ("subject_id", "sample", "allow_duplicate", "wait_indexed", "date_of_birth", "consent", "encounter_id", "galleries", "encounter_type", "encounter_data_json")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_FIELD_NUMBER: _ClassVar[int]
     ALLOW_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
     WAIT_INDEXED_FIELD_NUMBER: _ClassVar[int]
     DATE_OF_BIRTH_FIELD_NUMBER: _ClassVar[int]
     CONSENT_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    GALLERIES_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_DATA_JSON_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     sample: _common_pb2.BiometricSample
     allow_duplicate: bool
     wait_indexed: bool
     date_of_birth: str
     consent: ConsentGrant
-    def __init__(self, subject_id: _Optional[str] = ..., sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., allow_duplicate: _Optional[bool] = ..., wait_indexed: _Optional[bool] = ..., date_of_birth: _Optional[str] = ..., consent: _Optional[_Union[ConsentGrant, _Mapping]] = ...) -> None: ...
+    encounter_id: str
+    galleries: _containers.RepeatedScalarFieldContainer[str]
+    encounter_type: str
+    encounter_data_json: str
+    def __init__(self, subject_id: _Optional[str] = ..., sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., allow_duplicate: _Optional[bool] = ..., wait_indexed: _Optional[bool] = ..., date_of_birth: _Optional[str] = ..., consent: _Optional[_Union[ConsentGrant, _Mapping]] = ..., encounter_id: _Optional[str] = ..., galleries: _Optional[_Iterable[str]] = ..., encounter_type: _Optional[str] = ..., encounter_data_json: _Optional[str] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
     __slots__ = ("enrolled", "subject", "duplicate_of", "threshold", "indexed", "threshold_source", "outcome", "case_id", "duplicate_withheld")
@@ -139,16 +148,22 @@ class VerifyResponse(_message.Message):
     def __init__(self, decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., model_id: _Optional[str] = ..., threshold_source: _Optional[str] = ...) -> None: ...
 
 class IdentifyRequest(_message.Message):
-    __slots__ = ("sample", "top_k", "threshold", "require_complete")
+    __slots__ = ("sample", "top_k", "threshold", "require_complete", "gallery", "probe_subject_id", "probe_encounter_id")
     SAMPLE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     REQUIRE_COMPLETE_FIELD_NUMBER: _ClassVar[int]
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    PROBE_SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    PROBE_ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
     sample: _common_pb2.BiometricSample
     top_k: int
     threshold: float
     require_complete: bool
-    def __init__(self, sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., top_k: _Optional[int] = ..., threshold: _Optional[float] = ..., require_complete: _Optional[bool] = ...) -> None: ...
+    gallery: str
+    probe_subject_id: str
+    probe_encounter_id: str
+    def __init__(self, sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., top_k: _Optional[int] = ..., threshold: _Optional[float] = ..., require_complete: _Optional[bool] = ..., gallery: _Optional[str] = ..., probe_subject_id: _Optional[str] = ..., probe_encounter_id: _Optional[str] = ...) -> None: ...
 
 class IdentifyResponse(_message.Message):
     __slots__ = ("candidates", "decision", "threshold", "metric", "complete", "missing_partitions", "gallery_size", "model_id", "threshold_source")
@@ -207,3 +222,149 @@ class GetSubjectRequest(_message.Message):
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     def __init__(self, subject_id: _Optional[str] = ...) -> None: ...
+
+class AddEncounterRequest(_message.Message):
+    __slots__ = ("subject_id", "sample", "encounter", "allow_duplicate", "wait_indexed")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_FIELD_NUMBER: _ClassVar[int]
+    ALLOW_DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_INDEXED_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    sample: _common_pb2.BiometricSample
+    encounter: _encounters_pb2.EncounterFields
+    allow_duplicate: bool
+    wait_indexed: bool
+    def __init__(self, subject_id: _Optional[str] = ..., sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., encounter: _Optional[_Union[_encounters_pb2.EncounterFields, _Mapping]] = ..., allow_duplicate: _Optional[bool] = ..., wait_indexed: _Optional[bool] = ...) -> None: ...
+
+class AddEncounterResponse(_message.Message):
+    __slots__ = ("outcome", "encounter", "duplicate_of", "duplicate_withheld", "threshold", "indexed")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_WITHHELD_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    INDEXED_FIELD_NUMBER: _ClassVar[int]
+    outcome: str
+    encounter: _encounters_pb2.Encounter
+    duplicate_of: _common_pb2.Candidate
+    duplicate_withheld: bool
+    threshold: float
+    indexed: bool
+    def __init__(self, outcome: _Optional[str] = ..., encounter: _Optional[_Union[_encounters_pb2.Encounter, _Mapping]] = ..., duplicate_of: _Optional[_Union[_common_pb2.Candidate, _Mapping]] = ..., duplicate_withheld: _Optional[bool] = ..., threshold: _Optional[float] = ..., indexed: _Optional[bool] = ...) -> None: ...
+
+class UpdateEncounterRequest(_message.Message):
+    __slots__ = ("subject_id", "encounter_id", "sample", "encounter", "update_fields")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    encounter_id: str
+    sample: _common_pb2.BiometricSample
+    encounter: _encounters_pb2.EncounterFields
+    update_fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, subject_id: _Optional[str] = ..., encounter_id: _Optional[str] = ..., sample: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., encounter: _Optional[_Union[_encounters_pb2.EncounterFields, _Mapping]] = ..., update_fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DeleteEncounterRequest(_message.Message):
+    __slots__ = ("subject_id", "encounter_id", "reason")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    encounter_id: str
+    reason: str
+    def __init__(self, subject_id: _Optional[str] = ..., encounter_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class DeleteEncounterResponse(_message.Message):
+    __slots__ = ("subject_id", "encounter_id", "deleted_at_ms", "receipt")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    DELETED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    encounter_id: str
+    deleted_at_ms: int
+    receipt: _common_pb2.ErasureReceipt
+    def __init__(self, subject_id: _Optional[str] = ..., encounter_id: _Optional[str] = ..., deleted_at_ms: _Optional[int] = ..., receipt: _Optional[_Union[_common_pb2.ErasureReceipt, _Mapping]] = ...) -> None: ...
+
+class SetEncounterStatusRequest(_message.Message):
+    __slots__ = ("subject_id", "encounter_id", "status")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    encounter_id: str
+    status: str
+    def __init__(self, subject_id: _Optional[str] = ..., encounter_id: _Optional[str] = ..., status: _Optional[str] = ...) -> None: ...
+
+class SetEncounterGalleriesRequest(_message.Message):
+    __slots__ = ("subject_id", "encounter_id", "galleries")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    GALLERIES_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    encounter_id: str
+    galleries: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, subject_id: _Optional[str] = ..., encounter_id: _Optional[str] = ..., galleries: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MoveEncounterRequest(_message.Message):
+    __slots__ = ("subject_id", "source_subject_id", "encounter_id", "reason")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    source_subject_id: str
+    encounter_id: str
+    reason: str
+    def __init__(self, subject_id: _Optional[str] = ..., source_subject_id: _Optional[str] = ..., encounter_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class MoveEncounterResponse(_message.Message):
+    __slots__ = ("encounter", "source_erased", "source_receipt")
+    ENCOUNTER_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ERASED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    encounter: _encounters_pb2.Encounter
+    source_erased: bool
+    source_receipt: _common_pb2.ErasureReceipt
+    def __init__(self, encounter: _Optional[_Union[_encounters_pb2.Encounter, _Mapping]] = ..., source_erased: _Optional[bool] = ..., source_receipt: _Optional[_Union[_common_pb2.ErasureReceipt, _Mapping]] = ...) -> None: ...
+
+class MergeSubjectsRequest(_message.Message):
+    __slots__ = ("subject_id", "source_subject_id", "reason")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    source_subject_id: str
+    reason: str
+    def __init__(self, subject_id: _Optional[str] = ..., source_subject_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class MergeSubjectsResponse(_message.Message):
+    __slots__ = ("subject", "moved", "source_erased", "source_receipt", "case_id")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    MOVED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ERASED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    subject: _common_pb2.Subject
+    moved: _containers.RepeatedCompositeFieldContainer[_encounters_pb2.Encounter]
+    source_erased: bool
+    source_receipt: _common_pb2.ErasureReceipt
+    case_id: str
+    def __init__(self, subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., moved: _Optional[_Iterable[_Union[_encounters_pb2.Encounter, _Mapping]]] = ..., source_erased: _Optional[bool] = ..., source_receipt: _Optional[_Union[_common_pb2.ErasureReceipt, _Mapping]] = ..., case_id: _Optional[str] = ...) -> None: ...
+
+class ListGalleriesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class GetGalleryContentRequest(_message.Message):
+    __slots__ = ("gallery", "page_size", "page_token")
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    gallery: str
+    page_size: int
+    page_token: str
+    def __init__(self, gallery: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...

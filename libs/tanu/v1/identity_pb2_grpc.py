@@ -5,6 +5,7 @@ import warnings
 
 from tanu.v1 import cases_pb2 as tanu_dot_v1_dot_cases__pb2
 from tanu.v1 import common_pb2 as tanu_dot_v1_dot_common__pb2
+from tanu.v1 import encounters_pb2 as tanu_dot_v1_dot_encounters__pb2
 from tanu.v1 import identity_pb2 as tanu_dot_v1_dot_identity__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -105,6 +106,61 @@ class IdentityStub:
                 '/tanu.v1.Identity/DecideCase',
                 request_serializer=tanu_dot_v1_dot_cases__pb2.DecideCaseRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_cases__pb2.DecideCaseResponse.FromString,
+                _registered_method=True)
+        self.AddEncounter = channel.unary_unary(
+                '/tanu.v1.Identity/AddEncounter',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.AddEncounterRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_identity__pb2.AddEncounterResponse.FromString,
+                _registered_method=True)
+        self.ListEncounters = channel.unary_unary(
+                '/tanu.v1.Identity/ListEncounters',
+                request_serializer=tanu_dot_v1_dot_encounters__pb2.ListEncountersRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_encounters__pb2.ListEncountersResponse.FromString,
+                _registered_method=True)
+        self.GetEncounter = channel.unary_unary(
+                '/tanu.v1.Identity/GetEncounter',
+                request_serializer=tanu_dot_v1_dot_encounters__pb2.GetEncounterRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_encounters__pb2.Encounter.FromString,
+                _registered_method=True)
+        self.UpdateEncounter = channel.unary_unary(
+                '/tanu.v1.Identity/UpdateEncounter',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.UpdateEncounterRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_encounters__pb2.Encounter.FromString,
+                _registered_method=True)
+        self.DeleteEncounter = channel.unary_unary(
+                '/tanu.v1.Identity/DeleteEncounter',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.DeleteEncounterRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_identity__pb2.DeleteEncounterResponse.FromString,
+                _registered_method=True)
+        self.SetEncounterStatus = channel.unary_unary(
+                '/tanu.v1.Identity/SetEncounterStatus',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.SetEncounterStatusRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_encounters__pb2.Encounter.FromString,
+                _registered_method=True)
+        self.SetEncounterGalleries = channel.unary_unary(
+                '/tanu.v1.Identity/SetEncounterGalleries',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.SetEncounterGalleriesRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_encounters__pb2.Encounter.FromString,
+                _registered_method=True)
+        self.MoveEncounter = channel.unary_unary(
+                '/tanu.v1.Identity/MoveEncounter',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.MoveEncounterRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_identity__pb2.MoveEncounterResponse.FromString,
+                _registered_method=True)
+        self.MergeSubjects = channel.unary_unary(
+                '/tanu.v1.Identity/MergeSubjects',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.MergeSubjectsRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_identity__pb2.MergeSubjectsResponse.FromString,
+                _registered_method=True)
+        self.ListGalleries = channel.unary_unary(
+                '/tanu.v1.Identity/ListGalleries',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.ListGalleriesRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_encounters__pb2.ListGalleriesResponse.FromString,
+                _registered_method=True)
+        self.GetGalleryContent = channel.unary_unary(
+                '/tanu.v1.Identity/GetGalleryContent',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.GetGalleryContentRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_encounters__pb2.GetGalleryContentResponse.FromString,
                 _registered_method=True)
 
 
@@ -216,6 +272,93 @@ class IdentityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddEncounter(self, request, context):
+        """Encounters (the OSIA data model: a person is a subject, an encounter one
+        of its templates with metadata). The caller must own the subject (or be
+        the operator); anyone else gets the uniform NOT_FOUND.
+        Another encounter of an enrolled subject, de-duplicated against every
+        other subject (a match is refused unless allow_duplicate; a match with
+        the subject itself is expected). Idempotent with `idempotency-key`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEncounters(self, request, context):
+        """A subject's encounters: metadata and encounter data, never templates.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEncounter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEncounter(self, request, context):
+        """Replaces the sample (a new template, the old one removed everywhere)
+        and/or the type, data, galleries or status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEncounter(self, request, context):
+        """Erases one encounter: its template from the store, the searchers and
+        the event stream, with a signed receipt. The last encounter of a
+        subject is refused (FAILED_PRECONDITION): Delete erases the subject.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetEncounterStatus(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetEncounterGalleries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MoveEncounter(self, request, context):
+        """Adjudication moves (scope `enrol` or `adjudicate`; the caller must own
+        both subjects, or be the operator). Audited on both subjects.
+        Moves one encounter of source_subject_id to subject_id; a source left
+        with no encounter is erased (signed receipt in the reply).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MergeSubjects(self, request, context):
+        """Moves every encounter of source_subject_id to subject_id and erases the
+        source (signed receipt). A source held as an open adjudication case
+        against subject_id is that case decided "merge".
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGalleries(self, request, context):
+        """Galleries, counted over the subjects the caller may see (its own; all
+        for the operator).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGalleryContent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -288,6 +431,61 @@ def add_IdentityServicer_to_server(servicer, server):
                     servicer.DecideCase,
                     request_deserializer=tanu_dot_v1_dot_cases__pb2.DecideCaseRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_cases__pb2.DecideCaseResponse.SerializeToString,
+            ),
+            'AddEncounter': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddEncounter,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.AddEncounterRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_identity__pb2.AddEncounterResponse.SerializeToString,
+            ),
+            'ListEncounters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEncounters,
+                    request_deserializer=tanu_dot_v1_dot_encounters__pb2.ListEncountersRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_encounters__pb2.ListEncountersResponse.SerializeToString,
+            ),
+            'GetEncounter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEncounter,
+                    request_deserializer=tanu_dot_v1_dot_encounters__pb2.GetEncounterRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_encounters__pb2.Encounter.SerializeToString,
+            ),
+            'UpdateEncounter': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEncounter,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.UpdateEncounterRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_encounters__pb2.Encounter.SerializeToString,
+            ),
+            'DeleteEncounter': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEncounter,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.DeleteEncounterRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_identity__pb2.DeleteEncounterResponse.SerializeToString,
+            ),
+            'SetEncounterStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetEncounterStatus,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.SetEncounterStatusRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_encounters__pb2.Encounter.SerializeToString,
+            ),
+            'SetEncounterGalleries': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetEncounterGalleries,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.SetEncounterGalleriesRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_encounters__pb2.Encounter.SerializeToString,
+            ),
+            'MoveEncounter': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveEncounter,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.MoveEncounterRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_identity__pb2.MoveEncounterResponse.SerializeToString,
+            ),
+            'MergeSubjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.MergeSubjects,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.MergeSubjectsRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_identity__pb2.MergeSubjectsResponse.SerializeToString,
+            ),
+            'ListGalleries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGalleries,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.ListGalleriesRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_encounters__pb2.ListGalleriesResponse.SerializeToString,
+            ),
+            'GetGalleryContent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGalleryContent,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.GetGalleryContentRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_encounters__pb2.GetGalleryContentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -668,6 +866,303 @@ class Identity:
             '/tanu.v1.Identity/DecideCase',
             tanu_dot_v1_dot_cases__pb2.DecideCaseRequest.SerializeToString,
             tanu_dot_v1_dot_cases__pb2.DecideCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddEncounter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/AddEncounter',
+            tanu_dot_v1_dot_identity__pb2.AddEncounterRequest.SerializeToString,
+            tanu_dot_v1_dot_identity__pb2.AddEncounterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEncounters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/ListEncounters',
+            tanu_dot_v1_dot_encounters__pb2.ListEncountersRequest.SerializeToString,
+            tanu_dot_v1_dot_encounters__pb2.ListEncountersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEncounter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/GetEncounter',
+            tanu_dot_v1_dot_encounters__pb2.GetEncounterRequest.SerializeToString,
+            tanu_dot_v1_dot_encounters__pb2.Encounter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEncounter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/UpdateEncounter',
+            tanu_dot_v1_dot_identity__pb2.UpdateEncounterRequest.SerializeToString,
+            tanu_dot_v1_dot_encounters__pb2.Encounter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEncounter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/DeleteEncounter',
+            tanu_dot_v1_dot_identity__pb2.DeleteEncounterRequest.SerializeToString,
+            tanu_dot_v1_dot_identity__pb2.DeleteEncounterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetEncounterStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/SetEncounterStatus',
+            tanu_dot_v1_dot_identity__pb2.SetEncounterStatusRequest.SerializeToString,
+            tanu_dot_v1_dot_encounters__pb2.Encounter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetEncounterGalleries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/SetEncounterGalleries',
+            tanu_dot_v1_dot_identity__pb2.SetEncounterGalleriesRequest.SerializeToString,
+            tanu_dot_v1_dot_encounters__pb2.Encounter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveEncounter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/MoveEncounter',
+            tanu_dot_v1_dot_identity__pb2.MoveEncounterRequest.SerializeToString,
+            tanu_dot_v1_dot_identity__pb2.MoveEncounterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MergeSubjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/MergeSubjects',
+            tanu_dot_v1_dot_identity__pb2.MergeSubjectsRequest.SerializeToString,
+            tanu_dot_v1_dot_identity__pb2.MergeSubjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGalleries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/ListGalleries',
+            tanu_dot_v1_dot_identity__pb2.ListGalleriesRequest.SerializeToString,
+            tanu_dot_v1_dot_encounters__pb2.ListGalleriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGalleryContent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/GetGalleryContent',
+            tanu_dot_v1_dot_identity__pb2.GetGalleryContentRequest.SerializeToString,
+            tanu_dot_v1_dot_encounters__pb2.GetGalleryContentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,5 +1,6 @@
 from tanu.v1 import cases_pb2 as _cases_pb2
 from tanu.v1 import common_pb2 as _common_pb2
+from tanu.v1 import encounters_pb2 as _encounters_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -240,20 +241,22 @@ class RewrapKeysResponse(_message.Message):
     def __init__(self, rewrapped: _Optional[int] = ..., active_key_id: _Optional[str] = ..., key_ids_in_use: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PutSubjectRequest(_message.Message):
-    __slots__ = ("subject_id", "templates", "date_of_birth", "consent", "dedup", "idempotency")
+    __slots__ = ("subject_id", "templates", "date_of_birth", "consent", "dedup", "idempotency", "encounter")
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
     TEMPLATES_FIELD_NUMBER: _ClassVar[int]
     DATE_OF_BIRTH_FIELD_NUMBER: _ClassVar[int]
     CONSENT_FIELD_NUMBER: _ClassVar[int]
     DEDUP_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_FIELD_NUMBER: _ClassVar[int]
     subject_id: str
     templates: _containers.RepeatedCompositeFieldContainer[_common_pb2.Template]
     date_of_birth: str
     consent: _common_pb2.Consent
     dedup: DedupCheck
     idempotency: Idempotency
-    def __init__(self, subject_id: _Optional[str] = ..., templates: _Optional[_Iterable[_Union[_common_pb2.Template, _Mapping]]] = ..., date_of_birth: _Optional[str] = ..., consent: _Optional[_Union[_common_pb2.Consent, _Mapping]] = ..., dedup: _Optional[_Union[DedupCheck, _Mapping]] = ..., idempotency: _Optional[_Union[Idempotency, _Mapping]] = ...) -> None: ...
+    encounter: _encounters_pb2.EncounterFields
+    def __init__(self, subject_id: _Optional[str] = ..., templates: _Optional[_Iterable[_Union[_common_pb2.Template, _Mapping]]] = ..., date_of_birth: _Optional[str] = ..., consent: _Optional[_Union[_common_pb2.Consent, _Mapping]] = ..., dedup: _Optional[_Union[DedupCheck, _Mapping]] = ..., idempotency: _Optional[_Union[Idempotency, _Mapping]] = ..., encounter: _Optional[_Union[_encounters_pb2.EncounterFields, _Mapping]] = ...) -> None: ...
 
 class GetSubjectRecordRequest(_message.Message):
     __slots__ = ("subject_id",)
@@ -268,12 +271,16 @@ class GetTemplatesRequest(_message.Message):
     def __init__(self, subject_id: _Optional[str] = ...) -> None: ...
 
 class StoredTemplate(_message.Message):
-    __slots__ = ("template_id", "template")
+    __slots__ = ("template_id", "template", "encounter_id", "inactive")
     TEMPLATE_ID_FIELD_NUMBER: _ClassVar[int]
     TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    INACTIVE_FIELD_NUMBER: _ClassVar[int]
     template_id: int
     template: _common_pb2.Template
-    def __init__(self, template_id: _Optional[int] = ..., template: _Optional[_Union[_common_pb2.Template, _Mapping]] = ...) -> None: ...
+    encounter_id: str
+    inactive: bool
+    def __init__(self, template_id: _Optional[int] = ..., template: _Optional[_Union[_common_pb2.Template, _Mapping]] = ..., encounter_id: _Optional[str] = ..., inactive: _Optional[bool] = ...) -> None: ...
 
 class GetTemplatesResponse(_message.Message):
     __slots__ = ("subject", "templates", "status")
@@ -326,15 +333,17 @@ class DeleteSubjectResponse(_message.Message):
     def __init__(self, subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., template_ids: _Optional[_Iterable[int]] = ..., deleted_at_ms: _Optional[int] = ..., data_key_id: _Optional[str] = ..., master_key_id: _Optional[str] = ..., stream_messages: _Optional[int] = ..., consents_removed: _Optional[int] = ..., removal_event_id: _Optional[str] = ..., audit_seq: _Optional[int] = ..., receipt_id: _Optional[str] = ..., partitions: _Optional[int] = ...) -> None: ...
 
 class TemplateEvent(_message.Message):
-    __slots__ = ("event_id", "kind", "subject_id", "partition", "template_ids", "vectors", "dimension", "model_id", "occurred_at_ms")
+    __slots__ = ("event_id", "kind", "subject_id", "partition", "template_ids", "vectors", "dimension", "model_id", "occurred_at_ms", "galleries", "inactive")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[TemplateEvent.Kind]
         KIND_ADDED: _ClassVar[TemplateEvent.Kind]
         KIND_REMOVED: _ClassVar[TemplateEvent.Kind]
+        KIND_MEMBERSHIP: _ClassVar[TemplateEvent.Kind]
     KIND_UNSPECIFIED: TemplateEvent.Kind
     KIND_ADDED: TemplateEvent.Kind
     KIND_REMOVED: TemplateEvent.Kind
+    KIND_MEMBERSHIP: TemplateEvent.Kind
     EVENT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
@@ -344,6 +353,8 @@ class TemplateEvent(_message.Message):
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     OCCURRED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    GALLERIES_FIELD_NUMBER: _ClassVar[int]
+    INACTIVE_FIELD_NUMBER: _ClassVar[int]
     event_id: str
     kind: TemplateEvent.Kind
     subject_id: str
@@ -353,7 +364,9 @@ class TemplateEvent(_message.Message):
     dimension: int
     model_id: str
     occurred_at_ms: int
-    def __init__(self, event_id: _Optional[str] = ..., kind: _Optional[_Union[TemplateEvent.Kind, str]] = ..., subject_id: _Optional[str] = ..., partition: _Optional[int] = ..., template_ids: _Optional[_Iterable[int]] = ..., vectors: _Optional[bytes] = ..., dimension: _Optional[int] = ..., model_id: _Optional[str] = ..., occurred_at_ms: _Optional[int] = ...) -> None: ...
+    galleries: _containers.RepeatedScalarFieldContainer[str]
+    inactive: bool
+    def __init__(self, event_id: _Optional[str] = ..., kind: _Optional[_Union[TemplateEvent.Kind, str]] = ..., subject_id: _Optional[str] = ..., partition: _Optional[int] = ..., template_ids: _Optional[_Iterable[int]] = ..., vectors: _Optional[bytes] = ..., dimension: _Optional[int] = ..., model_id: _Optional[str] = ..., occurred_at_ms: _Optional[int] = ..., galleries: _Optional[_Iterable[str]] = ..., inactive: _Optional[bool] = ...) -> None: ...
 
 class ListTemplatesRequest(_message.Message):
     __slots__ = ("after_subject_id", "limit")
@@ -390,3 +403,139 @@ class MigrateLayoutResponse(_message.Message):
     SUBJECTS_MOVED_FIELD_NUMBER: _ClassVar[int]
     subjects_moved: int
     def __init__(self, subjects_moved: _Optional[int] = ...) -> None: ...
+
+class AddEncounterRecord(_message.Message):
+    __slots__ = ("subject_id", "template", "encounter", "dedup", "idempotency")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_FIELD_NUMBER: _ClassVar[int]
+    DEDUP_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    template: _common_pb2.Template
+    encounter: _encounters_pb2.EncounterFields
+    dedup: DedupCheck
+    idempotency: Idempotency
+    def __init__(self, subject_id: _Optional[str] = ..., template: _Optional[_Union[_common_pb2.Template, _Mapping]] = ..., encounter: _Optional[_Union[_encounters_pb2.EncounterFields, _Mapping]] = ..., dedup: _Optional[_Union[DedupCheck, _Mapping]] = ..., idempotency: _Optional[_Union[Idempotency, _Mapping]] = ...) -> None: ...
+
+class AddEncounterOutcome(_message.Message):
+    __slots__ = ("outcome", "encounter", "match", "match_status", "match_tenants")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    MATCH_STATUS_FIELD_NUMBER: _ClassVar[int]
+    MATCH_TENANTS_FIELD_NUMBER: _ClassVar[int]
+    outcome: str
+    encounter: _encounters_pb2.Encounter
+    match: _common_pb2.Candidate
+    match_status: SubjectStatus
+    match_tenants: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, outcome: _Optional[str] = ..., encounter: _Optional[_Union[_encounters_pb2.Encounter, _Mapping]] = ..., match: _Optional[_Union[_common_pb2.Candidate, _Mapping]] = ..., match_status: _Optional[_Union[SubjectStatus, _Mapping]] = ..., match_tenants: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class EncounterChange(_message.Message):
+    __slots__ = ("subject_id", "encounter_id", "template", "encounter", "update_fields", "tenant", "client", "operation", "idempotency")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_FIELDS_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    encounter_id: str
+    template: _common_pb2.Template
+    encounter: _encounters_pb2.EncounterFields
+    update_fields: _containers.RepeatedScalarFieldContainer[str]
+    tenant: str
+    client: str
+    operation: str
+    idempotency: Idempotency
+    def __init__(self, subject_id: _Optional[str] = ..., encounter_id: _Optional[str] = ..., template: _Optional[_Union[_common_pb2.Template, _Mapping]] = ..., encounter: _Optional[_Union[_encounters_pb2.EncounterFields, _Mapping]] = ..., update_fields: _Optional[_Iterable[str]] = ..., tenant: _Optional[str] = ..., client: _Optional[str] = ..., operation: _Optional[str] = ..., idempotency: _Optional[_Union[Idempotency, _Mapping]] = ...) -> None: ...
+
+class EncounterErasureRequest(_message.Message):
+    __slots__ = ("subject_id", "encounter_id", "reason", "tenant", "client", "idempotency")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    encounter_id: str
+    reason: str
+    tenant: str
+    client: str
+    idempotency: Idempotency
+    def __init__(self, subject_id: _Optional[str] = ..., encounter_id: _Optional[str] = ..., reason: _Optional[str] = ..., tenant: _Optional[str] = ..., client: _Optional[str] = ..., idempotency: _Optional[_Union[Idempotency, _Mapping]] = ...) -> None: ...
+
+class EncounterErasure(_message.Message):
+    __slots__ = ("encounter", "template_ids", "deleted_at_ms", "receipt_id", "partition", "partitions", "stream_messages")
+    ENCOUNTER_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    DELETED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RECEIPT_ID_FIELD_NUMBER: _ClassVar[int]
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    STREAM_MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    encounter: _encounters_pb2.Encounter
+    template_ids: _containers.RepeatedScalarFieldContainer[int]
+    deleted_at_ms: int
+    receipt_id: str
+    partition: int
+    partitions: int
+    stream_messages: int
+    def __init__(self, encounter: _Optional[_Union[_encounters_pb2.Encounter, _Mapping]] = ..., template_ids: _Optional[_Iterable[int]] = ..., deleted_at_ms: _Optional[int] = ..., receipt_id: _Optional[str] = ..., partition: _Optional[int] = ..., partitions: _Optional[int] = ..., stream_messages: _Optional[int] = ...) -> None: ...
+
+class MoveEncountersRequest(_message.Message):
+    __slots__ = ("subject_id", "source_subject_id", "encounter_id", "reason", "tenant", "client", "idempotency", "operation")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    source_subject_id: str
+    encounter_id: str
+    reason: str
+    tenant: str
+    client: str
+    idempotency: Idempotency
+    operation: str
+    def __init__(self, subject_id: _Optional[str] = ..., source_subject_id: _Optional[str] = ..., encounter_id: _Optional[str] = ..., reason: _Optional[str] = ..., tenant: _Optional[str] = ..., client: _Optional[str] = ..., idempotency: _Optional[_Union[Idempotency, _Mapping]] = ..., operation: _Optional[str] = ...) -> None: ...
+
+class MoveEncountersOutcome(_message.Message):
+    __slots__ = ("subject", "moved", "removed_template_ids", "source_partition", "source_erased", "source_erasure", "case_id")
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    MOVED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_TEMPLATE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PARTITION_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ERASED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ERASURE_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    subject: _common_pb2.Subject
+    moved: _containers.RepeatedCompositeFieldContainer[_encounters_pb2.Encounter]
+    removed_template_ids: _containers.RepeatedScalarFieldContainer[int]
+    source_partition: int
+    source_erased: bool
+    source_erasure: DeleteSubjectResponse
+    case_id: str
+    def __init__(self, subject: _Optional[_Union[_common_pb2.Subject, _Mapping]] = ..., moved: _Optional[_Iterable[_Union[_encounters_pb2.Encounter, _Mapping]]] = ..., removed_template_ids: _Optional[_Iterable[int]] = ..., source_partition: _Optional[int] = ..., source_erased: _Optional[bool] = ..., source_erasure: _Optional[_Union[DeleteSubjectResponse, _Mapping]] = ..., case_id: _Optional[str] = ...) -> None: ...
+
+class GalleryQuery(_message.Message):
+    __slots__ = ("owner", "every_owner", "gallery", "page_size", "page_token")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    EVERY_OWNER_FIELD_NUMBER: _ClassVar[int]
+    GALLERY_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    every_owner: bool
+    gallery: str
+    page_size: int
+    page_token: str
+    def __init__(self, owner: _Optional[str] = ..., every_owner: _Optional[bool] = ..., gallery: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...

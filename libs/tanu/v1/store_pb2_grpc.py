@@ -5,6 +5,7 @@ import warnings
 
 from tanu.v1 import cases_pb2 as tanu_dot_v1_dot_cases__pb2
 from tanu.v1 import common_pb2 as tanu_dot_v1_dot_common__pb2
+from tanu.v1 import encounters_pb2 as tanu_dot_v1_dot_encounters__pb2
 from tanu.v1 import store_pb2 as tanu_dot_v1_dot_store__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -155,6 +156,46 @@ class StoreStub:
                 '/tanu.v1.Store/DecideCase',
                 request_serializer=tanu_dot_v1_dot_cases__pb2.DecideCaseRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_cases__pb2.DecideCaseResponse.FromString,
+                _registered_method=True)
+        self.AddEncounter = channel.unary_unary(
+                '/tanu.v1.Store/AddEncounter',
+                request_serializer=tanu_dot_v1_dot_store__pb2.AddEncounterRecord.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.AddEncounterOutcome.FromString,
+                _registered_method=True)
+        self.ListEncounters = channel.unary_unary(
+                '/tanu.v1.Store/ListEncounters',
+                request_serializer=tanu_dot_v1_dot_encounters__pb2.ListEncountersRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_encounters__pb2.ListEncountersResponse.FromString,
+                _registered_method=True)
+        self.GetEncounter = channel.unary_unary(
+                '/tanu.v1.Store/GetEncounter',
+                request_serializer=tanu_dot_v1_dot_encounters__pb2.GetEncounterRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_encounters__pb2.Encounter.FromString,
+                _registered_method=True)
+        self.UpdateEncounter = channel.unary_unary(
+                '/tanu.v1.Store/UpdateEncounter',
+                request_serializer=tanu_dot_v1_dot_store__pb2.EncounterChange.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_encounters__pb2.Encounter.FromString,
+                _registered_method=True)
+        self.DeleteEncounter = channel.unary_unary(
+                '/tanu.v1.Store/DeleteEncounter',
+                request_serializer=tanu_dot_v1_dot_store__pb2.EncounterErasureRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.EncounterErasure.FromString,
+                _registered_method=True)
+        self.MoveEncounters = channel.unary_unary(
+                '/tanu.v1.Store/MoveEncounters',
+                request_serializer=tanu_dot_v1_dot_store__pb2.MoveEncountersRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.MoveEncountersOutcome.FromString,
+                _registered_method=True)
+        self.ListGalleries = channel.unary_unary(
+                '/tanu.v1.Store/ListGalleries',
+                request_serializer=tanu_dot_v1_dot_store__pb2.GalleryQuery.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_encounters__pb2.ListGalleriesResponse.FromString,
+                _registered_method=True)
+        self.GetGalleryContent = channel.unary_unary(
+                '/tanu.v1.Store/GetGalleryContent',
+                request_serializer=tanu_dot_v1_dot_store__pb2.GalleryQuery.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_encounters__pb2.GetGalleryContentResponse.FromString,
                 _registered_method=True)
 
 
@@ -324,6 +365,58 @@ class StoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddEncounter(self, request, context):
+        """Encounters and galleries (tanu.store.encounters, tanu.store.galleries).
+        Writes are audited on every subject they touch; gallery and status
+        changes publish KIND_MEMBERSHIP events.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListEncounters(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEncounter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateEncounter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEncounter(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MoveEncounters(self, request, context):
+        """Moves one encounter (encounter_id) or all (merge) between subjects.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListGalleries(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGalleryContent(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -446,6 +539,46 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.DecideCase,
                     request_deserializer=tanu_dot_v1_dot_cases__pb2.DecideCaseRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_cases__pb2.DecideCaseResponse.SerializeToString,
+            ),
+            'AddEncounter': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddEncounter,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.AddEncounterRecord.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.AddEncounterOutcome.SerializeToString,
+            ),
+            'ListEncounters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEncounters,
+                    request_deserializer=tanu_dot_v1_dot_encounters__pb2.ListEncountersRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_encounters__pb2.ListEncountersResponse.SerializeToString,
+            ),
+            'GetEncounter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEncounter,
+                    request_deserializer=tanu_dot_v1_dot_encounters__pb2.GetEncounterRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_encounters__pb2.Encounter.SerializeToString,
+            ),
+            'UpdateEncounter': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateEncounter,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.EncounterChange.FromString,
+                    response_serializer=tanu_dot_v1_dot_encounters__pb2.Encounter.SerializeToString,
+            ),
+            'DeleteEncounter': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEncounter,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.EncounterErasureRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.EncounterErasure.SerializeToString,
+            ),
+            'MoveEncounters': grpc.unary_unary_rpc_method_handler(
+                    servicer.MoveEncounters,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.MoveEncountersRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.MoveEncountersOutcome.SerializeToString,
+            ),
+            'ListGalleries': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListGalleries,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.GalleryQuery.FromString,
+                    response_serializer=tanu_dot_v1_dot_encounters__pb2.ListGalleriesResponse.SerializeToString,
+            ),
+            'GetGalleryContent': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGalleryContent,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.GalleryQuery.FromString,
+                    response_serializer=tanu_dot_v1_dot_encounters__pb2.GetGalleryContentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1096,6 +1229,222 @@ class Store:
             '/tanu.v1.Store/DecideCase',
             tanu_dot_v1_dot_cases__pb2.DecideCaseRequest.SerializeToString,
             tanu_dot_v1_dot_cases__pb2.DecideCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddEncounter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/AddEncounter',
+            tanu_dot_v1_dot_store__pb2.AddEncounterRecord.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.AddEncounterOutcome.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEncounters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/ListEncounters',
+            tanu_dot_v1_dot_encounters__pb2.ListEncountersRequest.SerializeToString,
+            tanu_dot_v1_dot_encounters__pb2.ListEncountersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEncounter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/GetEncounter',
+            tanu_dot_v1_dot_encounters__pb2.GetEncounterRequest.SerializeToString,
+            tanu_dot_v1_dot_encounters__pb2.Encounter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateEncounter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/UpdateEncounter',
+            tanu_dot_v1_dot_store__pb2.EncounterChange.SerializeToString,
+            tanu_dot_v1_dot_encounters__pb2.Encounter.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEncounter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/DeleteEncounter',
+            tanu_dot_v1_dot_store__pb2.EncounterErasureRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.EncounterErasure.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MoveEncounters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/MoveEncounters',
+            tanu_dot_v1_dot_store__pb2.MoveEncountersRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.MoveEncountersOutcome.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListGalleries(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/ListGalleries',
+            tanu_dot_v1_dot_store__pb2.GalleryQuery.SerializeToString,
+            tanu_dot_v1_dot_encounters__pb2.ListGalleriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGalleryContent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/GetGalleryContent',
+            tanu_dot_v1_dot_store__pb2.GalleryQuery.SerializeToString,
+            tanu_dot_v1_dot_encounters__pb2.GetGalleryContentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,7 +13,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from . import cases, citizen, enrol, erasure, identify, verify
+from . import cases, citizen, encounters, enrol, erasure, galleries, identify, verify
 from .gateway import Gateway
 from .guard import Call, Guard
 
@@ -66,5 +66,26 @@ OPERATIONS: dict[str, IdentityOperation] = {
         IdentityOperation("ListCases", ("adjudicate",), False, cases.list_cases),
         IdentityOperation("GetCase", ("adjudicate",), False, cases.get_case),
         IdentityOperation("DecideCase", ("adjudicate",), False, cases.decide_case),
+        # Encounters and galleries (the OSIA data model); rights on the
+        # subject by tanu.policy.access (owner or operator).
+        IdentityOperation("AddEncounter", ("enrol",), True, encounters.add_encounter),
+        IdentityOperation("ListEncounters", ("subject.report",), False, encounters.list_encounters),
+        IdentityOperation("GetEncounter", ("subject.report",), False, encounters.get_encounter),
+        IdentityOperation("UpdateEncounter", ("enrol",), False, encounters.update_encounter),
+        IdentityOperation("DeleteEncounter", ("delete",), False, encounters.delete_encounter),
+        IdentityOperation("SetEncounterStatus", ("enrol",), False, encounters.set_status),
+        IdentityOperation("SetEncounterGalleries", ("enrol",), False, encounters.set_galleries),
+        IdentityOperation(
+            "MoveEncounter", ("enrol", "adjudicate"), False, encounters.move_encounter
+        ),
+        IdentityOperation(
+            "MergeSubjects", ("enrol", "adjudicate"), False, encounters.merge_subjects
+        ),
+        IdentityOperation(
+            "ListGalleries", ("subject.report", "identify"), False, galleries.list_galleries
+        ),
+        IdentityOperation(
+            "GetGalleryContent", ("subject.report", "identify"), False, galleries.gallery_content
+        ),
     )
 }

@@ -21,6 +21,8 @@ STRING_LIMITS = {
     "subject_id": ids.MAX_SUBJECT_ID_LEN,
     "guardian_subject_id": ids.MAX_SUBJECT_ID_LEN,
     "revoker_subject_id": ids.MAX_SUBJECT_ID_LEN,
+    "source_subject_id": ids.MAX_SUBJECT_ID_LEN,
+    "probe_subject_id": ids.MAX_SUBJECT_ID_LEN,
     "evidence_ref": 200,  # the store keeps 200: a longer one would be cut
     "relationship": 64,
     "purposes": 64,
@@ -28,10 +30,18 @@ STRING_LIMITS = {
     "date_of_birth": 10,
     "model_id": 64,
     "page_token": 19,
+    # Encounters: the store checks the rules (tanu.policy.encounters).
+    "encounter_id": 64,
+    "probe_encounter_id": 64,
+    "encounter_type": 64,
+    "galleries": 64,
+    "gallery": 64,
+    "data_json": 16 * 1024,
+    "encounter_data_json": 16 * 1024,
 }
 DEFAULT_CHARS = 256
 # Items, by repeated field name.
-REPEATED_LIMITS = {"purposes": 32}
+REPEATED_LIMITS = {"purposes": 32, "galleries": 32}
 DEFAULT_ITEMS = 64
 PURPOSE_CHARS = 64
 _INT64_MAX = 2**63 - 1

@@ -17,7 +17,7 @@ import numpy as np
 from tanu.core import errors, ids, logs, vectors
 from tanu.policy import consent, disclosure
 from tanu.policy.subjects import parse_dob
-from tanu.v1 import common_pb2, identity_pb2, searcher_pb2, store_pb2
+from tanu.v1 import common_pb2, encounters_pb2, identity_pb2, searcher_pb2, store_pb2
 
 from . import idempotency
 from .citizen import consent_record
@@ -71,6 +71,11 @@ async def enroll(
         ),
         idempotency=idempotency.for_call(call, req),
     )  # fmt: skip
+    if req.encounter_id or req.galleries or req.encounter_type or req.encounter_data_json:
+        put.encounter.CopyFrom(encounters_pb2.EncounterFields(
+            encounter_id=req.encounter_id, galleries=req.galleries,
+            encounter_type=req.encounter_type, data_json=req.encounter_data_json,
+        ))  # fmt: skip
     out = await gw.store.enrol(put)
     reply = identity_pb2.EnrollResponse(
         threshold=threshold, threshold_source=source, outcome=out.outcome, case_id=out.case_id

@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING
 from tanu.core import errors
 from tanu.core.vectors import METRIC_PROTO
 from tanu.policy import consent, thresholds
+from tanu.policy.encounters import search_gallery
 from tanu.v1 import common_pb2, identity_pb2
+
+from . import encounters
 
 if TYPE_CHECKING:
     from .gateway import Gateway
@@ -36,8 +39,11 @@ async def identify(
     threshold, source = gw.threshold(
         "identify", req.threshold if req.HasField("threshold") else None
     )
-    probe = await gw.samples.template(req.sample)
-    res = await gw.search.find(probe, top_k)
+    if req.probe_subject_id:  # the stored templates of a subject (encounters.search_stored)
+        res = await encounters.search_stored(gw, req, call, top_k)
+    else:
+        probe = await gw.samples.template(req.sample)
+        res = await gw.search.find(probe, top_k, gallery=search_gallery(req.gallery))
     if res.missing and req.require_complete:
         raise errors.Unavailable(
             f"partitions {res.missing} did not answer in time; the search would not cover the whole gallery"
@@ -49,7 +55,7 @@ async def identify(
     call.detail = {"candidates": len(cands), "withheld": len(res.candidates) - len(cands)}
     # Each returned candidate is a use of that subject's data: their
     # access history shows it.
-    call.extra = [(c.subject_id, "match" if c.is_match else "candidate") for c in cands]
+    call.extra += [(c.subject_id, "match" if c.is_match else "candidate") for c in cands]
     if not call.principal.sees_scores:  # a relying party gets decisions, not scores
         for c in cands:
             c.ClearField("score")

@@ -80,17 +80,32 @@ class Search:
             )
         return requested
 
-    async def find(self, probe: np.ndarray, top_k: int) -> SearchResult:
-        """Searches every partition (micro-batched with concurrent searches)."""
+    async def find(self, probe: np.ndarray, top_k: int, gallery: str = "") -> SearchResult:
+        """Searches every partition (micro-batched with concurrent searches),
+        in one gallery ("": every active template)."""
         if self._watch.problem:
             raise errors.Unavailable(self._watch.problem)
-        return await self._batcher.submit((probe, top_k))
+        return await self._batcher.submit((probe, top_k, gallery))
 
-    async def _search_batch(self, items: list[tuple[np.ndarray, int]]) -> list[SearchResult]:
+    async def _search_batch(self, items: list[tuple[np.ndarray, int, str]]) -> list[SearchResult]:
+        # One scatter searches one gallery: a batch of several is split by gallery.
+        if len({g for *_, g in items}) > 1:
+            order = sorted(range(len(items)), key=lambda i: items[i][2])
+            groups: dict[str, list[int]] = {}
+            for i in order:
+                groups.setdefault(items[i][2], []).append(i)
+            parts = await asyncio.gather(
+                *(self._search_batch([items[i] for i in g]) for g in groups.values())
+            )
+            out: list[SearchResult | None] = [None] * len(items)
+            for g, res in zip(groups.values(), parts, strict=True):
+                for i, r in zip(g, res, strict=True):
+                    out[i] = r
+            return out  # type: ignore[return-value]
         # Every query of one scatter shares the largest top_k; keep each
         # partition's reply (queries x top_k candidates) well inside the NATS
         # message limit by splitting a batch that would exceed the budget.
-        k = max(k for _, k in items)
+        k = max(it[1] for it in items)
         per_scatter = max(1, MAX_CANDIDATES_PER_SCATTER // k)
         if len(items) > per_scatter:
             chunks = await asyncio.gather(
@@ -102,10 +117,11 @@ class Search:
             return [r for chunk in chunks for r in chunk]
         lay = self.layout
         req = searcher_pb2.SearchRequest(
-            queries=vectors.to_bytes(np.concatenate([p for p, _ in items], axis=0)),
+            queries=vectors.to_bytes(np.concatenate([it[0] for it in items], axis=0)),
             count=len(items),
             top_k=k,
             model_id=lay.model_id,
+            gallery=items[0][2],
         )
         parts = list(range(lay.partitions))
         fresh = self._freshness
@@ -128,7 +144,7 @@ class Search:
         size = sum(r.gallery_size for r in ok)
         reverse = vectors.best_first(lay.metric)
         out = []
-        for i, (_, kk) in enumerate(items):
+        for i, (_, kk, _g) in enumerate(items):
             cands = [c for r in ok for c in r.results[i].candidates]
             cands.sort(key=lambda c: c.score, reverse=reverse)
             out.append(SearchResult(cands[:kk], missing, size))

@@ -16,6 +16,7 @@ from tanu.core.config import SearcherConfig
 from tanu.core.ids import partition_of
 from tanu.core.metrics import Metrics
 from tanu.index import PartitionIndex
+from tanu.index.galleries import Memberships
 from tanu.v1 import store_pb2
 
 log = logs.get(__name__)
@@ -156,12 +157,17 @@ class EventApplier:
 
     def _apply(self, events: list[store_pb2.TemplateEvent], sequence: int) -> bool:
         """Applies a batch in order, one FAISS call per run of adds or
-        removes, and records the batch's last stream sequence with it (on
+        removes (one index call per run of membership changes), and records the batch's last stream sequence with it (on
         the index thread, so a snapshot never pairs an index with a sequence
         it has not reached). Returns whether templates were removed."""
         dim, model = self.layout.dimension, self.layout.model_id
         index = self._index
         adds: list[store_pb2.TemplateEvent] = []
+
+        def runs(evs: list[store_pb2.TemplateEvent]) -> Memberships:
+            return Memberships.of_runs(
+                [(len(e.template_ids), e.galleries, e.inactive) for e in evs]
+            )
 
         def flush_adds() -> None:
             if not adds:
@@ -169,8 +175,18 @@ class EventApplier:
             ids = np.fromiter((t for e in adds for t in e.template_ids), dtype=np.int64)
             subs = [e.subject_id for e in adds for _ in e.template_ids]
             vecs = np.frombuffer(b"".join(e.vectors for e in adds), dtype="<f4").reshape(-1, dim)
-            index.add(ids, subs, vecs)
+            index.add(ids, subs, vecs, runs(adds))
             adds.clear()
+
+        # Membership changes: each carries its templates' new full gallery
+        # set and flag, so a replay changes nothing; unknown ids are ignored.
+        changes: list[store_pb2.TemplateEvent] = []
+
+        def flush_changes() -> None:
+            if changes:
+                ids = np.fromiter((t for e in changes for t in e.template_ids), np.int64)
+                index.set_memberships(ids, runs(changes))
+                changes.clear()
 
         removes: list[store_pb2.TemplateEvent] = []
 
@@ -193,11 +209,18 @@ class EventApplier:
                     log.error("event_bad_vectors", event_id=ev.event_id)
                     continue
                 flush_removes()
+                flush_changes()
                 adds.append(ev)
             elif ev.kind == store_pb2.TemplateEvent.KIND_REMOVED:
                 flush_adds()
+                flush_changes()
                 removes.append(ev)
+            elif ev.kind == store_pb2.TemplateEvent.KIND_MEMBERSHIP:
+                flush_adds()
+                flush_removes()
+                changes.append(ev)
         flush_adds()
         flush_removes()
+        flush_changes()
         self.index_sequence = sequence
         return index.has_erasures_since_export

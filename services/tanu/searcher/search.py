@@ -1,5 +1,6 @@
 """Answering a partition's searches: requests are checked, and concurrent
-ones are micro-batched into one FAISS call on the index thread."""
+ones are micro-batched into one FAISS call per gallery on the index thread
+(the gallery restriction happens inside the index search)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from tanu.core.batching import MicroBatcher
 from tanu.core.config import SearcherConfig
 from tanu.core.metrics import Metrics
 from tanu.index import PartitionIndex
+from tanu.index.galleries import ALL, is_name
 from tanu.v1 import searcher_pb2
 
 MAX_TOP_K = 2048
@@ -63,10 +65,15 @@ class Searches:
             )
         if not 1 <= req.top_k <= MAX_TOP_K:
             raise errors.InvalidArgument(f"top_k must be 1..{MAX_TOP_K}, got {req.top_k}")
+        if req.gallery and not is_name(req.gallery):
+            raise errors.InvalidArgument(
+                "gallery must be 1-64 characters of letters, digits, '_', '.' or '-'"
+            )
         q = np.frombuffer(req.queries, dtype="<f4").reshape(req.count, lay.dimension)
         if not np.isfinite(q).all():
             raise errors.InvalidArgument("queries contain NaN or infinity")
-        scores, subs, size = await self._batcher.submit((q, int(req.top_k)))
+        gallery = "" if req.gallery == ALL else req.gallery
+        scores, subs, size = await self._batcher.submit((q, int(req.top_k), gallery))
         part = self.config.partition
         reply = searcher_pb2.SearchResponse(
             partition=part, gallery_size=size, applied_sequence=self._applied_sequence()
@@ -81,26 +88,38 @@ class Searches:
                 hits.candidates.add(subject_id=sid, score=s, partition=part)
         return reply
 
-    async def _search_batch(self, items: list[tuple[np.ndarray, int]]):
-        queries = np.concatenate([q for q, _ in items], axis=0)
-        k = max(k for _, k in items)
+    async def _search_batch(self, items: list[tuple[np.ndarray, int, str]]):
+        # one index search per gallery in the batch
+        by_gallery: dict[str, list[int]] = {}
+        for i, (_, _, g) in enumerate(items):
+            by_gallery.setdefault(g, []).append(i)
+        jobs = [
+            (np.concatenate([items[i][0] for i in idx], axis=0), max(items[i][1] for i in idx), g)
+            for g, idx in by_gallery.items()
+        ]
         start = time.perf_counter()
-        scores, subs, size = await self._in_index_thread(self._run_search, queries, k)
+        results, size = await self._in_index_thread(self._run_searches, jobs)
         self._metrics.faiss_search_duration.labels(str(self.config.partition)).observe(
             time.perf_counter() - start
         )
-        out, row = [], 0
-        for q, kk in items:
-            n = len(q)
-            out.append((scores[row : row + n, :kk], [r[:kk] for r in subs[row : row + n]], size))
-            row += n
+        out: list = [None] * len(items)
+        for idx, (scores, subs) in zip(by_gallery.values(), results, strict=True):
+            row = 0
+            for i in idx:
+                n, kk = len(items[i][0]), items[i][1]
+                out[i] = (scores[row : row + n, :kk], [r[:kk] for r in subs[row : row + n]], size)
+                row += n
         return out
 
-    def _run_search(self, queries: np.ndarray, k: int):
-        """Scores and subject ids (mapped in the same cut as the search)."""
+    def _run_searches(self, jobs: list[tuple[np.ndarray, int, str]]):
+        """Scores and subject ids of each (queries, k, gallery), mapped in
+        the same cut as the searches, and the partition's size."""
         index = self._index
         if len(index) == 0:
-            n = len(queries)
-            return np.zeros((n, 0), np.float32), [[] for _ in range(n)], 0
-        scores, _, subs = index.search_subjects(queries, k)
-        return scores, subs, len(index)
+            empty = [(np.zeros((len(q), 0), np.float32), [[] for _ in q]) for q, _, _ in jobs]
+            return empty, 0
+        out = []
+        for queries, k, gallery in jobs:
+            scores, _, subs = index.search_subjects(queries, k, gallery)
+            out.append((scores, subs))
+        return out, len(index)

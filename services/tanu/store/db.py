@@ -24,6 +24,9 @@ bases say what depends on what:
   (``window.RecentWindow``: the window's opened templates, synced with the database)
 - ``idempotency.Idempotency`` (AuditLog): idempotency keys and stored replies
 - ``tasks.Tasks``: the OSIA facade's asynchronous tasks (sealed requests and results, leases)
+- ``encounters.Encounters`` (Dedup): encounters (one per template), their
+  galleries and status, moves and merges (``encounter_rules``: what they may hold)
+- ``galleries.Galleries``: galleries and their members, as a caller may see them
 
 Mixins rather than separate objects because every part writes in the same
 transactions on the same connection (an erasure touches four of them), and
@@ -45,6 +48,8 @@ from .audit_log import AuditLog
 from .datakeys import DataKeys
 from .dedup import Dedup
 from .digests import Digests
+from .encounters import Encounters
+from .galleries import Galleries
 from .idempotency import Idempotency
 from .migrations import LayoutMigration
 from .outbox import Outbox
@@ -58,6 +63,8 @@ DEFAULT_LOCKOUT = Lockout()
 
 
 class Store(
+    Galleries,
+    Encounters,
     Dedup,
     Idempotency,
     Tasks,

@@ -59,7 +59,7 @@ class Dedup(Cases):
         )
         return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
 
-    def _window_best(self, vecs: np.ndarray) -> tuple[str, float] | None:
+    def _window_best(self, vecs: np.ndarray, exclude: str = "") -> tuple[str, float] | None:
         """The best-scoring subject among the templates enrolled within the
         window (exact scores), or None when there are none. Opens only the
         templates this process has not opened before (``RecentWindow``)."""
@@ -87,7 +87,7 @@ class Dedup(Cases):
             if rows:
                 self._recent.add(ids, sids, vectors.from_bytes(b"".join(raws), lay.dimension))
         keys.clear()
-        return self._recent.best(vecs, lay.metric)
+        return self._recent.best(vecs, lay.metric, exclude)
 
     def prune_window(self) -> int:
         """Drops opened templates that left the window or the database (an
@@ -103,10 +103,11 @@ class Dedup(Cases):
             self._recent.forget_subject(subject_id)
 
     def enrol_subject(
-        self, req: store_pb2.PutSubjectRequest, vecs: np.ndarray
+        self, req: store_pb2.PutSubjectRequest, vecs: np.ndarray, encounters=None
     ) -> store_pb2.EnrolOutcome:
         """Enrols, refers (an adjudication case) or refuses, in one
-        transaction under the enrolment lock."""
+        transaction under the enrolment lock; ``encounters``: the templates'
+        (``tanu.store.encounter_rules.EncounterMeta``), else generated."""
         d, metric = req.dedup, self.layout.metric
         sid = req.subject_id
 
@@ -138,7 +139,7 @@ class Dedup(Cases):
             if match is None or d.allow_duplicate:
                 if held:  # enrolled as asked: the held enrolment is moot
                     self._close_case(held, "superseded", d.tenant, d.client, d.purpose)
-                self._insert_subject(sid, vecs, req.date_of_birth, req.consent)
+                self._insert_subject(sid, vecs, req.date_of_birth, req.consent, encounters)
                 out.subject.CopyFrom(self._subject_row(sid))
             elif d.certain_threshold and vectors.is_match(match[1], d.certain_threshold, metric):
                 out.outcome = "refused"

@@ -17,14 +17,16 @@ import numpy as np
 from tanu.core import errors, ids, logs, vectors
 from tanu.core.metrics import Metrics
 from tanu.policy.subjects import parse_dob
-from tanu.v1 import cases_pb2, common_pb2, store_pb2, tasks_pb2
+from tanu.v1 import cases_pb2, common_pb2, encounters_pb2, store_pb2, tasks_pb2
 
 from .db import Store
+from .encounters import encounters_of
 from .relay import OutboxRelay
 
 log = logs.get(__name__)
 
 MAX_TEMPLATES_PER_SUBJECT = 32
+_ENCOUNTER = encounters_pb2.Encounter
 
 
 class StoreHandlers:
@@ -96,9 +98,10 @@ class StoreHandlers:
         if not (np.isfinite(d.threshold) and np.isfinite(d.certain_threshold)
                 and all(np.isfinite(c.score) for c in d.candidates)):  # fmt: skip
             raise errors.InvalidArgument("de-duplication thresholds and scores must be finite")
+        metas = encounters_of(req, len(vecs))
         out = await self.db.run(
             self.db.idempotent, self._idem(req), subject_id, store_pb2.EnrolOutcome,
-            self.db.enrol_subject, req, vecs,
+            self.db.enrol_subject, req, vecs, metas,
         )  # fmt: skip
         if out.outcome == "enrolled":
             await self._published()
@@ -273,6 +276,72 @@ class StoreHandlers:
 
     async def redeliver_task(self, req: tasks_pb2.RedeliverTaskRequest) -> tasks_pb2.Task:
         return await self.db.run(self.db.redeliver_task, req.task_id, req.tenant)
+    # -- encounters and galleries (tanu.store.encounters, tanu.store.galleries) --
+
+    async def add_encounter(
+        self, req: store_pb2.AddEncounterRecord
+    ) -> store_pb2.AddEncounterOutcome:
+        sid = ids.check_subject_id(req.subject_id)
+        vecs = self._vectors([req.template])
+        d = req.dedup
+        if not (np.isfinite(d.threshold) and all(np.isfinite(c.score) for c in d.candidates)):
+            raise errors.InvalidArgument("de-duplication thresholds and scores must be finite")
+        out = await self.db.run(
+            self.db.idempotent, self._idem(req), sid, store_pb2.AddEncounterOutcome,
+            self.db.add_encounter, req, vecs,
+        )  # fmt: skip
+        if out.outcome == "added":
+            await self._published()
+        log.info("encounter_add", outcome=out.outcome)
+        return out
+
+    async def list_encounters(self, req):
+        return await self.db.run(self.db.list_encounters, ids.check_subject_id(req.subject_id))
+
+    async def get_encounter(self, req):
+        return await self.db.run(
+            self.db.get_encounter, ids.check_subject_id(req.subject_id), req.encounter_id
+        )
+
+    async def update_encounter(self, req: store_pb2.EncounterChange):
+        sid = ids.check_subject_id(req.subject_id)
+        vecs = self._vectors([req.template]) if req.HasField("template") else None
+        out = await self.db.run(
+            self.db.idempotent, self._idem(req), sid, _ENCOUNTER, self.db.update_encounter,
+            req, vecs,
+        )  # fmt: skip
+        await self._published()
+        return out
+
+    async def delete_encounter(self, req: store_pb2.EncounterErasureRequest):
+        sid = ids.check_subject_id(req.subject_id)
+        out = await self.db.run(
+            self.db.idempotent, self._idem(req), sid, store_pb2.EncounterErasure,
+            self.db.delete_encounter, req,
+        )  # fmt: skip
+        await self.db.run(self.db.forget_window_subject, sid)
+        self._changed()
+        self.metrics.erasures.labels("encounter").inc()
+        log.info("encounter_deleted", partition=out.partition)
+        return out
+
+    async def move_encounters(self, req: store_pb2.MoveEncountersRequest):
+        target = ids.check_subject_id(req.subject_id)
+        source = ids.check_subject_id(req.source_subject_id)
+        out = await self.db.run(
+            self.db.idempotent, self._idem(req), target, store_pb2.MoveEncountersOutcome,
+            self.db.move_encounters, req,
+        )  # fmt: skip
+        await self.db.run(self.db.forget_window_subject, source)
+        await self._published()
+        log.info("encounters_moved", count=len(out.moved), source_erased=out.source_erased)
+        return out
+
+    async def list_galleries(self, req: store_pb2.GalleryQuery):
+        return await self.db.run(self.db.list_galleries, req)
+
+    async def gallery_content(self, req: store_pb2.GalleryQuery):
+        return await self.db.run(self.db.gallery_content, req)
 
     async def checkpoint(self) -> None:
         # Erasures by other store processes leave this one's window here at the latest.

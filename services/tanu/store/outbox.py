@@ -152,6 +152,15 @@ class Outbox(DataKeys):
                     # the erasure, so ``gone`` is 0): the message is on the
                     # stream all the same and must be deleted there too.
                     self._queue_stream_erasures([sseq])
+                elif (
+                    gone == 0
+                    and self._x(
+                        "DELETE FROM withdrawn_events WHERE event_id = ?", (row.event_id,)
+                    ).rowcount
+                ):
+                    # Withdrawn while being published (an encounter erased or
+                    # moved, ``tanu.store.encounters``): deleted there too.
+                    self._queue_stream_erasures([sseq])
                 elif gone == 1:
                     self._x("INSERT INTO published(subject_id, stream_seq) VALUES (?, ?)",
                             (row.subject_id, sseq))  # fmt: skip

@@ -134,7 +134,15 @@ CREATE TABLE IF NOT EXISTS erasures (
 
 # Columns added after the first release: (table, column, declaration), added
 # to an existing database when it is opened (CREATE TABLE IF NOT EXISTS does not).
-ADDED_COLUMNS = (("subjects", "owner", "TEXT NOT NULL DEFAULT ''"),)
+ADDED_COLUMNS = (
+    ("subjects", "owner", "TEXT NOT NULL DEFAULT ''"),
+    # Encounters (``tanu.store.encounters``): each template is one encounter.
+    ("templates", "encounter_id", "TEXT NOT NULL DEFAULT ''"),
+    ("templates", "encounter_type", "TEXT NOT NULL DEFAULT ''"),
+    ("templates", "inactive", "INTEGER NOT NULL DEFAULT 0"),
+    ("templates", "updated_at_ms", "{big} NOT NULL DEFAULT 0"),
+    ("templates", "encounter_data", "{blob}"),
+)
 
 
 def now_ms() -> int:
@@ -221,12 +229,19 @@ class Database:
         ddl = ";".join(parts).format(pk=d.pk, blob=d.blob, big=d.big)
         self._tx(lambda _c: [self._x(stmt) for stmt in ddl.split(";") if stmt.strip()])
         self._add_columns()
+        # Then each part's migration of existing rows (a mixin's ``MIGRATE``).
+        for k in reversed(type(self).__mro__):
+            for stmt in k.__dict__.get("MIGRATE", "").split(";"):
+                if stmt.strip():
+                    self._tx(lambda _c, q=stmt: self._x(q.format(big=d.big, blob=d.blob)))
         self._check_layout()
         return conn
 
     def _add_columns(self) -> None:
         """Adds the columns of ``ADDED_COLUMNS`` to a database created before them."""
+        d = self.dialect
         for table, column, decl in ADDED_COLUMNS:
+            decl = decl.format(big=d.big, blob=d.blob)
             try:
                 self._x(f"SELECT {column} FROM {table} LIMIT 0")
             except Exception:  # noqa: BLE001 (sqlite3 / psycopg: no such column; autocommit)

@@ -17,6 +17,8 @@ import numpy as np
 from tanu.core import audit, envelope, errors, ids, vectors
 from tanu.v1 import common_pb2, store_pb2
 
+from . import encounter_rules
+from .encounter_rules import EncounterMeta
 from .erasures import Erasures
 from .outbox import ADDED, REMOVED
 from .schema import now_ms
@@ -32,9 +34,11 @@ class Subjects(SubjectStatus, Erasures):
         vecs: np.ndarray,
         dob: str = "",
         consent: common_pb2.Consent | None = None,
+        encounters: Sequence[EncounterMeta] | None = None,
     ) -> None:
-        """Writes one subject, its consent, data key and sealed templates,
-        and queues its template event, in the caller's transaction."""
+        """Writes one subject, its consent, data key and sealed templates
+        (each one encounter), and queues its template event, in the
+        caller's transaction."""
         lay = self.layout
         ts = now_ms()
         part = ids.partition_of(subject_id, lay.partitions)
@@ -50,32 +54,66 @@ class Subjects(SubjectStatus, Erasures):
             raise errors.AlreadyExists(f"subject {subject_id!r} is already enrolled") from None
         if consent is not None:
             self._insert_consent(subject_id, consent, ts)
-        self._add_templates(subject_id, part, vecs, self._new_dek(subject_id, ts), ts)
+        self._add_templates(subject_id, part, vecs, self._new_dek(subject_id, ts), ts, encounters)
 
     def _add_templates(
-        self, subject_id: str, partition: int, vecs: np.ndarray, dek: bytes, ts: int
+        self,
+        subject_id: str,
+        partition: int,
+        vecs: np.ndarray,
+        dek: bytes,
+        ts: int,
+        encounters: Sequence[EncounterMeta] | None = None,
     ) -> list[int]:
-        """Seals and writes ``vecs`` as the subject's templates and queues
-        their event, in the caller's transaction; returns their ids."""
+        """Seals and writes ``vecs`` as the subject's templates, each one
+        encounter (``encounters[i]``, or a generated one), and queues their
+        events (one per gallery set and status), in the caller's
+        transaction; returns their ids."""
         lay = self.layout
         template_ids = []
-        for row in vecs:
-            (tid,) = self._one(
-                "INSERT INTO templates(subject_id, model_id, dimension, sealed, created_at_ms) "
-                "VALUES (?, ?, ?, ?, ?) RETURNING template_id",
-                (subject_id, lay.model_id, lay.dimension,
-                 envelope.seal_template(dek, subject_id, vectors.to_bytes(row)), ts),
-            )  # fmt: skip
+        metas = list(encounters or ())
+        metas += [EncounterMeta.generated() for _ in range(len(vecs) - len(metas))]
+        for row, meta in zip(vecs, metas, strict=True):
+            try:
+                (tid,) = self._one(
+                    "INSERT INTO templates(subject_id, model_id, dimension, sealed, created_at_ms, "
+                    "encounter_id, encounter_type, inactive, updated_at_ms, encounter_data) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING template_id",
+                    (subject_id, lay.model_id, lay.dimension,
+                     envelope.seal_template(dek, subject_id, vectors.to_bytes(row)), ts,
+                     meta.encounter_id, meta.encounter_type, int(meta.inactive), ts,
+                     encounter_rules.seal_data(dek, subject_id, meta.data)),
+                )  # fmt: skip
+            except self.dialect.integrity:
+                raise errors.AlreadyExists(
+                    f"subject {subject_id!r} already has an encounter {meta.encounter_id!r}"
+                ) from None
+            for g in meta.galleries:
+                self._x("INSERT INTO template_galleries(template_id, gallery, subject_id) "
+                        "VALUES (?, ?, ?)", (tid, g, subject_id))  # fmt: skip
             template_ids.append(tid)
-        self._queue_event(
-            store_pb2.TemplateEvent(
-                event_id=uuid.uuid4().hex, kind=ADDED, subject_id=subject_id,
-                partition=partition, template_ids=template_ids, vectors=vectors.to_bytes(vecs),
-                dimension=lay.dimension, model_id=lay.model_id, occurred_at_ms=ts,
-            ),
-            dek,
-        )  # fmt: skip
+        self._queue_added(subject_id, partition, template_ids, vecs, metas, dek, ts)
         return template_ids
+
+    def _queue_added(self, subject_id: str, partition: int, template_ids: Sequence[int],
+                     vecs: np.ndarray, metas: Sequence[EncounterMeta], dek: bytes,
+                     ts: int) -> None:  # fmt: skip
+        """Queues the ADDED events of templates: one per (galleries, status)."""
+        lay = self.layout
+        groups: dict[tuple[tuple[str, ...], bool], list[int]] = {}
+        for i, meta in enumerate(metas):
+            groups.setdefault((meta.galleries, meta.inactive), []).append(i)
+        for (galleries, inactive), rows in groups.items():
+            self._queue_event(
+                store_pb2.TemplateEvent(
+                    event_id=uuid.uuid4().hex, kind=ADDED, subject_id=subject_id,
+                    partition=partition, template_ids=[template_ids[i] for i in rows],
+                    vectors=vectors.to_bytes(vecs[rows]), dimension=lay.dimension,
+                    model_id=lay.model_id, occurred_at_ms=ts, galleries=galleries,
+                    inactive=inactive,
+                ),
+                dek,
+            )  # fmt: skip
 
     def put_subject(
         self,
@@ -114,8 +152,8 @@ class Subjects(SubjectStatus, Erasures):
         subject = self._subject_row(subject_id)
         dek = self._dek(subject_id)
         rows = self._all(
-            "SELECT template_id, model_id, sealed FROM templates WHERE subject_id = ? "
-            "ORDER BY template_id",
+            "SELECT template_id, model_id, sealed, encounter_id, inactive FROM templates "
+            "WHERE subject_id = ? ORDER BY template_id",
             (subject_id,),
         )
         return store_pb2.GetTemplatesResponse(
@@ -126,8 +164,10 @@ class Subjects(SubjectStatus, Erasures):
                     template=common_pb2.Template(
                         vector=envelope.open_template(dek, subject_id, bytes(blob)), model_id=mid
                     ),
-                )
-                for tid, mid, blob in rows
+                    encounter_id=eid,
+                    inactive=bool(inactive),
+                )  # fmt: skip
+                for tid, mid, blob, eid, inactive in rows
             ],
             status=self._status(subject_id),
         )

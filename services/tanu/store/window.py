@@ -51,10 +51,19 @@ class RecentWindow:
             self.vectors[keep],
         )
 
-    def best(self, probes: np.ndarray, metric: str) -> tuple[str, float] | None:
-        """The best (subject, score) of any probe row against the window."""
+    def best(self, probes: np.ndarray, metric: str, exclude: str = "") -> tuple[str, float] | None:
+        """The best (subject, score) of any probe row against the window
+        (leaving out the templates of subject ``exclude``)."""
         if not len(self.ids):
             return None
+        if exclude:
+            keep = self.subjects != exclude
+            if not keep.any():
+                return None
+            others = RecentWindow.__new__(RecentWindow)
+            others.ids, others.subjects, others.vectors = (
+                self.ids[keep], self.subjects[keep], self.vectors[keep])  # fmt: skip
+            return others.best(probes, metric)
         best: tuple[str, float] | None = None
         for probe in probes:
             s = vectors.scores(probe[None, :], self.vectors, metric)
