@@ -13,7 +13,7 @@ synchronous request and an asynchronous task, so both answer alike.
 
 from __future__ import annotations
 
-import uuid
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +36,16 @@ class Ctx:
     query: dict[str, str]
     body: Any = None
     max_top_k: int = 1000
+    tenant: str = ""
+    transaction_id: str = ""
+    created: tuple[str, str] = ("", "")  # the (person, encounter) a create names
+
+    def generated_id(self, prefix: str, *salt: str) -> str:
+        """An id Tanu generates for the caller (createEncounterNoId(s)), the
+        same for the same tenant and transaction: a retry names the same
+        person and encounter, so it is the same request."""
+        seed = "\n".join((self.tenant, self.transaction_id, *salt)).encode()
+        return f"{prefix}-{hashlib.sha256(seed).hexdigest()[:24]}"
 
 
 @dataclass(frozen=True)
@@ -54,9 +64,21 @@ class Route:
     asynchronous: bool = True  # accepts a callback
 
 
-def _msg(name: str, **fields) -> Message:
-    """An identity_pb2 message by name (NotSupported when this build lacks it)."""
+def message_class(name: str) -> type[Message] | None:
+    """A message of the Identity API by name (identity_pb2, encounters_pb2); None if absent."""
     cls = getattr(identity_pb2, name, None)
+    if cls is None:
+        try:
+            from tanu.v1 import encounters_pb2
+        except ImportError:  # a build without encounters
+            return None
+        cls = getattr(encounters_pb2, name, None)
+    return cls
+
+
+def _msg(name: str, **fields) -> Message:
+    """An Identity API message by name (NotSupported when this build lacks it)."""
+    cls = message_class(name)
     if cls is None:
         raise bodies.NotSupported(f"{name} is not available in this build of Tanu")
     known = cls.DESCRIPTOR.fields_by_name
@@ -96,7 +118,7 @@ def _erased(_ctx: Ctx, reply) -> tuple[int, Any]:
 
 def _build_create(ctx: Ctx, person_id: str, encounter_id: str) -> dict[str, Message]:
     e = bodies.EncounterBody(ctx.body)
-    if ctx.body.get("encounterId") not in (None, "", encounter_id) and encounter_id:
+    if "encounterId" in ctx.path and ctx.body.get("encounterId") not in (None, "", encounter_id):
         raise errors.InvalidArgument("the body's encounterId differs from the path's")
     fields = e.fields(encounter_id)
     enrol = _msg("EnrollRequest", subject_id=person_id, sample=e.sample,
@@ -116,11 +138,13 @@ def _build_create(ctx: Ctx, person_id: str, encounter_id: str) -> dict[str, Mess
 
 
 def _build_create_noids(ctx: Ctx):
-    return _build_create(ctx, "p-" + uuid.uuid4().hex, "")
+    person = ctx.generated_id("p")
+    return _build_create(ctx, person, ctx.generated_id("e", person))
 
 
 def _build_create_noid(ctx: Ctx):
-    return _build_create(ctx, ctx.path["personId"], "")
+    person = ctx.path["personId"]
+    return _build_create(ctx, person, ctx.generated_id("e", person))
 
 
 def _build_create_with_id(ctx: Ctx):
@@ -131,6 +155,7 @@ async def _run_create(invoke: Invoke, msgs, ctx: Ctx):
     """A new person (Enroll) or, when the person exists, another encounter
     (AddEncounter): the spec creates the person automatically."""
     enrol = msgs["Enroll"]
+    ctx.created = (enrol.subject_id, enrol.encounter_id)
     try:
         return await invoke("Enroll", enrol, enrol.subject_id)
     except errors.AlreadyExists:
@@ -155,19 +180,13 @@ def _render_create(ctx: Ctx, r) -> tuple[int, Any]:
             raise errors.AlreadyExists(
                 "the person is already enrolled under another id (de-duplication refused it)"
             )
-        enc = getattr(r.subject, "encounters", None)
-        eid = getattr(r, "encounter_id", "") or (enc[0].encounter_id if enc else "")
-        return 200, bodies.person_ids(r.subject.subject_id or _sid(ctx, r), eid, others)
+        return 200, bodies.person_ids(ctx.created[0], ctx.created[1], others)
     if r.outcome == "refused":
         raise errors.AlreadyExists(
             "the encounter matches another person (de-duplication refused it)"
         )
     return 200, bodies.person_ids(r.encounter.subject_id, r.encounter.encounter_id,
                                   {"outcome": r.outcome})  # fmt: skip
-
-
-def _sid(ctx: Ctx, r) -> str:
-    return ctx.path.get("personId", "")
 
 
 def _build_read_all(ctx: Ctx):
@@ -333,7 +352,7 @@ def _build_verify(ctx: Ctx):
     if body.get("encryption"):
         raise bodies.NotSupported("encrypted requests are not supported: use TLS")
     gallery = _gallery(ctx)
-    if gallery and getattr(identity_pb2, "ListEncountersRequest", None) is None:
+    if gallery and message_class("ListEncountersRequest") is None:
         raise errors.NotFound(f"unknown gallery {params.shown(gallery)}; this build has one: ALL")
     req = identity_pb2.VerifyRequest(subject_id=ctx.path["personId"],
                                      sample=bodies.sample(body.get("biometricData")))  # fmt: skip

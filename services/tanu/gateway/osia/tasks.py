@@ -31,14 +31,14 @@ from dataclasses import dataclass
 from google.protobuf.message import Message
 
 from tanu.core import auth, errors, logs
-from tanu.v1 import identity_pb2, tasks_pb2
+from tanu.v1 import tasks_pb2
 
 from .. import idempotency
 from ..api import OPERATIONS
 from ..guard import PURPOSE_KEY, TRANSACTION_KEY
 from . import callbacks, params
 from .bodies import NotSupported
-from .routes import BY_ID, Ctx
+from .routes import BY_ID, Ctx, message_class
 
 log = logs.get(__name__)
 
@@ -61,7 +61,7 @@ class WorkerSettings:
 
 
 def _message_class(name: str) -> type[Message]:
-    cls = getattr(identity_pb2, name, None)
+    cls = message_class(name)
     if cls is None:
         raise NotSupported(f"{name} is not available in this build of Tanu")
     return cls
@@ -173,7 +173,8 @@ class TaskWorker:
                 raise errors.PermissionDenied("the tenant is no longer registered", "scope")
             doc = json.loads(t.request)
             route = BY_ID[t.operation]
-            ctx = Ctx(doc["path"], doc["query"], doc["body"], doc["max_top_k"])
+            ctx = Ctx(doc["path"], doc["query"], doc["body"], doc["max_top_k"], t.tenant,
+                      t.transaction_id)  # fmt: skip
             msgs = {op: _message_class(name).FromString(base64.b64decode(data))
                     for op, (name, data) in doc["msgs"].items()}  # fmt: skip
             p = doc["principal"]
