@@ -98,7 +98,9 @@ async def test_a_civil_registry_person_with_two_encounters_galleries_and_identif
     assert st == 200 and names[0] == "ALL" and {"ADULTS", "WATCHLIST"} <= set(names)
     st, members = await call(c, "GET", "/v1/galleries/ADULTS?transactionId=tx-11")
     assert st == 200 and members == [{"personId": "anna", "encounterId": "e1"}], members
-    st, _ = await call(c, "PUT", "/v1/persons/bob/encounters/b1/status?transactionId=tx-12&status=INACTIVE")
+    st, _ = await call(
+        c, "PUT", "/v1/persons/bob/encounters/b1/status?transactionId=tx-12&status=INACTIVE"
+    )
     assert st == 204
     st, cands = await call(c, "POST", "/v1/identify/ALL/anna?transactionId=tx-13", json={})
     assert st == 200 and cands == [], cands  # an inactive encounter is never searched

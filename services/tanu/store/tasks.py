@@ -168,9 +168,9 @@ CREATE INDEX IF NOT EXISTS osia_tasks_due ON osia_tasks(status, next_attempt_ms)
             lock = " FOR UPDATE SKIP LOCKED" if self.is_postgres else ""
             rows = self._all(
                 f"SELECT {_COLUMNS} FROM osia_tasks WHERE status IN (?, ?, ?) "
-                "AND next_attempt_ms <= ? AND (lease_until_ms < ? OR lease_owner = ?) "
+                "AND next_attempt_ms <= ? AND lease_until_ms < ? "
                 f"ORDER BY priority DESC, created_at_ms, task_id LIMIT ?{lock}",
-                (*DUE, now, now, owner, limit),
+                (*DUE, now, now, limit),
             )
             for r in rows:
                 self._x(
