@@ -7,6 +7,7 @@ bodies for hostile or wrong input."""
 from __future__ import annotations
 
 import base64
+import json
 
 import aiohttp
 import pytest
@@ -151,6 +152,11 @@ async def test_the_transaction_id_makes_a_write_idempotent_and_another_body_409(
     assert st == 409 and error_body(body), body
     st, encs = await call(c, "GET", f"/v1/persons/{first['personId']}/encounters?transactionId=r")
     assert st == 200 and len(encs) == 1
+    # the transactionId is in the audit entries, the refusal's included
+    rows = await c.store.db.run(c.store.db._all,
+                                "SELECT operation, result, detail FROM audit ORDER BY seq")  # fmt: skip
+    tx = [(op, res) for op, res, detail in rows if json.loads(detail).get("transaction_id") == "reg-1"]
+    assert ("Enroll", "ok") in tx and any(res != "ok" for _op, res in tx), tx
 
 
 async def test_bad_input_gets_the_specs_error_bodies(osia):
