@@ -155,7 +155,9 @@ async def test_the_transaction_id_makes_a_write_idempotent_and_another_body_409(
     # the transactionId is in the audit entries, the refusal's included
     rows = await c.store.db.run(c.store.db._all,
                                 "SELECT operation, result, detail FROM audit ORDER BY seq")  # fmt: skip
-    tx = [(op, res) for op, res, detail in rows if json.loads(detail).get("transaction_id") == "reg-1"]
+    tx = [
+        (op, res) for op, res, detail in rows if json.loads(detail).get("transaction_id") == "reg-1"
+    ]
     assert ("Enroll", "ok") in tx and any(res != "ok" for _op, res in tx), tx
 
 

@@ -214,7 +214,9 @@ def _run_operations(schema, bg: Background, with_status: bool, label: str) -> Ta
         run()
     print(f"\n{label}: {len(ops)} operations, {tally.cases} generated cases, "
           f"statuses {dict(sorted(tally.statuses.items()))}, {len(tally.failures)} failures")  # fmt: skip
-    for key, n in sorted(tally.refusals.items(), key=lambda kv: -kv[1])[:int(os.environ.get("OSIA_SHOW", "0"))]:
+    for key, n in sorted(tally.refusals.items(), key=lambda kv: -kv[1])[
+        : int(os.environ.get("OSIA_SHOW", "0"))
+    ]:
         print(f"  {n:4d} {key}")
     return tally, len(ops)
 
@@ -252,6 +254,8 @@ def test_stateful_sequences_over_the_links_inferred_from_the_spec(bg):
     Workflow.run(settings=settings(max_examples=EXAMPLES, stateful_step_count=5, deadline=None,
                                    database=None, derandomize=True,
                                    suppress_health_check=list(HealthCheck)))  # fmt: skip
-    print(f"\nstateful (inferred links): {tally.cases} calls, "
-          f"statuses {dict(sorted(tally.statuses.items()))}, {len(tally.failures)} failures")
+    print(
+        f"\nstateful (inferred links): {tally.cases} calls, "
+        f"statuses {dict(sorted(tally.statuses.items()))}, {len(tally.failures)} failures"
+    )
     assert tally.cases > 0 and not tally.failures, "\n".join(tally.failures[:20])

@@ -46,7 +46,7 @@ async def serve(port: int, port_file: str, count: int, timeout: float) -> int:
     await site.start()
     bound = site._server.sockets[0].getsockname()[1]
     if port_file:
-        Path(port_file).write_text(str(bound))
+        Path(port_file).write_text(str(bound))  # noqa: ASYNC240 - a few bytes, once
     print(f"listening on http://127.0.0.1:{bound}/", file=sys.stderr, flush=True)
     try:
         await asyncio.wait_for(done.wait(), timeout or None)
