@@ -249,12 +249,34 @@ def http_case(r: random.Random, token: str, images: bool = True) -> HttpCase:
     if r.random() < 0.5:
         query += (
             "&"
-            + r.choice(("maxNbCand", "threshold", "reason", "priority", "callback", "status",
-                        "offset", "limit", "serviceLevel"))
+            + r.choice(
+                (
+                    "maxNbCand",
+                    "threshold",
+                    "reason",
+                    "priority",
+                    "callback",
+                    "status",
+                    "offset",
+                    "limit",
+                    "serviceLevel",
+                )
+            )
             + "="
             + r.choice(
-                ("3", "-1", "0", "1001", "1e400", "nan", "inf", "99999999999999999999", _q(r),
-                 "http://169.254.169.254/x", "ACTIVE")
+                (
+                    "3",
+                    "-1",
+                    "0",
+                    "1001",
+                    "1e400",
+                    "nan",
+                    "inf",
+                    "99999999999999999999",
+                    _q(r),
+                    "http://169.254.169.254/x",
+                    "ACTIVE",
+                )
             )
         )
     method, path, data = {

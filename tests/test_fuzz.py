@@ -122,7 +122,12 @@ def test_no_input_yields_internal_unknown_or_5xx_and_the_services_stay_healthy(b
         case = http_case(r, bg.token, images=False)
         status = bg.run(bg.http_call(case))
         # 501: an OSIA feature Tanu does not support (documented), not a failure
-        assert status < 500 or status == 501, (case.method, case.path[:200], case.data[:200], status)
+        assert status < 500 or status == 501, (
+            case.method,
+            case.path[:200],
+            case.data[:200],
+            status,
+        )
         seen[method] += 1
         seen[case.path.split("?")[0].split("/")[2] if case.path.count("/") > 1 else "root"] += 1
 

@@ -326,14 +326,26 @@ async def test_rest_refuses_hostile_input_with_4xx_and_valid_json(hc):
     j = {**h, "Content-Type": "application/json"}
     deep = b'{"a":' * 5000 + b"1" + b"}" * 5000
     cases = [
-        ("/v1/identify/ALL?transactionId=t", dict(data=b"{}", headers={**h, "Content-Type": "text/plain"}), 415),
+        (
+            "/v1/identify/ALL?transactionId=t",
+            dict(data=b"{}", headers={**h, "Content-Type": "text/plain"}),
+            415,
+        ),
         ("/v1/identify/ALL?transactionId=t", dict(data=b"{}", headers=h), 415),
         ("/v1/identify/ALL?transactionId=t", dict(data=deep, headers=j), 400),
         ("/v1/identify/ALL?transactionId=t", dict(data=b'{"a": NaN}', headers=j), 400),
         ("/v1/identify/ALL?transactionId=t", dict(data=b'{"a": 1e999}', headers=j), 400),
-        ("/v1/identify/ALL?transactionId=t", dict(data=b'{"a": ' + b"9" * 5000 + b"}", headers=j), 400),
+        (
+            "/v1/identify/ALL?transactionId=t",
+            dict(data=b'{"a": ' + b"9" * 5000 + b"}", headers=j),
+            400,
+        ),
         ("/v1/identify/ALL?transactionId=t", dict(data=b"\xff\xfe", headers=j), 400),
-        ("/v1/identify/ALL?transactionId=t", dict(data=b'{"biometricData": [{"image": 7}]}', headers=j), 400),
+        (
+            "/v1/identify/ALL?transactionId=t",
+            dict(data=b'{"biometricData": [{"image": 7}]}', headers=j),
+            400,
+        ),
     ]
     for q in ("-1", "0", "1001", "99999999999999999999", "1e400", "nan", "x"):
         cases.append(

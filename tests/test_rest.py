@@ -60,12 +60,16 @@ async def test_verify_identify_and_delete_over_rest(rest):
     st, body = await call(c, "POST", "/v1/identify/ALL?transactionId=t2&maxNbCand=3",
                           json={"filter": {}, **face(near(v))}, headers=hdrs(c))  # fmt: skip
     assert st == 200 and body[0]["personId"] == "rest-1" and body[0]["rank"] == 1
-    assert body[0]["others"]["isMatch"] is True and body[0]["score"] == body[0]["scores"][0]["score"]
+    assert (
+        body[0]["others"]["isMatch"] is True and body[0]["score"] == body[0]["scores"][0]["score"]
+    )
     st, hd = await call(c, "DELETE", "/v1/persons/rest-1?transactionId=t3&reason=court-order",
                         headers=hdrs(c, None))  # fmt: skip
     assert st == 204 and hd["X-Tanu-Receipt-Id"]
     receipt = await c.stub.GetErasureReceipt(
-        identity_pb2.GetErasureReceiptRequest(receipt_id=hd["X-Tanu-Receipt-Id"], subject_id="rest-1")
+        identity_pb2.GetErasureReceiptRequest(
+            receipt_id=hd["X-Tanu-Receipt-Id"], subject_id="rest-1"
+        )
     )
     assert receipt.signature
     st, body = await call(c, "POST", "/v1/verify/ALL/rest-1?transactionId=t4", json=face(v),

@@ -10,5 +10,11 @@ from .osia.jsonio import MAX_JSON_DEPTH, json_response, parse_json
 
 RestFacade = OsiaFacade
 
-__all__ = ["MAX_JSON_DEPTH", "OsiaFacade", "RestFacade", "WorkerSettings", "json_response",
-           "parse_json"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "OsiaFacade",
+    "RestFacade",
+    "WorkerSettings",
+    "json_response",
+    "parse_json",
+]

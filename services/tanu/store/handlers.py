@@ -276,6 +276,7 @@ class StoreHandlers:
 
     async def redeliver_task(self, req: tasks_pb2.RedeliverTaskRequest) -> tasks_pb2.Task:
         return await self.db.run(self.db.redeliver_task, req.task_id, req.tenant)
+
     # -- encounters and galleries (tanu.store.encounters, tanu.store.galleries) --
 
     async def add_encounter(
