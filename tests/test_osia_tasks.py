@@ -283,5 +283,14 @@ def _claims(target: str) -> None:
                 task_id="task-0009", tenant="t", client="c", operation="identify",
                 transaction_id="x0", request_sha256="1" * 64, callback="http://h/cb"))  # fmt: skip
         assert s.redeliver_task("task-0001", "t").status == "RESPONSE_SCHEDULED"
+        assert [t.task_id for t in s.claim_tasks("gw-a", 10, 5000).tasks] == ["task-0001"]
+        s.update_task(tasks_pb2.UpdateTaskRequest(task_id="task-0001", owner="gw-a",
+                                                  status="COMPLETED"))  # fmt: skip
+        assert s.purge_tasks() == 0  # kept for a week
+        assert (
+            s.purge_tasks(now=s.get_task("task-0001", "t").updated_at_ms + s.task_ttl_ms + 1) == 1
+        )
+        with pytest.raises(Exception, match="no such task"):
+            s.get_task("task-0001", "t")
     finally:
         s.close()

@@ -350,6 +350,9 @@ class StoreHandlers:
         purged = await self.db.run(self.db.purge_idempotency)
         if purged:
             log.info("idempotency_keys_purged", count=purged)
+        purged = await self.db.run(self.db.purge_tasks)
+        if purged:
+            log.info("osia_tasks_purged", count=purged)
         cp = await self.db.run(self.db.checkpoint, self.signer)
         if cp is not None:
             log.info("audit_checkpoint", seq=cp.seq)

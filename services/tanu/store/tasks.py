@@ -34,6 +34,9 @@ TASK_ID_RE = re.compile(r"[A-Za-z0-9\-]{8,64}")
 MAX_CLAIM = 64
 MAX_LEASE_MS = 10 * 60_000
 MAX_REQUEST_BYTES = 64 * 2**20
+# A finished task (COMPLETED, RESPONSE_ERROR) is kept this long for
+# readTaskStatus and redeliverTaskResult, then purged.
+DEFAULT_TASK_TTL_MS = 7 * 86_400_000
 
 _COLUMNS = (
     "task_id, tenant, client, operation, transaction_id, request_sha256, status, priority, "
@@ -214,6 +217,25 @@ CREATE INDEX IF NOT EXISTS osia_tasks_due ON osia_tasks(status, next_attempt_ms)
             return self._row_task(
                 self._one(f"SELECT {_COLUMNS} FROM osia_tasks WHERE task_id = ?", (tid,)), dek
             )
+
+        return self._tx(tx)
+
+    task_ttl_ms: int = DEFAULT_TASK_TTL_MS
+
+    def purge_tasks(self, now: int | None = None) -> int:
+        """Deletes finished tasks last updated more than ``task_ttl_ms`` ago; returns how many."""
+        cutoff = (now_ms() if now is None else now) - self.task_ttl_ms
+
+        def tx(_c) -> int:
+            (n,) = self._one(
+                "SELECT COUNT(*) FROM osia_tasks WHERE status IN (?, ?) AND updated_at_ms < ?",
+                (COMPLETED, ERROR, cutoff),
+            )
+            self._x(
+                "DELETE FROM osia_tasks WHERE status IN (?, ?) AND updated_at_ms < ?",
+                (COMPLETED, ERROR, cutoff),
+            )
+            return n
 
         return self._tx(tx)
 

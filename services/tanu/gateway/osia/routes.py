@@ -398,7 +398,7 @@ def _render_galleries(_ctx, r):
 
 
 def _build_gallery_content(ctx: Ctx):
-    offset = params.integer(ctx.query, "offset", 0, 1_000_000) or 0
+    offset = params.integer(ctx.query, "offset", 0, MAX_OFFSET) or 0
     limit = params.integer(ctx.query, "limit", 1, 1000)
     _gallery(ctx)
     return {"GetGalleryContent": _msg("GetGalleryContentRequest",
@@ -408,7 +408,7 @@ def _build_gallery_content(ctx: Ctx):
 
 async def _run_gallery_content(invoke: Invoke, msgs, ctx: Ctx):
     req = msgs["GetGalleryContent"]
-    offset = params.integer(ctx.query, "offset", 0, 1_000_000) or 0
+    offset = params.integer(ctx.query, "offset", 0, MAX_OFFSET) or 0
     limit = params.integer(ctx.query, "limit", 1, 1000) or 1000
     members: list = []
     while True:  # pages until offset + limit members are read (bounded above)
@@ -417,6 +417,9 @@ async def _run_gallery_content(invoke: Invoke, msgs, ctx: Ctx):
         if len(members) >= offset + limit or not r.next_page_token:
             return members[offset : offset + limit]
         req.page_token = r.next_page_token
+
+
+MAX_OFFSET = 100_000  # readGalleryContent pages through the store up to this far
 
 
 def _render_gallery_content(_ctx, members):
