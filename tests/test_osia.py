@@ -8,18 +8,32 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tanu.core import auth, signing
+
 from conftest import Cluster, env_for, near, operator_token, unit_vectors
+
+
+def _add_bank(env: dict) -> None:
+    path = Path(env["TANU_TENANTS_FILE"])
+    doc = json.loads(path.read_text())
+    doc["tenants"].append({"id": "bank", "kind": "bank", "purposes": ["kyc"]})
+    path.write_text(json.dumps(doc))
 
 
 @pytest.fixture
 async def osia(nats_server, tmp_path):
     env = env_for(nats_server.url, tmp_path, TANU_REST_PORT="0")
+    _add_bank(env)
     c = Cluster(env)
     await c.start_all()
+    issuer = signing.load_signing_key(tmp_path / "keys" / "issuer.pem")
+    c.bank = {"Authorization": "Bearer " + auth.issue_token(issuer, "bank", "app", ["verify", "enrol"]),
+              "X-Tanu-Purpose": "kyc"}  # fmt: skip
     c.url = f"http://127.0.0.1:{c.gateway.rest.port}"
     c.h = {"Authorization": f"Bearer {operator_token(env)}",
            "X-Tanu-Purpose": "identity_verification"}  # fmt: skip
@@ -199,3 +213,21 @@ async def test_bad_input_gets_the_specs_error_bodies(osia):
     assert st == 400 and "duplicates" in body["message"]
     st, body = await call(c, "GET", "/v1/persons/x/encounters", headers={})
     assert st == 401 and error_body(body)
+
+
+async def test_a_bank_is_verify_only_unless_configured(osia):
+    c = osia
+    v = unit_vectors(1, seed=154)[0]
+    st, _ = await call(c, "POST", "/v1/persons/dora/encounters/d1?transactionId=b1",
+                       json=encounter(v))  # fmt: skip
+    assert st == 200
+    st, body = await call(c, "POST", "/v1/verify/ALL/dora?transactionId=b2", headers=c.bank,
+                          json={"biometricData": bio(near(v))})  # fmt: skip
+    assert st == 200 and body == {"decision": True}  # no scores for a relying party
+    for method, path, kw in [
+        ("POST", "/v1/persons/eve/encounters/x?transactionId=b3", dict(json=encounter(v))),
+        ("POST", "/v1/identify/ALL?transactionId=b4", dict(json={"filter": {}, "biometricData": bio(v)})),
+        ("DELETE", "/v1/persons/dora?transactionId=b5", {}),
+    ]:  # fmt: skip
+        st, body = await call(c, method, path, headers=c.bank, **kw)
+        assert st == 403 and error_body(body) and "may not" in body["message"], (path, body)
