@@ -244,7 +244,7 @@ def test_stateful_sequences_over_the_links_inferred_from_the_spec(bg):
     tally = Tally()
     session = requests.Session()
 
-    class Workflow(workflow):
+    class Workflow(workflow):  # (not steered: a sequence must replay alike)
         def get_call_kwargs(self, case):
             return {"base_url": bg.url, "headers": bg.headers, "session": session, "timeout": 30}
 

@@ -52,12 +52,12 @@ class WorkerSettings:
     """How the worker polls, leases and retries (tests shorten them)."""
 
     poll_s: float = 1.0  # how often due tasks are claimed when nothing wakes the worker
-    lease_s: float = 60.0  # how long a claimed task is this gateway's
+    lease_s: float = 120.0  # how long a claimed task is this gateway's
     max_attempts: int = 6  # deliveries before RESPONSE_ERROR
     backoff_s: float = 2.0  # the first retry's delay; doubled at each attempt
     max_backoff_s: float = 300.0
     delivery_timeout_s: float = 10.0
-    batch: int = 8  # tasks claimed at once
+    batch: int = 4  # tasks claimed at once (worked in turn, well inside the lease)
 
 
 def _message_class(name: str) -> type[Message]:
