@@ -104,7 +104,7 @@ async def test_rest_errors_name_the_problem_with_their_http_status(rest):
         assert body["code"] == status
     st, body = await call(c, "POST", "/v1/verify/OTHER/rest-2?transactionId=t", json=face(v),
                           headers=hdrs(c))  # fmt: skip
-    assert st == 404 and "unknown gallery" in body["message"]
+    assert st == 404 and "not in gallery" in body["message"]
     st, body = await call(c, "POST", "/v1/verify/ALL/rest-2", json=face(v), headers=hdrs(c))
     assert st == 400 and "transactionId is required" in body["message"] and body["code"] == 400
     for q in ("maxNbCand=0", "maxNbCand=x", "priority=10", "priority=-1", "serviceLevel=x",

@@ -162,7 +162,7 @@ class OsiaFacade:
         md[TRANSACTION_KEY] = txn
         body, raw = await self._read_body(request, route)
         ctx = Ctx(dict(request.match_info), dict(request.query), body,
-                  self._gw.config.max_top_k, principal.tenant_id, txn)  # fmt: skip
+                  self._gw.config.max_top_k, principal.tenant_id, txn, gateway=self._gw)  # fmt: skip
         callback = request.query.get("callback")
         priority = params.priority(request.query)
         msgs = route.build(ctx)

@@ -174,7 +174,7 @@ class TaskWorker:
             doc = json.loads(t.request)
             route = BY_ID[t.operation]
             ctx = Ctx(doc["path"], doc["query"], doc["body"], doc["max_top_k"], t.tenant,
-                      t.transaction_id)  # fmt: skip
+                      t.transaction_id, gateway=self._gw)  # fmt: skip
             msgs = {op: _message_class(name).FromString(base64.b64decode(data))
                     for op, (name, data) in doc["msgs"].items()}  # fmt: skip
             p = doc["principal"]
