@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import grpc
 import pytest
 from pg import store_env
 from tenancy import code_of, token, write_tenants
 
-from tanu.core import bus, natsnames, secrets
+from tanu.core import auth, bus, natsnames, secrets, signing
 from tanu.policy import access
 from tanu.v1 import (
     cases_pb2,
@@ -28,7 +29,7 @@ from tanu.v1 import (
 )  # fmt: skip
 
 from conftest import Cluster, env_for, nats_url_as, near, unit_vectors
-from helpers import enroll, identify, sample
+from helpers import consent, enroll, identify, sample
 
 ADDED = store_pb2.TemplateEvent.KIND_ADDED
 MEMBERSHIP = store_pb2.TemplateEvent.KIND_MEMBERSHIP
@@ -40,10 +41,15 @@ async def enc(request, nats_server, tmp_path):
     with store_env(request.param) as extra:
         c = Cluster(env_for(nats_server.url, tmp_path, **extra))
         write_tenants(c.env)
+        _add_adjudicator(c.env)
         channels = []
         try:
             await c.start_all()
             stubs = {"operator": c.stub}
+            ch = secrets.aio_channel(f"127.0.0.1:{c.gateway.port}", _adjudicator_token(c.env),
+                                     "adjudication")  # fmt: skip
+            channels.append(ch)
+            stubs["adj"] = identity_pb2_grpc.IdentityStub(ch)
             for name, scopes in (("gov-a", None), ("gov-b", None)):
                 kw = {"scopes": scopes} if scopes else {}
                 ch = secrets.aio_channel(f"127.0.0.1:{c.gateway.port}",
@@ -55,6 +61,18 @@ async def enc(request, nats_server, tmp_path):
             for ch in channels:
                 await ch.close()
             await c.stop()
+
+
+def _add_adjudicator(env: dict[str, str]) -> None:
+    path = Path(env["TANU_TENANTS_FILE"])
+    doc = json.loads(path.read_text())
+    doc["tenants"].append({"id": "adj", "kind": "adjudicator", "purposes": []})
+    path.write_text(json.dumps(doc))
+
+
+def _adjudicator_token(env: dict[str, str]) -> str:
+    key = signing.load_signing_key(Path(env["TANU_TENANTS_FILE"]).parent / "issuer.pem")
+    return auth.issue_token(key, "adj", "desk-1", ["adjudicate"])
 
 
 def _fields(**kw) -> encounters_pb2.EncounterFields:
@@ -148,14 +166,25 @@ async def test_a_person_with_two_encounters_in_two_galleries(enc):
         subject_id="p1", encounter_id="enc-1", update_fields=["data_json"],
         encounter=_fields(data_json='{"clientData": "x"}', encounter_type="ignored")))  # fmt: skip
     assert json.loads(u.data_json) == {"clientData": "x"} and u.encounter_type == "civil"
-    u2 = await s["gov-a"].UpdateEncounter(identity_pb2.UpdateEncounterRequest(
-        subject_id="p1", encounter_id="enc-1", sample=sample(near(v, seed=4))))  # fmt: skip
+    # A new sample with new fields (none named: every field is replaced).
+    u2 = await s["gov-a"].UpdateEncounter(
+        identity_pb2.UpdateEncounterRequest(
+            subject_id="p1", encounter_id="enc-1", sample=sample(near(v, seed=4)),
+            encounter=_fields(encounter_type="civil-2", galleries=["ADULTS"]),
+        )
+    )  # fmt: skip
     assert u2.encounter_id == "enc-1" and u2.galleries == ["ADULTS"]
+    assert u2.encounter_type == "civil-2" and u2.data_json == ""
     assert (await _tids(c, "p1"))["enc-1"] != tids["enc-1"]
     galleries = await s["gov-a"].ListGalleries(identity_pb2.ListGalleriesRequest())
     counts = {x.name: (x.encounters, x.active_encounters, x.subjects) for x in galleries.galleries}
     assert counts == {"ALL": (2, 1, 1), "ADULTS": (1, 1, 1), "PARTNER": (1, 0, 1),
                       "WATCHLIST": (1, 0, 1)}  # fmt: skip
+    # The subject's erasure takes its galleries out of the stream with its vectors.
+    await s["gov-a"].Delete(identity_pb2.DeleteRequest(subject_id="p1", reason="test"))
+    await _stream_settled(c)
+    left = [ev.kind for _, ev in await _stream_events(c) if ev.subject_id == "p1"]
+    assert ADDED not in left and MEMBERSHIP not in left and left
 
 
 async def test_an_encounter_matching_another_person_is_refused(enc):
@@ -242,17 +271,35 @@ async def test_merging_a_held_enrolment_decides_its_case(enc):
     c, s = enc
     v = unit_vectors(1, seed=25)[0]
     assert (await s["gov-a"].Enroll(enroll("h-orig", v))).enrolled
-    held = await s["gov-a"].Enroll(enroll("h-held", near(v, seed=6)))
+    held = await s["gov-a"].Enroll(enroll("h-held", near(v, seed=6), encounter_id="osia-7",
+                                          galleries=["G"], encounter_data_json='{"a": 1}'))  # fmt: skip
     assert held.outcome == "referred"
     # An agency without the adjudication scope cannot see the held record.
     code, _ = await code_of(s["gov-a"].MergeSubjects(identity_pb2.MergeSubjectsRequest(
         subject_id="h-orig", source_subject_id="h-held")))  # fmt: skip
     assert code == grpc.StatusCode.NOT_FOUND
-    mg = await c.stub.MergeSubjects(identity_pb2.MergeSubjectsRequest(
+    # The adjudicator decides it by the merge, as DecideCase would.
+    mg = await s["adj"].MergeSubjects(identity_pb2.MergeSubjectsRequest(
         subject_id="h-orig", source_subject_id="h-held", reason="same"))  # fmt: skip
     assert mg.case_id == held.case_id and mg.subject.template_count == 2 and len(mg.moved) == 1
+    # The held enrolment's encounter is what the target holds now.
+    m = mg.moved[0]
+    assert (m.encounter_id, list(m.galleries), json.loads(m.data_json)) == (
+        "osia-7",
+        ["G"],
+        {"a": 1},
+    )
     case = await c.stub.GetCase(cases_pb2.GetCaseRequest(case_id=held.case_id))
-    assert case.state == "merged"
+    assert case.state == "merged" and case.decided_by == "adj/desk-1"
+    # No held case pairs these two: nothing to merge.
+    code, _ = await code_of(s["adj"].MergeSubjects(identity_pb2.MergeSubjectsRequest(
+        subject_id="h-orig", source_subject_id="h-held")))  # fmt: skip
+    assert code == grpc.StatusCode.NOT_FOUND
+    # An adjudicator has no rights on enrolled subjects themselves.
+    assert (await s["gov-a"].Enroll(enroll("h-other", unit_vectors(1, seed=99)[0]))).enrolled
+    code, msg = await code_of(s["adj"].MergeSubjects(identity_pb2.MergeSubjectsRequest(
+        subject_id="h-orig", source_subject_id="h-other")))  # fmt: skip
+    assert (code, msg) == (grpc.StatusCode.NOT_FOUND, access.NO_RIGHTS_MESSAGE)
 
 
 async def test_identify_by_a_stored_person_leaves_the_person_out(enc):
@@ -318,3 +365,100 @@ async def test_hostile_encounter_input_is_refused_with_its_rule(backend, nats_se
         assert len(got.encounters) == 1
     finally:
         await c.stop()
+
+
+NEW_METHODS = {
+    "AddEncounter": identity_pb2.AddEncounterRequest,
+    "ListEncounters": encounters_pb2.ListEncountersRequest,
+    "GetEncounter": encounters_pb2.GetEncounterRequest,
+    "UpdateEncounter": identity_pb2.UpdateEncounterRequest,
+    "DeleteEncounter": identity_pb2.DeleteEncounterRequest,
+    "SetEncounterStatus": identity_pb2.SetEncounterStatusRequest,
+    "SetEncounterGalleries": identity_pb2.SetEncounterGalleriesRequest,
+    "MoveEncounter": identity_pb2.MoveEncounterRequest,
+    "MergeSubjects": identity_pb2.MergeSubjectsRequest,
+    "ListGalleries": identity_pb2.ListGalleriesRequest,
+    "GetGalleryContent": identity_pb2.GetGalleryContentRequest,
+    "Identify": identity_pb2.IdentifyRequest,
+}
+
+
+def _hostile(cls, r):
+    """A request of ``cls`` with every string field hostile (or a known id),
+    repeated strings, and sometimes a hostile sample or encounter."""
+    from fuzzcases import sample as fuzz_sample
+    from fuzzcases import text
+
+    def s():
+        return r.choice(("f1", "f2", "e1", "ALL", "G", "")) if r.random() < 0.5 else text(r)
+
+    m = cls()
+    for f in m.DESCRIPTOR.fields:
+        if f.type == f.TYPE_STRING:
+            if f.is_repeated:
+                getattr(m, f.name).extend(s() for _ in range(r.randint(0, 40)))
+            else:
+                setattr(m, f.name, s())
+        elif f.type in (f.TYPE_UINT32,):
+            setattr(m, f.name, r.choice((0, 1, 1000, 1001, 2**32 - 1)))
+        elif f.message_type is not None and f.message_type.name == "BiometricSample":
+            if r.random() < 0.7:
+                getattr(m, f.name).CopyFrom(fuzz_sample(r, images=False))
+        elif f.message_type is not None and f.message_type.name == "EncounterFields":
+            e = getattr(m, f.name)
+            e.encounter_id, e.encounter_type, e.status = s(), s(), s()
+            e.galleries.extend(s() for _ in range(r.randint(0, 40)))
+            e.data_json = r.choice(("", "{}", "[]", '{"a":', "null", '{"k": "v"}', s()))
+    return m
+
+
+async def test_no_hostile_encounter_request_is_an_internal_error(nats_server, tmp_path):
+    import random
+
+    c = Cluster(env_for(nats_server.url, tmp_path))
+    try:
+        await c.start_all()
+        v = unit_vectors(2, seed=28)
+        for sid, vec in (("f1", v[0]), ("f2", v[1])):
+            assert (await c.stub.Enroll(enroll(sid, vec, encounter_id="e1",
+                                               galleries=["G"]))).enrolled  # fmt: skip
+        r = random.Random(2026)
+        seen: dict[str, set] = {}
+        for i in range(400):
+            name = list(NEW_METHODS)[i % len(NEW_METHODS)]
+            req = _hostile(NEW_METHODS[name], r)
+            code, msg = await code_of(getattr(c.stub, name)(req))
+            assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (name, msg)
+            seen.setdefault(name, set()).add(code)
+        # Most methods were reached beyond their input checks too.
+        beyond = [n for n, codes in seen.items() if codes - {grpc.StatusCode.INVALID_ARGUMENT}]
+        assert len(beyond) >= len(NEW_METHODS) // 2, seen
+        still = await c.stub.ListGalleries(identity_pb2.ListGalleriesRequest())
+        assert still.galleries[0].name == "ALL"
+    finally:
+        await c.stop()
+
+
+async def test_consent_lock_and_idempotency_hold_for_encounters(enc):
+    c, s = enc
+    v = unit_vectors(2, seed=29)
+    idv = [("x-tanu-purpose", "identity_verification")]
+    only_idv = enroll("k1", v[0], consent=consent(purposes=["identity_verification"]))
+    assert (await s["gov-a"].Enroll(only_idv, metadata=idv)).enrolled
+    add = identity_pb2.AddEncounterRequest(subject_id="k1", sample=sample(near(v[0], seed=8)))
+    # kyc was never consented to: no encounter is collected for it.
+    code, _ = await code_of(s["gov-a"].AddEncounter(add))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    # A retry with the same key is the same encounter, not a second one.
+    key = [*idv, ("idempotency-key", "add-k1-1")]
+    first = await s["gov-a"].AddEncounter(add, metadata=key)
+    again = await s["gov-a"].AddEncounter(add, metadata=key)
+    assert first.outcome == again.outcome == "added"
+    assert first.encounter.encounter_id == again.encounter.encounter_id
+    assert len(await _tids(c, "k1")) == 2
+    # Locked: the person's face is not used as a probe.
+    await c.stub.SetBiometricLock(identity_pb2.SetBiometricLockRequest(
+        subject_id="k1", locked=True, sample=sample(v[0])))  # fmt: skip
+    code, _ = await code_of(s["gov-a"].Identify(
+        identity_pb2.IdentifyRequest(probe_subject_id="k1"), metadata=idv))  # fmt: skip
+    assert code == grpc.StatusCode.PERMISSION_DENIED

@@ -177,3 +177,74 @@ def test_what_an_encounter_may_hold_is_checked(tmp_path, fields, words):
         assert len(s.list_encounters("h").encounters) == 1  # nothing written
     finally:
         s.close()
+
+
+def test_republished_events_keep_galleries_and_status(target, keyring):  # noqa: F811
+    s = _open(target, keyring)
+    try:
+        v = unit_vectors(2, seed=7)
+        s.put_subject("rp", v[:1], "1990-01-01", _consent())
+        e = _add(s, "rp", v[1], galleries=["G"], status="INACTIVE").encounter
+        s.outbox_done(s.outbox_batch(10_000), list(range(1, 1 + s.outbox_pending())))
+        s.republish(store_pb2.RepublishRequest(template_ids=[e.template_id]))
+        added = [ev for ev in _events(s, "rp") if ev.kind == ADDED]
+        got = {t: (list(ev.galleries), ev.inactive) for ev in added for t in ev.template_ids}
+        assert got[e.template_id] == (["G"], True) and len(got) == 2
+        assert [g for (g, _i) in got.values()].count([]) == 1
+    finally:
+        s.close()
+
+
+def test_a_tenant_without_subjects_sees_an_empty_all_and_no_named_gallery(tmp_path):
+    s = Store(tmp_path / "s.sqlite3", LAYOUT)
+    try:
+        s.put_subject("o", unit_vectors(1, seed=8), "1990-01-01", _consent())
+        s.update_encounter(store_pb2.EncounterChange(
+            subject_id="o", encounter_id=s.list_encounters("o").encounters[0].encounter_id,
+            update_fields=["galleries"], encounter=encounters_pb2.EncounterFields(galleries=["G"]),
+        ), None)  # fmt: skip
+        q = store_pb2.GalleryQuery(owner="gov-new")
+        assert [(g.name, g.encounters) for g in s.list_galleries(q).galleries] == [("ALL", 0)]
+        assert not s.gallery_content(store_pb2.GalleryQuery(owner="gov-new", gallery="ALL")).members
+        with pytest.raises(errors.NotFound):
+            s.gallery_content(store_pb2.GalleryQuery(owner="gov-new", gallery="G"))
+        assert (
+            len(s.gallery_content(store_pb2.GalleryQuery(owner="gov-a", gallery="G")).members) == 1
+        )
+        # Withdrawn events are remembered for a while, then forgotten.
+        s._x("INSERT INTO withdrawn_events(event_id, withdrawn_at_ms) VALUES ('old', 0)")
+        assert s.purge_withdrawn() == 1 and s.purge_withdrawn() == 0
+    finally:
+        s.close()
+
+
+def test_a_held_enrolment_keeps_its_encounter_sealed_until_decided(target, keyring):  # noqa: F811
+    from tanu.v1 import cases_pb2
+
+    s = _open(target, keyring)
+    try:
+        v = unit_vectors(1, seed=9)
+        s.put_subject("orig", v, "1990-01-01", _consent())
+        secret = "Ouagadougou-77"
+        req = store_pb2.PutSubjectRequest(
+            subject_id="twin", date_of_birth="1990-01-01", consent=_consent(),
+            dedup=store_pb2.DedupCheck(threshold=0.6, tenant="gov-a"),
+            encounter=encounters_pb2.EncounterFields(
+                encounter_id="osia-1", galleries=["G"], data_json=json.dumps({"n": secret})),
+        )  # fmt: skip
+        from tanu.store.encounters import encounters_of
+
+        out = s.enrol_subject(req, v, encounters_of(req, 1))
+        assert out.outcome == "referred"
+        raw = Raw(target)
+        (held,) = raw.one("SELECT encounter FROM cases WHERE case_id = ?", (out.case_id,))
+        assert held and secret.encode() not in bytes(held)
+        d = s.decide_case(cases_pb2.DecideCaseRequest(case_id=out.case_id, decision="distinct"))
+        assert d.subject.subject_id == "twin"
+        (e,) = s.list_encounters("twin").encounters
+        assert (e.encounter_id, list(e.galleries)) == ("osia-1", ["G"])
+        assert json.loads(e.data_json) == {"n": secret}
+        assert raw.one("SELECT encounter FROM cases WHERE case_id = ?", (out.case_id,))[0] is None
+        raw.conn.close()
+    finally:
+        s.close()

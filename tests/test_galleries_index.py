@@ -289,6 +289,25 @@ def test_ivf_gallery_search_has_high_recall_and_small_galleries_are_exact(metric
     assert_exact(s, got, xs, ids, np.isin(ids, few) & ~inactive, q, 10, metric)
 
 
+def test_ivf_falls_back_to_exact_when_its_probed_lists_hold_too_few_members():
+    # A gallery in one cluster far from the queries: the lists IVF probes
+    # hold none of its members, yet each query gets its k best members.
+    n, rng = 11_000, np.random.default_rng(20)
+    centres = rng.standard_normal((300, D)).astype(np.float32) * 3
+    centres[0] += 12  # far from every other
+    label = rng.integers(1, 300, n)
+    label[:250] = 0
+    x = (centres[label] + 0.2 * rng.standard_normal((n, D))).astype(np.float32)
+    ids = np.arange(n, dtype=np.int64) + 1
+    idx = PartitionIndex(D, "l2", "ivf", nlist=256, nprobe=1)
+    far = label == 0
+    idx.add(ids, ["s"] * n, x, Memberships.of_runs([(1, ["FAR"] if f else [], False) for f in far]))
+    assert idx.trained and far.sum() > max(4 * 10 * idx.rerank, n * idx.nprobe // idx.nlist)
+    q = (x[~far][:20] + 0.01).astype(np.float32)
+    s, got = idx.search(q, 10, "FAR")
+    assert_exact(s, got, stored(x, "fp16", "l2"), ids, far, q, 10, "l2")
+
+
 @pytest.mark.parametrize("kind", ["flat", "fp16"])
 def test_a_device_copy_answers_gallery_searches_like_the_cpu_index(kind):
     x = gallery_of(4000, seed=14)

@@ -19,10 +19,11 @@ post-filter of a global top k that could return fewer than asked):
   (``kernel.topk(allowed=...)``);
 * FAISS flat and fp16 take ``SearchParameters(sel=IDSelectorBitmap)`` over
   positions, the bitmap as the id map holds it;
-* IVF takes ``SearchParametersIVF(sel=...)`` over template ids; a gallery
-  smaller than what IVF would scan, or a query IVF finds fewer than k
-  members for, is searched exactly over the members (the fp16 copy), so it
-  still gets min(k, members) hits;
+* IVF takes ``SearchParametersIVF(sel=...)`` over template ids, probing
+  nprobe / (share of members) lists (as many member candidates as an
+  unrestricted search sees); a gallery smaller than what IVF would scan, or
+  a query IVF finds fewer than k members for, is searched exactly over the
+  members (the fp16 copy), so it still gets min(k, members) hits;
 * a device copy (GPU FAISS has no general id selector) is asked for more
   hits (k / share of allowed, within the device's k limit), the disallowed
   dropped; a query left with fewer than k is answered by the CPU index,
@@ -353,7 +354,10 @@ class PartitionIndex:
         else:
             inner = faiss.IDSelectorBatch(np.ascontiguousarray(ids[~allowed]))
             sel = faiss.IDSelectorNot(inner)
-        params = faiss.SearchParametersIVF(sel=sel, nprobe=self.nprobe)
+        # As many lists again per share of members: about as many member
+        # candidates as an unrestricted search scans.
+        nprobe = min(self.nlist, int(np.ceil(self.nprobe * n / members)))
+        params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
         scores, pos = self._search_ivf(q, k, params, min(k * self.rerank, members))
         del inner
         short = (pos >= 0).sum(1) < k

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from tanu.core import errors, ids, vectors
-from tanu.policy import access, disclosure
-from tanu.policy.encounters import INACTIVE, search_gallery
+from tanu.policy import access, consent, disclosure
+from tanu.policy.encounters import FIELDS, INACTIVE, search_gallery
 from tanu.v1 import common_pb2, encounters_pb2, identity_pb2, searcher_pb2, store_pb2
 
 from . import erasure, idempotency
@@ -36,11 +36,18 @@ if TYPE_CHECKING:
 DEDUP_CANDIDATES = 8
 
 
-async def _check(gw: Gateway, call: Call, operation: str, subject_id: str) -> str:
-    """The subject id, once the caller may run ``operation`` on it."""
+async def _status(
+    gw: Gateway, call: Call, operation: str, subject_id: str
+) -> tuple[str, store_pb2.SubjectStatus]:
+    """The subject id and status, once the caller may run ``operation`` on it."""
     sid = ids.check_subject_id(subject_id)
-    access.check(operation, call.principal, (await gw.statuses([sid]))[sid])
-    return sid
+    st = (await gw.statuses([sid]))[sid]
+    access.check(operation, call.principal, st)
+    return sid, st
+
+
+async def _check(gw: Gateway, call: Call, operation: str, subject_id: str) -> str:
+    return (await _status(gw, call, operation, subject_id))[0]
 
 
 def _encounter_id(encounter_id: str) -> str:
@@ -57,7 +64,9 @@ def _public(e: encounters_pb2.Encounter) -> encounters_pb2.Encounter:
 async def add_encounter(
     gw: Gateway, req: identity_pb2.AddEncounterRequest, call: Call
 ) -> identity_pb2.AddEncounterResponse:
-    sid = await _check(gw, call, "AddEncounter", req.subject_id)
+    sid, st = await _status(gw, call, "AddEncounter", req.subject_id)
+    # Collected for a purpose the subject consented to, like an enrolment.
+    consent.check_enrolment_purpose(st.purposes, call.purpose)
     probe = await gw.samples.template(req.sample, enrol=True)
     threshold, _source = gw.threshold("dedup", None)
     res = await gw.search.find(probe, DEDUP_CANDIDATES)
@@ -170,8 +179,8 @@ async def update_encounter(
         change.template.CopyFrom(
             common_pb2.Template(vector=vectors.to_bytes(probe), model_id=gw.layout.model_id)
         )
-        if not req.update_fields and not req.HasField("encounter"):
-            change.ClearField("update_fields")
+        if not req.update_fields and req.HasField("encounter"):
+            change.update_fields.extend(FIELDS)  # the sample and every field, as documented
     elif not req.update_fields and not req.HasField("encounter"):
         raise errors.InvalidArgument("nothing to update: give a sample or encounter fields")
     return await _change(gw, call, req, change)
@@ -223,11 +232,16 @@ async def delete_encounter(
 
 
 async def _move(gw: Gateway, call: Call, req, operation: str, encounter_id: str):
-    target = await _check(gw, call, operation, req.subject_id)
+    target = ids.check_subject_id(req.subject_id)
     source = ids.check_subject_id(req.source_subject_id)
-    st = (await gw.statuses([source]))[source]
-    if st.enrolled or encounter_id or "adjudicate" not in call.principal.scopes:
-        access.check(operation, call.principal, st)  # a held enrolment: an adjudicator's case
+    st = await gw.statuses(sorted({target, source}))
+    # A merge of an enrolment held for adjudication decides its case: for a
+    # caller with the scope `adjudicate`, as DecideCase would (the store
+    # finds the open case pairing the two, else NOT_FOUND).
+    held = not encounter_id and not st[source].enrolled and "adjudicate" in call.principal.scopes
+    if not held:
+        access.check(operation, call.principal, st[target])
+        access.check(operation, call.principal, st[source])
     out = await gw.store.move_encounters(store_pb2.MoveEncountersRequest(
         subject_id=target, source_subject_id=source, encounter_id=encounter_id,
         reason=req.reason[:200], tenant=call.principal.tenant_id, client=call.principal.client,
@@ -277,7 +291,14 @@ async def search_stored(
     ``probe_encounter_id``): the store hands them to this gateway only, each
     is searched, and the best score per candidate subject is kept; the
     probe subject is left out of its own candidates."""
-    sid = await _check(gw, call, "IdentifyByPerson", req.probe_subject_id)
+    if req.HasField("sample"):
+        raise errors.InvalidArgument("give either sample or probe_subject_id, not both")
+    if not req.probe_subject_id:
+        raise errors.InvalidArgument("probe_encounter_id needs probe_subject_id")
+    sid, st = await _status(gw, call, "IdentifyByPerson", req.probe_subject_id)
+    # Matching with the person's face is a use of it: their lock and consent hold.
+    consent.check_not_locked(st, sid)
+    consent.check_enrolment_purpose(st.purposes, call.purpose)
     held = await gw.store.templates(store_pb2.GetTemplatesRequest(subject_id=sid))
     chosen = [t for t in held.templates
               if (t.encounter_id == req.probe_encounter_id if req.probe_encounter_id

@@ -39,7 +39,7 @@ async def identify(
     threshold, source = gw.threshold(
         "identify", req.threshold if req.HasField("threshold") else None
     )
-    if req.probe_subject_id:  # the stored templates of a subject (encounters.search_stored)
+    if req.probe_subject_id or req.probe_encounter_id:  # a stored person's templates
         res = await encounters.search_stored(gw, req, call, top_k)
     else:
         probe = await gw.samples.template(req.sample)

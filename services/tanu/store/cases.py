@@ -20,8 +20,9 @@ import uuid
 import numpy as np
 
 from tanu.core import audit, envelope, errors, ids, vectors
-from tanu.v1 import cases_pb2, common_pb2, store_pb2
+from tanu.v1 import cases_pb2, common_pb2, encounters_pb2, store_pb2
 
+from .encounter_rules import EncounterMeta
 from .schema import now_ms
 from .subjects import Subjects
 
@@ -29,6 +30,7 @@ DECISIONS = {"duplicate": "duplicate", "merge": "merged", "distinct": "distinct"
 MAX_NOTE = 500
 DEFAULT_PAGE, MAX_PAGE = 50, 500
 MAX_TEMPLATES_PER_SUBJECT = 32
+_ENCOUNTER_AAD = "\nencounter"
 
 _COLS = (
     "case_id, state, subject_id, date_of_birth, consent, template_count, matched_subject_id, "
@@ -93,6 +95,10 @@ CREATE INDEX IF NOT EXISTS cases_by_subject ON cases(subject_id)
              now_ms(), kid, self.keys.wrap(kid, dek, case_id.encode()),
              envelope.seal_template(dek, case_id, vectors.to_bytes(vecs))),
         )  # fmt: skip
+        if req.HasField("encounter"):  # its encounter (OSIA), kept for the decision
+            self._x("UPDATE cases SET encounter = ? WHERE case_id = ?",
+                    (envelope.seal_template(dek, case_id + _ENCOUNTER_AAD,
+                                            req.encounter.SerializeToString()), case_id))  # fmt: skip
         self._case_audit(case_id, [req.subject_id], "case_opened", "referred", d.tenant,
                          d.client, d.purpose, {"score": round(float(score), 6)})  # fmt: skip
         return case_id
@@ -195,7 +201,7 @@ CREATE INDEX IF NOT EXISTS cases_by_subject ON cases(subject_id)
             who = f"{req.decided_by_tenant}/{req.decided_by_client}"
             self._x(
                 "UPDATE cases SET state = ?, decided_at_ms = ?, decided_by = ?, note = ?, "
-                "consent = ?, wrapped = ?, sealed = ? WHERE case_id = ?",
+                "consent = ?, wrapped = ?, sealed = ?, encounter = NULL WHERE case_id = ?",
                 (state, now_ms(), who, req.note, b"", b"", b"", req.case_id),
             )
             subjects = [r["subject_id"], r["matched_subject_id"]]
@@ -216,25 +222,44 @@ CREATE INDEX IF NOT EXISTS cases_by_subject ON cases(subject_id)
         raw = envelope.open_template(dek, r["case_id"], bytes(sealed))
         return vectors.from_bytes(raw, self.layout.dimension).copy()
 
+    def _held_encounters(self, r: dict, count: int) -> list[EncounterMeta] | None:
+        """The held enrolment's encounters (as enrolled with it), or None."""
+        mk, wrapped, sealed = self._one(
+            "SELECT master_key_id, wrapped, encounter FROM cases WHERE case_id = ?", (r["case_id"],)
+        )
+        if not sealed:
+            return None
+        dek = self.keys.unwrap(mk, bytes(wrapped), r["case_id"].encode())
+        raw = envelope.open_template(dek, r["case_id"] + _ENCOUNTER_AAD, bytes(sealed))
+        first = EncounterMeta.of(encounters_pb2.EncounterFields.FromString(raw))
+        return [first] + [first.others() for _ in range(count - 1)]
+
     def _apply_decision(self, decision: str, r: dict) -> common_pb2.Subject | None:
         if decision == "duplicate":
             return None
         vecs = self._held_vectors(r)
+        metas = self._held_encounters(r, len(vecs))
         if decision == "distinct":
             consent = common_pb2.Consent.FromString(bytes(r["consent"]))
-            self._insert_subject(r["subject_id"], vecs, r["date_of_birth"], consent)
+            self._insert_subject(r["subject_id"], vecs, r["date_of_birth"], consent, metas)
             return self._subject_row(r["subject_id"])
-        return self._merge(r["matched_subject_id"], vecs)
+        return self._merge(r["matched_subject_id"], vecs, metas)
 
-    def _merge(self, subject_id: str, vecs: np.ndarray) -> common_pb2.Subject:
-        """Adds ``vecs`` to an enrolled subject as further templates, and queues their event."""
+    def _merge(self, subject_id: str, vecs: np.ndarray, metas=None) -> common_pb2.Subject:
+        """Adds ``vecs`` to an enrolled subject as further templates (its
+        encounters ``metas``: one whose id the subject holds already gets a
+        generated one), and queues their event."""
         subject = self._subject_row(subject_id)
         if subject.template_count + len(vecs) > MAX_TEMPLATES_PER_SUBJECT:
             raise errors.FailedPrecondition(
                 f"subject would hold more than {MAX_TEMPLATES_PER_SUBJECT} templates; "
                 "decide duplicate instead"
             )
-        self._add_templates(subject_id, subject.partition, vecs, self._dek(subject_id), now_ms())
+        metas = [m.others() if self._one(
+            "SELECT 1 FROM templates WHERE subject_id = ? AND encounter_id = ?",
+            (subject_id, m.encounter_id)) else m for m in metas or ()]  # fmt: skip
+        self._add_templates(subject_id, subject.partition, vecs, self._dek(subject_id), now_ms(),
+                            metas or None)  # fmt: skip
         return self._subject_row(subject_id)
 
     def _close_case(self, case_id: str, state: str, tenant: str, client: str, purpose: str):
@@ -242,7 +267,7 @@ CREATE INDEX IF NOT EXISTS cases_by_subject ON cases(subject_id)
         r = self._case_row(case_id)
         self._x(
             "UPDATE cases SET state = ?, decided_at_ms = ?, decided_by = ?, consent = ?, "
-            "wrapped = ?, sealed = ? WHERE case_id = ?",
+            "wrapped = ?, sealed = ?, encounter = NULL WHERE case_id = ?",
             (state, now_ms(), f"{tenant}/{client}", b"", b"", b"", case_id),
         )
         self._case_audit(case_id, [r["subject_id"], r["matched_subject_id"]], "case_decided",

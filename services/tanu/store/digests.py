@@ -13,10 +13,10 @@ import uuid
 
 import numpy as np
 
-from tanu.core import digest, envelope, errors, ids
+from tanu.core import digest, errors, ids
 from tanu.v1 import common_pb2, store_pb2
 
-from .outbox import ADDED, REMOVED, Outbox
+from .outbox import REMOVED, Outbox
 from .schema import now_ms
 from .status import SubjectStatus
 
@@ -69,16 +69,10 @@ class Digests(SubjectStatus, Outbox):
             count = 0
             for sid in subjects:
                 subject = self._subject_row(sid)
-                dek = self._dek(sid)
-                rows = self._all("SELECT template_id, sealed FROM templates WHERE subject_id = ? "
-                                 "ORDER BY template_id", (sid,))  # fmt: skip
-                vecs = b"".join(envelope.open_template(dek, sid, bytes(b)) for _, b in rows)
-                self._queue_event(store_pb2.TemplateEvent(
-                    event_id=uuid.uuid4().hex, kind=ADDED, subject_id=sid,
-                    partition=subject.partition, template_ids=[r[0] for r in rows], vectors=vecs,
-                    dimension=self.layout.dimension, model_id=subject.model_id, occurred_at_ms=ts,
-                ), dek)  # fmt: skip
-                count += len(rows)
+                # With their galleries and status (``tanu.store.encounters``,
+                # a part of the composed ``Store``): a re-published event
+                # never resets a template's membership.
+                count += self._requeue_kept(sid, subject.partition, ts)
             # Never an id the store may still issue: a removal would block it.
             (top,) = self._one("SELECT COALESCE(MAX(template_id), 0) FROM templates")
             foreign = [t for t in req.remove_template_ids

@@ -45,12 +45,14 @@ from tanu.v1 import cases_pb2, common_pb2, encounters_pb2, store_pb2
 from . import encounter_rules as rules
 from .dedup import MAX_CANDIDATES, Dedup
 from .encounter_rules import EncounterMeta
-from .outbox import ADDED, REMOVED
+from .outbox import MEMBERSHIP, REMOVED, TRACKED
 from .schema import now_ms
 from .window import better
 
-MEMBERSHIP = store_pb2.TemplateEvent.KIND_MEMBERSHIP
 MAX_TEMPLATES_PER_SUBJECT = 32
+# A relay's publish of one batch takes seconds at most: a withdrawn event is
+# remembered far longer than that, then forgotten (``purge_withdrawn``).
+WITHDRAWN_KEEP_MS = 3_600_000
 
 _COLS = (
     "t.template_id, t.encounter_id, t.encounter_type, t.inactive, t.created_at_ms, "
@@ -157,11 +159,13 @@ CREATE UNIQUE INDEX IF NOT EXISTS templates_by_encounter ON templates(subject_id
         self._queue_stream_erasures(seqs)
         self._x("DELETE FROM published WHERE subject_id = ?", (subject_id,))
         pending = [r[0] for r in self._all(
-            "SELECT event_id FROM outbox WHERE subject_id = ? AND kind = ?", (subject_id, ADDED))]  # fmt: skip
+            "SELECT event_id FROM outbox WHERE subject_id = ? AND kind IN (?, ?)",
+            (subject_id, *TRACKED))]  # fmt: skip
         for eid in pending:  # a relay publishing one right now deletes it from the stream after
             self._x("INSERT INTO withdrawn_events(event_id, withdrawn_at_ms) VALUES (?, ?)",
                     (eid, ts))  # fmt: skip
-        self._x("DELETE FROM outbox WHERE subject_id = ? AND kind = ?", (subject_id, ADDED))
+        self._x("DELETE FROM outbox WHERE subject_id = ? AND kind IN (?, ?)",
+                (subject_id, *TRACKED))  # fmt: skip
         for tid in template_ids:
             self._x("DELETE FROM template_galleries WHERE template_id = ?", (tid,))
             self._x("DELETE FROM templates WHERE template_id = ?", (tid,))
@@ -173,8 +177,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS templates_by_encounter ON templates(subject_id
         self._requeue_kept(subject_id, partition, ts)
         return {"stream_seqs": seqs, "unpublished": len(pending), "removal_event_id": event_id}
 
-    def _requeue_kept(self, subject_id: str, partition: int, ts: int) -> None:
-        """Fresh ADDED events for every template the subject holds."""
+    def _requeue_kept(self, subject_id: str, partition: int, ts: int) -> int:
+        """Fresh ADDED events for every template the subject holds (with
+        their galleries and status); returns how many templates."""
         dek = self._dek(subject_id)
         rows = self._all(
             f"SELECT {_COLS}, t.sealed FROM templates t WHERE t.subject_id = ? "
@@ -182,13 +187,14 @@ CREATE UNIQUE INDEX IF NOT EXISTS templates_by_encounter ON templates(subject_id
             (subject_id,),
         )
         if not rows:
-            return
+            return 0
         vecs = vectors.from_bytes(
             b"".join(envelope.open_template(dek, subject_id, bytes(r[-1])) for r in rows),
             self.layout.dimension,
         )
         metas = [self._meta(subject_id, r[:-1], dek) for r in rows]
         self._queue_added(subject_id, partition, [r[0] for r in rows], vecs, metas, dek, ts)
+        return len(rows)
 
     def _open_template(self, subject_id: str, template_id: int, dek: bytes) -> np.ndarray:
         (sealed,) = self._one("SELECT sealed FROM templates WHERE template_id = ?", (template_id,))
@@ -204,6 +210,17 @@ CREATE UNIQUE INDEX IF NOT EXISTS templates_by_encounter ON templates(subject_id
                                   detail_json=audit.detail_json(detail))
             for sid in subjects
         ])  # fmt: skip
+
+    def purge_withdrawn(self, older_than_ms: int = WITHDRAWN_KEEP_MS) -> int:
+        """Forgets withdrawn events no relay can still be publishing; returns how many."""
+
+        def tx(_c) -> int:
+            cut = now_ms() - older_than_ms
+            return self._x(
+                "DELETE FROM withdrawn_events WHERE withdrawn_at_ms < ?", (cut,)
+            ).rowcount
+
+        return self._tx(tx)
 
     # -- writes ----------------------------------------------------------------
 

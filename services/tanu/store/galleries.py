@@ -2,8 +2,9 @@
 a gallery's members a page at a time, over the subjects the caller may see
 (``GalleryQuery.owner``, set by the gateway from the caller: a tenant sees
 the subjects it owns, the operator every one, ``every_owner``). ``ALL`` is
-every encounter; a named gallery is ``template_galleries``. A gallery the
-caller sees no member of is NotFound, whether it exists for others or not.
+every encounter; a named gallery is ``template_galleries``. A named gallery
+the caller sees no member of is NotFound, whether it exists for others or
+not; ``ALL`` always exists (perhaps empty).
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class Galleries(Database):
             f"WHERE {where} AND t.template_id > ? ORDER BY t.template_id LIMIT ?",
             [*args, after, size + 1],
         )
-        if not rows and not after:
+        if not rows and not after and name != rules.ALL:
             raise errors.NotFound(f"no gallery {name!r} is available to this tenant")
         page = rows[:size]
         return encounters_pb2.GetGalleryContentResponse(

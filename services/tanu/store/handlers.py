@@ -353,6 +353,7 @@ class StoreHandlers:
         purged = await self.db.run(self.db.purge_tasks)
         if purged:
             log.info("osia_tasks_purged", count=purged)
+        await self.db.run(self.db.purge_withdrawn)
         cp = await self.db.run(self.db.checkpoint, self.signer)
         if cp is not None:
             log.info("audit_checkpoint", seq=cp.seq)

@@ -33,6 +33,10 @@ from .datakeys import DataKeys
 from .schema import now_ms
 
 ADDED, REMOVED = store_pb2.TemplateEvent.KIND_ADDED, store_pb2.TemplateEvent.KIND_REMOVED
+# A subject's gallery membership (``tanu.store.encounters``): remembered in
+# ``published`` like its ADDED events, so its erasure deletes them too.
+MEMBERSHIP = store_pb2.TemplateEvent.KIND_MEMBERSHIP
+TRACKED = (ADDED, MEMBERSHIP)
 
 # Created by the relay when it starts (``outbox_prepare``); the payload
 # stays sealed as it was in the outbox.
@@ -145,7 +149,7 @@ class Outbox(DataKeys):
                 # committed after this batch was read, and is not published
                 # yet. The relay that forgets a row records where it went.
                 gone = self._x("DELETE FROM outbox WHERE seq = ?", (row.seq,)).rowcount
-                if row.kind != ADDED:
+                if row.kind not in TRACKED:
                     continue
                 if not self._one("SELECT 1 FROM subjects WHERE subject_id = ?", (row.subject_id,)):
                     # Erased while being published (its outbox row went with

@@ -142,6 +142,8 @@ ADDED_COLUMNS = (
     ("templates", "inactive", "INTEGER NOT NULL DEFAULT 0"),
     ("templates", "updated_at_ms", "{big} NOT NULL DEFAULT 0"),
     ("templates", "encounter_data", "{blob}"),
+    # A held enrolment's encounter fields, sealed with the case's data key.
+    ("cases", "encounter", "{blob}"),
 )
 
 

@@ -20,7 +20,7 @@ from tanu.v1 import common_pb2, store_pb2
 from . import encounter_rules
 from .encounter_rules import EncounterMeta
 from .erasures import Erasures
-from .outbox import ADDED, REMOVED
+from .outbox import ADDED, REMOVED, TRACKED
 from .schema import now_ms
 from .status import SubjectStatus
 
@@ -196,9 +196,12 @@ class Subjects(SubjectStatus, Erasures):
             # Unpublished events are dropped; one the relay is publishing right
             # now is queued for deletion from the stream when it is acknowledged.
             (unpublished,) = self._one(
-                "SELECT COUNT(*) FROM outbox WHERE subject_id = ? AND kind = ?", (subject_id, ADDED)
+                "SELECT COUNT(*) FROM outbox WHERE subject_id = ? AND kind IN (?, ?)",
+                (subject_id, *TRACKED),
             )
-            self._x("DELETE FROM outbox WHERE subject_id = ? AND kind = ?", (subject_id, ADDED))
+            self._x(
+                "DELETE FROM outbox WHERE subject_id = ? AND kind IN (?, ?)", (subject_id, *TRACKED)
+            )
             for table in ("templates", "consents", "subject_keys", "subjects"):
                 self._x(f"DELETE FROM {table} WHERE subject_id = ?", (subject_id,))
             ts = now_ms()
