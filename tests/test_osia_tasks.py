@@ -193,7 +193,9 @@ async def test_a_failing_receiver_is_retried_until_it_accepts(tasks):
 async def test_errors_are_called_back_and_a_dead_receiver_ends_in_response_error(tasks):
     c = tasks
     rec, cb = await receiver(c, failures=100)
-    st, body = await post(c, f"/v1/identify/ALL/nobody?transactionId=er-1&callback={cb}", json={})
+    v = unit_vectors(1, seed=164)[0]
+    face = {"biometricData": probe(v)["biometricData"]}
+    st, body = await post(c, f"/v1/verify/ALL/nobody?transactionId=er-1&callback={cb}", json=face)
     assert st == 202
     await until_status(c, body["taskId"], "RESPONSE_ERROR")
     assert len(rec.got) == FAST.max_attempts
