@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PROTOS := $(wildcard protos/tanu/v1/*.proto)
 
-.PHONY: up test test-fuzz test-reliability lint proto bench clean venv models
+.PHONY: up test test-fuzz test-osia test-reliability lint proto bench clean venv models
 
 venv: $(STAMP)
 
@@ -51,6 +51,13 @@ test: $(STAMP) $(MODELS) $(TOOLS)
 FUZZ_COUNT ?= 1000000
 test-fuzz: $(STAMP) $(MODELS)
 	$(BIN)/python tests/fuzz_run.py --count $(FUZZ_COUNT) $(FUZZ_ARGS)
+
+# OSIA conformance: schemathesis against the facade on a real cluster, the
+# unmodified spec and Tanu's published OpenAPI, more examples per operation
+# than `make test` (tests/test_osia_conformance.py).
+OSIA_EXAMPLES ?= 200
+test-osia: $(STAMP) $(MODELS)
+	OSIA_EXAMPLES=$(OSIA_EXAMPLES) $(BIN)/python -m pytest -q -s tests/test_osia_conformance.py
 
 # Fault scenarios against a real local cluster (SIGKILL of store, searchers
 # and nats-server under load, 3 gateways, erasure under load, a restart);

@@ -241,17 +241,42 @@ def _q(r: random.Random) -> str:
 
 def http_case(r: random.Random, token: str, images: bool = True) -> HttpCase:
     """A request to one of the REST routes (or a path near them)."""
-    route = r.randrange(6)
+    route = r.randrange(14)
     pid = r.choice(("grace", "fuzz-known", _q(r)))
+    eid = r.choice(("e1", _q(r)))
     gallery = r.choice(("ALL", "ALL", _q(r)))
     query = "?transactionId=" + _q(r)
     if r.random() < 0.5:
         query += (
             "&"
-            + r.choice(("maxCandidates", "threshold", "reason"))
+            + r.choice(
+                (
+                    "maxNbCand",
+                    "threshold",
+                    "reason",
+                    "priority",
+                    "callback",
+                    "status",
+                    "offset",
+                    "limit",
+                    "serviceLevel",
+                )
+            )
             + "="
             + r.choice(
-                ("3", "-1", "0", "1001", "1e400", "nan", "inf", "99999999999999999999", _q(r))
+                (
+                    "3",
+                    "-1",
+                    "0",
+                    "1001",
+                    "1e400",
+                    "nan",
+                    "inf",
+                    "99999999999999999999",
+                    _q(r),
+                    "http://169.254.169.254/x",
+                    "ACTIVE",
+                )
             )
         )
     method, path, data = {
@@ -261,6 +286,14 @@ def http_case(r: random.Random, token: str, images: bool = True) -> HttpCase:
         3: ("GET", f"/v1/persons/{pid}/report", b""),
         4: ("GET", "/healthz", b""),
         5: (r.choice(("PUT", "PATCH", "GET")), r.choice(("/v1/identify/ALL", "/v1/x", "/")), b""),
+        6: ("POST", f"/v1/persons/{pid}/encounters/{eid}", None),
+        7: ("GET", f"/v1/persons/{pid}/encounters", b""),
+        8: ("PUT", f"/v1/persons/{pid}/encounters/{eid}/status", b""),
+        9: ("POST", f"/v1/identify/{gallery}/{pid}", None),
+        10: ("POST", f"/v1/persons/{pid}/merge/{_q(r)}", b""),
+        11: ("GET", f"/v1/galleries/{gallery}", b""),
+        12: ("GET", f"/v1/tasks/{_q(r)}/status", b""),
+        13: ("POST", f"/v1/tasks/{_q(r)}/redeliver", b""),
     }[route]  # fmt: skip
     headers = {}
     if r.random() < 0.85:

@@ -121,9 +121,16 @@ def test_no_input_yields_internal_unknown_or_5xx_and_the_services_stay_healthy(b
         assert code not in BAD_GRPC, (method, data[:200], code)
         case = http_case(r, bg.token, images=False)
         status = bg.run(bg.http_call(case))
-        assert status < 500, (case.method, case.path[:200], case.data[:200], status)
+        # 501: an OSIA feature Tanu does not support (documented), not a failure
+        assert status < 500 or status == 501, (
+            case.method,
+            case.path[:200],
+            case.data[:200],
+            status,
+        )
         seen[method] += 1
-        seen[case.path.split("?")[0].split("/")[2] if case.path.count("/") > 1 else "root"] += 1
+        route = case.path.split("?")[0]  # (the query may hold a callback URL's slashes)
+        seen[route.split("/")[2] if route.count("/") > 1 else "root"] += 1
 
     one()
     assert set(METHODS) <= set(seen), seen

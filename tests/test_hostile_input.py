@@ -326,32 +326,46 @@ async def test_rest_refuses_hostile_input_with_4xx_and_valid_json(hc):
     j = {**h, "Content-Type": "application/json"}
     deep = b'{"a":' * 5000 + b"1" + b"}" * 5000
     cases = [
-        ("/v1/identify/ALL", dict(data=b"{}", headers={**h, "Content-Type": "text/plain"}), 415),
-        ("/v1/identify/ALL", dict(data=b"{}", headers=h), 415),
-        ("/v1/identify/ALL", dict(data=deep, headers=j), 400),
-        ("/v1/identify/ALL", dict(data=b'{"a": NaN}', headers=j), 400),
-        ("/v1/identify/ALL", dict(data=b'{"a": 1e999}', headers=j), 400),
-        ("/v1/identify/ALL", dict(data=b'{"a": ' + b"9" * 5000 + b"}", headers=j), 400),
-        ("/v1/identify/ALL", dict(data=b"\xff\xfe", headers=j), 400),
-        ("/v1/identify/ALL", dict(data=b'{"biometricData": [{"image": 7}]}', headers=j), 400),
+        (
+            "/v1/identify/ALL?transactionId=t",
+            dict(data=b"{}", headers={**h, "Content-Type": "text/plain"}),
+            415,
+        ),
+        ("/v1/identify/ALL?transactionId=t", dict(data=b"{}", headers=h), 415),
+        ("/v1/identify/ALL?transactionId=t", dict(data=deep, headers=j), 400),
+        ("/v1/identify/ALL?transactionId=t", dict(data=b'{"a": NaN}', headers=j), 400),
+        ("/v1/identify/ALL?transactionId=t", dict(data=b'{"a": 1e999}', headers=j), 400),
+        (
+            "/v1/identify/ALL?transactionId=t",
+            dict(data=b'{"a": ' + b"9" * 5000 + b"}", headers=j),
+            400,
+        ),
+        ("/v1/identify/ALL?transactionId=t", dict(data=b"\xff\xfe", headers=j), 400),
+        (
+            "/v1/identify/ALL?transactionId=t",
+            dict(data=b'{"biometricData": [{"image": 7}]}', headers=j),
+            400,
+        ),
     ]
     for q in ("-1", "0", "1001", "99999999999999999999", "1e400", "nan", "x"):
         cases.append(
-            (f"/v1/identify/ALL?maxCandidates={q}", dict(json=face(c.grace), headers=h), 400)
-        )
+            (f"/v1/identify/ALL?transactionId=t&maxNbCand={q}", dict(json=face(c.grace), headers=h),
+             400)
+        )  # fmt: skip
     for q in ("nan", "inf", "-inf", "1e400"):
         cases.append(
-            (f"/v1/verify/ALL/grace?threshold={q}", dict(json=face(c.grace), headers=h), 400)
-        )
+            (f"/v1/verify/ALL/grace?transactionId=t&threshold={q}",
+             dict(json=face(c.grace), headers=h), 400)
+        )  # fmt: skip
     for path, kw, status in cases:
         st, body = await rest(c, "POST", path, **kw)
         assert st == status and body["code"] == status, (path, st, body)
-    st, body = await rest(c, "POST", "/v1/identify/ALL?maxCandidates=3", json=face(c.grace),
-                          headers=h)  # fmt: skip
+    st, body = await rest(c, "POST", "/v1/identify/ALL?transactionId=t&maxNbCand=3",
+                          json=face(c.grace), headers=h)  # fmt: skip
     assert st == 200 and body[0]["personId"] == "grace"
     # a template whose scores overflow float32: still RFC 8259 JSON (null, never Infinity)
     huge = c.grace * 3e37
-    st, _ = await rest(c, "POST", "/v1/identify/ALL", json=face(huge), headers=h)
+    st, _ = await rest(c, "POST", "/v1/identify/ALL?transactionId=t", json=face(huge), headers=h)
     assert st < 500
 
 

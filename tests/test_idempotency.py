@@ -127,6 +127,7 @@ async def test_delete_lock_and_consent_retries_return_the_first_outcome(idem):
 
 
 async def test_rest_delete_is_idempotent_by_header_and_409_on_another_body(idem):
+    """(And by the OSIA transactionId: tests/test_osia.py.)"""
     c = idem
     v = unit_vectors(1, seed=24)
     assert (await c.stub.Enroll(enroll("rest-1", v[0]))).enrolled
@@ -135,13 +136,13 @@ async def test_rest_delete_is_idempotent_by_header_and_409_on_another_body(idem)
     with open(tok) as f:  # noqa: ASYNC230 - a few bytes
         hdr = {"Authorization": f"Bearer {f.read().strip()}", "Idempotency-Key": "rest-del-1"}
     async with aiohttp.ClientSession() as http:
-        async with http.delete(base + "?reason=a", headers=hdr) as r1:
-            b1 = await r1.json()
-        async with http.delete(base + "?reason=a", headers=hdr) as r2:
-            b2 = await r2.json()
-        async with http.delete(base + "?reason=b", headers=hdr) as r3:
+        async with http.delete(base + "?transactionId=t1&reason=a", headers=hdr) as r1:
+            b1 = r1.headers.get("X-Tanu-Receipt-Id")
+        async with http.delete(base + "?transactionId=t2&reason=a", headers=hdr) as r2:
+            b2 = r2.headers.get("X-Tanu-Receipt-Id")
+        async with http.delete(base + "?transactionId=t3&reason=b", headers=hdr) as r3:
             b3 = await r3.json()
-    assert r1.status == r2.status == 200 and b1["deletedAtMs"] == b2["deletedAtMs"]
+    assert r1.status == r2.status == 204 and b1 and b1 == b2
     assert r3.status == 409 and "idempotency key" in b3["message"]
 
 

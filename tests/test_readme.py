@@ -27,9 +27,11 @@ def marked_blocks(text: str) -> list[tuple[str, str]]:
     return pattern.findall(text)
 
 
-def test_the_readme_marks_the_quick_start_the_python_client_and_the_rest_example():
+def test_the_readme_marks_the_quick_start_the_python_client_and_the_rest_examples():
     langs = [lang for lang, _ in marked_blocks((ROOT / "README.md").read_text())]
-    assert langs == ["sh", "sh", "python", "sh"], langs
+    # the quick start, the template, the Python client, then OSIA: a bank's
+    # verify, a civil registry's person with two encounters, an asynchronous identify
+    assert langs == ["sh", "sh", "python", "sh", "sh", "sh"], langs
 
 
 def test_every_marked_readme_command_runs_as_written(tmp_path):

@@ -1,5 +1,7 @@
-"""The partner REST facade (OSIA subset) on a real gateway: the same guard
-as gRPC, errors as HTTP statuses naming the problem, per-route metrics."""
+"""The REST facade (OSIA ABIS 1.6.0) on a real gateway: the same guard
+as gRPC, errors as the spec's Error body with the HTTP status naming the
+problem, per-route metrics. (Encounters, tasks and conformance:
+tests/test_osia*.py.)"""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import aiohttp
 import pytest
 
 from tanu.core import auth, signing
+from tanu.v1 import identity_pb2
 
 from conftest import Cluster, env_for, near, unit_vectors
 from helpers import enroll
@@ -44,7 +47,7 @@ def hdrs(c, purpose: str | None = "kyc", token: str | None = None) -> dict:
 
 async def call(c, method: str, path: str, **kw) -> tuple[int, object]:
     async with c.http.request(method, c.url + path, **kw) as r:
-        return r.status, await r.json()
+        return r.status, (await r.json() if r.status != 204 else dict(r.headers))
 
 
 async def test_verify_identify_and_delete_over_rest(rest):
@@ -54,12 +57,21 @@ async def test_verify_identify_and_delete_over_rest(rest):
     st, body = await call(c, "POST", "/v1/verify/ALL/rest-1?transactionId=t1", json=face(near(v)),
                           headers=hdrs(c))  # fmt: skip
     assert st == 200 and body["decision"] is True and body["scores"][0]["score"] < 0.6
-    st, body = await call(c, "POST", "/v1/identify/ALL?transactionId=t2&maxCandidates=3",
+    st, body = await call(c, "POST", "/v1/identify/ALL?transactionId=t2&maxNbCand=3",
                           json={"filter": {}, **face(near(v))}, headers=hdrs(c))  # fmt: skip
     assert st == 200 and body[0]["personId"] == "rest-1" and body[0]["rank"] == 1
-    st, body = await call(c, "DELETE", "/v1/persons/rest-1?transactionId=t3&reason=court-order",
-                          headers=hdrs(c, None))  # fmt: skip
-    assert st == 200 and body["receipt"]["signature"] and body["templatesRemoved"] == 1
+    assert (
+        body[0]["others"]["isMatch"] is True and body[0]["score"] == body[0]["scores"][0]["score"]
+    )
+    st, hd = await call(c, "DELETE", "/v1/persons/rest-1?transactionId=t3&reason=court-order",
+                        headers=hdrs(c, None))  # fmt: skip
+    assert st == 204 and hd["X-Tanu-Receipt-Id"]
+    receipt = await c.stub.GetErasureReceipt(
+        identity_pb2.GetErasureReceiptRequest(
+            receipt_id=hd["X-Tanu-Receipt-Id"], subject_id="rest-1"
+        )
+    )
+    assert receipt.signature
     st, body = await call(c, "POST", "/v1/verify/ALL/rest-1?transactionId=t4", json=face(v),
                           headers=hdrs(c))  # fmt: skip
     assert st == 404 and "not enrolled" in body["message"]
@@ -92,7 +104,14 @@ async def test_rest_errors_name_the_problem_with_their_http_status(rest):
         assert body["code"] == status
     st, body = await call(c, "POST", "/v1/verify/OTHER/rest-2?transactionId=t", json=face(v),
                           headers=hdrs(c))  # fmt: skip
-    assert st == 404 and "unknown gallery" in body["message"]
+    assert st == 404 and "not in gallery" in body["message"]
+    st, body = await call(c, "POST", "/v1/verify/ALL/rest-2", json=face(v), headers=hdrs(c))
+    assert st == 400 and "transactionId is required" in body["message"] and body["code"] == 400
+    for q in ("maxNbCand=0", "maxNbCand=x", "priority=10", "priority=-1", "serviceLevel=x",
+              "callback=ftp://x", "callback=http://example.invalid:81/cb"):  # fmt: skip
+        st, body = await call(c, "POST", f"/v1/identify/ALL?transactionId=t&{q}",
+                              json={"filter": {}, **face(v)}, headers=hdrs(c))  # fmt: skip
+        assert st == 400 and body["code"] == 400, (q, body)
     huge = {"biometricData": [{"biometricType": "FACE", "image": "A" * (12 * 2**20)}]}
     st, body = await call(c, "POST", path, json=huge, headers=hdrs(c))
     assert st == 413
@@ -101,3 +120,32 @@ async def test_rest_errors_name_the_problem_with_their_http_status(rest):
     assert st == 200 and body["decision"] is True
     st, body = await call(c, "GET", "/healthz")
     assert st == 200 and body["serving"]
+
+
+async def test_unsupported_operations_answer_501_with_the_error_body(rest):
+    c = rest
+    for method, path, kw in [
+        ("GET", "/v1/persons/p/encounters/e/templates?transactionId=t", {}),
+        ("POST", "/v1/verify?transactionId=t", dict(json={"biometricData1": [], "biometricData2": []})),
+        ("POST", "/v1/identify/ALL?transactionId=t",
+         dict(json={"filter": {}, "biometricData": [{"biometricType": "FINGER", "image": "AA=="}]})),
+    ]:  # fmt: skip
+        st, body = await call(c, method, path, headers=hdrs(c), **kw)
+        assert st == 501 and body["code"] == 501 and body["message"], (path, body)
+        st, body = await call(c, method, path, **kw)  # no token: 401 first
+        assert st == 401 and body["code"] == 401
+
+
+async def test_openapi_json_is_the_spec_plus_tanus_additions(rest):
+    c = rest
+    st, doc = await call(c, "GET", "/openapi.json")
+    assert st == 200 and doc["openapi"].startswith("3.0")
+    ops = [op for item in doc["paths"].values() for m, op in item.items()
+           if m in ("get", "post", "put", "delete")]  # fmt: skip
+    osia = [op for op in ops if not op["operationId"].startswith("tanu")]
+    assert len(osia) == 22
+    for op in osia:
+        for code in ("401", "403", "501"):
+            assert op["responses"][code]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/Error"}, (op["operationId"], code)  # fmt: skip
+    assert "biographicData.dateOfBirth" in doc["x-tanu-extensions"]

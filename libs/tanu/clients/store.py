@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from tanu.core import natsnames
-from tanu.v1 import cases_pb2, common_pb2, encounters_pb2, store_pb2
+from tanu.v1 import cases_pb2, common_pb2, encounters_pb2, store_pb2, tasks_pb2
 
 from .operations import BusClient, Operation
 
@@ -80,6 +80,16 @@ class StoreClient(BusClient):
         "cases.decide", cases_pb2.DecideCaseRequest, cases_pb2.DecideCaseResponse, "DecideCase"
     )
 
+    # The OSIA facade's asynchronous tasks (``tanu.store.tasks``).
+    create_task = Operation(
+        "tasks.create", tasks_pb2.CreateTaskRequest, tasks_pb2.CreateTaskResponse
+    )
+    claim_tasks = Operation(
+        "tasks.claim", tasks_pb2.ClaimTasksRequest, tasks_pb2.ClaimTasksResponse
+    )
+    update_task = Operation("tasks.update", tasks_pb2.UpdateTaskRequest, tasks_pb2.Task)
+    get_task = Operation("tasks.get", tasks_pb2.GetTaskRequest, tasks_pb2.Task)
+    redeliver_task = Operation("tasks.redeliver", tasks_pb2.RedeliverTaskRequest, tasks_pb2.Task)
     # Encounters and galleries (tanu.store.encounters, tanu.store.galleries).
     add_encounter = Operation(
         "encounters.add", store_pb2.AddEncounterRecord, store_pb2.AddEncounterOutcome,

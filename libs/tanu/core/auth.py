@@ -14,6 +14,12 @@ which may act on that subject's data only (``tanu.policy.access``).
 Whether a tenant sees raw match scores is ``scores`` in its entry
 (default: operators and government agencies do; relying parties, the bank
 kind, get the decision only, so scores cannot be hill-climbed).
+
+``callbacks`` in a tenant's entry is its allow-list of asynchronous OSIA
+callback addresses: ``scheme://host[:port]`` entries (no port: any port).
+A callback must match one; a host that resolves to a private, loopback or
+link-local address is refused unless an entry names that host literally
+(``tanu.gateway.osia.callbacks``). Empty (the default): no callbacks.
 """
 
 from __future__ import annotations
@@ -84,6 +90,8 @@ class Tenant:
     rate_per_s: float = 50.0
     burst: int = 100
     scores: bool = False  # whether its replies carry raw match scores
+    # OSIA callback allow-list: (scheme, host, port or 0 for any), lower case.
+    callbacks: tuple[tuple[str, str, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,8 +164,32 @@ class Registry:
                 float(t.get("rate_per_s", 50.0)),
                 int(t.get("burst", 100)),
                 scores,
+                _callbacks(t.get("callbacks", []), f"{where}: tenant {tid!r}"),
             )
         return cls(out)
+
+
+def _callbacks(entries, where: str) -> tuple[tuple[str, str, int], ...]:
+    """A tenant's callback allow-list, each ``scheme://host[:port]`` entry
+    as (scheme, host, port; 0: any port)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(entries, list):
+        raise errors.FailedPrecondition(f"{where}: callbacks must be a list of URLs")
+    out = []
+    for e in entries:
+        try:
+            u = urlsplit(e) if isinstance(e, str) else None
+            port = u.port if u else None
+        except ValueError:
+            u = None
+        if (u is None or u.scheme not in ("http", "https") or not u.hostname
+                or u.path not in ("", "/") or u.query or u.username):  # fmt: skip
+            raise errors.FailedPrecondition(
+                f"{where}: callback entry {e!r} must be http(s)://host[:port]"
+            )
+        out.append((u.scheme, u.hostname.lower(), port or 0))
+    return tuple(out)
 
 
 def issue_token(

@@ -37,6 +37,7 @@ DEFAULT_PURPOSES = (
 )
 DEFAULT_PURPOSE = "identity_verification"
 OPERATOR = "operator"
+LOOPBACK_CALLBACKS = ("http://127.0.0.1", "http://localhost", "http://[::1]")
 
 
 def provision(folder: str | Path, token_ttl_s: float = 30 * 24 * 3600) -> dict[str, str]:
@@ -54,7 +55,9 @@ def provision(folder: str | Path, token_ttl_s: float = 30 * 24 * 3600) -> dict[s
     if not tenants.exists():
         tenants.write_text(json.dumps({"tenants": [
             {"id": OPERATOR, "kind": "operator", "purposes": list(DEFAULT_PURPOSES),
-             "rate_per_s": 1000, "burst": 2000},
+             "rate_per_s": 1000, "burst": 2000,
+             # OSIA callbacks to this machine, so local integrations work
+             "callbacks": list(LOOPBACK_CALLBACKS)},
         ]}, indent=1))  # fmt: skip
     token = d / "operator.token"
     if not token.exists():

@@ -39,6 +39,9 @@ PURPOSE_KEY = "x-tanu-purpose"
 # (gRPC peer, REST remote). A client cannot send it: gRPC refuses keys
 # starting with ':' and REST builds its metadata itself.
 PEER_KEY = ":peer"
+# The OSIA facade's ``transactionId``, put into the metadata by REST (a
+# gRPC caller cannot send a key starting with ':' either).
+TRANSACTION_KEY = ":transaction-id"
 # Room left in a bus message for the headers and the request's framing.
 _PAYLOAD_HEADROOM = 4096
 # An audit entry larger than this (it cannot be, with bounded fields) keeps
@@ -69,6 +72,8 @@ class Call:
     deadline_s: float | None = None
     # The caller's idempotency key (metadata ``idempotency-key``); "" when none.
     idempotency_key: str = ""
+    # The OSIA transactionId (REST), recorded in the audit entry; "" when none.
+    transaction_id: str = ""
 
 
 class Guard:
@@ -214,21 +219,50 @@ class Guard:
         builds the request when it is given as a function and bounds its
         fields (``bounds``), runs ``fn`` and audits the outcome (every
         denial included; failed authentication in aggregate)."""
-        operation, scopes = op.name, op.scopes
-        purpose = metadata.get(PURPOSE_KEY, "").strip()
-        audit_purpose = purpose if len(purpose) <= bounds.PURPOSE_CHARS else ""
-        call = Call(operation, None, audit_purpose, bounds.audit_subject(subject_id),
-                    deadline_s=deadline_s)  # fmt: skip
+        operation = op.name
+        call = self._call(op, metadata, subject_id, deadline_s)
         try:
             principal = call.principal = self.authenticate(metadata, operation)
         except errors.TanuError as exc:
             if exc.reason not in AGGREGATED:  # e.g. a valid token of an unregistered tenant
                 self.metrics.denials.labels("gateway", operation, exc.reason or "error").inc()
-                await self._safe_record(None, operation, call.purpose, call.subject_id, exc)
+                await self._safe_record(None, operation, call.purpose, call.subject_id, exc,
+                                        call.transaction_id)  # fmt: skip
             raise
+        return await self._authorised(op, call, principal, metadata, fn, request, True)
+
+    async def handle_as(
+        self,
+        op: IdentityOperation,
+        principal: auth.Principal,
+        metadata: dict[str, str],
+        subject_id: str,
+        fn: Callable[[Call], Awaitable[Any]],
+        request: RequestSource = None,
+    ) -> Any:
+        """As ``handle`` for a caller authenticated earlier (an asynchronous
+        OSIA task, run later from what its request's token allowed): the
+        scope and purpose are checked again against ``principal``, the
+        request is bounded, run and audited; no rate limit (the request
+        was counted when it was accepted)."""
+        call = self._call(op, metadata, subject_id, None)
+        call.principal = principal
+        return await self._authorised(op, call, principal, metadata, fn, request, False)
+
+    def _call(self, op, metadata: dict[str, str], subject_id: str, deadline_s) -> Call:
+        purpose = metadata.get(PURPOSE_KEY, "").strip()
+        audit_purpose = purpose if len(purpose) <= bounds.PURPOSE_CHARS else ""
+        return Call(op.name, None, audit_purpose, bounds.audit_subject(subject_id),
+                    deadline_s=deadline_s,
+                    transaction_id=logs.bounded(metadata.get(TRANSACTION_KEY, ""), 128))  # fmt: skip
+
+    async def _authorised(self, op, call: Call, principal: auth.Principal, metadata, fn,
+                          request: RequestSource, rate_limited: bool) -> Any:  # fmt: skip
+        operation, scopes = op.name, op.scopes
+        purpose = metadata.get(PURPOSE_KEY, "").strip()
         try:
             samples.tenant_var.set(principal.tenant_id)  # the face services' fair share
-            wait = self.limits.allow(principal.tenant)
+            wait = self.limits.allow(principal.tenant) if rate_limited else 0
             if wait > 0:
                 self.metrics.rate_limited.labels(principal.tenant_id).inc()
                 raise errors.ResourceExhausted(
@@ -253,18 +287,25 @@ class Guard:
         except errors.TanuError as exc:
             if exc.reason:  # a refusal (scope, purpose, consent, limits)
                 self.metrics.denials.labels("gateway", operation, exc.reason).inc()
-            await self._safe_record(principal, operation, call.purpose, call.subject_id, exc)
+            await self._safe_record(principal, operation, call.purpose, call.subject_id, exc,
+                                    call.transaction_id)  # fmt: skip
             raise
+        detail = call.detail
+        if call.transaction_id:
+            detail = {**(detail or {}), "transaction_id": call.transaction_id}
         await self.record(principal, operation, call.purpose, call.subject_id, call.result,
-                          call.detail, call.extra)  # fmt: skip
+                          detail, call.extra)  # fmt: skip
         return out
 
-    async def _safe_record(self, principal, operation, purpose, subject_id, exc) -> None:
+    async def _safe_record(self, principal, operation, purpose, subject_id, exc,
+                           transaction_id: str = "") -> None:  # fmt: skip
         """Audits a refusal; if the audit log cannot be reached, the refusal
         still goes out (it released nothing) and the failure is logged."""
+        detail = {"reason": logs.bounded(exc.message, 300)}
+        if transaction_id:
+            detail["transaction_id"] = transaction_id
         try:
-            await self.record(principal, operation, purpose, subject_id, exc.code.name,
-                              {"reason": logs.bounded(exc.message, 300)})  # fmt: skip
+            await self.record(principal, operation, purpose, subject_id, exc.code.name, detail)
         except errors.TanuError as audit_exc:
             log.error("audit_append_failed", operation=operation, error=audit_exc.message)
 

@@ -23,6 +23,7 @@ bases say what depends on what:
 - ``dedup.Dedup`` (Cases): enrolment de-duplicated under a lock, in the store
   (``window.RecentWindow``: the window's opened templates, synced with the database)
 - ``idempotency.Idempotency`` (AuditLog): idempotency keys and stored replies
+- ``tasks.Tasks``: the OSIA facade's asynchronous tasks (sealed requests and results, leases)
 - ``encounters.Encounters`` (Dedup): encounters (one per template), their
   galleries and status, moves and merges (``encounter_rules``: what they may hold)
 - ``galleries.Galleries``: galleries and their members, as a caller may see them
@@ -56,6 +57,7 @@ from .report import CitizenReport
 from .schema import Database
 from .status import SubjectStatus
 from .subjects import Subjects
+from .tasks import Tasks
 
 DEFAULT_LOCKOUT = Lockout()
 
@@ -65,6 +67,7 @@ class Store(
     Encounters,
     Dedup,
     Idempotency,
+    Tasks,
     Subjects,
     CitizenReport,
     LayoutMigration,

@@ -17,7 +17,7 @@ import numpy as np
 from tanu.core import errors, ids, logs, vectors
 from tanu.core.metrics import Metrics
 from tanu.policy.subjects import is_minor, parse_dob
-from tanu.v1 import cases_pb2, common_pb2, encounters_pb2, store_pb2
+from tanu.v1 import cases_pb2, common_pb2, encounters_pb2, store_pb2, tasks_pb2
 
 from .db import Store
 from .encounters import encounters_of
@@ -318,6 +318,23 @@ class StoreHandlers:
         log.info("store_layout_migrated", partitions=req.partitions, subjects_moved=moved)
         return store_pb2.MigrateLayoutResponse(subjects_moved=moved)
 
+    # --- the OSIA facade's asynchronous tasks (``tanu.store.tasks``) ---------------------
+
+    async def create_task(self, req: tasks_pb2.CreateTaskRequest) -> tasks_pb2.CreateTaskResponse:
+        return await self.db.run(self.db.create_task, req.task)
+
+    async def claim_tasks(self, req: tasks_pb2.ClaimTasksRequest) -> tasks_pb2.ClaimTasksResponse:
+        return await self.db.run(self.db.claim_tasks, req.owner, req.limit, req.lease_ms)
+
+    async def update_task(self, req: tasks_pb2.UpdateTaskRequest) -> tasks_pb2.Task:
+        return await self.db.run(self.db.update_task, req)
+
+    async def get_task(self, req: tasks_pb2.GetTaskRequest) -> tasks_pb2.Task:
+        return await self.db.run(self.db.get_task, req.task_id, req.tenant)
+
+    async def redeliver_task(self, req: tasks_pb2.RedeliverTaskRequest) -> tasks_pb2.Task:
+        return await self.db.run(self.db.redeliver_task, req.task_id, req.tenant)
+
     # -- encounters and galleries (tanu.store.encounters, tanu.store.galleries) --
 
     async def add_encounter(
@@ -391,6 +408,9 @@ class StoreHandlers:
         purged = await self.db.run(self.db.purge_idempotency)
         if purged:
             log.info("idempotency_keys_purged", count=purged)
+        purged = await self.db.run(self.db.purge_tasks)
+        if purged:
+            log.info("osia_tasks_purged", count=purged)
         await self.db.run(self.db.purge_withdrawn)
         cp = await self.db.run(self.db.checkpoint, self.signer)
         if cp is not None:
