@@ -205,9 +205,9 @@ async def test_bad_input_gets_the_specs_error_bodies(osia):
                       ("GET", "/v1/tasks/0000000000000000/status?transactionId=x")]:  # fmt: skip
         st, body = await call(c, method, p)
         assert st == 404 and error_body(body), (p, body)
-    # identify by an unknown person: refused (the core answers its consent check first)
+    # identify by an unknown person: not found (before any consent check)
     st, body = await call(c, "POST", "/v1/identify/ALL/nobody?transactionId=x")
-    assert st in (403, 404) and error_body(body), body
+    assert st == 404 and error_body(body), body
     st, body = await call(c, "PUT", "/v1/persons/x/encounters/e/status?transactionId=x&status=GONE")
     assert st == 400 and "ACTIVE" in body["message"]
     st, body = await call(c, "PUT", "/v1/persons/x/encounters/e/galleries?transactionId=x",

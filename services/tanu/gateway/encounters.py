@@ -43,6 +43,8 @@ async def _status(
     sid = ids.check_subject_id(subject_id)
     st = (await gw.statuses([sid]))[sid]
     access.check(operation, call.principal, st)
+    if not st.enrolled:  # the operator, who may be told a subject is absent
+        raise access.refused()
     return sid, st
 
 
