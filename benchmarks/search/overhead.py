@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import faiss
@@ -97,6 +98,30 @@ def pids(cluster: LocalCluster) -> dict[str, int]:
     return out
 
 
+def batch_totals(cluster: LocalCluster) -> dict[str, tuple[float, float]]:
+    """Every micro-batcher's (items, batches) so far, from each service's /metrics."""
+    out: dict[str, tuple[float, float]] = {}
+    for proc in cluster.procs:
+        try:
+            text = urllib.request.urlopen(
+                f"http://127.0.0.1:{proc.metrics_port}/metrics", timeout=5
+            )
+            lines = text.read().decode().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.startswith(("tanu_batch_size_sum{", "tanu_batch_size_count{")):
+                name = line.split('batcher="', 1)[1].split('"', 1)[0]
+                items, batches = out.get(name, (0.0, 0.0))
+                value = float(line.rsplit(" ", 1)[1])
+                if line.startswith("tanu_batch_size_sum"):
+                    items += value
+                else:
+                    batches += value
+                out[name] = (items, batches)
+    return out
+
+
 def cpu_s(pid: int) -> float:
     """utime + stime of a process, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -135,9 +160,12 @@ def stop_spies(samplers: list[subprocess.Popen]) -> None:
         sampler.wait(30)
 
 
-async def measured(run, procs: dict[str, int], counter: list[int], spy: dict[str, Path]):
-    """``run()``'s figures plus each process's CPU ms per request (``cpu``);
-    the processes named in ``spy`` sampled by py-spy into their path."""
+async def measured(run, cluster: LocalCluster, procs: dict[str, int], counter: list[int],
+                   spy: dict[str, Path]):  # fmt: skip
+    """``run()``'s figures plus each process's CPU ms per request (``cpu``)
+    and each micro-batcher's mean batch over the run (``batches``); the
+    processes named in ``spy`` sampled by py-spy into their path."""
+    batches = batch_totals(cluster)
     before = {n: cpu_s(p) for n, p in procs.items()}
     counter[0] = 0
     samplers = spy_on(procs, spy)
@@ -147,6 +175,11 @@ async def measured(run, procs: dict[str, int], counter: list[int], spy: dict[str
     stop_spies(samplers)
     n = max(1, counter[0])
     fig["cpu"] = {name: (cpu_s(p) - before[name]) * 1e3 / n for name, p in procs.items()}
+    fig["batches"] = {
+        name: (items - batches.get(name, (0, 0))[0]) / (count - batches.get(name, (0, 0))[1])
+        for name, (items, count) in batch_totals(cluster).items()
+        if count > batches.get(name, (0, 0))[1]
+    }
     return fig
 
 
@@ -155,6 +188,9 @@ async def run_service(cluster: LocalCluster, queries: np.ndarray, levels, second
     out = {}
     procs = pids(cluster)
     counter = [0]
+    before = {n: cpu_s(p) for n, p in procs.items()}
+    await asyncio.sleep(3.0)  # no load: what each process spends on its own timers
+    out["idle"] = {n: (cpu_s(p) - before[n]) * 1e3 / 3.0 for n, p in procs.items()}
     nc = await bus.connect(cluster.nats.url_for("gateway"), "bench")  # searches, as a gateway
     sreqs = [searcher_pb2.SearchRequest(queries=vectors.to_bytes(q[None]), count=1, top_k=K).SerializeToString()
              for q in queries[:2000]]  # fmt: skip
@@ -174,11 +210,11 @@ async def run_service(cluster: LocalCluster, queries: np.ndarray, levels, second
 
         for c in levels:
             out[("searcher", c)] = await measured(
-                lambda c=c: load(searcher, sreqs, c, seconds), procs, counter, {}
+                lambda c=c: load(searcher, sreqs, c, seconds), cluster, procs, counter, {}
             )
             spy = {n: spy_dir / f"{n}-c{c}.txt" for n in ("gateway", "store")} if spy_dir else {}
             out[("gateway", c)] = await measured(
-                lambda c=c: load(gateway, ireqs, c, seconds), procs, counter, spy
+                lambda c=c: load(gateway, ireqs, c, seconds), cluster, procs, counter, spy
             )
     await nc.close()
     return out
@@ -268,6 +304,14 @@ def main() -> int:
             cpu = svc[(path, c)]["cpu"]
             print(f"{path:>8} {c:>4} | " + " ".join(f"{cpu[n]:>12.3f}" for n in names)
                   + f" | {sum(cpu.values()):>7.3f}")  # fmt: skip
+    idle = svc["idle"]
+    print(f"{'idle':>8} {'ms/s':>4} | " + " ".join(f"{idle[n]:>12.3f}" for n in names)
+          + f" | {sum(idle.values()):>7.3f}")  # fmt: skip
+    print("\nmean micro-batch (items per batch over the run), by batcher")
+    for path in ("searcher", "gateway"):
+        for c in levels:
+            b = svc[(path, c)]["batches"]
+            print(f"{path:>8} {c:>4} | " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(b.items())))
     print(
         f"machine peak (numpy 2048^2 fp32 matmul): {peak:.1f} GFLOP/s; FAISS flat search at batch 256: "
         f"{fgf:.1f} GFLOP/s = {fgf / peak:.0%} of peak"
