@@ -5,10 +5,20 @@ and the fraction of it FAISS and Tanu's exact kernel reach (the kernel over
 1,000,000 x 128 at batch 256).
 
     .venv/bin/python benchmarks/search/overhead.py [--templates 100000] [--seconds 6]
+        [--py-spy DIR]
 
 One partition holds the whole gallery, so the three paths search exactly the
 same index. Raw FAISS at concurrency c gets c queries per call (the best an
 in-process batcher could do).
+
+Where the time goes: for every service run it also prints the CPU time each
+process spent per request (utime + stime from /proc/<pid>/stat before and
+after the run: client = this benchmark's load generator, nats-server,
+store, searcher, gateway, detector, embedder). With ``--py-spy DIR`` the
+gateway process is sampled by py-spy during each gateway run,
+and so is the store (``DIR/gateway-c<N>.txt``, ``DIR/store-c<N>.txt``:
+collapsed stacks; py-spy must be installed).
+
 """
 
 from __future__ import annotations
@@ -16,9 +26,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import faiss
@@ -78,8 +91,106 @@ def faiss_gflops(index, queries: np.ndarray, n: int, batch: int = 256) -> float:
     return best / 1e9
 
 
-async def run_service(cluster: LocalCluster, queries: np.ndarray, levels, seconds) -> dict:
+def pids(cluster: LocalCluster) -> dict[str, int]:
+    """The process of every part of the run, by name."""
+    out = {"client": os.getpid(), "nats-server": cluster.nats.proc.pid}
+    out.update({name: p.pid for name, p in cluster.running.items()})
+    return out
+
+
+def batch_totals(cluster: LocalCluster) -> dict[str, tuple[float, float]]:
+    """Every micro-batcher's (items, batches) so far, from each service's /metrics."""
+    out: dict[str, tuple[float, float]] = {}
+    for proc in cluster.procs:
+        try:
+            text = urllib.request.urlopen(
+                f"http://127.0.0.1:{proc.metrics_port}/metrics", timeout=5
+            )
+            lines = text.read().decode().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if line.startswith(("tanu_batch_size_sum{", "tanu_batch_size_count{")):
+                name = line.split('batcher="', 1)[1].split('"', 1)[0]
+                items, batches = out.get(name, (0.0, 0.0))
+                value = float(line.rsplit(" ", 1)[1])
+                if line.startswith("tanu_batch_size_sum"):
+                    items += value
+                else:
+                    batches += value
+                out[name] = (items, batches)
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    """utime + stime of a process, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def spy_on(procs: dict[str, int], spy: dict[str, Path]) -> list[subprocess.Popen]:
+    """py-spy sampling each process named in ``spy`` into its path (collapsed stacks)."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return [
+        subprocess.Popen(
+            [
+                exe,
+                "record",
+                "--pid",
+                str(procs[name]),
+                "--format",
+                "raw",
+                "--rate",
+                "200",
+                "--nonblocking",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        for name, out in spy.items()
+    ]
+
+
+def stop_spies(samplers: list[subprocess.Popen]) -> None:
+    for sampler in samplers:
+        sampler.send_signal(2)  # SIGINT: py-spy writes its output and exits
+    for sampler in samplers:
+        sampler.wait(30)
+
+
+async def measured(run, cluster: LocalCluster, procs: dict[str, int], counter: list[int],
+                   spy: dict[str, Path]):  # fmt: skip
+    """``run()``'s figures plus each process's CPU ms per request (``cpu``)
+    and each micro-batcher's mean batch over the run (``batches``); the
+    processes named in ``spy`` sampled by py-spy into their path."""
+    batches = batch_totals(cluster)
+    before = {n: cpu_s(p) for n, p in procs.items()}
+    counter[0] = 0
+    samplers = spy_on(procs, spy)
+    if samplers:
+        await asyncio.sleep(1.0)  # attached before the load starts
+    fig = await run()
+    stop_spies(samplers)
+    n = max(1, counter[0])
+    fig["cpu"] = {name: (cpu_s(p) - before[name]) * 1e3 / n for name, p in procs.items()}
+    fig["batches"] = {
+        name: (items - batches.get(name, (0, 0))[0]) / (count - batches.get(name, (0, 0))[1])
+        for name, (items, count) in batch_totals(cluster).items()
+        if count > batches.get(name, (0, 0))[1]
+    }
+    return fig
+
+
+async def run_service(cluster: LocalCluster, queries: np.ndarray, levels, seconds,
+                      spy_dir: Path | None = None) -> dict:  # fmt: skip
     out = {}
+    procs = pids(cluster)
+    counter = [0]
+    before = {n: cpu_s(p) for n, p in procs.items()}
+    await asyncio.sleep(3.0)  # no load: what each process spends on its own timers
+    out["idle"] = {n: (cpu_s(p) - before[n]) * 1e3 / 3.0 for n, p in procs.items()}
     nc = await bus.connect(cluster.nats.url_for("gateway"), "bench")  # searches, as a gateway
     sreqs = [searcher_pb2.SearchRequest(queries=vectors.to_bytes(q[None]), count=1, top_k=K).SerializeToString()
              for q in queries[:2000]]  # fmt: skip
@@ -91,13 +202,20 @@ async def run_service(cluster: LocalCluster, queries: np.ndarray, levels, second
 
         async def searcher(r):
             await bus.request(nc, natsnames.search(0), r, searcher_pb2.SearchResponse, 30)
+            counter[0] += 1
 
         async def gateway(r):
             await stub.Identify(r, timeout=30)
+            counter[0] += 1
 
         for c in levels:
-            out[("searcher", c)] = await load(searcher, sreqs, c, seconds)
-            out[("gateway", c)] = await load(gateway, ireqs, c, seconds)
+            out[("searcher", c)] = await measured(
+                lambda c=c: load(searcher, sreqs, c, seconds), cluster, procs, counter, {}
+            )
+            spy = {n: spy_dir / f"{n}-c{c}.txt" for n in ("gateway", "store")} if spy_dir else {}
+            out[("gateway", c)] = await measured(
+                lambda c=c: load(gateway, ireqs, c, seconds), cluster, procs, counter, spy
+            )
     await nc.close()
     return out
 
@@ -112,7 +230,16 @@ def main() -> int:
     )
     ap.add_argument("--templates", type=int, default=100_000)
     ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument(
+        "--py-spy",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="sample the gateway with py-spy during each gateway run, into DIR",
+    )
     args = ap.parse_args()
+    if args.py_spy:
+        args.py_spy.mkdir(parents=True, exist_ok=True)
     levels = (1, 16, 64)
     gallery = synthetic(args.templates, 1)
     rng = np.random.default_rng(2)
@@ -151,7 +278,7 @@ def main() -> int:
                         await asyncio.sleep(0.2)
 
             asyncio.run(ready())
-            svc = asyncio.run(run_service(cluster, queries, levels, args.seconds))
+            svc = asyncio.run(run_service(cluster, queries, levels, args.seconds, args.py_spy))
         finally:
             cluster.stop()
     print(f"\nsearch overhead: {args.templates} x {DIM}-d, exact fp32, one partition, top-{K}; "
@@ -165,6 +292,26 @@ def main() -> int:
         print(f"{c:>4} | {r['per_s']:>8.1f} {r['p50_ms']:>6.2f} {r['p99_ms']:>6.2f} | {s['per_s']:>12.1f} {s['p50_ms']:>6.2f} "
               f"{s['p99_ms']:>6.2f} {s['per_s'] / r['per_s']:>5.2f} | {g['per_s']:>11.1f} {g['p50_ms']:>6.2f} {g['p99_ms']:>6.2f} "
               f"{g['per_s'] / r['per_s']:>5.2f} | {s['p50_ms'] - r['p50_ms']:.2f}, {g['p50_ms'] - r['p50_ms']:.2f}")  # fmt: skip
+    names = list(svc[("gateway", levels[0])]["cpu"])
+    print("\nCPU ms per request, by process (utime + stime over the run / requests answered)")
+    print(
+        f"{'path':>8} {'conc':>4} | "
+        + " ".join(f"{n[:12]:>12}" for n in names)
+        + f" | {'total':>7}"
+    )
+    for path in ("searcher", "gateway"):
+        for c in levels:
+            cpu = svc[(path, c)]["cpu"]
+            print(f"{path:>8} {c:>4} | " + " ".join(f"{cpu[n]:>12.3f}" for n in names)
+                  + f" | {sum(cpu.values()):>7.3f}")  # fmt: skip
+    idle = svc["idle"]
+    print(f"{'idle':>8} {'ms/s':>4} | " + " ".join(f"{idle[n]:>12.3f}" for n in names)
+          + f" | {sum(idle.values()):>7.3f}")  # fmt: skip
+    print("\nmean micro-batch (items per batch over the run), by batcher")
+    for path in ("searcher", "gateway"):
+        for c in levels:
+            b = svc[(path, c)]["batches"]
+            print(f"{path:>8} {c:>4} | " + ", ".join(f"{k} {v:.1f}" for k, v in sorted(b.items())))
     print(
         f"machine peak (numpy 2048^2 fp32 matmul): {peak:.1f} GFLOP/s; FAISS flat search at batch 256: "
         f"{fgf:.1f} GFLOP/s = {fgf / peak:.0%} of peak"

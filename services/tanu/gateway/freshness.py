@@ -16,10 +16,10 @@ names it), never silently stale.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 from nats.aio.client import Client as NATS
-from nats.js.errors import NotFoundError
 
 from tanu.core import errors, logs, natsnames
 from tanu.core.metrics import Metrics
@@ -29,6 +29,11 @@ log = logs.get(__name__)
 
 Reply = searcher_pb2.SearchResponse | errors.TanuError
 MARK_TIMEOUT_S = 1.0
+# JetStream's "message get" API (the one ``get_last_msg`` calls): asked
+# directly, the reply's sequence is read without decoding the message's
+# data and headers, which a mark does not need.
+_MSG_GET = f"$JS.API.STREAM.MSG.GET.{natsnames.EVENTS_STREAM}"
+_NO_MESSAGE = 404
 
 
 class Freshness:
@@ -36,8 +41,6 @@ class Freshness:
 
     def __init__(self, nc: NATS, wait_s: float, metrics: Metrics) -> None:
         self._nc = nc
-        # A short timeout: a search never waits long on this question.
-        self._js = nc.jetstream(timeout=MARK_TIMEOUT_S)
         self.wait_s = wait_s
         self._metrics = metrics
         self._known: dict[int, int] = {}  # the last mark seen per partition
@@ -51,12 +54,7 @@ class Freshness:
             if not self._nc.is_connected:  # the scatter fails too, and says why
                 return self._known.get(p, 0)
             try:
-                msg = await self._js.get_last_msg(
-                    natsnames.EVENTS_STREAM, natsnames.template_events(p)
-                )
-                seq = msg.seq or 0
-            except NotFoundError:
-                seq = 0
+                seq = await self._last_sequence(natsnames.template_events(p))
             except Exception as exc:  # noqa: BLE001 - fall back to what we knew
                 log.warning("freshness_unknown", partition=p, error=type(exc).__name__)
                 return self._known.get(p, 0)
@@ -65,6 +63,20 @@ class Freshness:
 
         return dict(zip(partitions, await asyncio.gather(*(one(p) for p in partitions)),
                         strict=True))  # fmt: skip
+
+    async def _last_sequence(self, subject: str) -> int:
+        """The stream's last sequence on ``subject`` (0: no message); a
+        short timeout: a search never waits long on this question."""
+        reply = await self._nc.request(
+            _MSG_GET, json.dumps({"last_by_subj": subject}).encode(), timeout=MARK_TIMEOUT_S
+        )
+        body = json.loads(reply.data)
+        err = body.get("error")
+        if err:
+            if err.get("code") == _NO_MESSAGE:
+                return 0
+            raise errors.Unavailable(f"the stream did not say its last sequence: {err.get('code')}")
+        return int(body["message"]["seq"])
 
     async def settle(self, replies: list[Reply], partitions: list[int], marks: dict[int, int],
                      ask) -> list[Reply]:  # fmt: skip

@@ -1,13 +1,23 @@
 """The gateway's shared state, which every use case of the Identity API is
 given: its configuration, the typed clients of the store, the face pipeline
-and the searchers, the thresholds, the search and the layout watch."""
+and the searchers, the thresholds, the search and the layout watch.
+
+Subjects' status (consent, locks, enrolment) is read from the store for
+every request that needs it, but concurrent requests' look-ups share one
+store call: those arriving while a call is in flight join the next one, so
+each request's answer is still read after it asked (a consent revoked or a
+lock set before a request is seen by it) and a busy gateway costs the store
+one status request per round, not per request."""
 
 from __future__ import annotations
+
+import asyncio
 
 from tanu.clients.face import FaceClient
 from tanu.clients.search import SearchClient
 from tanu.clients.store import StoreClient
 from tanu.core import clusterconfig, errors, logs
+from tanu.core.batching import MicroBatcher
 from tanu.core.config import GatewayConfig
 from tanu.core.metrics import Metrics
 from tanu.policy import thresholds
@@ -19,6 +29,9 @@ from .samples import Samples
 from .search import Search
 
 log = logs.get(__name__)
+
+# The most subject ids the store answers in one status request.
+STATUS_IDS_PER_CALL = 1000
 
 
 class Gateway:
@@ -44,9 +57,16 @@ class Gateway:
             "dedup": config.dedup_threshold,
         }
         self._nc = nc
+        # No wait to fill a round: only look-ups that arrive while the
+        # previous round is in flight share one.
+        self._status = MicroBatcher(
+            self._status_round, name="status", max_batch=256, max_wait_s=0.0, max_in_flight=1,
+            metrics=metrics,
+        )  # fmt: skip
 
     async def close(self) -> None:
         await self.search.close()
+        await self._status.close()
 
     @property
     def layout_problem(self) -> str:
@@ -74,11 +94,25 @@ class Gateway:
         self.calibrated = found
 
     async def statuses(self, subject_ids: list[str]) -> dict[str, store_pb2.SubjectStatus]:
-        """The store's status of each subject, by id."""
+        """The store's status of each subject, by id (read after this call
+        began; shared with concurrent look-ups)."""
         if not subject_ids:
             return {}
-        r = await self.store.status(store_pb2.StatusRequest(subject_ids=subject_ids))
-        return {st.subject_id: st for st in r.statuses}
+        return await self._status.submit(subject_ids)
+
+    async def _status_round(
+        self, lookups: list[list[str]]
+    ) -> list[dict[str, store_pb2.SubjectStatus]]:
+        """One round of look-ups: the union of their ids asked of the store
+        (in requests of at most STATUS_IDS_PER_CALL ids), each look-up
+        answered with its own subjects only."""
+        ids = sorted({sid for ids in lookups for sid in ids})
+        replies = await asyncio.gather(*(
+            self.store.status(store_pb2.StatusRequest(subject_ids=ids[i : i + STATUS_IDS_PER_CALL]))
+            for i in range(0, len(ids), STATUS_IDS_PER_CALL)
+        ))  # fmt: skip
+        found = {st.subject_id: st for r in replies for st in r.statuses}
+        return [{sid: found[sid] for sid in ids if sid in found} for ids in lookups]
 
     async def enrolled(self, subject_id: str) -> store_pb2.SubjectStatus:
         """The subject's status; NotFound when it is not enrolled."""

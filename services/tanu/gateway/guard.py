@@ -170,10 +170,11 @@ class Guard:
                 detail_json=audit.detail_json({"request_id": rid, **(detail or {})}),
             )
         ]  # fmt: skip
+        each = audit.detail_json({"request_id": rid}) if extra else ""
         recs += [
             store_pb2.AuditRecord(
                 at_ms=now, tenant=tenant, client=client, operation=operation, purpose=purpose,
-                subject_id=sid, result=res, detail_json=audit.detail_json({"request_id": rid}),
+                subject_id=sid, result=res, detail_json=each,
             )
             for sid, res in extra
         ]  # fmt: skip

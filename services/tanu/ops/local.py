@@ -124,13 +124,17 @@ class LocalCluster:
         }
         procs = [Proc("store", "tanu.store", free_port(), free_port(), dict(common))]
         # Searchers share this machine's cores: more FAISS threads than cores
-        # in total makes every search slower.
+        # in total makes every search slower. OpenBLAS (the exact kernel's
+        # matrix products) lets its idle threads sleep at once instead of
+        # spinning ~0.1 s after each call, which took a core from the
+        # gateway, the store and NATS between searches.
         threads = str(max(1, (os.cpu_count() or 1) // (self.partitions * self.replicas)))
         for p in range(self.partitions):
             for r in range(self.replicas):
                 env = {
                     "TANU_FAISS_THREADS": threads,
                     "OMP_NUM_THREADS": threads,
+                    "OPENBLAS_THREAD_TIMEOUT": "4",
                     "TANU_SNAPSHOT_DIR": str(self.var / "snapshots"),
                     **common,
                     "TANU_PARTITION": str(p),

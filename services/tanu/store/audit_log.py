@@ -6,6 +6,13 @@ the head of the chain from time to time, so any edit, deletion, insertion
 or reordering is found and located by ``tanu.core.audit.verify`` over
 ``audit_entries`` and ``audit_checkpoints``. On PostgreSQL several stores
 may share a database: appends take a table lock so the chain stays one.
+
+Group commit (``GroupCommit``): appends that arrive while one is being
+committed are committed together in the next transaction (one fsync for
+all of them); each caller is answered only once the transaction holding
+its records has committed, so an entry is durable before its request's
+reply leaves. A shared commit that fails is retried one append at a time,
+so a bad append fails its own caller only.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from tanu.core import audit
+from tanu.core.batching import MicroBatcher
+from tanu.core.metrics import Metrics
 from tanu.v1 import store_pb2
 
 from .schema import Database, now_ms
@@ -27,6 +36,7 @@ class AuditLog(Database):
             self._x("LOCK TABLE audit IN EXCLUSIVE MODE")
         last = self._one("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
         seq, prev = (last[0], last[1]) if last else (0, audit.GENESIS)
+        rows = []
         for r in records:
             seq += 1
             e = audit.Entry(
@@ -34,18 +44,36 @@ class AuditLog(Database):
                 r.purpose[:64], r.subject_id[:128], r.result[:64], r.detail_json or "{}", prev,
             )  # fmt: skip
             h = audit.entry_hash(prev, e)
-            self._x(
-                "INSERT INTO audit(seq, ts_ms, tenant, client, operation, purpose, subject_id, "
-                "result, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (e.seq, e.ts_ms, e.tenant, e.client, e.operation, e.purpose, e.subject_id,
-                 e.result, e.detail, prev, h),
-            )  # fmt: skip
+            rows.append((e.seq, e.ts_ms, e.tenant, e.client, e.operation, e.purpose,
+                         e.subject_id, e.result, e.detail, prev, h))  # fmt: skip
             prev = h
+        if rows:  # one statement for the whole append
+            self._conn.cursor().executemany(
+                self.dialect.sql(
+                    "INSERT INTO audit(seq, ts_ms, tenant, client, operation, purpose, subject_id, "
+                    "result, detail, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                rows,
+            )
         return seq
 
     def append_audit(self, records: Sequence[store_pb2.AuditRecord]) -> int:
         """Appends entries to the chain; returns the last sequence number."""
         return self._tx(lambda _c: self._append_audit(records))
+
+    def append_audit_groups(self, groups: Sequence[Sequence[store_pb2.AuditRecord]]) -> list[int]:
+        """Appends several callers' entries, in order, in one transaction;
+        returns each group's last sequence number."""
+
+        def tx(_c) -> list[int]:
+            seq = self._append_audit([r for g in groups for r in g])
+            ends, end = [], seq - sum(len(g) for g in groups)
+            for g in groups:
+                end += len(g)
+                ends.append(end)
+            return ends
+
+        return self._tx(tx)
 
     def checkpoint(self, signer) -> audit.Checkpoint | None:
         """Seals the chain's head with a signed checkpoint, if it moved."""
@@ -93,3 +121,40 @@ class AuditLog(Database):
                 "SELECT seq, hash, ts_ms, key_id, signature FROM audit_checkpoints ORDER BY seq"
             )
         ]
+
+
+class GroupCommit:
+    """Audit appends committed together: those waiting while a commit runs
+    share the next one (no wait is added to fill it)."""
+
+    def __init__(self, log: AuditLog, metrics: Metrics | None = None, max_groups: int = 256):
+        self._log = log
+        self._batcher: MicroBatcher[Sequence[store_pb2.AuditRecord], int | Exception] = (
+            MicroBatcher(self._commit, name="audit_commit", max_batch=max_groups,
+                         max_wait_s=0.0, max_in_flight=1, metrics=metrics)
+        )  # fmt: skip
+
+    async def append(self, records: Sequence[store_pb2.AuditRecord]) -> int:
+        """Appends ``records`` to the chain and returns their last sequence
+        number once the transaction holding them has committed."""
+        out = await self._batcher.submit(records)
+        if isinstance(out, Exception):
+            raise out
+        return out
+
+    async def _commit(self, groups: list[Sequence[store_pb2.AuditRecord]]) -> list[int | Exception]:
+        try:
+            return list(await self._log.run(self._log.append_audit_groups, groups))
+        except Exception as exc:  # noqa: BLE001 - isolated below
+            if len(groups) == 1:
+                return [exc]
+        out: list[int | Exception] = []
+        for g in groups:  # one at a time: only the append that fails is refused
+            try:
+                out.append(await self._log.run(self._log.append_audit, g))
+            except Exception as exc:  # noqa: BLE001 - this caller's refusal
+                out.append(exc)
+        return out
+
+    async def close(self) -> None:
+        await self._batcher.close()

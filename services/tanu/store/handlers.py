@@ -19,6 +19,7 @@ from tanu.core.metrics import Metrics
 from tanu.policy.subjects import is_minor, parse_dob
 from tanu.v1 import cases_pb2, common_pb2, encounters_pb2, store_pb2, tasks_pb2
 
+from .audit_log import GroupCommit
 from .db import Store
 from .encounters import encounters_of
 from .relay import OutboxRelay
@@ -42,6 +43,11 @@ class StoreHandlers:
         self.relay = relay
         self.signer = signer
         self.metrics = metrics or Metrics.create()
+        self._audit = GroupCommit(db, self.metrics)  # concurrent appends, one commit
+
+    async def close(self) -> None:
+        """Finishes the audit commit under way (appends after it are refused)."""
+        await self._audit.close()
 
     def _vectors(self, templates) -> np.ndarray:
         if not templates:
@@ -282,7 +288,7 @@ class StoreHandlers:
     async def append_audit(self, req: store_pb2.AppendAuditRequest):
         if not req.records:
             raise errors.InvalidArgument("no audit records to append")
-        seq = await self.db.run(self.db.append_audit, list(req.records))
+        seq = await self._audit.append(list(req.records))
         self.metrics.audit_entries.inc(len(req.records))
         return store_pb2.AppendAuditResponse(last_seq=seq)
 

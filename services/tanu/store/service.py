@@ -98,6 +98,7 @@ class StoreService(ServiceBase):
         if self._checkpoints:
             self._checkpoints.cancel()
         if self.handlers:
+            await self.handlers.close()
             try:  # seal what was appended since the last checkpoint
                 await self.handlers.checkpoint()
             except Exception as exc:  # noqa: BLE001

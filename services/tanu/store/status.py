@@ -75,38 +75,50 @@ class SubjectStatus(Database):
         )  # fmt: skip
 
     def _status(self, subject_id: str) -> store_pb2.SubjectStatus:
-        row = self._one(
-            "SELECT date_of_birth, biometric_lock, failed_verifications, retry_after_ms, "
-            "verification_locked, owner FROM subjects WHERE subject_id = ?",
-            (subject_id,),
-        )
-        if row is None:
-            return store_pb2.SubjectStatus(subject_id=subject_id, enrolled=False)
-        purposes: set[str] = set()
-        guardians: set[str] = set()
-        for p, g in self._all(
-            "SELECT purposes, guardian_subject_id FROM consents "
-            "WHERE subject_id = ? AND revoked_at_ms = 0",
-            (subject_id,),
-        ):
-            purposes.update(json.loads(p))
-            if g:
-                guardians.add(g)
-        return store_pb2.SubjectStatus(
-            subject_id=subject_id,
-            enrolled=True,
-            date_of_birth=row[0],
-            purposes=sorted(purposes),
-            biometric_locked=bool(row[1]),
-            failed_verifications=row[2],
-            retry_after_ms=row[3],
-            verification_locked=bool(row[4]),
-            guardians=sorted(guardians),
-            owner=row[5],
-        )
+        return self._statuses([subject_id])[subject_id]
+
+    def _statuses(self, subject_ids: Sequence[str]) -> dict[str, store_pb2.SubjectStatus]:
+        """Each subject's status, by id, in two queries however many there are."""
+        ids = list(dict.fromkeys(subject_ids))
+        if not ids:
+            return {}
+        marks = ", ".join("?" * len(ids))
+        rows = self._all(
+            "SELECT subject_id, date_of_birth, biometric_lock, failed_verifications, "
+            f"retry_after_ms, verification_locked, owner FROM subjects WHERE subject_id IN ({marks})",
+            ids,
+        )  # fmt: skip
+        purposes: dict[str, set[str]] = {r[0]: set() for r in rows}
+        guardians: dict[str, set[str]] = {r[0]: set() for r in rows}
+        if rows:
+            for sid, p, g in self._all(
+                "SELECT subject_id, purposes, guardian_subject_id FROM consents "
+                f"WHERE subject_id IN ({marks}) AND revoked_at_ms = 0",
+                ids,
+            ):
+                if sid in purposes:
+                    purposes[sid].update(json.loads(p))
+                    if g:
+                        guardians[sid].add(g)
+        out = {sid: store_pb2.SubjectStatus(subject_id=sid, enrolled=False) for sid in ids}
+        for sid, dob, lock, failed, retry_after, locked, owner in rows:
+            out[sid] = store_pb2.SubjectStatus(
+                subject_id=sid,
+                enrolled=True,
+                date_of_birth=dob,
+                purposes=sorted(purposes[sid]),
+                biometric_locked=bool(lock),
+                failed_verifications=failed,
+                retry_after_ms=retry_after,
+                verification_locked=bool(locked),
+                guardians=sorted(guardians[sid]),
+                owner=owner,
+            )
+        return out
 
     def status(self, subject_ids: Sequence[str]) -> store_pb2.StatusResponse:
-        return store_pb2.StatusResponse(statuses=[self._status(s) for s in subject_ids])
+        found = self._statuses(subject_ids)
+        return store_pb2.StatusResponse(statuses=[found[s] for s in subject_ids])
 
     def admit_attempt(
         self, subject_id: str, unlocking: bool = False
