@@ -39,6 +39,11 @@ FIRST_BLOCK_ROWS = 4_096  # at most BLOCK_ROWS
 # fp32 at every batch size; on fp16, whose gallery is widened block by block
 # while FAISS computes on halves directly, only from about 128.
 MIN_BATCH = {"flat": 1, "fp16": 128}
+# The same for searches restricted to a gallery (``allowed``), where FAISS
+# with a bitmap selector scores only the members in place, while the kernel
+# gathers their rows first (benchmarks/search/galleries.py, 1M x 128, a 10%
+# gallery: FAISS 4-5x faster at batch 1, the kernel 1.1-1.3x at 16).
+MIN_BATCH_RESTRICTED = {"flat": 8, "fp16": 8}
 # Above this share of a block passing the threshold (adversarial or sorted
 # galleries), the block is reduced by a partition instead of a merge.
 MAX_PASS_SHARE = 1 / 16
