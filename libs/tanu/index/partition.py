@@ -310,11 +310,14 @@ class PartitionIndex:
             return self._search_ivf_allowed(q, k, bits, members)
         if self._device is not None:
             return self._search_device_allowed(q, k, bits, members)
-        return self._search_cpu_allowed(q, k, bits)
+        return self._search_cpu_allowed(q, k, bits, members)
 
-    def _search_cpu_allowed(self, q: np.ndarray, k: int, bits: np.ndarray):
+    def _search_cpu_allowed(self, q: np.ndarray, k: int, bits: np.ndarray, members: int):
         """Exact search over the CPU index, restricted to ``bits``."""
-        if self._kernel_applies(len(q), restricted=True):
+        # A few members are gathered by the kernel (its own batch threshold);
+        # many are masked, at the unrestricted threshold.
+        gathered = members < kernel.GATHER_SHARE * len(self)
+        if self._kernel_applies(len(q), restricted=gathered):
             allowed = np.unpackbits(bits, count=len(self), bitorder="little").view(bool)
             return self._kernel_search(q, k, allowed)
         sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
@@ -342,7 +345,7 @@ class PartitionIndex:
                 scores, pos = np.hstack([scores, pad_s]), np.hstack([pos, pad_p])
             short = got.sum(1) < k
         if short.any():
-            cs, cp = self._search_cpu_allowed(q[short], k, bits)
+            cs, cp = self._search_cpu_allowed(q[short], k, bits, members)
             scores[short], pos[short] = cs, cp
         return scores.astype(np.float32, copy=False), pos
 
