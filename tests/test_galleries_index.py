@@ -101,7 +101,8 @@ def test_a_gallery_search_is_the_exact_top_k_over_its_active_members(
     kind, metric, path, share, small_blocks
 ):
     kmb = 1 if path == "kernel" else 0
-    idx, x, ids, in_g, inactive = build(kind, metric, 3000, share, 0.1, kernel_min_batch=kmb)
+    idx, x, ids, in_g, inactive = build(kind, metric, 3000, share, 0.1, kernel_min_batch=kmb,
+                                        kernel_min_batch_restricted=kmb)  # fmt: skip
     q = queries_near(x, 9)
     assert idx.uses_kernel(len(q)) == (path == "kernel")
     xs = stored(x, kind, metric)
@@ -118,7 +119,8 @@ def test_a_gallery_search_is_the_exact_top_k_over_its_active_members(
 @pytest.mark.parametrize("path", ["kernel", "faiss"])
 def test_tombstones_stay_excluded_and_positions_keep_their_galleries(kind, path, small_blocks):
     kmb = 1 if path == "kernel" else 0
-    idx, x, ids, in_g, inactive = build(kind, "l2", 2500, 0.2, 0.05, kernel_min_batch=kmb)
+    idx, x, ids, in_g, inactive = build(kind, "l2", 2500, 0.2, 0.05, kernel_min_batch=kmb,
+                                        kernel_min_batch_restricted=kmb)  # fmt: skip
     gone = ids[in_g][::3]  # a third of the gallery, and others, erased
     gone = np.union1d(gone, ids[::17])
     idx.remove(gone)
@@ -142,7 +144,9 @@ def test_ties_are_broken_within_the_members_only(small_blocks):
     in_g = np.zeros(n, bool)
     in_g[np.random.default_rng(4).choice(n, 300, replace=False)] = True
     for kind, kmb in (("flat", 1), ("flat", 0), ("fp16", 0), ("fp16", 1)):
-        idx = PartitionIndex(D, "cosine", kind, kernel_min_batch=kmb)
+        idx = PartitionIndex(
+            D, "cosine", kind, kernel_min_batch=kmb, kernel_min_batch_restricted=kmb
+        )
         idx.add(
             ids, ["s"] * n, x, Memberships.of_runs([(1, ["G"] if g else [], False) for g in in_g])
         )
@@ -155,7 +159,7 @@ def test_ties_are_broken_within_the_members_only(small_blocks):
 def test_a_gallery_smaller_than_k_returns_all_its_active_members(kind, kmb):
     x = gallery_of(1500, seed=6)
     ids = np.arange(1, 1501, dtype=np.int64)
-    idx = PartitionIndex(D, "l2", kind, kernel_min_batch=kmb)
+    idx = PartitionIndex(D, "l2", kind, kernel_min_batch=kmb, kernel_min_batch_restricted=kmb)
     idx.add(ids, ["s"] * 1500, x)
     members = np.array([3, 77, 500, 1499, 1500])
     idx.set_memberships(members, Memberships.uniform(5, ["WATCHLIST"]))

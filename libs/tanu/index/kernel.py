@@ -19,9 +19,9 @@ deterministic. A float16 gallery is converted block by block to float32.
 A search restricted to some rows (a gallery's active members: ``allowed``)
 competes exactly those rows: when they are a small share of the gallery
 (under ``GATHER_SHARE``) only they are gathered, block by block, and
-scored; otherwise every block is scored and the excluded rows' scores are
-set to -inf (one vectorised add of a 0/-inf row) before the selection, so
-they never enter the top-k.
+scored; otherwise every block is scored, and the excluded rows are dropped
+from the few candidates that pass the threshold (and set to -inf before a
+block's own k-th best is taken), so they never enter the top-k.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ FIRST_BLOCK_ROWS = 4_096  # at most BLOCK_ROWS
 # fp32 at every batch size; on fp16, whose gallery is widened block by block
 # while FAISS computes on halves directly, only from about 128.
 MIN_BATCH = {"flat": 1, "fp16": 128}
+# The same for searches restricted to a gallery (``allowed``), where FAISS
+# with a bitmap selector scores only the members in place, while the kernel
+# gathers their rows first (benchmarks/search/galleries.py, 1M x 128, a 10%
+# gallery: FAISS 4-5x faster at batch 1, the kernel 1.1-1.3x at 16).
+MIN_BATCH_RESTRICTED = {"flat": 8, "fp16": 8}
 # Above this share of a block passing the threshold (adversarial or sorted
 # galleries), the block is reduced by a partition instead of a merge.
 MAX_PASS_SHARE = 1 / 16
@@ -65,7 +70,7 @@ def topk(
     q = np.ascontiguousarray(queries, dtype=np.float32)
     nq = len(q)
     rows_in = None  # the allowed rows, when gathered
-    penalty = None  # 0 for allowed rows, -inf for the others, when masked
+    keep = None  # the allowed rows, when masked
     members = n
     if allowed is not None:
         allowed = np.asarray(allowed, bool)
@@ -73,7 +78,7 @@ def topk(
         if members < GATHER_SHARE * n:
             rows_in = np.flatnonzero(allowed)
         elif members < n:
-            penalty = np.where(allowed, np.float32(0), np.float32(-np.inf)).astype(np.float32)
+            keep = allowed
     k_eff = min(k, members)
     best_v = np.full((nq, k), -np.inf, np.float32)  # internal: higher is better
     best_p = np.full((nq, k), -1, np.int64)
@@ -107,9 +112,7 @@ def topk(
             s = qm @ block.T  # (nq, rows), C-contiguous: 2 q·x for l2, q·x for ip
             if l2:
                 s -= norms  # 2 q·x - |x|²: higher is closer
-            if penalty is not None:
-                s += penalty[start:stop]  # excluded rows: -inf, never selected
-            _reduce(s, where, best_v, best_p, k_eff)
+            _reduce(s, where, best_v, best_p, k_eff, None if keep is None else keep[start:stop])
             start, size = stop, BLOCK_ROWS
     scores = best_v
     if metric == "l2":
@@ -123,11 +126,17 @@ def topk(
 
 
 def _reduce(
-    s: np.ndarray, where: int | np.ndarray, best_v: np.ndarray, best_p: np.ndarray, k: int
+    s: np.ndarray,
+    where: int | np.ndarray,
+    best_v: np.ndarray,
+    best_p: np.ndarray,
+    k: int,
+    keep: np.ndarray | None = None,
 ) -> None:
     """Merges one block's scores ``s`` (queries x rows, C-contiguous) into
     the running top-k, in place; ``where``: the block's first gallery row,
-    or the gallery row of each of its columns (a gathered block)."""
+    or the gallery row of each of its columns (a gathered block); ``keep``:
+    which columns may enter (None: all)."""
     nq, rows = s.shape
     thr = best_v[:, k - 1]
     mask = s > thr[:, None]
@@ -139,11 +148,19 @@ def _reduce(
         # query's bar to the block's own k-th best first. Scores equal to
         # that bar all stay candidates, so the merge can prefer the lower
         # positions among ties.
+        if keep is not None:  # excluded rows must not set the bar
+            s[:, ~keep] = -np.inf
+            keep = None
         kk = min(k, rows)
         kth = np.partition(s, rows - kk, axis=1)[:, rows - kk]
         mask = s >= np.maximum(kth, np.nextafter(thr, np.float32(np.inf)))[:, None]
     flat = np.flatnonzero(mask)
     r, c = np.divmod(flat, rows)
+    if keep is not None:
+        ok = keep[c]
+        flat, r, c = flat[ok], r[ok], c[ok]
+        if not len(flat):
+            return
     _merge(best_v, best_p, r, s.ravel()[flat], c + where if isinstance(where, int) else where[c])
 
 

@@ -81,6 +81,7 @@ class PartitionIndex:
         compact_share: float = 0.05,
         compact_floor: int = 4096,
         kernel_min_batch: int | None = None,
+        kernel_min_batch_restricted: int | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ValueError(f"unknown index kind {kind!r}; known: {sorted(KINDS)}")
@@ -105,6 +106,12 @@ class PartitionIndex:
         # (flat and fp16 kinds on the CPU); smaller ones to FAISS. 0: never.
         self.kernel_min_batch = (
             kernel.MIN_BATCH.get(kind, 0) if kernel_min_batch is None else kernel_min_batch
+        )
+        # The same for searches restricted to a gallery (0: never the kernel).
+        self.kernel_min_batch_restricted = (
+            kernel.MIN_BATCH_RESTRICTED.get(kind, 0)
+            if kernel_min_batch_restricted is None
+            else kernel_min_batch_restricted
         )
         # Squared norms of the vectors by position, for the kernel's L2
         # scores; None until the first kernel search after a restore.
@@ -303,11 +310,14 @@ class PartitionIndex:
             return self._search_ivf_allowed(q, k, bits, members)
         if self._device is not None:
             return self._search_device_allowed(q, k, bits, members)
-        return self._search_cpu_allowed(q, k, bits)
+        return self._search_cpu_allowed(q, k, bits, members)
 
-    def _search_cpu_allowed(self, q: np.ndarray, k: int, bits: np.ndarray):
+    def _search_cpu_allowed(self, q: np.ndarray, k: int, bits: np.ndarray, members: int):
         """Exact search over the CPU index, restricted to ``bits``."""
-        if self._kernel_applies(len(q)):
+        # A few members are gathered by the kernel (its own batch threshold);
+        # many are masked, at the unrestricted threshold.
+        gathered = members < kernel.GATHER_SHARE * len(self)
+        if self._kernel_applies(len(q), restricted=gathered):
             allowed = np.unpackbits(bits, count=len(self), bitorder="little").view(bool)
             return self._kernel_search(q, k, allowed)
         sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
@@ -335,7 +345,7 @@ class PartitionIndex:
                 scores, pos = np.hstack([scores, pad_s]), np.hstack([pos, pad_p])
             short = got.sum(1) < k
         if short.any():
-            cs, cp = self._search_cpu_allowed(q[short], k, bits)
+            cs, cp = self._search_cpu_allowed(q[short], k, bits, members)
             scores[short], pos[short] = cs, cp
         return scores.astype(np.float32, copy=False), pos
 
@@ -376,10 +386,12 @@ class PartitionIndex:
         kernel (``kernel.topk``) rather than by FAISS."""
         return self._device is None and self._kernel_applies(batch)
 
-    def _kernel_applies(self, batch: int) -> bool:
-        """Whether the CPU index's exact search of such a batch is the kernel's."""
+    def _kernel_applies(self, batch: int, restricted: bool = False) -> bool:
+        """Whether the CPU index's exact search of such a batch (restricted
+        to a gallery or not) is the kernel's."""
+        least = self.kernel_min_batch_restricted if restricted else self.kernel_min_batch
         return (
-            0 < self.kernel_min_batch <= batch and self._ivf is None
+            0 < least <= batch and self._ivf is None
             and self.kind in ("flat", "fp16") and len(self) > 0
         )  # fmt: skip
 
