@@ -360,7 +360,7 @@ async def test_revoking_consent_erases_everywhere_with_a_signed_receipt(sec):
     assert code == grpc.StatusCode.NOT_FOUND
 
     # a stream replay: a new replica built from the whole stream never sees eve
-    fresh = await sec.start_searcher(part, "replay")
+    fresh = await sec.start_searcher(part, "r9")
     try:
         stats = await fresh.stats(True)
         assert stats.gallery_size >= 1
