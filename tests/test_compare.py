@@ -41,6 +41,13 @@ def face(data: bytes) -> list[dict]:
     return [{"biometricType": "FACE", "image": base64.b64encode(data).decode()}]
 
 
+def _add_bank(env: dict) -> None:
+    path = Path(env["TANU_TENANTS_FILE"])
+    doc = json.loads(path.read_text())
+    doc["tenants"].append({"id": "bank", "kind": "bank", "purposes": ["kyc"]})
+    path.write_text(json.dumps(doc))
+
+
 @pytest.fixture(scope="module")
 def photos():
     return {name: variants(a) for name, a in originals().items()}
@@ -53,10 +60,7 @@ async def faces(tmp_path_factory):
     nats = NatsServer(tmp / "nats").start()
     env = env_for(nats.url, tmp, TANU_MODEL_DIR=MODEL_DIR, TANU_REST_PORT="0",
                   TANU_REQUEST_TIMEOUT_S="30", TANU_ONNX_THREADS="1")  # fmt: skip
-    path = Path(env["TANU_TENANTS_FILE"])
-    doc = json.loads(path.read_text())
-    doc["tenants"].append({"id": "bank", "kind": "bank", "purposes": ["kyc"]})
-    path.write_text(json.dumps(doc))
+    _add_bank(env)
     c = Cluster(env)
     det = emb = None
     try:
@@ -90,15 +94,23 @@ async def test_two_photos_of_one_person_match_and_of_two_people_do_not(faces, ph
     stub = faces.stub
     for name, other in (("astronaut", "hopper"), ("hopper", "astronaut")):
         for variant in ("flip", "half_q30", "darker"):
-            same = await stub.CompareSamples(identity_pb2.CompareSamplesRequest(
-                sample_a=image(photos[name]["original"]), sample_b=image(photos[name][variant])))
+            same = await stub.CompareSamples(
+                identity_pb2.CompareSamplesRequest(
+                    sample_a=image(photos[name]["original"]), sample_b=image(photos[name][variant])
+                )
+            )
             assert same.decision == common_pb2.DECISION_MATCH, (name, variant, same.score)
             assert same.HasField("score") and same.threshold_source in ("default", "calibrated")
-            diff = await stub.CompareSamples(identity_pb2.CompareSamplesRequest(
-                sample_a=image(photos[name][variant]), sample_b=image(photos[other]["original"])))
+            diff = await stub.CompareSamples(
+                identity_pb2.CompareSamplesRequest(
+                    sample_a=image(photos[name][variant]), sample_b=image(photos[other]["original"])
+                )
+            )
             assert diff.decision == common_pb2.DECISION_NO_MATCH, (name, variant, diff.score)
     # nothing was stored: the cluster holds no subject
-    r = await stub.Identify(identity_pb2.IdentifyRequest(sample=image(photos["hopper"]["original"])))
+    r = await stub.Identify(
+        identity_pb2.IdentifyRequest(sample=image(photos["hopper"]["original"]))
+    )
     assert not r.candidates
 
 
@@ -108,19 +120,33 @@ async def test_bad_samples_and_thresholds_are_refused_naming_the_problem(faces, 
     await refused(stub.CompareSamples(identity_pb2.CompareSamplesRequest(
         sample_a=image(a), sample_b=image(blank_png(200, 200)))),
         grpc.StatusCode.INVALID_ARGUMENT, "sample b", "no face")  # fmt: skip
-    await refused(stub.CompareSamples(identity_pb2.CompareSamplesRequest(sample_a=image(a))),
-                  grpc.StatusCode.INVALID_ARGUMENT, "two samples")
+    await refused(
+        stub.CompareSamples(identity_pb2.CompareSamplesRequest(sample_a=image(a))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "two samples",
+    )
     # two faces: the largest is compared (as Verify does), unless one is required
     pair = np.zeros((600, 1024 + 512, 3), np.uint8)
     pair[:512, :512] = originals()["astronaut"]
     pair[:, 512:1024] = originals()["hopper"]
     two = encode(pair)
-    r = await stub.CompareSamples(identity_pb2.CompareSamplesRequest(
-        sample_a=image(two), sample_b=image(photos["hopper"]["flip"])))
+    r = await stub.CompareSamples(
+        identity_pb2.CompareSamplesRequest(
+            sample_a=image(two), sample_b=image(photos["hopper"]["flip"])
+        )
+    )
     assert r.decision == common_pb2.DECISION_MATCH, r.score
-    await refused(stub.CompareSamples(identity_pb2.CompareSamplesRequest(
-        sample_a=image(two, face_selection=common_pb2.FACE_SELECTION_REQUIRE_SINGLE),
-        sample_b=image(a))), grpc.StatusCode.INVALID_ARGUMENT, "sample a", "2 faces found")
+    await refused(
+        stub.CompareSamples(
+            identity_pb2.CompareSamplesRequest(
+                sample_a=image(two, face_selection=common_pb2.FACE_SELECTION_REQUIRE_SINGLE),
+                sample_b=image(a),
+            )
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "sample a",
+        "2 faces found",
+    )
     await refused(stub.CompareSamples(identity_pb2.CompareSamplesRequest(
         sample_a=image(a), sample_b=image(a), threshold=1.99)),
         grpc.StatusCode.INVALID_ARGUMENT, "looser")  # fmt: skip
@@ -138,19 +164,37 @@ async def test_verify_from_bio_over_osia(faces, photos):
          "X-Tanu-Purpose": "identity_verification"}  # fmt: skip
     url = faces.url + "/v1/verify?transactionId=bio-1"
     async with aiohttp.ClientSession() as http:
+
         async def post(body, headers=h, q=""):
             async with http.post(url + q, json=body, headers=headers) as r:
                 return r.status, await r.json()
 
-        st, body = await post({"biometricData1": face(photos["hopper"]["original"]),
-                               "biometricData2": face(photos["hopper"]["rotate12"])})
+        st, body = await post(
+            {
+                "biometricData1": face(photos["hopper"]["original"]),
+                "biometricData2": face(photos["hopper"]["rotate12"]),
+            }
+        )
         assert st == 200 and body["decision"] is True and len(body["scores"]) == 1, body
-        st, body = await post({"biometricData1": face(photos["hopper"]["original"]),
-                               "biometricData2": face(photos["astronaut"]["original"])})
+        st, body = await post(
+            {
+                "biometricData1": face(photos["hopper"]["original"]),
+                "biometricData2": face(photos["astronaut"]["original"]),
+            }
+        )
         assert st == 200 and body["decision"] is False, body
-        st, body = await post({"biometricData1": face(photos["hopper"]["original"]),
-                               "biometricData2": face(blank_png(200, 200))})
+        st, body = await post(
+            {
+                "biometricData1": face(photos["hopper"]["original"]),
+                "biometricData2": face(blank_png(200, 200)),
+            }
+        )
         assert st == 400 and set(body) == {"code", "message"} and "no face" in body["message"]
-        st, body = await post({"biometricData1": face(photos["hopper"]["original"]),
-                               "biometricData2": face(photos["hopper"]["png"])}, q="&threshold=2")
+        st, body = await post(
+            {
+                "biometricData1": face(photos["hopper"]["original"]),
+                "biometricData2": face(photos["hopper"]["png"]),
+            },
+            q="&threshold=2",
+        )
         assert st == 400 and "looser" in body["message"], body

@@ -13,7 +13,18 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from . import cases, citizen, compare, encounters, enrol, erasure, galleries, identify, templates, verify
+from . import (
+    cases,
+    citizen,
+    compare,
+    encounters,
+    enrol,
+    erasure,
+    galleries,
+    identify,
+    templates,
+    verify,
+)
 from .gateway import Gateway
 from .guard import Call, Guard
 
