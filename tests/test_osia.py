@@ -22,6 +22,10 @@ def _add_bank(env: dict) -> None:
     path = Path(env["TANU_TENANTS_FILE"])
     doc = json.loads(path.read_text())
     doc["tenants"].append({"id": "bank", "kind": "bank", "purposes": ["kyc"]})
+    # A registry migrating to another ABIS: the one tenant configured with templates.read.
+    doc["tenants"].append({"id": "migrator", "kind": "government",
+                           "purposes": ["identity_verification", "kyc"],
+                           "scopes": ["enrol", "subject.report", "templates.read"]})  # fmt: skip
     path.write_text(json.dumps(doc))
 
 
@@ -34,6 +38,9 @@ async def osia(nats_server, tmp_path):
     issuer = signing.load_signing_key(tmp_path / "keys" / "issuer.pem")
     c.bank = {"Authorization": "Bearer " + auth.issue_token(issuer, "bank", "app", ["verify", "enrol"]),
               "X-Tanu-Purpose": "kyc"}  # fmt: skip
+    c.migrator = {"Authorization": "Bearer " + auth.issue_token(
+        issuer, "migrator", "export", ["enrol", "subject.report", "templates.read"]),
+        "X-Tanu-Purpose": "identity_verification"}  # fmt: skip
     c.url = f"http://127.0.0.1:{c.gateway.rest.port}"
     c.h = {"Authorization": f"Bearer {operator_token(env)}",
            "X-Tanu-Purpose": "identity_verification"}  # fmt: skip
@@ -233,3 +240,94 @@ async def test_a_bank_is_verify_only_unless_configured(osia):
     ]:  # fmt: skip
         st, body = await call(c, method, path, headers=c.bank, **kw)
         assert st == 403 and error_body(body) and "may not" in body["message"], (path, body)
+
+
+async def test_verify_from_bio_compares_two_samples_under_the_threshold_rules(osia):
+    c = osia
+    v, w = unit_vectors(2, seed=160)
+    path = "/v1/verify?transactionId=vb1"
+    st, body = await call(c, "POST", path, json={"biometricData1": bio(v),
+                                                  "biometricData2": bio(near(v))})  # fmt: skip
+    assert st == 200 and body["decision"] is True and body["scores"][0]["score"] < 0.5, body
+    st, body = await call(c, "POST", path, json={"biometricData1": bio(v), "biometricData2": bio(w)})
+    assert st == 200 and body["decision"] is False and body["scores"][0]["score"] > 0.5, body
+    # a relying party gets the decision only
+    st, body = await call(c, "POST", path, headers=c.bank,
+                          json={"biometricData1": bio(v), "biometricData2": bio(near(v))})  # fmt: skip
+    assert st == 200 and body == {"decision": True}, body
+    # only stricter: a very strict threshold turns the match down, a looser one is 400
+    st, body = await call(c, "POST", path + "&threshold=0.0001",
+                          json={"biometricData1": bio(v), "biometricData2": bio(near(v))})  # fmt: skip
+    assert st == 200 and body["decision"] is False, body
+    st, body = await call(c, "POST", path + "&threshold=1.99",
+                          json={"biometricData1": bio(v), "biometricData2": bio(w)})  # fmt: skip
+    assert st == 400 and error_body(body) and "looser" in body["message"], body
+    bad = [
+        ({"biometricData1": bio(v)}, "biometricData2"),
+        ({"biometricData1": bio(v), "biometricData2": "x"}, "biometricData2"),
+        ({"biometricData1": bio(v), "biometricData2": [{"biometricType": "FACE",
+                                                        "template": "%%"}]}, "base64"),
+        ({"biometricData1": bio(v), "biometricData2": [{"biometricType": "FACE",
+                                                        "template": "AAAA"}]}, "sample b"),
+        ({"biometricData1": bio(v), "biometricData2": bio(w), "extra": 1}, "unknown"),
+    ]  # fmt: skip
+    for j, words in bad:
+        st, body = await call(c, "POST", path, json=j)
+        assert st == 400 and error_body(body) and words in body["message"], (j, body)
+    st, body = await call(c, "POST", path, headers={"Content-Type": "application/json"},
+                          json={"biometricData1": bio(v), "biometricData2": bio(w)})  # fmt: skip
+    assert st == 401 and error_body(body)
+
+
+async def test_read_template_needs_the_templates_read_scope_and_rights_to_the_person(osia):
+    import numpy as np
+
+    from tanu.v1 import common_pb2
+
+    c = osia
+    v = unit_vectors(1, seed=170)[0]
+    st, body = await call(c, "POST", "/v1/persons/mia/encounters/m1?transactionId=t1",
+                          headers=c.migrator, json=encounter(v))  # fmt: skip
+    assert st == 200, body
+    st, _ = await call(c, "POST", "/v1/persons/ole/encounters/o1?transactionId=t2",
+                       json=encounter(unit_vectors(1, seed=171)[0]))  # fmt: skip
+    assert st == 200
+    assert not any("templates.read" in s for s in auth.DEFAULT_SCOPES.values())
+    # Without the scope (the operator, by default, and the bank): 403, the
+    # same body whether the person exists or not.
+    for headers in (c.h, c.bank):
+        answers = []
+        for person in ("mia", "ole", "nobody"):
+            st, body = await call(c, "GET", f"/v1/persons/{person}/encounters/m1/templates"
+                                  "?transactionId=t3", headers=headers)  # fmt: skip
+            assert st == 403 and error_body(body) and "templates.read" in body["message"], body
+            answers.append(body)
+        assert answers[0] == answers[1] == answers[2]
+    # With the scope, on its own person: the stored template, as raw float32.
+    st, body = await call(c, "GET", "/v1/persons/mia/encounters/m1/templates?transactionId=t4",
+                          headers=c.migrator)  # fmt: skip
+    assert st == 200 and len(body) == 1, body
+    item = body[0]
+    assert item["biometricType"] == "FACE" and item["templateFormat"] == "TANU_F32LE"
+    assert item["algorithm"] == c.layout.model_id
+    got = np.frombuffer(base64.b64decode(item["template"]), dtype="<f4")
+    assert got.shape == v.shape and np.allclose(got, v, atol=1e-5)
+    # another's person, or one that does not exist: the uniform refusal
+    for person, enc in (("ole", "o1"), ("nobody", "m1")):
+        st, body = await call(c, "GET", f"/v1/persons/{person}/encounters/{enc}/templates"
+                              "?transactionId=t5", headers=c.migrator)  # fmt: skip
+        assert st == 404 and error_body(body), body
+    st, body = await call(c, "GET", "/v1/persons/mia/encounters/zz/templates?transactionId=t6",
+                          headers=c.migrator)  # fmt: skip
+    assert st == 404 and error_body(body), body
+    st, body = await call(c, "GET", "/v1/persons/mia/encounters/m1/templates?transactionId=t7"
+                          "&templateFormat=ISO_19794_5", headers=c.migrator)  # fmt: skip
+    assert st == 501 and "TANU_F32LE" in body["message"], body
+    st, body = await call(c, "GET", "/v1/persons/mia/encounters/m1/templates?transactionId=t8"
+                          "&templateFormat=TANU_F32LE&biometricType=FINGER", headers=c.migrator)
+    assert st == 200 and body == [], body
+    # every read is in the person's access history
+    h = await c.stub.GetAccessHistory(common_pb2.AccessHistoryRequest(subject_id="mia"))
+    reads = [e for e in h.entries if e.operation == "ReadTemplates"]
+    assert [(e.tenant, e.result) for e in reads].count(("migrator", "templates_read")) == 2, reads
+    assert any(e.tenant == "operator" and e.result == "PERMISSION_DENIED" for e in reads), reads

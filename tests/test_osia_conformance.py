@@ -15,9 +15,9 @@ detector and embedder, so generated images are decoded for real):
    identify, ...), each step checked as above.
 
 0 server errors and 0 schema violations; the number of generated cases is
-printed. A documented 501 (a feature Tanu does not support: readTemplate,
-verifyFromBio, a modality other than FACE, references instead of inline
-data) is the spec's Error body, not a server error.
+printed. A documented 501 (a feature Tanu does not support: a template
+format other than Tanu's, a modality other than FACE, references instead
+of inline data) is the spec's Error body, not a server error.
 
 ``OSIA_EXAMPLES`` examples per operation (default 12, inside the
 ``make test`` budget); ``make test-osia`` runs a larger set.

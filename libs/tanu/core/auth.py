@@ -51,7 +51,13 @@ SCOPES = (
     "consent.manage",
     "lock.manage",
     "adjudicate",
+    # The stored templates of a subject's encounters (OSIA readTemplate):
+    # held by no tenant unless its entry lists it, e.g. for a migration to
+    # another ABIS. Templates never leave otherwise.
+    "templates.read",
 )
+# Scopes a tenant holds only when its entry lists them (not even the operator by default).
+EXPLICIT_ONLY = frozenset({"templates.read"})
 
 # What each kind of tenant may do when its entry lists no scopes of its own.
 # Banks are verify-only unless the registry grants them more explicitly.
@@ -62,7 +68,7 @@ DEFAULT_SCOPES = {
     "auditor": ("audit.read",),
     # Operators of the adjudication queue: cases of held enrolments, nothing else.
     "adjudicator": ("adjudicate",),
-    "operator": SCOPES,
+    "operator": tuple(s for s in SCOPES if s not in EXPLICIT_ONLY),
 }
 KINDS = tuple(DEFAULT_SCOPES)
 # The kinds that see raw scores unless their entry says ``"scores": false``.

@@ -53,6 +53,8 @@ MATRIX: dict[str, frozenset[str]] = {
         "SetEncounterStatus", "SetEncounterGalleries", "MoveEncounter", "MergeSubjects",
         "IdentifyByPerson",
     )},  # fmt: skip
+    # Templates out of Tanu (scope templates.read, held by no tenant by default).
+    "ReadTemplates": frozenset({OPERATOR, OWNER}),
 }
 # Who sees a report's consent evidence reference and consenting tenant/client.
 SEES_CONSENT_PROVENANCE = frozenset({OPERATOR, OWNER})

@@ -9,6 +9,60 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class CompareSamplesRequest(_message.Message):
+    __slots__ = ("sample_a", "sample_b", "threshold")
+    SAMPLE_A_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_B_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    sample_a: _common_pb2.BiometricSample
+    sample_b: _common_pb2.BiometricSample
+    threshold: float
+    def __init__(self, sample_a: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., sample_b: _Optional[_Union[_common_pb2.BiometricSample, _Mapping]] = ..., threshold: _Optional[float] = ...) -> None: ...
+
+class CompareSamplesResponse(_message.Message):
+    __slots__ = ("decision", "score", "threshold", "metric", "model_id", "threshold_source")
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    MODEL_ID_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    decision: _common_pb2.Decision
+    score: float
+    threshold: float
+    metric: _common_pb2.Metric
+    model_id: str
+    threshold_source: str
+    def __init__(self, decision: _Optional[_Union[_common_pb2.Decision, str]] = ..., score: _Optional[float] = ..., threshold: _Optional[float] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., model_id: _Optional[str] = ..., threshold_source: _Optional[str] = ...) -> None: ...
+
+class ReadTemplatesRequest(_message.Message):
+    __slots__ = ("subject_id", "encounter_id")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    encounter_id: str
+    def __init__(self, subject_id: _Optional[str] = ..., encounter_id: _Optional[str] = ...) -> None: ...
+
+class EncounterTemplate(_message.Message):
+    __slots__ = ("encounter_id", "template", "inactive")
+    ENCOUNTER_ID_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATE_FIELD_NUMBER: _ClassVar[int]
+    INACTIVE_FIELD_NUMBER: _ClassVar[int]
+    encounter_id: str
+    template: _common_pb2.Template
+    inactive: bool
+    def __init__(self, encounter_id: _Optional[str] = ..., template: _Optional[_Union[_common_pb2.Template, _Mapping]] = ..., inactive: _Optional[bool] = ...) -> None: ...
+
+class ReadTemplatesResponse(_message.Message):
+    __slots__ = ("templates", "metric", "dimension")
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    METRIC_FIELD_NUMBER: _ClassVar[int]
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    templates: _containers.RepeatedCompositeFieldContainer[EncounterTemplate]
+    metric: _common_pb2.Metric
+    dimension: int
+    def __init__(self, templates: _Optional[_Iterable[_Union[EncounterTemplate, _Mapping]]] = ..., metric: _Optional[_Union[_common_pb2.Metric, str]] = ..., dimension: _Optional[int] = ...) -> None: ...
+
 class ConsentGrant(_message.Message):
     __slots__ = ("purposes", "evidence_ref", "guardian_subject_id", "relationship", "guardian_sample")
     PURPOSES_FIELD_NUMBER: _ClassVar[int]

@@ -162,6 +162,16 @@ class IdentityStub:
                 request_serializer=tanu_dot_v1_dot_identity__pb2.GetGalleryContentRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_encounters__pb2.GetGalleryContentResponse.FromString,
                 _registered_method=True)
+        self.CompareSamples = channel.unary_unary(
+                '/tanu.v1.Identity/CompareSamples',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.CompareSamplesRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_identity__pb2.CompareSamplesResponse.FromString,
+                _registered_method=True)
+        self.ReadTemplates = channel.unary_unary(
+                '/tanu.v1.Identity/ReadTemplates',
+                request_serializer=tanu_dot_v1_dot_identity__pb2.ReadTemplatesRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_identity__pb2.ReadTemplatesResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServicer:
@@ -359,6 +369,24 @@ class IdentityServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CompareSamples(self, request, context):
+        """1:1 between two samples (OSIA verifyFromBio): nothing is stored or
+        looked up; the verification threshold (only ever stricter) decides.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadTemplates(self, request, context):
+        """The stored templates of one encounter (OSIA readTemplate), only for a
+        caller holding scope "templates.read" (no tenant holds it by default:
+        templates never leave) with rights to the subject (owner or operator).
+        Every read is audited in the subject's access history.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -486,6 +514,16 @@ def add_IdentityServicer_to_server(servicer, server):
                     servicer.GetGalleryContent,
                     request_deserializer=tanu_dot_v1_dot_identity__pb2.GetGalleryContentRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_encounters__pb2.GetGalleryContentResponse.SerializeToString,
+            ),
+            'CompareSamples': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompareSamples,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.CompareSamplesRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_identity__pb2.CompareSamplesResponse.SerializeToString,
+            ),
+            'ReadTemplates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReadTemplates,
+                    request_deserializer=tanu_dot_v1_dot_identity__pb2.ReadTemplatesRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_identity__pb2.ReadTemplatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1163,6 +1201,60 @@ class Identity:
             '/tanu.v1.Identity/GetGalleryContent',
             tanu_dot_v1_dot_identity__pb2.GetGalleryContentRequest.SerializeToString,
             tanu_dot_v1_dot_encounters__pb2.GetGalleryContentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompareSamples(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/CompareSamples',
+            tanu_dot_v1_dot_identity__pb2.CompareSamplesRequest.SerializeToString,
+            tanu_dot_v1_dot_identity__pb2.CompareSamplesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadTemplates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Identity/ReadTemplates',
+            tanu_dot_v1_dot_identity__pb2.ReadTemplatesRequest.SerializeToString,
+            tanu_dot_v1_dot_identity__pb2.ReadTemplatesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,7 +13,18 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from . import cases, citizen, encounters, enrol, erasure, galleries, identify, verify
+from . import (
+    cases,
+    citizen,
+    compare,
+    encounters,
+    enrol,
+    erasure,
+    galleries,
+    identify,
+    templates,
+    verify,
+)
 from .gateway import Gateway
 from .guard import Call, Guard
 
@@ -50,6 +61,8 @@ OPERATIONS: dict[str, IdentityOperation] = {
     for op in (
         IdentityOperation("Enroll", ("enrol",), True, enrol.enroll),
         IdentityOperation("Verify", ("verify",), True, verify.verify),
+        # 1:1 between two samples; no subject (the audit entry names none).
+        IdentityOperation("CompareSamples", ("verify",), True, compare.compare_samples),
         IdentityOperation("Identify", ("identify",), True, identify.identify),
         IdentityOperation("Delete", ("delete",), False, erasure.delete),
         IdentityOperation(
@@ -87,5 +100,8 @@ OPERATIONS: dict[str, IdentityOperation] = {
         IdentityOperation(
             "GetGalleryContent", ("subject.report", "identify"), False, galleries.gallery_content
         ),
+        # Templates leave only for a tenant configured with templates.read
+        # (none by default: a migration to another ABIS), owner or operator.
+        IdentityOperation("ReadTemplates", ("templates.read",), False, templates.read_templates),
     )
 }

@@ -392,6 +392,55 @@ def _render_verify(_ctx, r):
     return 200, out
 
 
+def _build_verify_bio(ctx: Ctx):
+    """verifyFromBio: two samples compared 1:1 (CompareSamples), nothing
+    stored; ``threshold`` only stricter, the levels ignored."""
+    body = ctx.body
+    unknown = sorted(set(body) - {"biometricData1", "biometricData2", "encryption", "integrity"})
+    if unknown:
+        raise errors.InvalidArgument(f"unknown VerifyFromBioRequest fields {unknown[:5]}")
+    if body.get("encryption"):
+        raise bodies.NotSupported("encrypted requests are not supported: use TLS")
+    req = _msg("CompareSamplesRequest",
+               sample_a=bodies.sample(body.get("biometricData1"), "biometricData1"),
+               sample_b=bodies.sample(body.get("biometricData2"), "biometricData2"))  # fmt: skip
+    threshold = params.number(ctx.query, "threshold")
+    if threshold is not None:
+        req.threshold = threshold
+    params.ignored_levels(ctx.query)
+    return {"CompareSamples": req}
+
+
+# --- templates ----------------------------------------------------------------------------
+
+# Tanu's template format (OSIA TemplateFormat is extensible): the raw
+# little-endian float32 vector of the model named in ``algorithm``.
+TEMPLATE_FORMAT = "TANU_F32LE"
+
+
+def _build_read_template(ctx: Ctx):
+    fmt = ctx.query.get("templateFormat")
+    if fmt is not None and fmt != TEMPLATE_FORMAT:
+        raise bodies.NotSupported(f"templateFormat {params.shown(fmt)} is not supported: Tanu "
+                                  f"holds face templates as {TEMPLATE_FORMAT} only")  # fmt: skip
+    for name in ("biometricSubType", "instance", "qualityFormat"):
+        if len(ctx.query.get(name, "")) > 64:
+            raise errors.InvalidArgument(f"{name} is longer than 64 characters")
+    return {"ReadTemplates": _msg("ReadTemplatesRequest", subject_id=ctx.path["personId"],
+                                  encounter_id=ctx.path["encounterId"])}  # fmt: skip
+
+
+def _render_templates(ctx: Ctx, r):
+    """BiometricComputedData items (none when another biometricType is asked)."""
+    import base64
+
+    if ctx.query.get("biometricType", "FACE") != "FACE":
+        return 200, []
+    return 200, [{"biometricType": "FACE", "template": base64.b64encode(t.template.vector).decode(),
+                  "templateFormat": TEMPLATE_FORMAT, "algorithm": t.template.model_id,
+                  "vendor": "Tanu"} for t in r.templates]  # fmt: skip
+
+
 # --- galleries ----------------------------------------------------------------------------
 
 
@@ -435,11 +484,6 @@ def _render_gallery_content(_ctx, members):
 
 # --- the table ----------------------------------------------------------------------------
 
-NO_TEMPLATES = ("templates never leave Tanu: readTemplate is not supported (no scope grants "
-                "it); match with identify or verify instead")  # fmt: skip
-NO_BIO_PAIR = ("verifyFromBio is not supported: Tanu verifies a sample against an enrolled "
-               "person (verifyFromId)")  # fmt: skip
-
 ROUTES: tuple[Route, ...] = (
     Route("createEncounterNoIds", "POST", "/v1/persons", ("Enroll", "AddEncounter"),
           _build_create_noids, _run_create, _render_create, "object", True,
@@ -475,7 +519,7 @@ ROUTES: tuple[Route, ...] = (
           ("SetEncounterGalleries",), _build_galleries, _one("SetEncounterGalleries"),
           _no_content, "array", True),
     Route("readTemplate", "GET", "/v1/persons/{personId}/encounters/{encounterId}/templates",
-          (), unsupported=NO_TEMPLATES),
+          ("ReadTemplates",), _build_read_template, _one("ReadTemplates"), _render_templates),
     Route("deleteAll", "DELETE", "/v1/persons/{personId}", ("Delete",), _build_delete_all,
           _one("Delete"), _erased, "", True),
     Route("identify", "POST", "/v1/identify/{galleryId}", ("Identify",), _build_identify,
@@ -487,7 +531,8 @@ ROUTES: tuple[Route, ...] = (
           _build_identify_from, _one("Identify"), _render_identify, "optional"),
     Route("verifyFromId", "POST", "/v1/verify/{galleryId}/{personId}", ("Verify",),
           _build_verify, _run_verify, _render_verify, "object"),
-    Route("verifyFromBio", "POST", "/v1/verify", (), unsupported=NO_BIO_PAIR),
+    Route("verifyFromBio", "POST", "/v1/verify", ("CompareSamples",), _build_verify_bio,
+          _one("CompareSamples"), _render_verify, "object", subject=lambda ctx: ""),
     Route("readGalleries", "GET", "/v1/galleries", ("ListGalleries",), _build_galleries_list,
           _one("ListGalleries"), _render_galleries),
     Route("readGalleryContent", "GET", "/v1/galleries/{galleryId}", ("GetGalleryContent",),
