@@ -125,8 +125,11 @@ async def test_rest_errors_name_the_problem_with_their_http_status(rest):
 async def test_unsupported_operations_answer_501_with_the_error_body(rest):
     c = rest
     for method, path, kw in [
-        ("GET", "/v1/persons/p/encounters/e/templates?transactionId=t", {}),
-        ("POST", "/v1/verify?transactionId=t", dict(json={"biometricData1": [], "biometricData2": []})),
+        # readTemplate in a format other than Tanu's (refused before the scope check)
+        ("GET", "/v1/persons/p/encounters/e/templates?transactionId=t&templateFormat=ISO_19794_5", {}),
+        ("POST", "/v1/verify?transactionId=t",
+         dict(json={"biometricData1": [{"biometricType": "FINGER", "image": "AA=="}],
+                    "biometricData2": [{"biometricType": "FINGER", "image": "AA=="}]})),
         ("POST", "/v1/identify/ALL?transactionId=t",
          dict(json={"filter": {}, "biometricData": [{"biometricType": "FINGER", "image": "AA=="}]})),
     ]:  # fmt: skip

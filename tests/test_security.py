@@ -368,7 +368,7 @@ async def test_revoking_consent_erases_everywhere_with_a_signed_receipt(sec):
         res = await s.Identify(identify(near(eve, seed=6)))
         assert "eve" not in [c.subject_id for c in res.candidates]
     finally:
-        await sec.stop_searcher(part, "replay")
+        await sec.stop_searcher(part, "r9")
 
     # the at-rest scan: no template bytes, of eve (erased) or alice (held), in
     # the store's database, WAL and journal, the snapshots, or the stream's
