@@ -19,10 +19,29 @@ RATIO = re.compile(r"^ratio (flat|ivf|face) b=(\d+): ([0-9.]+(?:e[-+]?\d+)?) of 
 
 def test_run_sh_cpu_prints_every_ratio():
     proc = subprocess.run(
-        ["bash", "benchmarks/gpu/run.sh", "--cpu", "--templates", "5000", "--dim", "128",
-         "--batch", "64", "--reps", "2", "--nprobe", "8", "--face-batches", "1,2",
-         "--time-budget", "120"],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [
+            "bash",
+            "benchmarks/gpu/run.sh",
+            "--cpu",
+            "--templates",
+            "5000",
+            "--dim",
+            "128",
+            "--batch",
+            "64",
+            "--reps",
+            "2",
+            "--nprobe",
+            "8",
+            "--face-batches",
+            "1,2",
+            "--time-budget",
+            "120",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
@@ -37,14 +56,21 @@ def test_run_sh_cpu_prints_every_ratio():
 def test_gpu_mode_without_cuda_refuses_clearly():
     """Without --cpu and with no CUDA device (or no torch) it says so and exits 2, not a traceback."""
     probe = subprocess.run(
-        ["bash", "-c", "python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)'"],
+        [
+            "bash",
+            "-c",
+            "python3 -c 'import torch,sys; sys.exit(0 if torch.cuda.is_available() else 1)'",
+        ],
         capture_output=True,
     )
     if probe.returncode == 0:
         pytest.skip("a CUDA device is here: the GPU path is the benchmark itself")
     proc = subprocess.run(
         ["bash", "benchmarks/gpu/run.sh", "--templates", "1000"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "run with --cpu" in proc.stdout

@@ -21,7 +21,10 @@ Sections (each prints a line starting ``ratio <section> b=<batch>:``):
 (c) the face embedder (var/models dlib ResNet, ONNX, fp32) through onnxruntime on
     CUDAExecutionProvider (CPUExecutionProvider with --cpu) at batch 1 and 64;
     FLOPs counted from the graph; ratio to the fp32 compute bound. When the
-    device's onnxruntime has no CUDA provider the section says so and is skipped.
+    device's onnxruntime has no CUDA provider (the image's has none) the section
+    says so, and runs the same ONNX graph through torch on the GPU instead
+    (TorchOnnx: the model's nine op types), fp32 and fp16, each first checked
+    against onnxruntime on the CPU (relative error), then timed.
 
 Bounds: on the GPU the H200 datasheet's 4.8 TB/s and 990 TFLOP/s dense fp16
 (67 TFLOP/s fp32 for the face model), and the copy bandwidth and fp16 matmul
@@ -84,7 +87,11 @@ class Cpu:
         for _ in range(3):
             m @ m
         peak = 3 * 2 * 2048**3 / (time.perf_counter() - t)
-        return bw, peak, f"measured here: numpy copy {bw / 1e9:.1f} GB/s, float32 matmul {peak / 1e9:.1f} GFLOP/s"
+        return (
+            bw,
+            peak,
+            f"measured here: numpy copy {bw / 1e9:.1f} GB/s, float32 matmul {peak / 1e9:.1f} GFLOP/s",
+        )
 
     def gallery(self, n, d, centers, sigma):
         c = self.rng.standard_normal((centers, d), dtype=np.float32)
@@ -154,6 +161,8 @@ class Gpu:
         self.dev = torch.device(args.torch_device)
         self.cuda = self.dev.type == "cuda"
         torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False  # fp32 convolutions are fp32, not TF32
+        torch.backends.cudnn.benchmark = True  # fixed shapes: the warm-up call picks the kernels
         self.g = torch.Generator(device=self.dev).manual_seed(args.seed)
         self.block = 1 << 20 if self.cuda else 4096
         self.score_bytes = (4 << 30) if self.cuda else (64 << 20)  # largest score matrix of a chunk
@@ -187,9 +196,13 @@ class Gpu:
         self.sync()
         peak = 10 * 2 * 8192**3 / (e0.elapsed_time(e1) / 1e3)
         del m
-        return bw, peak, (
-            f"measured here: device copy {bw / 1e12:.2f} TB/s, fp16 matmul 8192^3 "
-            f"{peak / 1e12:.0f} TFLOP/s (datasheet: 4.8 TB/s, 990 TFLOP/s)"
+        return (
+            bw,
+            peak,
+            (
+                f"measured here: device copy {bw / 1e12:.2f} TB/s, fp16 matmul 8192^3 "
+                f"{peak / 1e12:.0f} TFLOP/s (datasheet: 4.8 TB/s, 990 TFLOP/s)"
+            ),
         )
 
     def gallery(self, n, d, centers, sigma):
@@ -270,21 +283,25 @@ def section_flat(be, args, x, queries, bw, peak, bw_label, peak_label):
             say(f"flat b={b}: skipped, time budget spent")
             continue
         q = queries[:b]
-        sec = be.timeit(lambda: be.flat(x, q, K), args.reps, min(20.0, left(args) / 8))
+        sec = be.timeit(lambda q=q: be.flat(x, q, K), args.reps, min(20.0, left(args) / 8))
         if b == 1:
             need = n * d * 2
             bound = need / bw
             say(
                 f"flat fp16 b=1: {sec * 1e3:.3f} ms/query, {need / sec / 1e9:.1f} GB/s of gallery read"
             )
-            say(f"ratio flat b=1: {bound / sec:.3g} of memory-bandwidth bound ({bw_label}, {bound * 1e3:.3f} ms)")
+            say(
+                f"ratio flat b=1: {bound / sec:.3g} of memory-bandwidth bound ({bw_label}, {bound * 1e3:.3f} ms)"
+            )
         else:
             flop = 2 * n * d * b
             bound = flop / peak
             say(
                 f"flat fp16 b={b}: {sec * 1e3:.2f} ms/batch, {b / sec:.0f} q/s, {flop / sec / 1e12:.3f} TFLOP/s"
             )
-            say(f"ratio flat b={b}: {bound / sec:.3g} of compute bound ({peak_label}, {bound * 1e3:.3f} ms)")
+            say(
+                f"ratio flat b={b}: {bound / sec:.3g} of compute bound ({peak_label}, {bound * 1e3:.3f} ms)"
+            )
         out[b] = sec
     # correctness on a sample, tie-aware
     m = min(args.check, len(queries))
@@ -313,7 +330,9 @@ def section_ivf_cpu(args, x, queries, exact_ids, bw, peak, bw_label, peak_label)
     ivf = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
     ivf.train(xf[np.random.default_rng(1).permutation(n)[: min(n, nlist * 64)]])
     ivf.add(xf)
-    say(f"ivf (FAISS CPU IndexIVFFlat, fp32, nlist {nlist}): built in {time.perf_counter() - t:.1f} s")
+    say(
+        f"ivf (FAISS CPU IndexIVFFlat, fp32, nlist {nlist}): built in {time.perf_counter() - t:.1f} s"
+    )
     sizes = np.array([ivf.invlists.list_size(i) for i in range(nlist)])
     qf = queries.astype(np.float32)
     for nprobe in sorted({min(v, nlist) for v in args.nprobe}):
@@ -322,12 +341,23 @@ def section_ivf_cpu(args, x, queries, exact_ids, bw, peak, bw_label, peak_label)
             continue
         ivf.nprobe = nprobe
         _, ids = ivf.search(qf, K)
-        recall = np.mean([len(set(a) & set(b)) / K for a, b in zip(ids, exact_ids)])
+        recall = np.mean([len(set(a) & set(b)) / K for a, b in zip(ids, exact_ids, strict=True)])
         _, lists = ivf.quantizer.search(qf, nprobe)
         scanned = float(sizes[lists].sum(1).mean())
-        report_ivf(args, nprobe, recall, scanned, nlist, d, 4,
-                   {b: timeit_cpu(lambda b=b: ivf.search(qf[:b], K), args) for b in (1, args.batch)},
-                   bw, peak, bw_label, peak_label)
+        report_ivf(
+            args,
+            nprobe,
+            recall,
+            scanned,
+            nlist,
+            d,
+            4,
+            {b: timeit_cpu(lambda b=b: ivf.search(qf[:b], K), args) for b in (1, args.batch)},
+            bw,
+            peak,
+            bw_label,
+            peak_label,
+        )
 
 
 def timeit_cpu(fn, args):
@@ -339,19 +369,27 @@ def timeit_cpu(fn, args):
     return (time.perf_counter() - t) / n
 
 
-def report_ivf(args, nprobe, recall, scanned, nlist, d, width, secs, bw, peak, bw_label, peak_label):
-    say(f"ivf nprobe {nprobe}: recall@{K} {recall:.4f} vs exact, {scanned:.0f} vectors scanned/query")
+def report_ivf(
+    args, nprobe, recall, scanned, nlist, d, width, secs, bw, peak, bw_label, peak_label
+):
+    say(
+        f"ivf nprobe {nprobe}: recall@{K} {recall:.4f} vs exact, {scanned:.0f} vectors scanned/query"
+    )
     for b, sec in secs.items():
         if b == 1:
             bound = (nlist + scanned) * d * width / bw
             say(f"ivf nprobe {nprobe} b=1: {sec * 1e3:.3f} ms/query, {1 / sec:.0f} q/s")
-            say(f"ratio ivf b=1: {bound / sec:.3g} of memory-bandwidth bound, nprobe {nprobe} "
-                f"({bw_label}, centroids + scanned lists {bound * 1e6:.1f} us)")
+            say(
+                f"ratio ivf b=1: {bound / sec:.3g} of memory-bandwidth bound, nprobe {nprobe} "
+                f"({bw_label}, centroids + scanned lists {bound * 1e6:.1f} us)"
+            )
         else:
             bound = 2 * d * (nlist + scanned) * b / peak
             say(f"ivf nprobe {nprobe} b={b}: {sec * 1e3:.2f} ms/batch, {b / sec:.0f} q/s")
-            say(f"ratio ivf b={b}: {bound / sec:.3g} of compute bound, nprobe {nprobe} "
-                f"({peak_label}, {bound * 1e3:.3f} ms)")
+            say(
+                f"ratio ivf b={b}: {bound / sec:.3g} of compute bound, nprobe {nprobe} "
+                f"({peak_label}, {bound * 1e3:.3f} ms)"
+            )
 
 
 def section_ivf_gpu(be, args, x, queries, exact_ids, bw, peak, bw_label, peak_label):
@@ -380,9 +418,11 @@ def section_ivf_gpu(be, args, x, queries, exact_ids, bw, peak, bw_label, peak_la
     offs = t.cumsum(counts, 0) - counts
     lmax = int(counts.max())
     be.sync()
-    say(f"ivf (torch on the GPU, no FAISS GPU on the image; nlist {nlist}, {args.kmeans_iters} k-means "
+    say(
+        f"ivf (torch on the GPU, no FAISS GPU on the image; nlist {nlist}, {args.kmeans_iters} k-means "
         f"iterations on {min(n, nlist * 64)} samples): built in {time.perf_counter() - t0:.1f} s, "
-        f"largest list {lmax}, mean {n / nlist:.0f}")
+        f"largest list {lmax}, mean {n / nlist:.0f}"
+    )
     ar = t.arange(lmax, device=be.dev)
 
     def search(q, nprobe):
@@ -406,11 +446,16 @@ def section_ivf_gpu(be, args, x, queries, exact_ids, bw, peak, bw_label, peak_la
             continue
         ids, scanned = search(queries, nprobe)
         ids = ids.cpu().numpy()
-        recall = np.mean([len(set(a) & set(b)) / K for a, b in zip(ids, exact_ids)])
-        secs = {b: be.timeit(lambda b=b: search(queries[:b], nprobe), args.reps, min(15.0, left(args) / 10))
-                for b in (1, args.batch)}
-        report_ivf(args, nprobe, recall, float(scanned), nlist, d, 2, secs, bw, peak, bw_label, peak_label)
-    del xs
+        recall = np.mean([len(set(a) & set(b)) / K for a, b in zip(ids, exact_ids, strict=True)])
+        secs = {
+            b: be.timeit(
+                lambda b=b, p=nprobe: search(queries[:b], p), args.reps, min(15.0, left(args) / 10)
+            )
+            for b in (1, args.batch)
+        }
+        report_ivf(
+            args, nprobe, recall, float(scanned), nlist, d, 2, secs, bw, peak, bw_label, peak_label
+        )
 
 
 def conv_flops(path: str) -> float:
@@ -422,8 +467,10 @@ def conv_flops(path: str) -> float:
     for i in m.graph.input:
         i.type.tensor_type.shape.dim[0].dim_value = 1
     m = shape_inference.infer_shapes(m)
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in list(m.graph.value_info) + list(m.graph.output) + list(m.graph.input)}
+    shapes = {
+        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in list(m.graph.value_info) + list(m.graph.output) + list(m.graph.input)
+    }
     inits = {i.name: numpy_helper.to_array(i).shape for i in m.graph.initializer}
     total = 0.0
     for node in m.graph.node:
@@ -438,7 +485,141 @@ def conv_flops(path: str) -> float:
     return float(total)
 
 
-def section_face(args, peak_cpu):
+class TorchOnnx:
+    """The embedder's ONNX graph run by torch (its nine op types only), for a GPU
+    whose onnxruntime has no CUDA provider. Checked against onnxruntime (CPU)
+    on the same faces before it is timed."""
+
+    def __init__(self, path: str, t, dev, dtype):
+        import onnx
+        from onnx import helper, numpy_helper
+
+        m = onnx.load(path)
+        self.t, self.F = t, t.nn.functional
+        self.init = {
+            i.name: t.from_numpy(numpy_helper.to_array(i).copy()) for i in m.graph.initializer
+        }
+        self.w = {
+            k: (v.to(dev, dtype) if v.is_floating_point() else v) for k, v in self.init.items()
+        }
+        self.nodes = [
+            (
+                n.op_type,
+                list(n.input),
+                list(n.output),
+                {a.name: helper.get_attribute_value(a) for a in n.attribute},
+            )
+            for n in m.graph.node
+        ]
+        ops = {n[0] for n in self.nodes}
+        known = {
+            "Conv",
+            "Relu",
+            "Add",
+            "Pad",
+            "AveragePool",
+            "MaxPool",
+            "GlobalAveragePool",
+            "Flatten",
+            "MatMul",
+        }
+        if ops - known:
+            raise ValueError(f"ops torch runner does not know: {sorted(ops - known)}")
+        self.input = m.graph.input[0].name
+        self.output = m.graph.output[0].name
+
+    @staticmethod
+    def _pads(p):  # ONNX [b1, b2, ..., e1, e2, ...] -> torch (last dim first)
+        h = len(p) // 2
+        out = []
+        for i in reversed(range(h)):
+            out += [int(p[i]), int(p[i + h])]
+        return out
+
+    def __call__(self, x):
+        t, F, v = self.t, self.F, dict(self.w)
+        v[self.input] = x
+        for op, ins, outs, at in self.nodes:
+            a = v[ins[0]]
+            if op == "Conv":
+                pads = at.get("pads", [0, 0, 0, 0])
+                if any(pads):
+                    a = F.pad(a, self._pads(pads))
+                r = F.conv2d(
+                    a,
+                    v[ins[1]],
+                    v[ins[2]] if len(ins) > 2 else None,
+                    stride=at.get("strides", 1),
+                    dilation=at.get("dilations", 1),
+                    groups=at.get("group", 1),
+                )
+            elif op == "Relu":
+                r = t.relu(a)
+            elif op == "Add":
+                r = a + v[ins[1]]
+            elif op == "Pad":
+                pads = [int(p) for p in self.init[ins[1]].tolist()] if len(ins) > 1 else at["pads"]
+                value = float(self.init[ins[2]].item()) if len(ins) > 2 and ins[2] else 0.0
+                r = F.pad(a, self._pads(pads), value=value)
+            elif op in ("AveragePool", "MaxPool"):
+                pads = at.get("pads", [0, 0, 0, 0])
+                if any(pads):
+                    raise ValueError("padded pooling not supported")
+                fn = F.avg_pool2d if op == "AveragePool" else F.max_pool2d
+                r = fn(a, at["kernel_shape"], at.get("strides", at["kernel_shape"]))
+            elif op == "GlobalAveragePool":
+                r = a.mean(dim=(2, 3), keepdim=True)
+            elif op == "Flatten":
+                r = a.flatten(at.get("axis", 1))
+            else:  # MatMul
+                r = a @ v[ins[1]]
+            v[outs[0]] = r
+        return v[self.output]
+
+
+def section_face_torch(args, be, sess_cpu, name, flops, reason):
+    """The embedder on the GPU through torch (fp32 and fp16), checked against onnxruntime."""
+    t = be.t
+    say(f"face on the GPU through torch instead ({reason})")
+    rng = np.random.default_rng(args.seed + 1)
+    x = ((rng.integers(0, 256, (4, 3, 150, 150)).astype(np.float32)) - 127.5) / 128.0
+    ref = sess_cpu.run(None, {name: x})[0].astype(np.float64)
+    for dtype, peak, label in (
+        (t.float32, 67e12, "H200 fp32 67 TFLOP/s"),
+        (t.float16, 990e12, "H200 990 TFLOP/s fp16"),
+    ):
+        net = TorchOnnx(args.model, t, be.dev, dtype)
+        with t.inference_mode():
+            got = net(t.from_numpy(x).to(be.dev, dtype)).double().cpu().numpy()
+            rel = float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+            tol = 1e-3 if dtype == t.float32 else 2e-2
+            ok = np.isfinite(got).all() and rel <= tol
+            say(
+                f"face torch {str(dtype).split('.')[-1]} vs onnxruntime on 4 faces: relative error "
+                f"{rel:.2e} (tol {tol:.0e}): {'ok' if ok else 'FAILED'}"
+            )
+            if not ok:
+                FAILED.append(f"face torch {dtype}")
+            for b in args.face_batches:
+                if left(args) < 5:
+                    say(f"face b={b}: skipped, time budget spent")
+                    continue
+                xb = t.from_numpy(np.resize(x, (b, 3, 150, 150))).to(be.dev, dtype)
+                sec = be.timeit(
+                    lambda net=net, xb=xb: net(xb), args.reps, min(10.0, left(args) / 10)
+                )
+                bound = flops * b / peak
+                say(
+                    f"face torch {str(dtype).split('.')[-1]} b={b}: {sec / b * 1e3:.3f} ms/face, "
+                    f"{b / sec:.0f} faces/s"
+                )
+                say(
+                    f"ratio face b={b}: {bound / sec:.3g} of compute bound ({label}; torch, "
+                    "not onnxruntime)"
+                )
+
+
+def section_face(args, peak_cpu, be=None):
     import onnxruntime as ort
 
     model = Path(args.model)
@@ -448,12 +629,18 @@ def section_face(args, peak_cpu):
         return
     have = ort.get_available_providers()
     want = "CPUExecutionProvider" if args.cpu else "CUDAExecutionProvider"
-    if want not in have:
-        say(f"face on {want}: SKIPPED: onnxruntime {ort.__version__} here has {have}; the CUDA "
-            "provider needs the onnxruntime-gpu wheel (hundreds of MB, over the device tool's "
-            "64 MiB carry limit)")
-        return
     flops = conv_flops(str(model))
+    if want not in have:
+        reason = (
+            f"onnxruntime {ort.__version__} here has {have}; the CUDA provider needs the "
+            "onnxruntime-gpu wheel, hundreds of MB, over the device tool's 64 MiB carry limit"
+        )
+        say(f"face on {want}: SKIPPED: {reason}")
+        if be is not None and not args.cpu:
+            cpu = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+            say(f"face embedder {model.name}: {flops / 1e9:.2f} GFLOP per face")
+            section_face_torch(args, be, cpu, cpu.get_inputs()[0].name, flops, "no CUDA provider")
+        return
     if args.cpu:
         bound_rate, label = peak_cpu, f"float32 matmul {peak_cpu / 1e9:.1f} GFLOP/s measured here"
     else:
@@ -461,7 +648,9 @@ def section_face(args, peak_cpu):
     opts = ort.SessionOptions()
     sess = ort.InferenceSession(str(model), opts, providers=[want])
     name = sess.get_inputs()[0].name
-    say(f"face embedder {model.name} on {sess.get_providers()[0]}: {flops / 1e9:.2f} GFLOP per face")
+    say(
+        f"face embedder {model.name} on {sess.get_providers()[0]}: {flops / 1e9:.2f} GFLOP per face"
+    )
     rng = np.random.default_rng(args.seed)
     for b in args.face_batches:
         if left(args) < 5:
@@ -469,15 +658,19 @@ def section_face(args, peak_cpu):
             continue
         chips = rng.integers(0, 256, (b, 3, 150, 150)).astype(np.float32)
         x = (chips - 127.5) / 128.0
-        sec = timeit_cpu(lambda: sess.run(None, {name: x}), args)
+        sec = timeit_cpu(lambda x=x: sess.run(None, {name: x}), args)
         bound = flops * b / bound_rate
         say(f"face b={b}: {sec / b * 1e3:.2f} ms/face, {b / sec:.1f} faces/s")
         say(f"ratio face b={b}: {bound / sec:.3g} of compute bound ({label})")
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cpu", action="store_true", help="numpy / FAISS CPU / CPU provider, small sizes")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--cpu", action="store_true", help="numpy / FAISS CPU / CPU provider, small sizes"
+    )
     p.add_argument("--templates", type=int, default=None, help="gallery size (20M GPU, 20k CPU)")
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--batch", type=int, default=1024)
@@ -489,8 +682,13 @@ def main() -> int:
     p.add_argument("--nprobe", type=lambda s: [int(v) for v in s.split(",")], default=None)
     p.add_argument("--kmeans-iters", type=int, default=8)
     p.add_argument("--face-batches", type=lambda s: [int(v) for v in s.split(",")], default=[1, 64])
-    p.add_argument("--model", default=os.path.join(
-        os.environ.get("TANU_MODEL_DIR", str(ROOT / "var/models")), "dlib_face_recognition_resnet_model_v1.onnx"))
+    p.add_argument(
+        "--model",
+        default=os.path.join(
+            os.environ.get("TANU_MODEL_DIR", str(ROOT / "var/models")),
+            "dlib_face_recognition_resnet_model_v1.onnx",
+        ),
+    )
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--torch-device", default="cuda", help="cpu: dry run of the GPU (torch) path")
     p.add_argument("--skip", default="", help="comma list of sections to skip: flat,ivf,face")
@@ -516,13 +714,18 @@ def main() -> int:
     dev = platform.processor() or platform.machine()
     if not args.cpu and be.cuda:
         dev = be.t.cuda.get_device_name(0)
-    say(f"gpu_bench on {dev} ({os.cpu_count()} cpus), {args.templates} x {args.dim} fp16, "
-        f"batch {args.batch}, budget {args.time_budget:.0f} s")
+    say(
+        f"gpu_bench on {dev} ({os.cpu_count()} cpus), {args.templates} x {args.dim} fp16, "
+        f"batch {args.batch}, budget {args.time_budget:.0f} s"
+    )
     bw, peak, label = be.bounds()
     say(f"bounds {label}")
     if args.cpu:
         bw_b, peak_b = bw, peak
-        bw_l, peak_l = f"numpy copy {bw / 1e9:.1f} GB/s measured", f"float32 matmul {peak / 1e9:.1f} GFLOP/s measured"
+        bw_l, peak_l = (
+            f"numpy copy {bw / 1e9:.1f} GB/s measured",
+            f"float32 matmul {peak / 1e9:.1f} GFLOP/s measured",
+        )
     else:
         bw_b, peak_b = 4.8e12, 990e12
         bw_l, peak_l = "H200 4.8 TB/s", "H200 990 TFLOP/s fp16"
@@ -530,8 +733,11 @@ def main() -> int:
     t = time.perf_counter()
     x = be.gallery(args.templates, args.dim, args.centers, 0.8)
     queries = be.queries(x, args.batch, 0.3)
-    say(f"gallery generated on the {'host' if args.cpu else 'device'} in {time.perf_counter() - t:.1f} s "
-        f"({args.centers} mixture components, {x.shape[0] * x.shape[1] * 2 / 1e9:.2f} GB fp16)")
+    say(
+        f"gallery generated on the {'host' if args.cpu else 'device'} in {time.perf_counter() - t:.1f} s "
+        f"({args.centers} mixture components, {x.shape[0] * x.shape[1] * 2 / 1e9:.2f} GB fp16)"
+    )
+
     def guarded(name, fn):
         """One section failing (an out-of-memory, say) leaves the others' figures."""
         try:
@@ -545,14 +751,21 @@ def main() -> int:
         guarded("flat", lambda: section_flat(be, args, x, queries, bw_b, peak_b, bw_l, peak_l))
     if "ivf" not in skip and left(args) > 15:
         ivf = section_ivf_cpu if args.cpu else (lambda *a: section_ivf_gpu(be, *a))
-        guarded("ivf", lambda: ivf(args, x, queries, be.ids(be.flat(x, queries, K)[1]),
-                                   bw_b, peak_b, bw_l, peak_l))
-    del x
+        guarded(
+            "ivf",
+            lambda: ivf(
+                args, x, queries, be.ids(be.flat(x, queries, K)[1]), bw_b, peak_b, bw_l, peak_l
+            ),
+        )
+    x = queries = None  # frees the gallery before the face section
     if not args.cpu:
         be.t.cuda.empty_cache() if be.cuda else None
     if "face" not in skip:
-        guarded("face", lambda: section_face(args, peak if args.cpu else 0.0))
-    say(f"gpu_bench done in {time.perf_counter() - T0:.1f} s" + (f"; FAILED: {FAILED}" if FAILED else ""))
+        guarded("face", lambda: section_face(args, peak if args.cpu else 0.0, be))
+    say(
+        f"gpu_bench done in {time.perf_counter() - T0:.1f} s"
+        + (f"; FAILED: {FAILED}" if FAILED else "")
+    )
     return 1 if FAILED else 0
 
 
