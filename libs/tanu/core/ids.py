@@ -1,15 +1,28 @@
-"""Identifiers: the subject-id rules, the stable subject → partition
-routing, and erasure receipt ids."""
+"""Identifiers: the subject-id rules, the gallery-name rules (shared by
+the store, which refuses bad names, and the searchers, which drop them
+from events), the stable subject → partition routing, and erasure receipt
+ids."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import unicodedata
 
 from tanu.core import errors
 
 MAX_SUBJECT_ID_LEN = 128
+
+ALL_GALLERY = "ALL"  # the implicit gallery of every encounter, never stored
+GALLERY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+MAX_GALLERIES_PER_ENCOUNTER = 32
+
+
+def is_gallery_name(name: str) -> bool:
+    """Whether ``name`` is a well-formed gallery name ("ALL" included)."""
+    return bool(GALLERY_NAME.fullmatch(name))
+
 
 # Unicode categories a subject id may never hold: controls (Cc), format
 # characters (Cf: bidi controls, zero-width joiners, soft hyphen...),

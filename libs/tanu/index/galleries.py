@@ -23,25 +23,22 @@ Not thread-safe: the partition index calls it from one thread only.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from tanu.core import logs
+from tanu.core import ids, logs
 
 log = logs.get(__name__)
 
-ALL = "ALL"
-NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
-MAX_PER_TEMPLATE = 32
+ALL = ids.ALL_GALLERY
+NAME = ids.GALLERY_NAME
+MAX_PER_TEMPLATE = ids.MAX_GALLERIES_PER_ENCOUNTER
 MAX_GALLERIES = 1024  # distinct named galleries per partition (n/8 bytes each)
 
 
-def is_name(name: str) -> bool:
-    """Whether ``name`` is a well-formed gallery name ("ALL" included)."""
-    return bool(NAME.fullmatch(name))
+is_name = ids.is_gallery_name
 
 
 def clean(names: Iterable[str]) -> tuple[str, ...]:

@@ -9,15 +9,14 @@ from __future__ import annotations
 import json
 import re
 
-from tanu.core import errors
+from tanu.core import errors, ids
 
-ALL = "ALL"  # the implicit gallery of every encounter, never stored
-MAX_GALLERIES = 32
+ALL = ids.ALL_GALLERY
+MAX_GALLERIES = ids.MAX_GALLERIES_PER_ENCOUNTER
 MAX_DATA_BYTES = 16 * 1024
 MAX_TYPE_CHARS = 64
 ACTIVE, INACTIVE = "ACTIVE", "INACTIVE"
 _ENCOUNTER_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
-_GALLERY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 FIELDS = ("encounter_type", "data_json", "galleries", "status")
 
 
@@ -28,7 +27,7 @@ def check_encounter_id(encounter_id: str) -> str:
 
 
 def check_gallery(name: str) -> str:
-    if not _GALLERY.fullmatch(name):
+    if not ids.is_gallery_name(name):
         raise errors.InvalidArgument(
             f"gallery name {name[:70]!r} must be 1-64 characters of A-Z a-z 0-9 _ . -"
         )
