@@ -249,7 +249,9 @@ async def test_verify_from_bio_compares_two_samples_under_the_threshold_rules(os
     st, body = await call(c, "POST", path, json={"biometricData1": bio(v),
                                                   "biometricData2": bio(near(v))})  # fmt: skip
     assert st == 200 and body["decision"] is True and body["scores"][0]["score"] < 0.5, body
-    st, body = await call(c, "POST", path, json={"biometricData1": bio(v), "biometricData2": bio(w)})
+    st, body = await call(
+        c, "POST", path, json={"biometricData1": bio(v), "biometricData2": bio(w)}
+    )
     assert st == 200 and body["decision"] is False and body["scores"][0]["score"] > 0.5, body
     # a relying party gets the decision only
     st, body = await call(c, "POST", path, headers=c.bank,
@@ -323,8 +325,13 @@ async def test_read_template_needs_the_templates_read_scope_and_rights_to_the_pe
     st, body = await call(c, "GET", "/v1/persons/mia/encounters/m1/templates?transactionId=t7"
                           "&templateFormat=ISO_19794_5", headers=c.migrator)  # fmt: skip
     assert st == 501 and "TANU_F32LE" in body["message"], body
-    st, body = await call(c, "GET", "/v1/persons/mia/encounters/m1/templates?transactionId=t8"
-                          "&templateFormat=TANU_F32LE&biometricType=FINGER", headers=c.migrator)
+    st, body = await call(
+        c,
+        "GET",
+        "/v1/persons/mia/encounters/m1/templates?transactionId=t8"
+        "&templateFormat=TANU_F32LE&biometricType=FINGER",
+        headers=c.migrator,
+    )
     assert st == 200 and body == [], body
     # every read is in the person's access history
     h = await c.stub.GetAccessHistory(common_pb2.AccessHistoryRequest(subject_id="mia"))

@@ -101,8 +101,6 @@ async def raw(sec):
     await ch.close()
 
 
-
-
 # --- the authorisation matrix ------------------------------------------------
 
 OPS = ("Enroll", "Verify", "Identify", "Delete", "GetSubject", "GetSubjectReport",

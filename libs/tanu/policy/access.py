@@ -48,11 +48,21 @@ MATRIX: dict[str, frozenset[str]] = {
     "Delete": frozenset({OPERATOR, OWNER}),
     # Encounters (tanu.v1.Identity, the OSIA data model): the owning agency
     # and the operator only; identifying with a subject's stored templates too.
-    **{op: frozenset({OPERATOR, OWNER}) for op in (
-        "AddEncounter", "ListEncounters", "GetEncounter", "UpdateEncounter", "DeleteEncounter",
-        "SetEncounterStatus", "SetEncounterGalleries", "MoveEncounter", "MergeSubjects",
-        "IdentifyByPerson",
-    )},  # fmt: skip
+    **{
+        op: frozenset({OPERATOR, OWNER})
+        for op in (
+            "AddEncounter",
+            "ListEncounters",
+            "GetEncounter",
+            "UpdateEncounter",
+            "DeleteEncounter",
+            "SetEncounterStatus",
+            "SetEncounterGalleries",
+            "MoveEncounter",
+            "MergeSubjects",
+            "IdentifyByPerson",
+        )
+    },  # fmt: skip
     # Templates out of Tanu (scope templates.read, held by no tenant by default).
     "ReadTemplates": frozenset({OPERATOR, OWNER}),
 }
