@@ -34,6 +34,7 @@ from ..api import OPERATIONS
 from ..gateway import Gateway
 from ..guard import PEER_KEY, PURPOSE_KEY, TRANSACTION_KEY, Guard
 from . import callbacks, jsonio, openapi, params
+from .bodies import NotSupported
 from .routes import ROUTES, Ctx, Route
 from .tasks import TaskWorker, encode_task_request
 
@@ -278,8 +279,6 @@ class OsiaFacade:
 
 
 def _not_implemented(message: str) -> errors.TanuError:
-    from .bodies import NotSupported
-
     return NotSupported(message)
 
 

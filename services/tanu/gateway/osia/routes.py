@@ -21,7 +21,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from tanu.core import errors
-from tanu.v1 import identity_pb2
+from tanu.v1 import common_pb2, encounters_pb2, identity_pb2
 
 from . import bodies, params
 
@@ -69,10 +69,6 @@ def message_class(name: str) -> type[Message] | None:
     """A message of the Identity API by name (identity_pb2, encounters_pb2); None if absent."""
     cls = getattr(identity_pb2, name, None)
     if cls is None:
-        try:
-            from tanu.v1 import encounters_pb2
-        except ImportError:  # a build without encounters
-            return None
         cls = getattr(encounters_pb2, name, None)
     return cls
 
@@ -372,8 +368,6 @@ async def _run_verify(invoke: Invoke, msgs, ctx: Ctx):
     reply = await invoke("Verify", req, req.subject_id)
     gallery = _gallery(ctx)
     if gallery:
-        from tanu.v1 import encounters_pb2
-
         listed = await ctx.gateway.store.list_encounters(
             encounters_pb2.ListEncountersRequest(subject_id=req.subject_id)
         )
@@ -384,8 +378,6 @@ async def _run_verify(invoke: Invoke, msgs, ctx: Ctx):
 
 
 def _render_verify(_ctx, r):
-    from tanu.v1 import common_pb2
-
     out: dict = {"decision": r.decision == common_pb2.DECISION_MATCH}
     if r.HasField("score"):  # only for tenants that see scores
         out["scores"] = [{"score": r.score, "biometricType": "FACE"}]
