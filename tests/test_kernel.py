@@ -29,18 +29,62 @@ def exhaustive(gallery: np.ndarray, queries: np.ndarray, k: int, metric: str):
 
 
 @pytest.mark.parametrize("metric", ["l2", "ip"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16, "float16-finite"])
 def test_the_kernel_matches_an_exhaustive_search(metric, dtype, monkeypatch):
+    finite = dtype == "float16-finite"
+    dtype = np.float16 if finite else dtype
     monkeypatch.setattr(kernel, "BLOCK_ROWS", 1000)  # many blocks on a small gallery
     monkeypatch.setattr(kernel, "FIRST_BLOCK_ROWS", 300)
     gallery = unit_vectors(5000, seed=3).astype(dtype)
     queries = unit_vectors(40, seed=4)
     g32 = gallery.astype(np.float32)
     sq = np.einsum("ij,ij->i", g32, g32)
-    scores, pos = kernel.topk(gallery, queries, 25, metric, sq if metric == "l2" else None)
+    scores, pos = kernel.topk(gallery, queries, 25, metric, sq if metric == "l2" else None,
+                              finite_halves=finite)  # fmt: skip
     want_s, want_p = exhaustive(g32, queries, 25, metric)
     assert np.array_equal(pos, want_p)
     assert np.allclose(scores, want_s, atol=1e-5)
+
+
+def test_widening_halves_by_bits_is_exact_for_every_finite_half():
+    every = np.arange(65536, dtype=np.uint16).view(np.float16)
+    finite = every[np.isfinite(every)].reshape(-1, 1)  # 63,488 values, subnormals and -0 included
+    want = finite.astype(np.float32)
+    got = np.empty_like(want)
+    kernel.widen(finite, got, finite=True)
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))  # bit for bit
+    # Not known finite: infinities and NaNs come through as they are.
+    odd = np.array([[np.inf, -np.inf, np.nan, 1.5]], np.float16)
+    out = np.empty(odd.shape, np.float32)
+    kernel.widen(odd, out)
+    assert (
+        np.isposinf(out[0, 0])
+        and np.isneginf(out[0, 1])
+        and np.isnan(out[0, 2])
+        and out[0, 3] == 1.5
+    )
+
+
+def test_an_fp16_template_past_the_half_range_keeps_the_kernel_exact():
+    # 70,000 overflows a half: FAISS stores infinity. The kernel must then
+    # widen by numpy's cast (its fast path assumes finite halves) and rank
+    # as FAISS does.
+    rng = np.random.default_rng(8)
+    vecs = rng.standard_normal((500, 16)).astype(np.float32)
+    vecs[123, 3] = 70_000
+    queries = rng.standard_normal((8, 16)).astype(np.float32)
+    through_kernel = PartitionIndex(16, "l2", "fp16", kernel_min_batch=1)
+    through_faiss = PartitionIndex(16, "l2", "fp16", kernel_min_batch=0)
+    for index in (through_kernel, through_faiss):
+        index.add(np.arange(1, 501), [f"s{i}" for i in range(500)], vecs)
+    a_s, a_i = through_kernel.search(queries, 10)
+    b_s, b_i = through_faiss.search(queries, 10)
+    assert np.array_equal(a_i, b_i) and 123 + 1 not in a_i
+    assert np.allclose(a_s, b_s, rtol=1e-4)
+    restored = PartitionIndex(16, "l2", "fp16", kernel_min_batch=1)
+    restored.restore(through_faiss.export(1))
+    c_s, c_i = restored.search(queries, 10)
+    assert np.array_equal(c_i, b_i)
 
 
 def test_ties_go_to_the_lower_position_and_short_galleries_pad():

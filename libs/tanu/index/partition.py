@@ -116,6 +116,10 @@ class PartitionIndex:
         # Squared norms of the vectors by position, for the kernel's L2
         # scores; None until the first kernel search after a restore.
         self._sq_norms: GrowingArray | None = None
+        # Whether an fp16 gallery holds only finite halves (a template past
+        # the half range, ±65504, is stored as infinity): the kernel widens
+        # finite halves by its fast path.
+        self._halves_finite = True
         if device != "cpu":
             self._device = DeviceCopy(device, dimension, self._fmetric, KINDS[kind] is not None,
                                       compact_share, compact_floor)  # fmt: skip
@@ -172,6 +176,8 @@ class PartitionIndex:
         entries = self._map.prepare(ids, np.asarray(subject_ids, dtype=object)[first],
                                     None if memberships is None else memberships.take(first))  # fmt: skip
         self._index.add(x)
+        if self.kind == "fp16" and self._halves_finite:
+            self._halves_finite = bool(np.isfinite(self._gallery()[-len(x) :]).all())
         if self._sq_norms is not None:
             self._sq_norms.extend(_squared_norms(self._gallery()[-len(x) :]))
         if self._ivf is not None:
@@ -412,8 +418,9 @@ class PartitionIndex:
         if self.metric == "l2":
             if self._sq_norms is None:
                 self._sq_norms = GrowingArray(np.float32, _squared_norms(gallery))
-            return kernel.topk(gallery, q, k, "l2", self._sq_norms.a, allowed=allowed)
-        return kernel.topk(gallery, q, k, "ip", allowed=allowed)
+            return kernel.topk(gallery, q, k, "l2", self._sq_norms.a, allowed=allowed,
+                               finite_halves=self._halves_finite)  # fmt: skip
+        return kernel.topk(gallery, q, k, "ip", allowed=allowed, finite_halves=self._halves_finite)
 
     def search_subjects(self, queries: np.ndarray, k: int, gallery: str = ""):
         """(scores, template ids, subject ids per hit row) in one consistent cut."""
@@ -536,7 +543,13 @@ class PartitionIndex:
         self._removed = np.unique(np.asarray(snap.removed, np.int64))
         self._erased = set()
         self._sq_norms = None
+        self._halves_finite = self.kind != "fp16" or _all_finite(self._gallery())
         self.compact_device()
+
+
+def _all_finite(x: np.ndarray, rows: int = 65_536) -> bool:
+    """Whether every value of ``x`` is finite, a block at a time."""
+    return all(np.isfinite(x[a : a + rows]).all() for a in range(0, len(x), rows))
 
 
 def _squared_norms(x: np.ndarray, rows: int = 65_536) -> np.ndarray:
