@@ -51,6 +51,39 @@ def subject(i: int) -> str:
     return f"KZ-{i:012d}"
 
 
+def add_chunk(parts: list[PartitionIndex], v: np.ndarray, lo: int) -> tuple[float, float]:
+    """Adds gallery rows ``lo..`` to their subjects' partitions; returns the
+    seconds spent on subject ids and partition hashes, and in the adds."""
+    t = time.perf_counter()
+    names = [subject(i) for i in range(lo, lo + len(v))]
+    where = np.fromiter((partition_of(s, len(parts)) for s in names), np.int64, len(v))
+    ids = np.arange(lo, lo + len(v), dtype=np.int64)
+    hashing = time.perf_counter() - t
+    t = time.perf_counter()
+    for p, idx in enumerate(parts):
+        rows = np.flatnonzero(where == p)
+        idx.add(ids[rows], [names[r] for r in rows], v[rows])
+    return hashing, time.perf_counter() - t
+
+
+def exact_top(q: np.ndarray, chunks, k: int) -> np.ndarray:
+    """Gallery rows of the exact L2 top-k of each query, over the gallery
+    given as consecutive fp32 chunks."""
+    best_d = np.full((len(q), k), np.inf, np.float32)
+    best_i = np.full((len(q), k), -1, np.int64)
+    qq = (q**2).sum(1)[:, None]
+    lo = 0
+    for v in chunks:
+        d = qq - 2 * q @ v.T + (v**2).sum(1)[None, :]
+        top = np.argpartition(d, k, axis=1)[:, :k]
+        cd = np.concatenate([best_d, np.take_along_axis(d, top, 1)], 1)
+        ci = np.concatenate([best_i, top + lo], 1)
+        o = np.argsort(cd, 1)[:, :k]
+        best_d, best_i = np.take_along_axis(cd, o, 1), np.take_along_axis(ci, o, 1)
+        lo += len(v)
+    return best_i
+
+
 def merged_search(parts: list[PartitionIndex], q: np.ndarray, k: int):
     """Every partition, then the top-k of the union (the gateway's merge)."""
     all_s, all_sub = [], []
@@ -121,16 +154,9 @@ def main() -> int:
         t_gen += time.perf_counter() - t
         sel = pick[(pick >= lo) & (pick < lo + len(v))]
         queries[np.searchsorted(pick, sel)] = v[sel - lo]
-        t = time.perf_counter()
-        names = [subject(i) for i in range(lo, lo + len(v))]
-        where = np.fromiter((partition_of(s, args.partitions) for s in names), np.int64, len(v))
-        ids = np.arange(lo, lo + len(v), dtype=np.int64)
-        t_hash += time.perf_counter() - t
-        t = time.perf_counter()
-        for p, idx in enumerate(parts):
-            rows = np.flatnonzero(where == p)
-            idx.add(ids[rows], [names[r] for r in rows], v[rows])
-        t_add += time.perf_counter() - t
+        hashing, adding = add_chunk(parts, v, lo)
+        t_hash += hashing
+        t_add += adding
         if c % 8 == 0:
             say(
                 f"  partitions: {lo + len(v):,} / {n:,} added ({t_add:.0f} s in add, RSS {rss() / 2**30:.1f} GiB)"
@@ -153,16 +179,7 @@ def main() -> int:
 
     # Exact top-k of a sample, over fp32 regenerated chunk by chunk.
     rq = queries[: args.recall_queries]
-    best_d = np.full((len(rq), k), np.inf, np.float32)
-    best_i = np.full((len(rq), k), -1, np.int64)
-    for c in range(chunks):
-        v = chunk(c, size, n)
-        d = (rq**2).sum(1)[:, None] - 2 * rq @ v.T + (v**2).sum(1)[None, :]
-        top = np.argpartition(d, k, axis=1)[:, :k]
-        cd = np.concatenate([best_d, np.take_along_axis(d, top, 1)], 1)
-        ci = np.concatenate([best_i, top + c * size], 1)
-        o = np.argsort(cd, 1)[:, :k]
-        best_d, best_i = np.take_along_axis(cd, o, 1), np.take_along_axis(ci, o, 1)
+    best_i = exact_top(rq, (chunk(c, size, n) for c in range(chunks)), k)
     _, raw_i = raw.search(rq, k)
     _, part_names = merged_search(parts, rq, k)
     exact_names = [{subject(int(i)) for i in row} for row in best_i]

@@ -31,10 +31,9 @@ import faiss
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from national import merged_search, rss, subject, timed  # noqa: E402
+from national import add_chunk, exact_top, merged_search, rss, subject, timed  # noqa: E402
 from national_services import _modes, _unit  # noqa: E402
 
-from tanu.core.ids import partition_of  # noqa: E402
 from tanu.index import PartitionIndex  # noqa: E402
 
 DIM = 128
@@ -93,14 +92,7 @@ def main() -> int:
         fp32[lo : lo + len(v)] = v
         sel = pick[(pick >= lo) & (pick < lo + len(v))]
         probes[np.searchsorted(pick, sel)] = v[sel - lo]
-        names = [subject(i) for i in range(lo, lo + len(v))]
-        where = np.fromiter((partition_of(s, args.partitions) for s in names), np.int64, len(v))
-        ids = np.arange(lo, lo + len(v), dtype=np.int64)
-        t = time.perf_counter()
-        for p, idx in enumerate(parts):
-            rows = np.flatnonzero(where == p)
-            idx.add(ids[rows], [names[r] for r in rows], v[rows])
-        t_add += time.perf_counter() - t
+        t_add += add_chunk(parts, v, lo)[1]
         if c % 8 == 0:
             say(
                 f"  {lo + len(v):,} / {n:,} added ({t_add:.0f} s in add, RSS {rss() / 2**30:.1f} GiB)"
@@ -113,17 +105,7 @@ def main() -> int:
     probes = probes.astype(np.float32)
 
     say("  exact ground truth ...")
-    best_d = np.full((len(probes), k), np.inf, np.float32)
-    best_i = np.full((len(probes), k), -1, np.int64)
-    qq = (probes**2).sum(1)[:, None]
-    for c in range(chunks):
-        v = np.asarray(fp32[c * size : (c + 1) * size])
-        d = qq - 2 * probes @ v.T + (v**2).sum(1)[None, :]
-        top = np.argpartition(d, k, axis=1)[:, :k]
-        cd = np.concatenate([best_d, np.take_along_axis(d, top, 1)], 1)
-        ci = np.concatenate([best_i, top + c * size], 1)
-        o = np.argsort(cd, 1)[:, :k]
-        best_d, best_i = np.take_along_axis(cd, o, 1), np.take_along_axis(ci, o, 1)
+    best_i = exact_top(probes, (np.asarray(fp32[lo : lo + size]) for lo in range(0, n, size)), k)
     exact = [{subject(int(i)) for i in row} for row in best_i]
     measured = []
     for nprobe, rerank in settings:
