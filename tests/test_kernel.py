@@ -146,3 +146,23 @@ def test_faiss_and_the_kernel_read_the_same_stored_vectors():
     pi.add(np.arange(10), [str(i) for i in range(10)], x)
     s, i = pi.search(x, 1)
     assert i[:, 0].tolist() == list(range(10)) and np.allclose(s[:, 0], 0, atol=1e-3)
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_the_ivf_re_rank_scores_are_exact_against_the_stored_halves(metric):
+    # The re-rank gathers the candidates' fp16 codes itself (not through
+    # FAISS's reconstruct): its scores must be the exact ones.
+    vecs = unit_vectors(12_000, seed=21, dim=16)
+    index = PartitionIndex(16, metric, "ivf", nlist=64, nprobe=8, rerank=8)
+    index.add(np.arange(1, 12_001), [f"s{i}" for i in range(12_000)], vecs)
+    assert index.trained
+    queries = unit_vectors(16, seed=22, dim=16)
+    scores, ids = index.search(queries, 10)
+    halves = vecs.astype(np.float16).astype(np.float64)
+    got = halves[ids - 1]  # ids are rows + 1
+    if metric == "l2":
+        want = np.sqrt(((got - queries[:, None, :]) ** 2).sum(-1))
+    else:
+        want = np.einsum("nkd,nd->nk", got, queries)
+    assert (ids > 0).all()
+    assert np.allclose(scores, want, atol=1e-5)

@@ -478,7 +478,12 @@ class PartitionIndex:
         valid = pos >= 0
         vecs = np.zeros((*cand.shape, self.dimension), dtype=np.float32)
         if valid.any():
-            vecs[valid] = self._index.reconstruct_batch(pos[valid])
+            # Gathered from the stored codes and widened here: FAISS's
+            # reconstruct_batch costs about 4 µs a vector.
+            rows = self._gallery()[pos[valid]]
+            wide = np.empty(rows.shape, np.float32)
+            kernel.widen(rows, wide, self._halves_finite)
+            vecs[valid] = wide
         if self.metric == "cosine":
             exact = np.einsum("nkd,nd->nk", vecs, q)
             exact[~valid] = -np.inf
