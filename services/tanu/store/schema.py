@@ -142,6 +142,10 @@ ADDED_COLUMNS = (
     ("templates", "inactive", "INTEGER NOT NULL DEFAULT 0"),
     ("templates", "updated_at_ms", "{big} NOT NULL DEFAULT 0"),
     ("templates", "encounter_data", "{blob}"),
+    # The outbox seq of a template's latest event, and its stream sequence
+    # once published (0 until then): ``tanu.store.outbox``, ``tanu.store.dedup``.
+    ("templates", "event_seq", "{big} NOT NULL DEFAULT 0"),
+    ("templates", "stream_seq", "{big} NOT NULL DEFAULT 0"),
     # A held enrolment's encounter fields, sealed with the case's data key.
     ("cases", "encounter", "{blob}"),
 )
