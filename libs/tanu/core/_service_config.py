@@ -70,6 +70,13 @@ class StoreConfig:
         2.0,
         "How long an enrolment's reply waits for its event to reach the stream (read-your-writes).",
     )
+    max_queue: int = setting(
+        "TANU_STORE_MAX_QUEUE",
+        256,
+        "Most database jobs waiting in one store process before it refuses new enrolments and "
+        "puts with RESOURCE_EXHAUSTED (nothing written; retry later). Keep it below what the "
+        "store serves within TANU_REQUEST_TIMEOUT_S; 0: never refuse.",
+    )
     common: Common = field(default_factory=Common)
 
 

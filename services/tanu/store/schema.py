@@ -285,9 +285,15 @@ class Database:
             return f"postgresql://{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
         return self.target
 
+    queued: int = 0  # jobs waiting for or running on the database thread (``run``)
+
     async def run(self, fn: Callable[..., T], *args) -> T:
         """Runs ``fn(*args)`` on the database thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self.queued += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        finally:
+            self.queued -= 1
 
     def close(self) -> None:
         self._executor.submit(self._conn.close).result()
