@@ -45,6 +45,7 @@ class StoreHandlers:
         self.signer = signer
         self.metrics = metrics or Metrics.create()
         self.max_queue = max_queue  # TANU_STORE_MAX_QUEUE (0: never refuse)
+        self._refused, self._refused_logged = 0, 0.0  # refusals since the last log line
         self._audit = GroupCommit(db, self.metrics)  # concurrent appends, one commit
 
     def _admit(self) -> None:
@@ -53,7 +54,11 @@ class StoreHandlers:
         (more than it serves within the bus deadline); erasures, reads and
         the relay's own jobs are never refused."""
         if self.max_queue and self.db.queued >= self.max_queue:
-            log.warning("store_overloaded", queued=self.db.queued)
+            self._refused += 1
+            now = time.monotonic()
+            if now - self._refused_logged >= 1.0:  # one line a second, not one per refusal
+                log.warning("store_overloaded", queued=self.db.queued, refused=self._refused)
+                self._refused_logged, self._refused = now, 0
             raise errors.ResourceExhausted(
                 f"the store is overloaded ({self.db.queued} database jobs waiting); "
                 "nothing was written: retry later"
