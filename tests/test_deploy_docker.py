@@ -65,6 +65,16 @@ def test_image_is_multi_stage_non_root_pinned_and_health_checked(dockerfile):
     assert (DOCKER / f"{dockerfile.name}.dockerignore").exists()
 
 
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_openblas_idle_threads_sleep_at_once_in_the_image(dockerfile):
+    # As `tanu up` sets for searchers: OpenBLAS threads stop spinning after a
+    # product (the exact kernel), so a searcher takes no core between searches.
+    text = dockerfile.read_text()
+    final = text[text.rindex("\nFROM ") :]
+    env = " ".join(re.findall(r"^ENV ((?:.*\\\n)*.*)$", final, re.M))
+    assert re.search(r"\bOPENBLAS_THREAD_TIMEOUT=4\b", env), env
+
+
 def test_gpu_image_swaps_in_gpu_builds_of_onnxruntime_and_faiss():
     text = (DOCKER / "Dockerfile.gpu").read_text()
     assert "nvidia/cuda:" in text

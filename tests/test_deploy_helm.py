@@ -178,6 +178,8 @@ def test_searchers_are_one_statefulset_per_partition(chart_without_deps, tmp_pat
         assert c["startupProbe"]["grpc"]["port"] == 50051
         env = {e["name"]: e.get("value") for e in c["env"]}
         assert env["TANU_PARTITION"] == str(k) and "TANU_SEARCHER_STAGING" not in env
+        # OpenBLAS threads stop spinning after a product, as `tanu up` sets.
+        assert env["OPENBLAS_THREAD_TIMEOUT"] == "4"
     assert len(selectors) == 3, "each StatefulSet selects its own pods only"
     assert "t-tanu-searcher-staging" not in sets, "no staging replicas outside a rebalance"
     # Run the entrypoint the chart ships: in partition 1's set, ordinal n -> replica r<n>.
@@ -190,6 +192,18 @@ def test_searchers_are_one_statefulset_per_partition(chart_without_deps, tmp_pat
         assert r.stdout.split() == ["1", f"r{n}"]
     bad = _entrypoint(entry, "searcher", TANU_PARTITION="1", TANU_PARTITIONS="3")
     assert bad.returncode == 2 and "ordinal" in bad.stderr
+
+
+def test_openblas_thread_timeout_is_set_once_and_may_be_overridden(chart_without_deps):
+    for sets, want in (((), "4"), (("searcher.env.OPENBLAS_THREAD_TIMEOUT=1",), "1")):
+        docs = render(chart_without_deps, *EXTERNAL, "searcher.staging.partitions=4", *sets)
+        searchers = [c for n, c in containers(docs) if "searcher" in n]
+        assert len(searchers) == 5  # searcher-p0..p3 and searcher-staging
+        for c in searchers:
+            names = [e["name"] for e in c["env"]]
+            assert names.count("OPENBLAS_THREAD_TIMEOUT") == 1, names
+            env = {e["name"]: e.get("value") for e in c["env"]}
+            assert env["OPENBLAS_THREAD_TIMEOUT"] == want
 
 
 def test_a_rebalance_runs_staging_replicas_of_the_target_layout(chart_without_deps, tmp_path):

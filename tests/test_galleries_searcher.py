@@ -75,10 +75,9 @@ async def applied(searcher, sequence: int, timeout: float = 15.0) -> None:
 
 
 async def answering(client: SearchClient, timeout: float = 10.0) -> None:
-    """Waits until partition 0 answers over NATS: a replica restarted a
-    moment ago can say SERVING (its queue subscription made and flushed)
-    while a request sent at once still meets no responders (seen about 1
-    run in 10 here)."""
+    """Waits until partition 0 answers over NATS (a replica says SERVING
+    only once the server has its queue subscription, ``bus.Responder.serve``;
+    this also covers a reconnecting client)."""
     end = asyncio.get_running_loop().time() + timeout
     while True:
         try:

@@ -213,6 +213,41 @@ def test_fp16_scores_stay_within_rounding_of_exact():
         PartitionIndex(128, "l2", "lsh")
 
 
+def _clustered(n: int, seed: int, modes: int = 256) -> np.ndarray:
+    """Face-like templates: subjects around Zipf-weighted population modes
+    (as benchmarks/search/national_services.py generates them)."""
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((modes, 128)).astype(np.float32)
+    c /= np.linalg.norm(c, axis=1, keepdims=True)
+    w = 1.0 / np.arange(1, modes + 1) ** 0.8
+    v = c[rng.choice(modes, size=n, p=w / w.sum())]
+    v = v + 0.06 * rng.standard_normal((n, 128)).astype(np.float32)
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_the_default_ivf_settings_reach_recall_0_99_on_clustered_templates():
+    # The searcher's defaults (TANU_IVF_NPROBE, TANU_IVF_RERANK), a small nlist
+    # so that the index trains on 10k templates: recall@10 against exact search.
+    config = cfg.from_env(cfg.SearcherConfig, {"TANU_INDEX_KIND": "ivf", "TANU_IVF_NLIST": "256"})
+    n = 12_000
+    gallery = _clustered(n, seed=31)
+    ids = np.arange(n, dtype=np.int64)
+    subjects = [f"s{i}" for i in range(n)]
+    idx = PartitionIndex(128, "l2", config.index_kind, config.ivf_nlist, config.ivf_nprobe,
+                         config.ivf_rerank)  # fmt: skip
+    idx.add(ids, subjects, gallery)
+    assert idx.trained
+    exact = PartitionIndex(128, "l2", "flat")
+    exact.add(ids, subjects, gallery)
+    rng = np.random.default_rng(32)
+    probes = gallery[rng.integers(0, n, 200)]
+    probes = probes + rng.standard_normal(probes.shape).astype(np.float32) * 0.02
+    _, found = idx.search(probes, 10)
+    _, truth = exact.search(probes, 10)
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall >= 0.99, recall
+
+
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_ivf_index_trains_finds_matches_re_ranked_exactly_and_honours_deletes(metric, tmp_path):
     import base64

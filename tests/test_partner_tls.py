@@ -17,7 +17,7 @@ import pytest
 from test_security import _cert, _pem
 
 from tanu.core import config as cfg
-from tanu.core import errors, secrets
+from tanu.core import errors, secrets, tls
 from tanu.gateway import GatewayService
 from tanu.ops.natsd import NatsServer
 from tanu.v1 import identity_pb2, identity_pb2_grpc
@@ -119,6 +119,13 @@ async def test_tokens_cross_the_network_over_tls_only(nats_server, tmp_path):
             with pytest.raises(grpc.aio.AioRpcError) as got:
                 await identity_pb2_grpc.IdentityStub(ch).GetSubject(ask)
             assert got.value.code() == grpc.StatusCode.NOT_FOUND
+            # Worked out once per peer: the connection's later requests reuse it.
+            before = tls.is_loopback.cache_info()
+            for _ in range(3):
+                with pytest.raises(grpc.aio.AioRpcError):
+                    await identity_pb2_grpc.IdentityStub(ch).GetSubject(ask)
+            after = tls.is_loopback.cache_info()
+            assert after.misses == before.misses and after.hits >= before.hits + 3
         # the network: a token in clear is refused before any work
         async with secrets.aio_channel(f"{host}:{c.gateway.port}", token) as ch:
             with pytest.raises(grpc.aio.AioRpcError) as got:

@@ -70,6 +70,13 @@ class StoreConfig:
         2.0,
         "How long an enrolment's reply waits for its event to reach the stream (read-your-writes).",
     )
+    max_queue: int = setting(
+        "TANU_STORE_MAX_QUEUE",
+        256,
+        "Most database jobs waiting in one store process before it refuses new enrolments and "
+        "puts with RESOURCE_EXHAUSTED (nothing written; retry later). Keep it below what the "
+        "store serves within TANU_REQUEST_TIMEOUT_S; 0: never refuse.",
+    )
     common: Common = field(default_factory=Common)
 
 
@@ -110,9 +117,14 @@ class SearcherConfig:
     ivf_nlist: int = setting(
         "TANU_IVF_NLIST", 1024, "ivf: inverted lists (trained once 39 x nlist templates are in)."
     )
-    ivf_nprobe: int = setting("TANU_IVF_NPROBE", 16, "ivf: lists searched per query.")
+    ivf_nprobe: int = setting(
+        "TANU_IVF_NPROBE",
+        64,
+        "ivf: lists searched per query (64 with TANU_IVF_RERANK=40: recall@10 >= 0.99 on "
+        "clustered templates, benchmarks/search/ivf_recall.py).",
+    )
     ivf_rerank: int = setting(
-        "TANU_IVF_RERANK", 4, "ivf: candidates re-ranked exactly, as a multiple of top_k."
+        "TANU_IVF_RERANK", 40, "ivf: candidates re-ranked exactly, as a multiple of top_k."
     )
     snapshot_dir: str = setting(
         "TANU_SNAPSHOT_DIR", "", "Folder of encrypted index snapshots; empty disables them."

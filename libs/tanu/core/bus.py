@@ -210,6 +210,10 @@ class Responder:
             task.add_done_callback(self._done)
 
         self._subs.append(await self._nc.subscribe(subject, queue=queue, cb=on_msg))
+        # Returns once the server has the subscription (a PING answered after
+        # the SUB): a service that then says SERVING is reachable at once,
+        # not "no responders" for the moment the SUB sat in the send buffer.
+        await self._nc.flush()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

@@ -10,6 +10,8 @@ start, not at its first call.
 
 from __future__ import annotations
 
+import functools
+import ipaddress
 from collections.abc import Sequence
 
 import grpc
@@ -85,11 +87,13 @@ PLAINTEXT_TOKEN_REFUSAL = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def is_loopback(peer: str) -> bool:
     """Whether a peer address (gRPC's ``ipv4:127.0.0.1:5000``,
-    ``ipv6:[::1]:5000``, ``unix:...``, or a bare host) is this machine."""
-    import ipaddress
-
+    ``ipv6:[::1]:5000``, ``unix:...``, or a bare host) is this machine.
+    Asked on every request that carries a token over plaintext: remembered
+    per peer address (one connection's requests share it), the most
+    recently seen 4096."""
     if peer.startswith("unix:"):
         return True
     host = peer.split(":", 1)[1] if peer.startswith(("ipv4:", "ipv6:")) else peer

@@ -25,7 +25,14 @@ class Idempotency(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., key: _Optional[str] = ..., operation: _Optional[str] = ..., request_sha256: _Optional[str] = ..., client: _Optional[str] = ...) -> None: ...
 
 class DedupCheck(_message.Message):
-    __slots__ = ("candidates", "threshold", "certain_threshold", "allow_duplicate", "tenant", "client", "purpose")
+    __slots__ = ("candidates", "threshold", "certain_threshold", "allow_duplicate", "tenant", "client", "purpose", "searched_sequences")
+    class SearchedSequencesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: int
+        value: int
+        def __init__(self, key: _Optional[int] = ..., value: _Optional[int] = ...) -> None: ...
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     CERTAIN_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -33,6 +40,7 @@ class DedupCheck(_message.Message):
     TENANT_FIELD_NUMBER: _ClassVar[int]
     CLIENT_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    SEARCHED_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
     candidates: _containers.RepeatedCompositeFieldContainer[_common_pb2.Candidate]
     threshold: float
     certain_threshold: float
@@ -40,7 +48,8 @@ class DedupCheck(_message.Message):
     tenant: str
     client: str
     purpose: str
-    def __init__(self, candidates: _Optional[_Iterable[_Union[_common_pb2.Candidate, _Mapping]]] = ..., threshold: _Optional[float] = ..., certain_threshold: _Optional[float] = ..., allow_duplicate: _Optional[bool] = ..., tenant: _Optional[str] = ..., client: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
+    searched_sequences: _containers.ScalarMap[int, int]
+    def __init__(self, candidates: _Optional[_Iterable[_Union[_common_pb2.Candidate, _Mapping]]] = ..., threshold: _Optional[float] = ..., certain_threshold: _Optional[float] = ..., allow_duplicate: _Optional[bool] = ..., tenant: _Optional[str] = ..., client: _Optional[str] = ..., purpose: _Optional[str] = ..., searched_sequences: _Optional[_Mapping[int, int]] = ...) -> None: ...
 
 class EnrolOutcome(_message.Message):
     __slots__ = ("outcome", "subject", "match", "case_id", "match_status", "match_tenants")

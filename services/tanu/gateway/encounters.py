@@ -85,7 +85,7 @@ async def add_encounter(
         dedup=store_pb2.DedupCheck(
             candidates=[c for c in res.candidates if c.subject_id != sid], threshold=threshold,
             allow_duplicate=req.allow_duplicate, tenant=p.tenant_id, client=p.client,
-            purpose=call.purpose,
+            purpose=call.purpose, searched_sequences=res.applied,
         ),
         idempotency=idempotency.for_call(call, req),
     ))  # fmt: skip

@@ -67,7 +67,7 @@ async def enroll(
             candidates=res.candidates, threshold=threshold,
             certain_threshold=gw.config.dedup_certain_threshold,
             allow_duplicate=req.allow_duplicate, tenant=p.tenant_id, client=p.client,
-            purpose=call.purpose,
+            purpose=call.purpose, searched_sequences=res.applied,
         ),
         idempotency=idempotency.for_call(call, req),
     )  # fmt: skip

@@ -29,14 +29,21 @@ MAX_CANDIDATES_PER_SCATTER = 16_384
 class SearchResult:
     """Merged candidates of one query across the partitions that answered."""
 
-    __slots__ = ("candidates", "missing", "gallery_size")
+    __slots__ = ("candidates", "missing", "gallery_size", "applied")
 
     def __init__(
-        self, candidates: list[common_pb2.Candidate], missing: list[int], gallery_size: int
+        self,
+        candidates: list[common_pb2.Candidate],
+        missing: list[int],
+        gallery_size: int,
+        applied: dict[int, int] | None = None,
     ) -> None:
         self.candidates = candidates
         self.missing = missing
         self.gallery_size = gallery_size
+        # Per partition that answered, the stream sequence its searcher had
+        # applied (the store's de-duplication window: ``tanu.store.dedup``).
+        self.applied = applied or {}
 
 
 class Search:
@@ -142,10 +149,12 @@ class Search:
                 if isinstance(r, errors.TanuError):
                     log.warning("partition_missing", partition=p, reason=r.message)
         size = sum(r.gallery_size for r in ok)
+        applied = {p: r.applied_sequence for p, r in zip(parts, replies, strict=True)
+                   if isinstance(r, searcher_pb2.SearchResponse)}  # fmt: skip
         reverse = vectors.best_first(lay.metric)
         out = []
         for i, (_, kk, _g) in enumerate(items):
             cands = [c for r in ok for c in r.results[i].candidates]
             cands.sort(key=lambda c: c.score, reverse=reverse)
-            out.append(SearchResult(cands[:kk], missing, size))
+            out.append(SearchResult(cands[:kk], missing, size, applied))
         return out

@@ -73,10 +73,13 @@ class Searches:
         if not np.isfinite(q).all():
             raise errors.InvalidArgument("queries contain NaN or infinity")
         gallery = "" if req.gallery == ALL else req.gallery
+        # Read before searching: every event up to it is in the index searched
+        # (one applied meanwhile may or may not be, so it is not claimed).
+        applied = self._applied_sequence()
         scores, subs, size = await self._batcher.submit((q, int(req.top_k), gallery))
         part = self.config.partition
         reply = searcher_pb2.SearchResponse(
-            partition=part, gallery_size=size, applied_sequence=self._applied_sequence()
+            partition=part, gallery_size=size, applied_sequence=applied
         )
         for row_scores, row_subs in zip(scores.tolist(), subs, strict=True):
             hits = reply.results.add()

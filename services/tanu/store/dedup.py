@@ -7,9 +7,22 @@ process (SQLite: the write transaction itself, ``BEGIN IMMEDIATE``;
 PostgreSQL: a transaction-scoped advisory lock), the new templates are also
 compared exactly with every template enrolled within the last
 ``dedup_window_ms`` (longer than the indexing lag: committed, perhaps not yet
-searchable), read from ``templates`` and opened with their subjects' data
-keys a batch at a time. Erased subjects are out of the window by
-construction: their rows are gone.
+searchable) that the gateway's search may not have seen, read from
+``templates`` and opened with their subjects' data keys a batch at a time.
+Erased subjects are out of the window by construction: their rows are gone.
+
+What the search saw: each partition's searcher reports the stream sequence
+it had applied before it searched (``DedupCheck.searched_sequences``), and
+the relay records on each template the stream sequence of its latest event
+(``templates.stream_seq``, 0 while one waits in the outbox). An active
+template whose latest event is at or below its partition's searched
+sequence was in the index that answered, so it leaves the window: after a
+bulk import (``tanu gallery import``) the window shrinks back as soon as the
+searchers have applied it, instead of holding every imported template for
+``dedup_window_ms``. Everything else stays: unpublished or dead-lettered
+events, inactive templates (the search leaves them out), subjects moved by
+a re-partitioning, partitions the gateway did not report (an older
+gateway: the whole window, as before).
 
 A match outside ``allow_duplicate`` holds the enrolment as an adjudication
 case (``tanu.store.cases``), or refuses it when the score is beyond the
@@ -18,6 +31,8 @@ records the hit.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -41,6 +56,10 @@ class Dedup(Cases):
     """Enrolment with de-duplication against the recent templates."""
 
     DDL = "CREATE INDEX IF NOT EXISTS templates_by_time ON templates(created_at_ms)"
+    # After ``schema.ADDED_COLUMNS`` (an older database gains stream_seq first).
+    MIGRATE = (
+        "CREATE INDEX IF NOT EXISTS templates_by_stream ON templates(stream_seq, created_at_ms)"
+    )
     dedup_window_ms: int = DEFAULT_WINDOW_MS
 
     def _dedup_lock(self) -> None:
@@ -51,22 +70,41 @@ class Dedup(Cases):
 
     _recent: RecentWindow | None = None
 
-    def _window_ids(self) -> np.ndarray:
+    def _window_ids(self, searched: Mapping[int, int] | None = None) -> np.ndarray:
+        """Ids of the templates in the window: enrolled within it and not
+        seen by a search that had applied ``searched`` (partition: stream
+        sequence; None or a partition left out: none seen there)."""
         since = now_ms() - self.dedup_window_ms
+        searched = dict(searched or {})
+        floor = min((searched.get(p, 0) for p in range(self.layout.partitions)), default=0)
+        # Two index ranges (templates_by_stream): the unpublished, and those
+        # published past the lowest searched sequence. ``+created_at_ms``
+        # keeps SQLite on that index rather than templates_by_time.
         rows = self._all(
-            "SELECT template_id FROM templates WHERE created_at_ms >= ? AND model_id = ?",
-            (since, self.layout.model_id),
+            "SELECT t.template_id, s.partition, t.stream_seq, t.inactive FROM templates t "
+            "JOIN subjects s ON s.subject_id = t.subject_id "
+            "WHERE t.stream_seq = 0 AND t.created_at_ms >= ? AND t.model_id = ? "
+            "UNION ALL "
+            "SELECT t.template_id, s.partition, t.stream_seq, t.inactive FROM templates t "
+            "JOIN subjects s ON s.subject_id = t.subject_id "
+            "WHERE t.stream_seq > ? AND +t.created_at_ms >= ? AND t.model_id = ?",
+            (since, self.layout.model_id, floor, since, self.layout.model_id),
         )
-        return np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        ids = [tid for tid, part, seq, inactive in rows
+               if not seq or inactive or seq > searched.get(part, 0)]  # fmt: skip
+        return np.unique(np.asarray(ids, dtype=np.int64))
 
-    def _window_best(self, vecs: np.ndarray, exclude: str = "") -> tuple[str, float] | None:
-        """The best-scoring subject among the templates enrolled within the
-        window (exact scores), or None when there are none. Opens only the
+    def _window_best(
+        self, vecs: np.ndarray, exclude: str = "", searched: Mapping[int, int] | None = None
+    ) -> tuple[str, float] | None:
+        """The best-scoring subject among the templates in the window (exact
+        scores; ``searched``: what the gateway's search had applied, see
+        ``_window_ids``), or None when there are none. Opens only the
         templates this process has not opened before (``RecentWindow``)."""
         lay = self.layout
         if self._recent is None:
             self._recent = RecentWindow(lay.dimension)
-        missing = self._recent.sync(self._window_ids())
+        missing = self._recent.sync(self._window_ids(searched))
         keys: dict[str, bytes] = {}
         for start in range(0, len(missing), BATCH):
             chunk = [int(t) for t in missing[start : start + BATCH]]
@@ -120,7 +158,7 @@ class Dedup(Cases):
                 raise errors.AlreadyExists(
                     f"an enrolment of subject {sid!r} is held for adjudication"
                 )
-            found = self._window_best(vecs)
+            found = self._window_best(vecs, searched=d.searched_sequences)
             for c in d.candidates[:MAX_CANDIDATES]:  # best first: the best still enrolled
                 if c.subject_id and self._one(
                     "SELECT 1 FROM subjects WHERE subject_id = ?", (c.subject_id,)

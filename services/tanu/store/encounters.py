@@ -244,7 +244,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS templates_by_encounter ON templates(subject_id
                 raise errors.AlreadyExists(
                     f"subject {sid!r} already has an encounter {meta.encounter_id!r}"
                 )
-            found = self._window_best(vecs, exclude=sid)
+            found = self._window_best(vecs, exclude=sid, searched=d.searched_sequences)
             for c in d.candidates[:MAX_CANDIDATES]:  # best first: the best other one enrolled
                 if (
                     c.subject_id

@@ -37,13 +37,32 @@ class StoreHandlers:
     audit checkpoint the service runs on a timer."""
 
     def __init__(
-        self, db: Store, relay: OutboxRelay | None, signer, metrics: Metrics | None = None
-    ) -> None:
+        self, db: Store, relay: OutboxRelay | None, signer, metrics: Metrics | None = None,
+        max_queue: int = 0,
+    ) -> None:  # fmt: skip
         self.db = db
         self.relay = relay
         self.signer = signer
         self.metrics = metrics or Metrics.create()
+        self.max_queue = max_queue  # TANU_STORE_MAX_QUEUE (0: never refuse)
+        self._refused, self._refused_logged = 0, 0.0  # refusals since the last log line
         self._audit = GroupCommit(db, self.metrics)  # concurrent appends, one commit
+
+    def _admit(self) -> None:
+        """Back-pressure: a new write is refused at once, before anything is
+        written, while the database thread has ``max_queue`` jobs waiting
+        (more than it serves within the bus deadline); erasures, reads and
+        the relay's own jobs are never refused."""
+        if self.max_queue and self.db.queued >= self.max_queue:
+            self._refused += 1
+            now = time.monotonic()
+            if now - self._refused_logged >= 1.0:  # one line a second, not one per refusal
+                log.warning("store_overloaded", queued=self.db.queued, refused=self._refused)
+                self._refused_logged, self._refused = now, 0
+            raise errors.ResourceExhausted(
+                f"the store is overloaded ({self.db.queued} database jobs waiting); "
+                "nothing was written: retry later"
+            )
 
     async def close(self) -> None:
         """Finishes the audit commit under way (appends after it are refused)."""
@@ -85,6 +104,7 @@ class StoreHandlers:
         if not req.HasField("consent"):
             raise errors.FailedPrecondition("enrolment needs a consent record; none was given")
         parse_dob(req.date_of_birth)
+        self._admit()
         subject = await self.db.run(
             self.db.idempotent, self._idem(req), subject_id, common_pb2.Subject,
             self.db.put_subject, subject_id, vecs, req.date_of_birth, req.consent,
@@ -163,6 +183,7 @@ class StoreHandlers:
                 and all(np.isfinite(c.score) for c in d.candidates)):  # fmt: skip
             raise errors.InvalidArgument("de-duplication thresholds and scores must be finite")
         metas = encounters_of(req, len(vecs))
+        self._admit()
         out = await self.db.run(
             self.db.idempotent, self._idem(req), subject_id, store_pb2.EnrolOutcome,
             self.db.enrol_subject, req, vecs, metas,
@@ -351,6 +372,7 @@ class StoreHandlers:
         d = req.dedup
         if not (np.isfinite(d.threshold) and all(np.isfinite(c.score) for c in d.candidates)):
             raise errors.InvalidArgument("de-duplication thresholds and scores must be finite")
+        self._admit()
         out = await self.db.run(
             self.db.idempotent, self._idem(req), sid, store_pb2.AddEncounterOutcome,
             self.db.add_encounter, req, vecs,

@@ -75,6 +75,9 @@ class LayoutMigration(Database):
                         self._x(
                             "UPDATE subjects SET partition = ? WHERE subject_id = ?", (new, sid)
                         )
+                        # Its events' sequences were its old partition's: back
+                        # in the de-duplication window (``tanu.store.dedup``).
+                        self._x("UPDATE templates SET stream_seq = 0 WHERE subject_id = ?", (sid,))
                         moved += 1
                 after = rows[-1][0]
             return moved

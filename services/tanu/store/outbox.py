@@ -7,7 +7,9 @@ always reaches the event stream, whatever crashes in between. The relay
 (``tanu.store.relay``) reads the oldest events (``outbox_batch``), publishes
 them and then forgets them (``outbox_done``), remembering where each
 template event sits in the stream (table ``published``) so that an erasure
-can delete it there too (table ``stream_erasures``).
+can delete it there too (table ``stream_erasures``), and on each template
+the stream sequence of its latest event (``templates.stream_seq``, 0 while
+one is unpublished), for the de-duplication window (``tanu.store.dedup``).
 
 Events carrying vectors are sealed with the subject's data key, like
 templates; ``outbox_batch`` opens them for publishing.
@@ -69,12 +71,21 @@ class Outbox(DataKeys):
         payload = event.SerializeToString()
         if dek is not None:
             payload = envelope.seal_template(dek, event.subject_id, payload)
-        self._x(
+        (seq,) = self._one(
             "INSERT INTO outbox(event_id, subject, subject_id, kind, payload, created_at_ms) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
             (event.event_id, template_events(event.partition), event.subject_id, event.kind,
              payload, event.occurred_at_ms),
         )  # fmt: skip
+        if event.kind in TRACKED and event.template_ids:
+            # Not searchable as it now stands until this event is applied
+            # (``tanu.store.dedup``: the window keeps it until then).
+            tids = list(event.template_ids)
+            self._x(
+                "UPDATE templates SET event_seq = ?, stream_seq = 0 "
+                f"WHERE template_id IN ({', '.join('?' * len(tids))})",
+                (seq, *tids),
+            )
 
     def _queue_stream_erasures(self, stream_seqs: Sequence[int]) -> None:
         for s in stream_seqs:
@@ -168,8 +179,23 @@ class Outbox(DataKeys):
                 elif gone == 1:
                     self._x("INSERT INTO published(subject_id, stream_seq) VALUES (?, ?)",
                             (row.subject_id, sseq))  # fmt: skip
+                    self._mark_published(row, sseq)
 
         self._tx(tx)
+
+    def _mark_published(self, row: OutboxRow, stream_seq: int) -> None:
+        """Records where a template's latest event sits in the stream (only
+        when no later event for it was queued since): a search that had
+        applied ``stream_seq`` on its partition saw the template as it is."""
+        event = store_pb2.TemplateEvent()
+        event.ParseFromString(row.payload)
+        tids = list(event.template_ids)
+        if tids:
+            self._x(
+                "UPDATE templates SET stream_seq = ? WHERE event_seq = ? "
+                f"AND template_id IN ({', '.join('?' * len(tids))})",
+                (stream_seq, row.seq, *tids),
+            )
 
     def outbox_pending(self) -> int:
         """How many events wait in the outbox."""

@@ -142,6 +142,10 @@ ADDED_COLUMNS = (
     ("templates", "inactive", "INTEGER NOT NULL DEFAULT 0"),
     ("templates", "updated_at_ms", "{big} NOT NULL DEFAULT 0"),
     ("templates", "encounter_data", "{blob}"),
+    # The outbox seq of a template's latest event, and its stream sequence
+    # once published (0 until then): ``tanu.store.outbox``, ``tanu.store.dedup``.
+    ("templates", "event_seq", "{big} NOT NULL DEFAULT 0"),
+    ("templates", "stream_seq", "{big} NOT NULL DEFAULT 0"),
     # A held enrolment's encounter fields, sealed with the case's data key.
     ("cases", "encounter", "{blob}"),
 )
@@ -281,9 +285,15 @@ class Database:
             return f"postgresql://{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
         return self.target
 
+    queued: int = 0  # jobs waiting for or running on the database thread (``run``)
+
     async def run(self, fn: Callable[..., T], *args) -> T:
         """Runs ``fn(*args)`` on the database thread."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        self.queued += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        finally:
+            self.queued -= 1
 
     def close(self) -> None:
         self._executor.submit(self._conn.close).result()

@@ -70,7 +70,8 @@ class StoreService(ServiceBase):
             self.relay = OutboxRelay(self.db, js, batch=cfg.relay_batch, poll_s=cfg.relay_poll_s,
                                      metrics=self.metrics, flush_timeout_s=cfg.relay_flush_s)  # fmt: skip
             self.relay.start()
-        self.handlers = handlers = StoreHandlers(self.db, self.relay, signer, self.metrics)
+        self.handlers = handlers = StoreHandlers(self.db, self.relay, signer, self.metrics,
+                                                 max_queue=cfg.max_queue)  # fmt: skip
         for op, fn in handlers_for(StoreClient, handlers):
             await self.responder.serve(
                 natsnames.store(op.name), natsnames.STORE_QUEUE, op.request, fn
