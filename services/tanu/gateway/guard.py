@@ -4,7 +4,11 @@ audit record of every request, allowed or not.
 
 Every request is written to the audit log before its reply leaves: entries
 are micro-batched to the store's audit writer (``tanu.store.audit``), so a
-busy gateway costs the store one append per batch, not per request. A
+busy gateway costs the store one append per batch, not per request.
+Identify's entries go with its candidates to be screened
+(``record_screened``, ``tanu.store.audit.screen``): one store round trip
+reads the candidates' consent and lock, withholds those the purpose may not
+use, and appends the entries naming what is returned, in one transaction. A
 batch is split by encoded size below the bus's payload limit, so no batch
 can exceed it and no request can fail another's. Failed authentication is
 limited per peer and audited in aggregate (``peers``), so an
