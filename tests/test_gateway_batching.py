@@ -3,12 +3,15 @@ is owed: the gateway's status look-ups (consent, locks) share one store
 call per round, each answered with its own subjects as they stand after
 it asked; the store commits concurrent audit appends together, each
 caller answered only once its own records are committed, and a bad append
-in a shared commit fails its caller only. The store runs on both backends
+in a shared commit fails its caller only. Identify's candidates are
+screened (consent, lock, erasure) and its audit written in one store
+transaction, committed before the reply, naming exactly what it returned. The store runs on both backends
 (SQLite, PostgreSQL) as in ``test_store``; the gateway on a real cluster."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from pathlib import Path
 
@@ -16,14 +19,14 @@ import pytest
 from pg import schema_dsn
 from test_store import LAYOUT, Raw
 
-from tanu.core import audit, envelope, signing
+from tanu.core import audit, envelope, secrets, signing
 from tanu.core.metrics import Metrics
 from tanu.store import Store
 from tanu.store.audit_log import GroupCommit
-from tanu.v1 import store_pb2
+from tanu.v1 import common_pb2, identity_pb2, store_pb2
 
 from conftest import near, unit_vectors
-from helpers import enroll, identify
+from helpers import enroll, identify, sample
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -170,5 +173,103 @@ async def test_concurrent_identifies_are_each_audited_and_committed_before_the_r
             "AND result IN ('match', 'candidate')"
         ).fetchone()[0]
         assert used == sum(len(r) for r in returned)  # one entry per candidate returned
+    finally:
+        db.close()
+
+
+def screened(i: int, uses: list[tuple[str, str]], purpose: str = "kyc",
+             further: list[tuple[str, str]] = ()) -> store_pb2.ScreenedAudit:  # fmt: skip
+    """Request ``i``'s audit, its candidates ``uses`` to be screened for ``purpose``."""
+    rid = json.dumps({"request_id": f"q{i}"})
+    return store_pb2.ScreenedAudit(
+        record=store_pb2.AuditRecord(tenant="gov", operation="Identify", purpose=purpose,
+                                     result="ok", detail_json=rid),
+        purpose=purpose, use_detail_json=rid,
+        uses=[store_pb2.ScreenedUse(subject_id=s, result=r) for s, r in uses],
+        further=[store_pb2.ScreenedUse(subject_id=s, result=r) for s, r in further],
+    )  # fmt: skip
+
+
+async def test_screening_withholds_what_may_not_be_used_and_audits_what_is_returned(
+    store, raw, tmp_path: Path
+):
+    vecs = unit_vectors(5, seed=73)
+    kyc = common_pb2.Consent(purposes=["kyc"], evidence_ref="form")
+    other = common_pb2.Consent(purposes=["border_control"], evidence_ref="form")
+    store.put_many([("ok", vecs[0:1]), ("locked", vecs[1:2]), ("gone", vecs[2:3])],
+                   "1980-01-01", kyc)  # fmt: skip
+    store.put_many([("other", vecs[3:4])], "1980-01-01", other)
+    store.set_biometric_lock("locked", True)
+    store.delete_subject("gone", "test")
+    m = Metrics.create()
+    gc = GroupCommit(store, m, name="screen_commit", commit=store.screen_audits)
+    uses = [("ok", "match"), ("locked", "candidate"), ("gone", "candidate"),
+            ("other", "candidate"), ("nobody", "candidate"), ("ok", "candidate")]  # fmt: skip
+    groups = [[screened(i, uses, further=[("probe", "probe")] if i == 2 else [])]
+              for i in range(6)]  # fmt: skip
+    groups[5] = [screened(5, uses[3:4], purpose="border_control"), screened(6, [])]
+    try:
+        got = await asyncio.gather(*(gc.append(g) for g in groups))
+    finally:
+        await gc.close()
+    for res in got[:5]:
+        assert list(res[0].usable) == [True, False, False, False, False, True]
+    assert [list(r.usable) for r in got[5]] == [[True], []]
+    for i in range(7):
+        rows = raw.rows(
+            "SELECT seq, subject_id, result, detail FROM audit WHERE detail LIKE ? ORDER BY seq",
+            (f'%"q{i}"%',),
+        )
+        own, named = rows[0], [(r[1], r[2]) for r in rows[1:]]
+        want = {5: [("other", "candidate")], 6: []}.get(i, [("ok", "match"), ("ok", "candidate")])
+        if i == 2:
+            want = [("probe", "probe"), *want]
+        assert named == want, i
+        n = len(want) - (i == 2)
+        assert json.loads(own[3]) == {"request_id": f"q{i}", "candidates": n,
+                                      "withheld": {5: 0, 6: 0}.get(i, 4)}  # fmt: skip
+        # Answered once committed: the last entry is at the sequence returned.
+        last = got[i][0] if i < 5 else got[5][i - 5]
+        assert last.last_seq == rows[-1][0]
+    signer = signing.init_signing_key(tmp_path / "audit.pem")
+    store.checkpoint(signer)
+    rep = audit.verify(store.audit_entries(), store.audit_checkpoints(), signer.public_key())
+    assert rep.ok, rep.problems
+
+
+async def test_a_lock_or_consent_withdrawal_acknowledged_before_an_identify_is_seen_by_it(cluster):
+    """Through the gateway: every Identify that starts after a lock (or a
+    consent withdrawal) is acknowledged withholds the subject, and its
+    audit says so; one that starts after the lock is lifted returns it."""
+    vec = unit_vectors(1, seed=74)[0]
+    s = cluster.stub
+    await s.Enroll(enroll("lk", vec, wait_indexed=True))
+    probe = identify(near(vec, seed=3), top_k=3)
+    db = sqlite3.connect(cluster.env["TANU_STORE_DB"], isolation_level=None)
+
+    def entries() -> list[tuple[str, str]]:
+        return db.execute("SELECT subject_id, detail FROM audit WHERE operation = 'Identify' "
+                          "ORDER BY seq").fetchall()  # fmt: skip
+
+    async def identify_many() -> list[list[str]]:
+        rs = await asyncio.gather(*(s.Identify(probe) for _ in range(8)))
+        return [[c.subject_id for c in r.candidates] for r in rs]
+
+    lock = identity_pb2.SetBiometricLockRequest(subject_id="lk", locked=True, sample=sample(vec))
+    try:
+        assert all(r[:1] == ["lk"] for r in await identify_many())
+        await s.SetBiometricLock(lock)
+        before = len(entries())
+        assert all("lk" not in r for r in await identify_many())
+        new = entries()[before:]
+        assert not [e for e in new if e[0] == "lk"]  # no use of lk's data recorded
+        own = [json.loads(d) for sid, d in new if sid == ""]
+        assert len(own) == 8 and all(d["withheld"] >= 1 for d in own)
+        lock.locked = False
+        await s.SetBiometricLock(lock)
+        assert all(r[:1] == ["lk"] for r in await identify_many())
+        await s.RevokeConsent(identity_pb2.RevokeConsentRequest(  # the stub's purpose only
+            subject_id="lk", purposes=[secrets.DEFAULT_PURPOSE], revoker_sample=sample(vec)))  # fmt: skip
+        assert all("lk" not in r for r in await identify_many())
     finally:
         db.close()

@@ -5,7 +5,7 @@ and the fraction of it FAISS and Tanu's exact kernel reach (the kernel over
 1,000,000 x 128 at batch 256).
 
     .venv/bin/python benchmarks/search/overhead.py [--templates 100000] [--seconds 6]
-        [--py-spy DIR]
+        [--py-spy DIR] [--concurrency 1 16 64]
 
 One partition holds the whole gallery, so the three paths search exactly the
 same index. Raw FAISS at concurrency c gets c queries per call (the best an
@@ -237,10 +237,18 @@ def main() -> int:
         metavar="DIR",
         help="sample the gateway with py-spy during each gateway run, into DIR",
     )
+    ap.add_argument(
+        "--concurrency",
+        type=int,
+        nargs="+",
+        default=[1, 16, 64],
+        metavar="C",
+        help="the concurrency levels to run (default: 1 16 64)",
+    )
     args = ap.parse_args()
     if args.py_spy:
         args.py_spy.mkdir(parents=True, exist_ok=True)
-    levels = (1, 16, 64)
+    levels = tuple(args.concurrency)
     gallery = synthetic(args.templates, 1)
     rng = np.random.default_rng(2)
     queries = (gallery[rng.integers(0, args.templates, 20_000)]

@@ -58,6 +58,10 @@ class StoreClient(BusClient):
     append_audit = Operation(
         "audit", store_pb2.AppendAuditRequest, store_pb2.AppendAuditResponse, "AppendAudit"
     )
+    screen_audit = Operation(
+        "audit.screen", store_pb2.ScreenAuditRequest, store_pb2.ScreenAuditResponse,
+        "ScreenAudit",
+    )  # fmt: skip
     rewrap = Operation(
         "keys.rewrap", store_pb2.RewrapKeysRequest, store_pb2.RewrapKeysResponse, "RewrapKeys"
     )

@@ -239,6 +239,48 @@ class AppendAuditResponse(_message.Message):
     last_seq: int
     def __init__(self, last_seq: _Optional[int] = ...) -> None: ...
 
+class ScreenedUse(_message.Message):
+    __slots__ = ("subject_id", "result")
+    SUBJECT_ID_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    subject_id: str
+    result: str
+    def __init__(self, subject_id: _Optional[str] = ..., result: _Optional[str] = ...) -> None: ...
+
+class ScreenedAudit(_message.Message):
+    __slots__ = ("record", "purpose", "uses", "use_detail_json", "further")
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    USES_FIELD_NUMBER: _ClassVar[int]
+    USE_DETAIL_JSON_FIELD_NUMBER: _ClassVar[int]
+    FURTHER_FIELD_NUMBER: _ClassVar[int]
+    record: AuditRecord
+    purpose: str
+    uses: _containers.RepeatedCompositeFieldContainer[ScreenedUse]
+    use_detail_json: str
+    further: _containers.RepeatedCompositeFieldContainer[ScreenedUse]
+    def __init__(self, record: _Optional[_Union[AuditRecord, _Mapping]] = ..., purpose: _Optional[str] = ..., uses: _Optional[_Iterable[_Union[ScreenedUse, _Mapping]]] = ..., use_detail_json: _Optional[str] = ..., further: _Optional[_Iterable[_Union[ScreenedUse, _Mapping]]] = ...) -> None: ...
+
+class ScreenAuditRequest(_message.Message):
+    __slots__ = ("audits",)
+    AUDITS_FIELD_NUMBER: _ClassVar[int]
+    audits: _containers.RepeatedCompositeFieldContainer[ScreenedAudit]
+    def __init__(self, audits: _Optional[_Iterable[_Union[ScreenedAudit, _Mapping]]] = ...) -> None: ...
+
+class ScreenedAuditResult(_message.Message):
+    __slots__ = ("usable", "last_seq")
+    USABLE_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEQ_FIELD_NUMBER: _ClassVar[int]
+    usable: _containers.RepeatedScalarFieldContainer[bool]
+    last_seq: int
+    def __init__(self, usable: _Optional[_Iterable[bool]] = ..., last_seq: _Optional[int] = ...) -> None: ...
+
+class ScreenAuditResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[ScreenedAuditResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[ScreenedAuditResult, _Mapping]]] = ...) -> None: ...
+
 class RewrapKeysRequest(_message.Message):
     __slots__ = ("batch",)
     BATCH_FIELD_NUMBER: _ClassVar[int]

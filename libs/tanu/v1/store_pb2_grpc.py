@@ -127,6 +127,11 @@ class StoreStub:
                 request_serializer=tanu_dot_v1_dot_store__pb2.AppendAuditRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_store__pb2.AppendAuditResponse.FromString,
                 _registered_method=True)
+        self.ScreenAudit = channel.unary_unary(
+                '/tanu.v1.Store/ScreenAudit',
+                request_serializer=tanu_dot_v1_dot_store__pb2.ScreenAuditRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.ScreenAuditResponse.FromString,
+                _registered_method=True)
         self.RewrapKeys = channel.unary_unary(
                 '/tanu.v1.Store/RewrapKeys',
                 request_serializer=tanu_dot_v1_dot_store__pb2.RewrapKeysRequest.SerializeToString,
@@ -328,6 +333,15 @@ class StoreServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ScreenAudit(self, request, context):
+        """Identify's last step, one round trip: its candidates screened for the
+        caller's purpose and the entries of the outcome appended, committed
+        before the reply.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RewrapKeys(self, request, context):
         """Re-wraps every data key under the active master key (after the keyring
         gained a new version), in small transactions while serving.
@@ -522,6 +536,11 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.AppendAudit,
                     request_deserializer=tanu_dot_v1_dot_store__pb2.AppendAuditRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_store__pb2.AppendAuditResponse.SerializeToString,
+            ),
+            'ScreenAudit': grpc.unary_unary_rpc_method_handler(
+                    servicer.ScreenAudit,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.ScreenAuditRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.ScreenAuditResponse.SerializeToString,
             ),
             'RewrapKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.RewrapKeys,
@@ -1085,6 +1104,33 @@ class Store:
             '/tanu.v1.Store/AppendAudit',
             tanu_dot_v1_dot_store__pb2.AppendAuditRequest.SerializeToString,
             tanu_dot_v1_dot_store__pb2.AppendAuditResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ScreenAudit(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/ScreenAudit',
+            tanu_dot_v1_dot_store__pb2.ScreenAuditRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.ScreenAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,

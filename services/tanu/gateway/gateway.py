@@ -7,7 +7,9 @@ every request that needs it, but concurrent requests' look-ups share one
 store call: those arriving while a call is in flight join the next one, so
 each request's answer is still read after it asked (a consent revoked or a
 lock set before a request is seen by it) and a busy gateway costs the store
-one status request per round, not per request."""
+one status request per round, not per request. Identify's candidates are
+screened with its audit append instead, in one store request
+(``Guard.record_screened``)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,11 @@ audit record of every request, allowed or not.
 
 Every request is written to the audit log before its reply leaves: entries
 are micro-batched to the store's audit writer (``tanu.store.audit``), so a
-busy gateway costs the store one append per batch, not per request. A
+busy gateway costs the store one append per batch, not per request.
+Identify's entries go with its candidates to be screened
+(``record_screened``, ``tanu.store.audit.screen``): one store round trip
+reads the candidates' consent and lock, withholds those the purpose may not
+use, and appends the entries naming what is returned, in one transaction. A
 batch is split by encoded size below the bus's payload limit, so no batch
 can exceed it and no request can fail another's. Failed authentication is
 limited per peer and audited in aggregate (``peers``), so an
@@ -48,6 +52,9 @@ _PAYLOAD_HEADROOM = 4096
 # its fields but not its detail.
 _MAX_RECORD_BYTES = 16 * 1024
 
+# Candidates the store screens in one request (``tanu.store.handlers``).
+MAX_SCREENED_USES = 16_384
+
 # Refusals audited in aggregate per peer (``peers``), not per request.
 AGGREGATED = ("unauthenticated", "auth_rate_limited")
 
@@ -74,6 +81,11 @@ class Call:
     idempotency_key: str = ""
     # The OSIA transactionId (REST), recorded in the audit entry; "" when none.
     transaction_id: str = ""
+    # Set by the guard: ``await call.record_screened(uses)`` writes this
+    # request's audit with its candidates screened (``Guard.record_screened``).
+    record_screened: Callable[[list[tuple[str, str]]], Awaitable[list[bool]]] | None = None
+    # Whether the use case has written the audit already (the guard then does not).
+    recorded: bool = False
 
 
 class Guard:
@@ -108,27 +120,36 @@ class Guard:
             self._append, name="audit", max_batch=512, max_wait_s=0.002, max_in_flight=2,
             metrics=metrics,
         )  # fmt: skip
+        self._screen = MicroBatcher(
+            self._screen_round, name="screen", max_batch=256, max_wait_s=0.002,
+            max_in_flight=2, metrics=metrics,
+        )  # fmt: skip
 
     async def close(self) -> None:
         await self.failures.close()
         await self._audit.close()
+        await self._screen.close()
 
-    def _chunks(self, records: list[store_pb2.AuditRecord]) -> list[list[store_pb2.AuditRecord]]:
-        """``records`` in order, in runs whose encoded append stays under the bus's limit."""
+    def _chunks(self, items: list, record_of=lambda r: r, uses_of=lambda _r: 0) -> list[list]:
+        """``items`` (audit records, or screened audits: ``record_of`` an
+        item's own record) in order, in runs whose encoded request stays
+        under the bus's limit and whose uses (``uses_of``) stay within what
+        the store screens in one request."""
         budget = max(8 * 1024, self._max_payload() - _PAYLOAD_HEADROOM)
-        out: list[list[store_pb2.AuditRecord]] = [[]]
-        size = 0
-        for r in records:
-            n = r.ByteSize()
-            if n > _MAX_RECORD_BYTES:
+        out: list[list] = [[]]
+        size = uses = 0
+        for it in items:
+            r = record_of(it)
+            if r.ByteSize() > _MAX_RECORD_BYTES:
                 r.detail_json = audit.detail_json({"detail_omitted_bytes": len(r.detail_json)})
-                n = r.ByteSize()
-            n += 6  # the field tag and length of the record in the request
-            if out[-1] and size + n > budget:
+            n = it.ByteSize() + 6  # the field tag and length of the item in the request
+            u = uses_of(it)
+            if out[-1] and (size + n > budget or uses + u > MAX_SCREENED_USES):
                 out.append([])
-                size = 0
-            out[-1].append(r)
+                size = uses = 0
+            out[-1].append(it)
             size += n
+            uses += u
         return out
 
     async def _append(self, groups: list[list[store_pb2.AuditRecord]]) -> list[int]:
@@ -147,6 +168,56 @@ class Guard:
             ends.append(seqs[i - 1] if i else 0)
         return ends
 
+    async def _screen_round(
+        self, items: list[store_pb2.ScreenedAudit]
+    ) -> list[store_pb2.ScreenedAuditResult]:
+        """One store request per chunk of many requests' screened audits."""
+        out: list[store_pb2.ScreenedAuditResult] = []
+        for chunk in self._chunks(
+            items, lambda a: a.record, lambda a: len(a.uses) + len(a.further)
+        ):
+            reply = await self._store.screen_audit(store_pb2.ScreenAuditRequest(audits=chunk))
+            if len(reply.results) != len(chunk):
+                raise errors.Internal("the store screened another number of audits than asked")
+            out.extend(reply.results)
+        return out
+
+    async def record_screened(self, call: Call, uses: list[tuple[str, str]]) -> list[bool]:
+        """Writes ``call``'s audit once the store has screened its candidates
+        (``uses``: subject id and the result its entry would record) for
+        the call's purpose: in one store transaction the candidates' status
+        is read (``tanu.policy.consent.may_use``), the request's own entry
+        gets the counts returned and withheld, each further subject
+        (``call.extra``) an entry, and each usable candidate one; returns
+        whether each use may be returned, once committed. The guard then
+        writes no entry of its own for the call."""
+        own, each = self._own_record(call.principal, call.operation, call.purpose,
+                                     call.subject_id, call.result,
+                                     _with_transaction(call.detail, call.transaction_id))  # fmt: skip
+        screened = store_pb2.ScreenedAudit(
+            record=own, purpose=call.purpose, use_detail_json=each,
+            uses=[store_pb2.ScreenedUse(subject_id=sid, result=res) for sid, res in uses],
+            further=[store_pb2.ScreenedUse(subject_id=sid, result=res) for sid, res in call.extra],
+        )  # fmt: skip
+        res = await self._screen.submit(screened)
+        if len(res.usable) != len(uses):
+            raise errors.Internal("the store screened another number of candidates than asked")
+        call.recorded = True
+        return list(res.usable)
+
+    def _own_record(self, principal: auth.Principal | None, operation: str, purpose: str,
+                    subject_id: str, result: str, detail: dict | None,
+                    ) -> tuple[store_pb2.AuditRecord, str]:  # fmt: skip
+        """A request's own entry, and the detail of each further subject's entry."""
+        rid = logs.request_id_var.get()
+        own = store_pb2.AuditRecord(
+            at_ms=int(time.time() * 1000), tenant=principal.tenant_id if principal else "",
+            client=principal.client if principal else "", operation=operation, purpose=purpose,
+            subject_id=subject_id, result=result,
+            detail_json=audit.detail_json({"request_id": rid, **(detail or {})}),
+        )  # fmt: skip
+        return own, audit.detail_json({"request_id": rid})
+
     async def record(
         self,
         principal: auth.Principal | None,
@@ -159,22 +230,11 @@ class Guard:
     ) -> int:
         """Appends a request's audit entries (one, plus one per further
         subject it used) and waits until the store holds them."""
-        now = int(time.time() * 1000)
-        tenant = principal.tenant_id if principal else ""
-        client = principal.client if principal else ""
-        rid = logs.request_id_var.get()
-        recs = [
+        own, each = self._own_record(principal, operation, purpose, subject_id, result, detail)
+        recs = [own] + [
             store_pb2.AuditRecord(
-                at_ms=now, tenant=tenant, client=client, operation=operation, purpose=purpose,
-                subject_id=subject_id, result=result,
-                detail_json=audit.detail_json({"request_id": rid, **(detail or {})}),
-            )
-        ]  # fmt: skip
-        each = audit.detail_json({"request_id": rid}) if extra else ""
-        recs += [
-            store_pb2.AuditRecord(
-                at_ms=now, tenant=tenant, client=client, operation=operation, purpose=purpose,
-                subject_id=sid, result=res, detail_json=each,
+                at_ms=own.at_ms, tenant=own.tenant, client=own.client, operation=operation,
+                purpose=purpose, subject_id=sid, result=res, detail_json=each,
             )
             for sid, res in extra
         ]  # fmt: skip
@@ -253,9 +313,11 @@ class Guard:
     def _call(self, op, metadata: dict[str, str], subject_id: str, deadline_s) -> Call:
         purpose = metadata.get(PURPOSE_KEY, "").strip()
         audit_purpose = purpose if len(purpose) <= bounds.PURPOSE_CHARS else ""
-        return Call(op.name, None, audit_purpose, bounds.audit_subject(subject_id),
+        call = Call(op.name, None, audit_purpose, bounds.audit_subject(subject_id),
                     deadline_s=deadline_s,
                     transaction_id=logs.bounded(metadata.get(TRANSACTION_KEY, ""), 128))  # fmt: skip
+        call.record_screened = lambda uses: self.record_screened(call, uses)
+        return call
 
     async def _authorised(self, op, call: Call, principal: auth.Principal, metadata, fn,
                           request: RequestSource, rate_limited: bool) -> Any:  # fmt: skip
@@ -291,11 +353,10 @@ class Guard:
             await self._safe_record(principal, operation, call.purpose, call.subject_id, exc,
                                     call.transaction_id)  # fmt: skip
             raise
-        detail = call.detail
-        if call.transaction_id:
-            detail = {**(detail or {}), "transaction_id": call.transaction_id}
-        await self.record(principal, operation, call.purpose, call.subject_id, call.result,
-                          detail, call.extra)  # fmt: skip
+        if not call.recorded:
+            await self.record(principal, operation, call.purpose, call.subject_id, call.result,
+                              _with_transaction(call.detail, call.transaction_id),
+                              call.extra)  # fmt: skip
         return out
 
     async def _safe_record(self, principal, operation, purpose, subject_id, exc,
@@ -309,6 +370,11 @@ class Guard:
             await self.record(principal, operation, purpose, subject_id, exc.code.name, detail)
         except errors.TanuError as audit_exc:
             log.error("audit_append_failed", operation=operation, error=audit_exc.message)
+
+
+def _with_transaction(detail: dict | None, transaction_id: str) -> dict | None:
+    """A request's audit detail, with the OSIA transactionId when it has one."""
+    return {**(detail or {}), "transaction_id": transaction_id} if transaction_id else detail
 
 
 def _built(request: RequestSource) -> Message | None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from tanu.core import errors
 from tanu.core.vectors import METRIC_PROTO
-from tanu.policy import consent, thresholds
+from tanu.policy import thresholds
 from tanu.policy.encounters import search_gallery
 from tanu.v1 import common_pb2, identity_pb2
 
@@ -20,16 +20,17 @@ if TYPE_CHECKING:
     from .guard import Call
 
 
-async def usable(
-    gw: Gateway, candidates: list[common_pb2.Candidate], purpose: str
-) -> list[common_pb2.Candidate]:
-    """The candidates that may be matched for this purpose
+async def usable(candidates: list[common_pb2.Candidate], call: Call) -> list[common_pb2.Candidate]:
+    """The candidates that may be matched for the call's purpose
     (``tanu.policy.consent.may_use``): not those without consent to it,
-    with a biometric lock, or erased meanwhile."""
-    st = await gw.statuses(sorted({c.subject_id for c in candidates}))
-    return [
-        c for c in candidates if c.subject_id in st and consent.may_use(st[c.subject_id], purpose)
-    ]
+    with a biometric lock, or erased meanwhile. Each must have its
+    ``is_match`` set: the screening writes the request's audit in the same
+    store transaction (``Guard.record_screened``): its own entry with the
+    counts returned and withheld, and one per candidate returned, a use of
+    that subject's data that their access history shows."""
+    uses = [(c.subject_id, "match" if c.is_match else "candidate") for c in candidates]
+    keep = await call.record_screened(uses)
+    return [c for c, ok in zip(candidates, keep, strict=True) if ok]
 
 
 async def identify(
@@ -48,14 +49,11 @@ async def identify(
         raise errors.Unavailable(
             f"partitions {res.missing} did not answer in time; the search would not cover the whole gallery"
         )
-    cands = await usable(gw, res.candidates, call.purpose)
-    matched = thresholds.mark_matches(cands, threshold, gw.layout.metric)
+    thresholds.mark_matches(res.candidates, threshold, gw.layout.metric)
+    cands = await usable(res.candidates, call)
+    matched = any(c.is_match for c in cands)
     if cands:
         gw.metrics.match_score.labels("identify").observe(cands[0].score)
-    call.detail = {"candidates": len(cands), "withheld": len(res.candidates) - len(cands)}
-    # Each returned candidate is a use of that subject's data: their
-    # access history shows it.
-    call.extra += [(c.subject_id, "match" if c.is_match else "candidate") for c in cands]
     if not call.principal.sees_scores:  # a relying party gets decisions, not scores
         for c in cands:
             c.ClearField("score")

@@ -17,7 +17,8 @@ so a bad append fails its own caller only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
 
 from tanu.core import audit
 from tanu.core.batching import MicroBatcher
@@ -25,6 +26,9 @@ from tanu.core.metrics import Metrics
 from tanu.v1 import store_pb2
 
 from .schema import Database, now_ms
+
+G = TypeVar("G")
+O = TypeVar("O")  # noqa: E741
 
 
 class AuditLog(Database):
@@ -123,35 +127,47 @@ class AuditLog(Database):
         ]
 
 
-class GroupCommit:
+class GroupCommit(Generic[G, O]):
     """Audit appends committed together: those waiting while a commit runs
-    share the next one (no wait is added to fill it)."""
+    share the next one (no wait is added to fill it). ``commit(groups)``
+    (by default ``append_audit_groups``) runs on the database thread and
+    writes every group in one transaction, returning each group's result."""
 
-    def __init__(self, log: AuditLog, metrics: Metrics | None = None, max_groups: int = 256):
+    def __init__(
+        self,
+        log: AuditLog,
+        metrics: Metrics | None = None,
+        max_groups: int = 256,
+        *,
+        name: str = "audit_commit",
+        commit: Callable[[Sequence[G]], Sequence[O]] | None = None,
+    ) -> None:
         self._log = log
-        self._batcher: MicroBatcher[Sequence[store_pb2.AuditRecord], int | Exception] = (
-            MicroBatcher(self._commit, name="audit_commit", max_batch=max_groups,
+        self._fn = commit or log.append_audit_groups
+        self._batcher: MicroBatcher[G, O | Exception] = (
+            MicroBatcher(self._commit, name=name, max_batch=max_groups,
                          max_wait_s=0.0, max_in_flight=1, metrics=metrics)
         )  # fmt: skip
 
-    async def append(self, records: Sequence[store_pb2.AuditRecord]) -> int:
-        """Appends ``records`` to the chain and returns their last sequence
-        number once the transaction holding them has committed."""
-        out = await self._batcher.submit(records)
+    async def append(self, group: G) -> O:
+        """Writes ``group`` (by default: appends its records to the chain
+        and returns their last sequence number) once the transaction
+        holding it has committed."""
+        out = await self._batcher.submit(group)
         if isinstance(out, Exception):
             raise out
         return out
 
-    async def _commit(self, groups: list[Sequence[store_pb2.AuditRecord]]) -> list[int | Exception]:
+    async def _commit(self, groups: list[G]) -> list[O | Exception]:
         try:
-            return list(await self._log.run(self._log.append_audit_groups, groups))
+            return list(await self._log.run(self._fn, groups))
         except Exception as exc:  # noqa: BLE001 - isolated below
             if len(groups) == 1:
                 return [exc]
-        out: list[int | Exception] = []
-        for g in groups:  # one at a time: only the append that fails is refused
+        out: list[O | Exception] = []
+        for g in groups:  # one at a time: only the group that fails is refused
             try:
-                out.append(await self._log.run(self._log.append_audit, g))
+                out.append((await self._log.run(self._fn, [g]))[0])
             except Exception as exc:  # noqa: BLE001 - this caller's refusal
                 out.append(exc)
         return out

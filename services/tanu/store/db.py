@@ -15,6 +15,8 @@ bases say what depends on what:
 - ``audit_log.AuditLog``: the hash chain and its signed checkpoints
 - ``status.SubjectStatus``: the subject's record, consents, lockout, lock
 - ``subjects.Subjects`` (SubjectStatus, Outbox, AuditLog): enrol, read, erase
+- ``screening.Screening`` (SubjectStatus, AuditLog): Identify's candidates
+  screened for its purpose and its audit entries, in one transaction
 - ``report.CitizenReport`` (SubjectStatus, DataKeys): report, access history
 - ``migrations.LayoutMigration``: template ids by subject, re-partitioning
 - ``erasures.Erasures`` (Outbox, AuditLog): erasure records, their signed receipts
@@ -55,6 +57,7 @@ from .migrations import LayoutMigration
 from .outbox import Outbox
 from .report import CitizenReport
 from .schema import Database
+from .screening import Screening
 from .status import SubjectStatus
 from .subjects import Subjects
 from .tasks import Tasks
@@ -68,6 +71,7 @@ class Store(
     Dedup,
     Idempotency,
     Tasks,
+    Screening,
     Subjects,
     CitizenReport,
     LayoutMigration,

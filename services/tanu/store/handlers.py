@@ -29,6 +29,8 @@ log = logs.get(__name__)
 MAX_TEMPLATES_PER_SUBJECT = 32
 _ENCOUNTER = encounters_pb2.Encounter
 MAX_SUBJECTS_PER_BATCH = 2000
+# Candidates screened in one request (the gateway splits a larger round).
+MAX_SCREENED_USES = 16_384
 
 
 class StoreHandlers:
@@ -47,6 +49,8 @@ class StoreHandlers:
         self.max_queue = max_queue  # TANU_STORE_MAX_QUEUE (0: never refuse)
         self._refused, self._refused_logged = 0, 0.0  # refusals since the last log line
         self._audit = GroupCommit(db, self.metrics)  # concurrent appends, one commit
+        self._screen = GroupCommit(db, self.metrics, name="screen_commit",
+                                   commit=db.screen_audits)  # fmt: skip
 
     def _admit(self) -> None:
         """Back-pressure: a new write is refused at once, before anything is
@@ -67,6 +71,7 @@ class StoreHandlers:
     async def close(self) -> None:
         """Finishes the audit commit under way (appends after it are refused)."""
         await self._audit.close()
+        await self._screen.close()
 
     def _vectors(self, templates) -> np.ndarray:
         if not templates:
@@ -312,6 +317,21 @@ class StoreHandlers:
         seq = await self._audit.append(list(req.records))
         self.metrics.audit_entries.inc(len(req.records))
         return store_pb2.AppendAuditResponse(last_seq=seq)
+
+    async def screen_audit(self, req: store_pb2.ScreenAuditRequest):
+        """Identify's candidates screened and its entries appended, in one
+        transaction (``screening``), committed before the reply."""
+        if not req.audits:
+            raise errors.InvalidArgument("no audits to screen")
+        if sum(len(a.uses) + len(a.further) for a in req.audits) > MAX_SCREENED_USES:
+            raise errors.InvalidArgument(f"at most {MAX_SCREENED_USES} uses per screen request")
+        results = await self._screen.append(list(req.audits))
+        self.metrics.audit_entries.inc(
+            sum(
+                1 + len(a.further) + sum(r.usable) for a, r in zip(req.audits, results, strict=True)
+            )
+        )
+        return store_pb2.ScreenAuditResponse(results=results)
 
     async def rewrap(self, req: store_pb2.RewrapKeysRequest) -> store_pb2.RewrapKeysResponse:
         """Reloads the keyring and re-wraps every data key under its active
