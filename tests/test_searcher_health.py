@@ -18,6 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tanu.clients.search import SearchClient
 from tanu.core import bus, errors
+from tanu.core.metrics import Metrics
 from tanu.ops.natsd import free_port
 from tanu.v1 import searcher_pb2
 
@@ -97,6 +98,48 @@ async def test_serving_means_answering_after_every_one_of_many_restarts(nats_ser
         # which no ordering in the searcher removes.
         assert len(unanswered) <= RESTARTS // 12, (
             f"{len(unanswered)} of {RESTARTS}: {unanswered[:3]}"
+        )
+    finally:
+        await nc.close()
+        await cluster.stop()
+
+
+async def test_a_search_that_nobody_answered_is_asked_once_more(nats_server, tmp_path):
+    # The gateway's scatter asks a partition with no responder once more
+    # after a pause; a searcher that subscribes meanwhile answers it. The
+    # searcher starts only once the first attempt has been refused (seen in
+    # the client's request metric), so the retry is what answers.
+    cluster = Cluster(env_for(nats_server.url, tmp_path, partitions=1))
+    await cluster.start_store()
+    nc = await bus.connect(nats_url_as(cluster.env, "gateway"), "gw")
+    metrics = Metrics.create()
+    client = SearchClient(nc, 5, metrics, retry_pause_s=8)  # ample time to start one
+    req = searcher_pb2.SearchRequest(queries=np.zeros(DIM, "<f4").tobytes(), count=1, top_k=1,
+                                     model_id="dlib-resnet-v1")  # fmt: skip
+
+    def attempts() -> float:
+        return (
+            metrics.registry.get_sample_value(
+                "tanu_nats_request_duration_seconds_count", {"operation": "search"}
+            )
+            or 0.0
+        )
+
+    try:
+        scatter = asyncio.create_task(client.scatter(req, [0]))
+        while attempts() < 1:
+            assert not scatter.done(), await scatter
+            await asyncio.sleep(0.01)
+        await cluster.start_searcher(0)
+        (reply,) = await scatter
+        assert isinstance(reply, searcher_pb2.SearchResponse) and reply.partition == 0
+        assert attempts() == 2
+        # Nobody at all: the retry is refused too, and says so.
+        await cluster.stop_searcher(0)
+        client.retry_pause_s = 0.01
+        (refused,) = await client.scatter(req, [0])
+        assert (
+            isinstance(refused, bus.NoResponders) and "no service is answering" in refused.message
         )
     finally:
         await nc.close()

@@ -13,16 +13,30 @@ from tanu.core import bus, errors, natsnames
 from tanu.core.metrics import Metrics
 from tanu.v1 import common_pb2, searcher_pb2
 
+# A partition with no subscriber at the moment of a search is asked once
+# more after this pause: a searcher that has just said SERVING can still be
+# missed for a few milliseconds (its subscription not yet known to the
+# server that routes the request). A search is read-only, so asking again
+# is always safe.
+NO_RESPONDERS_RETRY_S = 0.025
+
 
 class SearchClient:
     """Searches (``tanu.search.p<N>``, one replica of each partition answers)
     and erasure checks and digests (``tanu.erasure.check.n<P>.p<N>``,
     ``tanu.searcher.digest.n<P>.p<N>``: every replica answers)."""
 
-    def __init__(self, nc: NATS, timeout_s: float, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        timeout_s: float,
+        metrics: Metrics | None = None,
+        retry_pause_s: float = NO_RESPONDERS_RETRY_S,
+    ) -> None:
         self._nc = nc
         self.timeout_s = timeout_s  # the wait for one partition's search reply
         self._metrics = metrics
+        self.retry_pause_s = retry_pause_s
 
     async def scatter(
         self,
@@ -34,8 +48,21 @@ class SearchClient:
         """Sends one request to every partition at once; each partition's
         entry is its reply or the typed error of its failure or silence.
         ``gallery`` (when given) restricts the search to that gallery's
-        active templates ("ALL" or "": every active template)."""
+        active templates ("ALL" or "": every active template). A partition
+        that nobody answered for is asked once more after ``retry_pause_s``."""
         request = _with_gallery(request, gallery)
+        replies = await self._scatter(request, partitions)
+        again = [i for i, r in enumerate(replies) if isinstance(r, bus.NoResponders)]
+        if again:
+            await asyncio.sleep(self.retry_pause_s)
+            retried = await self._scatter(request, [partitions[i] for i in again])
+            for i, r in zip(again, retried, strict=True):
+                replies[i] = r
+        return replies
+
+    async def _scatter(
+        self, request: searcher_pb2.SearchRequest, partitions: list[int]
+    ) -> list[searcher_pb2.SearchResponse | errors.TanuError]:
         return await bus.scatter(
             self._nc, [natsnames.search(p) for p in partitions], request,
             searcher_pb2.SearchResponse, self.timeout_s,

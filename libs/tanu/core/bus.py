@@ -60,6 +60,12 @@ def _decode(message_type: type[M], data: bytes, refusal: Callable[[], errors.Tan
     return message
 
 
+class NoResponders(errors.Unavailable):
+    """Nobody was subscribed to the subject when the request reached the
+    server (a service down, or a replica's subscription not yet seen by
+    every server route)."""
+
+
 def _raise_if_error(msg: Msg) -> None:
     hdrs = msg.headers or {}
     code = hdrs.get(ERROR_CODE)
@@ -88,7 +94,7 @@ async def request(
         data = message if isinstance(message, bytes) else message.SerializeToString()
         msg = await nc.request(subject, data, timeout=timeout, headers=headers)
     except nats.errors.NoRespondersError:
-        raise errors.Unavailable(f"no service is answering on {subject}") from None
+        raise NoResponders(f"no service is answering on {subject}") from None
     except (nats.errors.TimeoutError, TimeoutError):
         if not nc.is_connected:
             raise errors.Unavailable(

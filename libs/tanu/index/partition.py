@@ -76,7 +76,7 @@ class PartitionIndex:
         kind: str = "flat",
         nlist: int = 1024,
         nprobe: int = 64,
-        rerank: int = 40,
+        rerank: int = 150,
         device: str = "cpu",
         compact_share: float = 0.05,
         compact_floor: int = 4096,
