@@ -303,6 +303,7 @@ def test_ivf_falls_back_to_exact_when_its_probed_lists_hold_too_few_members():
     label[:250] = 0
     x = (centres[label] + 0.2 * rng.standard_normal((n, D))).astype(np.float32)
     ids = np.arange(n, dtype=np.int64) + 1
+    # rerank 4: the 250 members are more than IVF scans, so IVF is tried first
     idx = PartitionIndex(D, "l2", "ivf", nlist=256, nprobe=1, rerank=4)
     far = label == 0
     idx.add(ids, ["s"] * n, x, Memberships.of_runs([(1, ["FAR"] if f else [], False) for f in far]))

@@ -12,24 +12,15 @@ subject id; tombstones are a sorted int64 array.
 Galleries: the id map also holds each position's gallery membership and
 active flag (packed bitmaps, ``galleries``). A search of one gallery, or of
 "ALL" while some templates are inactive, is restricted inside the search to
-the allowed positions, so exactly they compete for the top k (never a
-post-filter of a global top k that could return fewer than asked):
+the allowed positions, so exactly they compete for the top k
+(``restricted``). An unrestricted search (ALL, nothing inactive) does no
+mask work at all.
 
-* the exact kernel scores only the allowed rows, or masks the others to -inf
-  (``kernel.topk(allowed=...)``);
-* FAISS flat and fp16 take ``SearchParameters(sel=IDSelectorBitmap)`` over
-  positions, the bitmap as the id map holds it;
-* IVF takes ``SearchParametersIVF(sel=...)`` over template ids, probing
-  nprobe / (share of members) lists (as many member candidates as an
-  unrestricted search sees); a gallery smaller than what IVF would scan, or
-  a query IVF finds fewer than k members for, is searched exactly over the
-  members (the fp16 copy), so it still gets min(k, members) hits;
-* a device copy (GPU FAISS has no general id selector) is asked for more
-  hits (k / share of allowed, within the device's k limit), the disallowed
-  dropped; a query left with fewer than k is answered by the CPU index,
-  which is exact and always present.
-
-An unrestricted search (ALL, nothing inactive) does no mask work at all.
+This module holds the index's state, its events (add, remove, memberships),
+the unrestricted search and the exact kernel's use, and snapshots; the
+gallery-restricted search paths are the ``restricted.RestrictedSearch``
+mixin, the IVF-PQ index (training, re-ranked search) the ``ivf.IvfSearch``
+mixin.
 
 Not thread-safe: the searcher calls it from one thread only.
 """
@@ -45,11 +36,7 @@ from . import kernel
 from .device import DEVICES, DeviceCopy
 from .galleries import Galleries, Memberships
 from .idmap import GrowingArray, IdMap
-
-# The most hits a device copy is asked for at once (FAISS GPU's k limit).
-DEVICE_MAX_K = 2048
-# A restricted device search asks for k / (share of allowed) x this many hits.
-DEVICE_OVERFETCH = 2.0
+from .restricted import RestrictedSearch
 
 KINDS = {
     # exhaustive search over fp32 vectors: 4 bytes per value (512 B per 128-d template)
@@ -66,7 +53,7 @@ KINDS = {
 }
 
 
-class PartitionIndex:
+class PartitionIndex(RestrictedSearch):
     """Exhaustive search over one partition's templates, fp32 or fp16."""
 
     def __init__(
@@ -301,92 +288,6 @@ class PartitionIndex:
             scores, pos = self._index.search(q, k)
         return scores, pos
 
-    def _missing(self, nq: int, k: int) -> tuple[np.ndarray, np.ndarray]:
-        worst = np.inf if self.metric == "l2" else -np.inf
-        return np.full((nq, k), worst, np.float32), np.full((nq, k), -1, np.int64)
-
-    def _search_allowed(
-        self, q: np.ndarray, k: int, bits: np.ndarray, members: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Only the positions set in ``bits`` (packed LSB-first, ``members``
-        of them) may be returned; k <= members unless there are none."""
-        if not members:
-            return self._missing(len(q), k)
-        if self._ivf is not None:
-            return self._search_ivf_allowed(q, k, bits, members)
-        if self._device is not None:
-            return self._search_device_allowed(q, k, bits, members)
-        return self._search_cpu_allowed(q, k, bits, members)
-
-    def _search_cpu_allowed(self, q: np.ndarray, k: int, bits: np.ndarray, members: int):
-        """Exact search over the CPU index, restricted to ``bits``."""
-        # A few members are gathered by the kernel (its own batch threshold);
-        # many are masked, at the unrestricted threshold.
-        gathered = members < kernel.GATHER_SHARE * len(self)
-        if self._kernel_applies(len(q), restricted=gathered):
-            allowed = np.unpackbits(bits, count=len(self), bitorder="little").view(bool)
-            return self._kernel_search(q, k, allowed)
-        sel = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
-        return self._index.search(q, k, params=faiss.SearchParameters(sel=sel))
-
-    def _search_device_allowed(self, q: np.ndarray, k: int, bits: np.ndarray, members: int):
-        """Over-fetch from the device copy and drop what is not allowed; a
-        query left with fewer than k is answered by the CPU index (exact)."""
-        n = len(self)
-        scores, pos = self._missing(len(q), k)
-        short = np.ones(len(q), bool)
-        want = min(int(np.ceil(k * n / members * DEVICE_OVERFETCH)), n,
-                   DEVICE_MAX_K - self._device.tombstones)  # fmt: skip
-        if want >= k:
-            raw, tids = self._device.search(q, want)
-            p, found = self._map.positions(tids.ravel())
-            p = np.where(found & (tids.ravel() >= 0), p, 0)
-            ok = (found & (tids.ravel() >= 0) & _bit_set(bits, p)).reshape(tids.shape)
-            order = np.argsort(~ok, axis=1, kind="stable")[:, :k]  # allowed first, in score order
-            got = np.take_along_axis(ok, order, 1)
-            scores = np.where(got, np.take_along_axis(raw, order, 1), scores[:, : order.shape[1]])
-            pos = np.where(got, np.take_along_axis(p.reshape(tids.shape), order, 1), -1)
-            if scores.shape[1] < k:
-                pad_s, pad_p = self._missing(len(q), k - scores.shape[1])
-                scores, pos = np.hstack([scores, pad_s]), np.hstack([pos, pad_p])
-            short = got.sum(1) < k
-        if short.any():
-            cs, cp = self._search_cpu_allowed(q[short], k, bits, members)
-            scores[short], pos[short] = cs, cp
-        return scores.astype(np.float32, copy=False), pos
-
-    def _search_ivf_allowed(self, q: np.ndarray, k: int, bits: np.ndarray, members: int):
-        """IVF restricted by an id selector, re-ranked; exact over the
-        members when they are few or IVF finds fewer than k for a query."""
-        n = len(self)
-        if members <= max(4 * k * self.rerank, n * self.nprobe // max(self.nlist, 1)):
-            return self._exact_members(q, k, bits)
-        allowed = np.unpackbits(bits, count=n, bitorder="little").view(bool)
-        ids = self._map.ids
-        # the smaller of the two id sets goes into the selector's hash set
-        if members <= n - members:
-            inner = faiss.IDSelectorBatch(np.ascontiguousarray(ids[allowed]))
-            sel = inner
-        else:
-            inner = faiss.IDSelectorBatch(np.ascontiguousarray(ids[~allowed]))
-            sel = faiss.IDSelectorNot(inner)
-        # As many lists again per share of members: about as many member
-        # candidates as an unrestricted search scans.
-        nprobe = min(self.nlist, int(np.ceil(self.nprobe * n / members)))
-        params = faiss.SearchParametersIVF(sel=sel, nprobe=nprobe)
-        scores, pos = self._search_ivf(q, k, params, min(k * self.rerank, members))
-        del inner
-        short = (pos >= 0).sum(1) < k
-        if short.any():
-            es, ep = self._exact_members(q[short], k, bits)
-            scores[short], pos[short] = es, ep
-        return scores, pos
-
-    def _exact_members(self, q: np.ndarray, k: int, bits: np.ndarray):
-        """Exact search over the fp16 copy, restricted to ``bits``."""
-        allowed = np.unpackbits(bits, count=len(self), bitorder="little").view(bool)
-        return self._kernel_search(q, k, allowed)
-
     def uses_kernel(self, batch: int) -> bool:
         """Whether a batch of this many queries is searched by Tanu's exact
         kernel (``kernel.topk``) rather than by FAISS."""
@@ -435,66 +336,6 @@ class PartitionIndex:
             rows.append(flat[i : i + c])
             i += c
         return scores, ids, rows
-
-    @property
-    def train_size(self) -> int:
-        """Templates needed before the IVF index is trained: 39 per inverted
-        list, and at least 39 per PQ centroid (256 of them)."""
-        return max(self.nlist, 256) * 39
-
-    @property
-    def trained(self) -> bool:
-        return self._ivf is not None
-
-    def _train(self) -> None:
-        """Trains IVF-PQ on (a sample of) the partition and fills it."""
-        x = self._index.reconstruct_n(0, self._index.ntotal)
-        ids = self._map.ids.copy()
-        sample = (
-            x
-            if len(x) <= 200_000
-            else x[np.random.default_rng(0).choice(len(x), 200_000, replace=False)]
-        )
-        m = self.dimension // 8 if self.dimension % 8 == 0 else self.dimension
-        ivf = faiss.IndexIVFPQ(faiss.IndexFlat(self.dimension, self._fmetric), self.dimension, self.nlist, m, 8,
-                               self._fmetric)  # fmt: skip
-        ivf.train(sample)
-        ivf.add_with_ids(x, ids)
-        ivf.nprobe = self.nprobe
-        self._ivf = ivf
-
-    def _search_ivf(
-        self, q: np.ndarray, k: int, params=None, kk: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """IVF-PQ candidates (``kk``; restricted by ``params``' selector),
-        re-ranked exactly against the fp16 copy (raw FAISS scores: squared
-        L2 or inner product); positions, -1 for none."""
-        kk = min(k * self.rerank, len(self)) if kk is None else kk
-        _, cand = self._ivf.search(q, kk, params=params)
-        pos = np.full(cand.shape, -1, np.int64)
-        valid = cand >= 0
-        p, found = self._map.positions(cand[valid])
-        pos[valid] = np.where(found, p, -1)
-        valid = pos >= 0
-        vecs = np.zeros((*cand.shape, self.dimension), dtype=np.float32)
-        if valid.any():
-            # Gathered from the stored codes and widened here: FAISS's
-            # reconstruct_batch costs about 4 µs a vector.
-            rows = self._gallery()[pos[valid]]
-            wide = np.empty(rows.shape, np.float32)
-            kernel.widen(rows, wide, self._halves_finite)
-            vecs[valid] = wide
-        if self.metric == "cosine":
-            exact = np.einsum("nkd,nd->nk", vecs, q)
-            exact[~valid] = -np.inf
-            order = np.argsort(-exact, axis=1)[:, :k]
-        else:
-            exact = ((vecs - q[:, None, :]) ** 2).sum(-1)
-            exact[~valid] = np.inf
-            order = np.argsort(exact, axis=1)[:, :k]
-        scores = np.take_along_axis(exact, order, 1).astype(np.float32)
-        out = np.where(np.take_along_axis(valid, order, 1), np.take_along_axis(pos, order, 1), -1)
-        return scores, out
 
     # --- inspection and snapshots -----------------------------------------
 
@@ -565,8 +406,3 @@ def _squared_norms(x: np.ndarray, rows: int = 65_536) -> np.ndarray:
         b = x[i : i + rows].astype(np.float32, copy=False)
         out[i : i + rows] = np.einsum("ij,ij->i", b, b)
     return out
-
-
-def _bit_set(bits: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Whether each position is set in a packed LSB-first bitmap."""
-    return ((bits[positions >> 3] >> (positions & 7).astype(np.uint8)) & 1).astype(bool)

@@ -4,7 +4,12 @@ thread (``tanu.store.db.Store``), with their metrics and log lines.
 ``StoreHandlers`` has a method for every operation ``StoreClient`` declares,
 of the same name; the service registers them from that table
 (``tanu.clients.operations``), so a declared operation without a handler
-fails at start-up.
+fails at start-up. It is composed of ``handlers_core.HandlerCore`` (shared
+state and checks) and ``handlers_enrol.EnrolHandlers`` (enrolment, cases,
+encounters, galleries); this module holds the rest: subject records and
+erasures, receipts, reconciliation, verification, consent and locks,
+reports, the audit log, keys, the partition layout, the OSIA facade's
+tasks, and the periodic checkpoint.
 """
 
 from __future__ import annotations
@@ -12,205 +17,21 @@ from __future__ import annotations
 import asyncio
 import time
 
-import numpy as np
+from tanu.core import errors, ids, logs
+from tanu.v1 import common_pb2, store_pb2, tasks_pb2
 
-from tanu.core import errors, ids, logs, vectors
-from tanu.core.metrics import Metrics
-from tanu.policy.subjects import is_minor, parse_dob
-from tanu.v1 import cases_pb2, common_pb2, encounters_pb2, store_pb2, tasks_pb2
-
-from .audit_log import GroupCommit
-from .db import Store
-from .encounters import encounters_of
-from .relay import OutboxRelay
+from .handlers_enrol import EnrolHandlers
 
 log = logs.get(__name__)
 
-MAX_TEMPLATES_PER_SUBJECT = 32
-_ENCOUNTER = encounters_pb2.Encounter
-MAX_SUBJECTS_PER_BATCH = 2000
 # Candidates screened in one request (the gateway splits a larger round).
 MAX_SCREENED_USES = 16_384
 
 
-class StoreHandlers:
+class StoreHandlers(EnrolHandlers):
     """One method per operation of ``tanu.clients.store.StoreClient``, named
     as its attribute there, shared by the NATS and gRPC front doors; and the
     audit checkpoint the service runs on a timer."""
-
-    def __init__(
-        self, db: Store, relay: OutboxRelay | None, signer, metrics: Metrics | None = None,
-        max_queue: int = 0,
-    ) -> None:  # fmt: skip
-        self.db = db
-        self.relay = relay
-        self.signer = signer
-        self.metrics = metrics or Metrics.create()
-        self.max_queue = max_queue  # TANU_STORE_MAX_QUEUE (0: never refuse)
-        self._refused, self._refused_logged = 0, 0.0  # refusals since the last log line
-        self._audit = GroupCommit(db, self.metrics)  # concurrent appends, one commit
-        self._screen = GroupCommit(db, self.metrics, name="screen_commit",
-                                   commit=db.screen_audits)  # fmt: skip
-
-    def _admit(self) -> None:
-        """Back-pressure: a new write is refused at once, before anything is
-        written, while the database thread has ``max_queue`` jobs waiting
-        (more than it serves within the bus deadline); erasures, reads and
-        the relay's own jobs are never refused."""
-        if self.max_queue and self.db.queued >= self.max_queue:
-            self._refused += 1
-            now = time.monotonic()
-            if now - self._refused_logged >= 1.0:  # one line a second, not one per refusal
-                log.warning("store_overloaded", queued=self.db.queued, refused=self._refused)
-                self._refused_logged, self._refused = now, 0
-            raise errors.ResourceExhausted(
-                f"the store is overloaded ({self.db.queued} database jobs waiting); "
-                "nothing was written: retry later"
-            )
-
-    async def close(self) -> None:
-        """Finishes the audit commit under way (appends after it are refused)."""
-        await self._audit.close()
-        await self._screen.close()
-
-    def _vectors(self, templates) -> np.ndarray:
-        if not templates:
-            raise errors.InvalidArgument("at least one template is required")
-        # One subject is one event on the stream: bounded, so no event can
-        # exceed the stream's message limit and block the relay.
-        if len(templates) > MAX_TEMPLATES_PER_SUBJECT:
-            raise errors.InvalidArgument(
-                f"{len(templates)} templates for one subject; the limit is {MAX_TEMPLATES_PER_SUBJECT}"
-            )
-        rows = [
-            vectors.parse_template(t.vector, t.model_id, self.db.layout, field=f"templates[{i}]")
-            for i, t in enumerate(templates)
-        ]
-        return np.concatenate(rows, axis=0)
-
-    def _idem(self, req):
-        """The request's idempotency key, or None (then the write is not keyed)."""
-        return req.idempotency if req.HasField("idempotency") else None
-
-    def _changed(self) -> None:
-        if self.relay:
-            self.relay.wake()
-
-    async def _published(self) -> None:
-        """Returns once what was just committed is on the stream (or after
-        the relay's flush bound): an acknowledged enrolment is then visible
-        to every later search that checks the stream (read-your-writes)."""
-        if self.relay:
-            await self.relay.flush()
-
-    async def put(self, req: store_pb2.PutSubjectRequest) -> common_pb2.Subject:
-        subject_id = ids.check_subject_id(req.subject_id)
-        vecs = self._vectors(req.templates)
-        if not req.HasField("consent"):
-            raise errors.FailedPrecondition("enrolment needs a consent record; none was given")
-        parse_dob(req.date_of_birth)
-        self._admit()
-        subject = await self.db.run(
-            self.db.idempotent, self._idem(req), subject_id, common_pb2.Subject,
-            self.db.put_subject, subject_id, vecs, req.date_of_birth, req.consent,
-        )  # fmt: skip
-        await self._published()
-        log.info("subject_stored", partition=subject.partition, templates=subject.template_count)
-        return subject
-
-    async def put_batch(self, req: store_pb2.PutSubjectsRequest) -> store_pb2.PutSubjectsResponse:
-        """Operator puts of many subjects, one transaction (``tanu gallery
-        import``): every row checked as ``put`` checks one, a bad row refused
-        by reason while the others are stored; keyed as a whole batch."""
-        if len(req.subjects) > MAX_SUBJECTS_PER_BATCH:
-            raise errors.InvalidArgument(
-                f"{len(req.subjects)} subjects in one batch; the limit is {MAX_SUBJECTS_PER_BATCH}"
-            )
-        refusals = [""] * len(req.subjects)
-        rows, where = [], []
-        for i, sub in enumerate(req.subjects):
-            refusals[i], row = self._batch_row(sub)
-            if row is not None:
-                rows.append(row)
-                where.append(i)
-
-        def write() -> store_pb2.PutSubjectsResponse:
-            for i, why in zip(where, self.db.put_batch(rows), strict=True):
-                refusals[i] = why
-            return store_pb2.PutSubjectsResponse(
-                refusals=refusals, stored=sum(not r for r in refusals)
-            )
-
-        reply = await self.db.run(
-            self.db.idempotent, self._idem(req), "", store_pb2.PutSubjectsResponse, write
-        )
-        await self._published()  # back-pressure: the stream keeps up with the import
-        log.info("subjects_stored", stored=reply.stored, refused=len(req.subjects) - reply.stored)
-        return reply
-
-    def _batch_row(self, sub: store_pb2.PutSubjectRequest):
-        """(refusal, row) of one batch entry: ("", the row to write) or
-        (the reason, None)."""
-        try:
-            subject_id = ids.check_subject_id(sub.subject_id)
-        except errors.InvalidArgument:
-            return "bad_id", None
-        try:
-            parse_dob(sub.date_of_birth)
-        except errors.InvalidArgument:
-            return "bad_dob", None
-        try:
-            vecs = self._vectors(sub.templates)
-        except errors.InvalidArgument:
-            return "bad_template", None
-        c = sub.consent
-        if not sub.HasField("consent") or (
-            is_minor(sub.date_of_birth) and c.given_by != "guardian"
-        ):
-            return "consent", None  # a minor's consent is a guardian's (tanu.policy.consent)
-        if c.given_by == "guardian":
-            try:
-                ids.check_subject_id(c.guardian_subject_id, "guardian_subject_id")
-            except errors.InvalidArgument:
-                return "consent", None
-        return "", (subject_id, vecs, sub.date_of_birth, c)
-
-    async def enrol(self, req: store_pb2.PutSubjectRequest) -> store_pb2.EnrolOutcome:
-        """Enrolment de-duplicated in the store (``tanu.store.dedup``):
-        enrolled, referred to adjudication, or refused."""
-        subject_id = ids.check_subject_id(req.subject_id)
-        vecs = self._vectors(req.templates)
-        if not req.HasField("consent"):
-            raise errors.FailedPrecondition("enrolment needs a consent record; none was given")
-        parse_dob(req.date_of_birth)
-        d = req.dedup
-        if not (np.isfinite(d.threshold) and np.isfinite(d.certain_threshold)
-                and all(np.isfinite(c.score) for c in d.candidates)):  # fmt: skip
-            raise errors.InvalidArgument("de-duplication thresholds and scores must be finite")
-        metas = encounters_of(req, len(vecs))
-        self._admit()
-        out = await self.db.run(
-            self.db.idempotent, self._idem(req), subject_id, store_pb2.EnrolOutcome,
-            self.db.enrol_subject, req, vecs, metas,
-        )  # fmt: skip
-        if out.outcome == "enrolled":
-            await self._published()
-        else:
-            self._changed()
-        log.info("subject_enrol", outcome=out.outcome, partition=out.subject.partition)
-        return out
-
-    async def list_cases(self, req: cases_pb2.ListCasesRequest) -> cases_pb2.ListCasesResponse:
-        return await self.db.run(self.db.list_cases, req.state, req.page_size, req.page_token)
-
-    async def get_case(self, req: cases_pb2.GetCaseRequest) -> cases_pb2.Case:
-        return await self.db.run(self.db.get_case, req.case_id[:64])
-
-    async def decide_case(self, req: cases_pb2.DecideCaseRequest) -> cases_pb2.DecideCaseResponse:
-        out = await self.db.run(self.db.decide_case, req)
-        await self._published()  # a distinct or merged enrolment is searchable when acknowledged
-        log.info("case_decided", state=out.case.state)
-        return out
 
     async def get(self, req: store_pb2.GetSubjectRecordRequest) -> common_pb2.Subject:
         return await self.db.run(self.db.get_subject, ids.check_subject_id(req.subject_id))
@@ -381,74 +202,6 @@ class StoreHandlers:
 
     async def redeliver_task(self, req: tasks_pb2.RedeliverTaskRequest) -> tasks_pb2.Task:
         return await self.db.run(self.db.redeliver_task, req.task_id, req.tenant)
-
-    # -- encounters and galleries (tanu.store.encounters, tanu.store.galleries) --
-
-    async def add_encounter(
-        self, req: store_pb2.AddEncounterRecord
-    ) -> store_pb2.AddEncounterOutcome:
-        sid = ids.check_subject_id(req.subject_id)
-        vecs = self._vectors([req.template])
-        d = req.dedup
-        if not (np.isfinite(d.threshold) and all(np.isfinite(c.score) for c in d.candidates)):
-            raise errors.InvalidArgument("de-duplication thresholds and scores must be finite")
-        self._admit()
-        out = await self.db.run(
-            self.db.idempotent, self._idem(req), sid, store_pb2.AddEncounterOutcome,
-            self.db.add_encounter, req, vecs,
-        )  # fmt: skip
-        if out.outcome == "added":
-            await self._published()
-        log.info("encounter_add", outcome=out.outcome)
-        return out
-
-    async def list_encounters(self, req):
-        return await self.db.run(self.db.list_encounters, ids.check_subject_id(req.subject_id))
-
-    async def get_encounter(self, req):
-        return await self.db.run(
-            self.db.get_encounter, ids.check_subject_id(req.subject_id), req.encounter_id
-        )
-
-    async def update_encounter(self, req: store_pb2.EncounterChange):
-        sid = ids.check_subject_id(req.subject_id)
-        vecs = self._vectors([req.template]) if req.HasField("template") else None
-        out = await self.db.run(
-            self.db.idempotent, self._idem(req), sid, _ENCOUNTER, self.db.update_encounter,
-            req, vecs,
-        )  # fmt: skip
-        await self._published()
-        return out
-
-    async def delete_encounter(self, req: store_pb2.EncounterErasureRequest):
-        sid = ids.check_subject_id(req.subject_id)
-        out = await self.db.run(
-            self.db.idempotent, self._idem(req), sid, store_pb2.EncounterErasure,
-            self.db.delete_encounter, req,
-        )  # fmt: skip
-        await self.db.run(self.db.forget_window_subject, sid)
-        self._changed()
-        self.metrics.erasures.labels("encounter").inc()
-        log.info("encounter_deleted", partition=out.partition)
-        return out
-
-    async def move_encounters(self, req: store_pb2.MoveEncountersRequest):
-        target = ids.check_subject_id(req.subject_id)
-        source = ids.check_subject_id(req.source_subject_id)
-        out = await self.db.run(
-            self.db.idempotent, self._idem(req), target, store_pb2.MoveEncountersOutcome,
-            self.db.move_encounters, req,
-        )  # fmt: skip
-        await self.db.run(self.db.forget_window_subject, source)
-        await self._published()
-        log.info("encounters_moved", count=len(out.moved), source_erased=out.source_erased)
-        return out
-
-    async def list_galleries(self, req: store_pb2.GalleryQuery):
-        return await self.db.run(self.db.list_galleries, req)
-
-    async def gallery_content(self, req: store_pb2.GalleryQuery):
-        return await self.db.run(self.db.gallery_content, req)
 
     async def checkpoint(self) -> None:
         # Erasures by other store processes leave this one's window here at the latest.
