@@ -3,6 +3,10 @@ process, in one run: detector and embedder against raw onnxruntime, and
 enrolments/s end to end against an in-process detect-and-embed reference.
 
     .venv/bin/python benchmarks/face_pipeline.py [--seconds 8] [--provider auto|cpu|cuda]
+        [--only embedder]
+
+``--only embedder`` measures the embedder alone (concurrency 1 against raw
+onnxruntime, and 16) and the gRPC floor; the default is the full run.
 
 Services run as `tanu up` runs them (subprocesses, over NATS; the benchmark
 calls the detector's and embedder's gRPC ports, and the gateway for
@@ -107,8 +111,9 @@ async def alternate(raw_fn, raw_items: list, call, reqs: list, seconds: float, w
 
 
 async def services(
-    cluster: LocalCluster, photos: list[bytes], seconds: float, emb: Embedder, ref: Reference
-) -> dict:
+    cluster: LocalCluster, photos: list[bytes], seconds: float, emb: Embedder, ref: Reference,
+    only: str = "",
+) -> dict:  # fmt: skip
     ports = {p.name: p.grpc_port for p in cluster.procs}
     out: dict = {}
     async with (
@@ -135,7 +140,7 @@ async def services(
         out["grpc_floor_c1"] = await load(
             lambda r: health(r, timeout=60), [health_pb2.HealthCheckRequest()], 1, seconds / 2
         )
-        for c in (1, 16):
+        for c in (1, 16) if not only else ():
             out[f"detector_c{c}"] = await load(lambda r: detect(r, timeout=60), dreqs, c, seconds)
         # The chips the detector cut, as arrays: the raw reference embeds the same.
         arrays = [chips.from_bytes(f.chip.pixels, f.chip.side)[None] for f in faces]
@@ -143,6 +148,8 @@ async def services(
             emb.run, arrays, lambda r: embed(r, timeout=60), ereqs, seconds
         )
         out["embedder_c16"] = await load(lambda r: embed(r, timeout=60), ereqs, 16, seconds)
+        if only == "embedder":
+            return out
 
         async def pipeline(req: detector_pb2.DetectRequest):
             """What the gateway's Samples does: detect (with the chip), embed the chip."""
@@ -229,6 +236,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--provider", default="auto")
     ap.add_argument("--json")
+    ap.add_argument("--only", choices=["embedder"], default="", help="measure only this")
     args = ap.parse_args()
 
     model_dir = str(Path(__file__).resolve().parents[1] / "var" / "models")
@@ -257,11 +265,10 @@ def main() -> int:
     ref = Reference(mtcnn, emb)
     # At concurrency 1 the embedder and the whole pipeline are measured in
     # windows alternating with their references (``alternate``), below.
-    raw = {
-        "detector_c1": timed(mtcnn.detect, arrays, 1, args.seconds),
-        "detector_c16": timed(mtcnn.detect, arrays, 16, args.seconds),
-        "embedder_c16": timed(lambda b: emb.run(np.stack(b)), chip_arrays, 16, args.seconds),
-    }
+    raw = {"embedder_c16": timed(lambda b: emb.run(np.stack(b)), chip_arrays, 16, args.seconds)}
+    if not args.only:
+        raw["detector_c1"] = timed(mtcnn.detect, arrays, 1, args.seconds)
+        raw["detector_c16"] = timed(mtcnn.detect, arrays, 16, args.seconds)
 
     # --- through the services ------------------------------------------
     with tempfile.TemporaryDirectory(prefix="tanu-bench-") as tmp:
@@ -277,9 +284,10 @@ def main() -> int:
         )
         try:
             cluster.start()
-            svc = asyncio.run(services(cluster, photos, args.seconds, emb, ref))
+            svc = asyncio.run(services(cluster, photos, args.seconds, emb, ref, args.only))
             for key in ("raw_embedder_c1", "reference", "reference_stages_ms"):
-                raw[key.removeprefix("raw_")] = svc.pop(key)
+                if key in svc:
+                    raw[key.removeprefix("raw_")] = svc.pop(key)
         finally:
             cluster.stop()
 
@@ -302,13 +310,15 @@ def main() -> int:
         f"{'what':<14} | {'service/s':>9} {'p50 ms':>8} {'p99 ms':>8} | {'raw/s':>8} {'p50 ms':>8} | {'ratio':>5}"
     )
     for key in ("detector_c1", "detector_c16", "embedder_c1", "embedder_c16"):
+        if key not in svc:
+            continue
         sv, r = svc[key], raw[key]
         print(
             f"{key:<14} | {sv['per_s']:>9.1f} {sv['p50_ms']:>8.1f} {sv['p99_ms']:>8.1f} | "
             f"{r['per_s']:>8.1f} {r['p50_ms']:>8.1f} | {sv['per_s'] / r['per_s']:>5.2f}"
         )
-    ref_s = raw["reference"]
-    for key in ("pipeline_c1", "pipeline_c16", "enrol_c1", "enrol_c16"):
+    ref_s = raw.get("reference")
+    for key in ("pipeline_c1", "pipeline_c16", "enrol_c1", "enrol_c16") if ref_s else ():
         sv = svc[key]
         print(
             f"{key:<14} | {sv['per_s']:>9.1f} {sv['p50_ms']:>8.1f} {sv['p99_ms']:>8.1f} | "
@@ -320,14 +330,15 @@ def main() -> int:
         f"{r1['per_s']:.1f}/s = {e1['per_s'] / r1['per_s']:.2f} (goal >= 0.9)"
     )
     for key, what in (("pipeline", "detector+embedder services"), ("enrol", "gateway Enroll")):
-        for c in (1, 16):
+        for c in (1, 16) if ref_s else ():
             sv = svc[f"{key}_c{c}"]
             print(
                 f"enrolments/s, {what}, concurrency {c}: {sv['per_s']:.1f} vs in-process "
                 f"detect-and-embed {ref_s['per_s']:.1f} = {sv['per_s'] / ref_s['per_s']:.2f} (goal >= 0.8)"
             )
-    stages = ", ".join(f"{k} {v:.1f}" for k, v in raw["reference_stages_ms"].items())
-    print(f"\nin-process detect-and-embed, ms per photo: {stages}")
+    if ref_s:
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in raw["reference_stages_ms"].items())
+        print(f"\nin-process detect-and-embed, ms per photo: {stages}")
     floor = svc["grpc_floor_c1"]["p50_ms"]
     print(
         f"embedder service p50 {e1['p50_ms']:.2f} ms = raw onnxruntime {r1['p50_ms']:.2f} ms + "

@@ -109,6 +109,51 @@ async def test_micro_batcher_hands_a_failure_to_every_caller_and_keeps_going():
     await b.close()
 
 
+async def test_direct_micro_batcher_runs_a_lone_item_in_the_callers_task_and_batches_the_rest():
+    """``direct=True``: an item on an idle batcher runs in its caller's own
+    task; items that arrive together, or while it runs, go in one batch;
+    under that load items are batched, never run directly; a failure of a
+    direct run reaches its caller and the batcher keeps going."""
+    seen: list[tuple[list[int], asyncio.Task | None]] = []
+    gate = asyncio.Event()
+
+    async def double(items: list[int]) -> list[int]:
+        seen.append((list(items), asyncio.current_task()))
+        if items == [0]:
+            await gate.wait()
+        if -1 in items:
+            raise errors.InvalidArgument("negative")
+        return [2 * i for i in items]
+
+    m = Metrics.create()
+    b = MicroBatcher(double, name="d", max_batch=64, max_wait_s=0.005, metrics=m, direct=True)
+    first = asyncio.create_task(b.submit(0))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert seen == [([0], first)]  # started at once, in the caller's task
+    rest = [asyncio.create_task(b.submit(i)) for i in range(1, 6)]
+    await asyncio.sleep(0.01)
+    assert len(seen) == 1  # the others wait for the running one
+    gate.set()
+    assert await first == 0 and [await t for t in rest] == [2, 4, 6, 8, 10]
+    assert [items for items, _ in seen] == [[0], [1, 2, 3, 4, 5]]
+    assert seen[1][1] not in (first, *rest)  # the batch ran in the batcher's worker
+    # The last batch held 5: the next lone item is batched (the worker), not direct.
+    assert await b.submit(7) == 14 and seen[-1][1] is not asyncio.current_task()
+    # Idle again after a batch of one: direct, in this very task.
+    assert await b.submit(8) == 16 and seen[-1][1] is asyncio.current_task()
+    with pytest.raises(errors.InvalidArgument):
+        await b.submit(-1)
+    assert await b.submit(9) == 18
+    # Two at once on an idle batcher: one batch of both.
+    assert await asyncio.gather(b.submit(20), b.submit(21)) == [40, 42]
+    assert sorted(seen[-1][0]) == [20, 21]
+    assert m.registry.get_sample_value("tanu_batch_size_sum", {"batcher": "d"}) == 12
+    await b.close()
+    with pytest.raises(errors.Unavailable):
+        await b.submit(1)
+
+
 @pytest.mark.parametrize("kind", ["flat", "fp16"])
 def test_index_applies_events_idempotently_and_never_revives_a_deleted_template(kind):
     idx = PartitionIndex(128, "l2", kind)

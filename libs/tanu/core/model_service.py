@@ -2,8 +2,9 @@
 per tenant (``tanu.core.fairqueue``: at most ``TANU_MODEL_MAX_PIXELS_IN_FLIGHT``
 image pixels worked on at once), one thread that runs the model
 (onnxruntime parallelises inside it), one beside it for decoding and
-pre-processing, a micro-batcher in front of the model, and one NATS subject
-(queue group) plus one gRPC service."""
+pre-processing, a micro-batcher in front of the model (a lone request on an
+idle model runs in its own task, ``MicroBatcher(direct=True)``), and one NATS
+subject (queue group) plus one gRPC service."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ class ModelService(ServiceBase):
         self.admission = FairQueue(self.name, onnx.max_pixels_in_flight, onnx.max_queued_per_tenant)
         self.batcher = MicroBatcher(
             self._batch, name=self.name, max_batch=onnx.batch_max, max_wait_s=onnx.batch_wait_ms / 1000,
-            metrics=self.metrics,
+            metrics=self.metrics, direct=True,
         )  # fmt: skip
 
     async def _batch(self, items: list[Any]) -> Sequence[Any]:

@@ -5,6 +5,7 @@ then graceful shutdown on SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Mapping
@@ -51,6 +52,11 @@ def main(
             # e.g. a model file missing or failing its checksum (ModelError)
             log.error("start_failed", reason=str(exc))
             return 1
+        # What start-up built (modules, models, servers) lives as long as the
+        # process: out of the collector's sight, so that a full collection
+        # does not walk it again and again while requests wait.
+        gc.collect()
+        gc.freeze()
         log.info("ready", grpc_port=service.port, metrics_port=metrics_port)
         stop = asyncio.create_task(run_until_signal(service.stop))
         failed = getattr(service, "failed", None)

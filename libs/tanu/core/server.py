@@ -74,16 +74,28 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         # Plaintext server: a token from another machine crossed the network
         # in clear; refuse it before any work (tls.refuses_plaintext_tokens).
         self._refuse_plaintext_tokens = refuse_plaintext_tokens
+        # Per registered method: its handler and the wrapped one, built once
+        # (not per call; only methods the server has a handler for).
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(self, continuation, handler_call_details):
         handler = await continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler
-        method = handler_call_details.method.rsplit("/", 1)[-1][:64]
+        known = self._wrapped.get(handler_call_details.method)
+        if known is None or known[0] is not handler:
+            known = (handler, self._wrap(handler_call_details.method, handler))
+            self._wrapped[handler_call_details.method] = known
+        return known[1]
+
+    def _wrap(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        method = full_method.rsplit("/", 1)[-1][:64]
         inner = handler.unary_unary
         own_refusal = getattr(inner, "accepts_malformed", False)
         service, metrics = self._service, self._metrics
         refuse_plaintext = self._refuse_plaintext_tokens
+        duration = metrics.rpc_duration.labels(service, method)
+        counted: dict[grpc.StatusCode, object] = {}  # the counter of each status code
 
         async def wrapped(request, context: grpc.aio.ServicerContext):
             md = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
@@ -119,8 +131,13 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
                 log.exception("rpc_failed", method=method)
                 await context.abort(grpc.StatusCode.INTERNAL, f"internal error (request id {rid})")
             finally:
-                metrics.rpc_requests.labels(service, method, code.name).inc()
-                metrics.rpc_duration.labels(service, method).observe(time.perf_counter() - start)
+                counter = counted.get(code)
+                if counter is None:
+                    counter = counted[code] = metrics.rpc_requests.labels(
+                        service, method, code.name
+                    )
+                counter.inc()
+                duration.observe(time.perf_counter() - start)
                 logs.request_id_var.reset(token)
 
         return grpc.unary_unary_rpc_method_handler(

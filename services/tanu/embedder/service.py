@@ -54,7 +54,9 @@ class EmbedderService(ModelService):
         thread: a batch of one has nothing to overlap with, and two thread
         hops (to the model thread and back) cost more than the loop is
         blocked. Larger batches (under load), and every batch of a model
-        slower than ``INLINE_MAX_S`` a face, run on the model thread."""
+        slower than ``INLINE_MAX_S`` a face, run on the model thread; a lone
+        chip timed there again decides the next (one slow run, a stalled
+        machine, does not keep lone chips off the loop for good)."""
         if len(items) == 1 and self._last_batch <= 1 and self._inline_s <= INLINE_MAX_S:
             self._last_batch = 1
             start = time.perf_counter()
@@ -63,7 +65,11 @@ class EmbedderService(ModelService):
             self.metrics.inference_duration.labels(self._model).observe(self._inline_s)
             return out
         self._last_batch = len(items)
-        return await super()._batch(items)
+        start = time.perf_counter()
+        out = await super()._batch(items)
+        if len(items) == 1:
+            self._inline_s = time.perf_counter() - start
+        return out
 
     def _parse(self, req: embedder_pb2.EmbedRequest) -> list[np.ndarray]:
         """The request's chips as (side, side, 3) uint8 views, or InvalidArgument."""
