@@ -3,14 +3,8 @@ operations (``gateway.api.OPERATIONS``): how its request is built from the
 path, the query and the body, which operations it runs, and how their
 reply becomes the spec's body and status.
 
-A route's ``build`` checks everything the caller sent (a 400 names what is
-wrong) and returns the messages its ``run`` will need; ``run`` calls the
-Identity operations through ``invoke`` (the guard, synchronously, or as the
-caller authenticated earlier for an asynchronous task); ``render`` gives
-(HTTP status, JSON value; None for an empty 204). The same three serve a
-synchronous request and an asynchronous task, so both answer alike.
-
-The parts live beside this table: ``route`` (Route, Ctx, the shared parts),
+Each route's build / run / render is described in ``route``. The parts
+live beside this table: ``route`` (Route, Ctx, the shared parts),
 ``encounter_routes`` (persons, encounters, templates), ``search_routes``
 (identify, verify, galleries).
 """
