@@ -41,6 +41,11 @@ async def test_a_flood_is_refused_at_once_and_refused_enrolments_leave_nothing(s
     assert len(accepted) + len(refused) == FLOOD, [r for r in replies if isinstance(r, Exception)]
     assert accepted and refused
     assert "retry later" in replies[refused[0]].details()
+    # Operators see the refusals on the store's metrics, one per refusal.
+    counted = c.store.metrics.registry.get_sample_value(
+        "tanu_store_refused_total", {"reason": "overloaded"}
+    )
+    assert counted == len(refused)
     assert errors.ResourceExhausted("x").http_status == 429  # the REST answer
     db = c.store.db
     for i in accepted:

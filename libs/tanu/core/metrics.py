@@ -57,6 +57,7 @@ class Metrics:
     outbox_pending: Gauge
     events_published: Counter
     relay_errors: Counter
+    store_refused: Counter
     relay_dead_letters: Counter
     relay_dead_letters_held: Gauge
     match_score: Histogram
@@ -147,6 +148,13 @@ class Metrics:
             events_published=Counter(
                 "tanu_events_published_total",
                 "Outbox events published to JetStream.",
+                registry=r,
+            ),
+            store_refused=Counter(
+                "tanu_store_refused_total",
+                "Writes the store refused before writing anything, by reason (overloaded: its "
+                "database queue was full, TANU_STORE_MAX_QUEUE).",
+                ["reason"],
                 registry=r,
             ),
             relay_errors=Counter(

@@ -48,6 +48,7 @@ class HandlerCore:
         (more than it serves within the bus deadline); erasures, reads and
         the relay's own jobs are never refused."""
         if self.max_queue and self.db.queued >= self.max_queue:
+            self.metrics.store_refused.labels("overloaded").inc()
             self._refused += 1
             now = time.monotonic()
             if now - self._refused_logged >= 1.0:  # one line a second, not one per refusal
