@@ -39,10 +39,13 @@ async def test_bad_templates_are_refused_and_the_gateway_keeps_serving(cluster):
     nan[3] = np.nan
     inf = good.copy()
     inf[100] = np.inf
+    huge = good.copy()
+    huge[7] = -3.4e38  # finite, but past any template (and the fp16 index)
     cases = [
         (sample(unit_vectors(1, dim=127)[0]), "dimension 127", "128"),
         (sample(nan), "NaN or infinity", "index 3"),
         (sample(inf), "NaN or infinity", "index 100"),
+        (sample(huge), "beyond ±65504", "index 7"),
         (raw(b""), "empty"),
         (raw(b"\x00" * 513), "513 bytes"),
         (common_pb2.BiometricSample(), "sample is empty"),

@@ -115,6 +115,9 @@ async def test_import_refuses_hostile_rows_and_every_good_row_is_searchable(clus
     hostile(["NAN-1", "1980-01-01", "form", "", ""], nan, "nan_vector")
     hostile(["INF-1", "1980-01-01", "form", "", ""], inf, "nan_vector")
     hostile(["ZERO-1", "1980-01-01", "form", "", ""], np.zeros(DIM, np.float32), "zero_vector")
+    huge = np.full(DIM, 0.01, np.float32)
+    huge[3] = 1e20  # finite, but past any template (and the fp16 index)
+    hostile(["HUGE-1", "1980-01-01", "form", "", ""], huge, "big_vector")
     hostile(
         ["NAT-000003", "1980-01-01", "form", "", ""], None, "duplicate_id"
     )  # an earlier row's id

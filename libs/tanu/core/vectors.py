@@ -10,6 +10,11 @@ from tanu.core.config import Layout
 from tanu.v1 import common_pb2
 
 F32 = np.dtype("<f4")
+# The largest magnitude a template value may have: the largest half, so that
+# every template fits the fp16 index exactly as a number (no infinity), and
+# squares and doubled products stay far inside float32. Face templates are
+# small numbers (the dlib model's are within ±1).
+MAX_ABS_VALUE = 65504.0
 # The contracts' Metric of each metric name (config.METRICS).
 METRIC_PROTO = {"l2": common_pb2.METRIC_L2, "cosine": common_pb2.METRIC_COSINE}
 
@@ -59,6 +64,12 @@ def parse_template(
     if not finite.all():
         bad = int(np.argmin(finite[0]))
         raise errors.InvalidArgument(f"{field} contains NaN or infinity (first at index {bad})")
+    big = np.abs(vec[0]) > MAX_ABS_VALUE
+    if big.any():
+        raise errors.InvalidArgument(
+            f"{field} has a value beyond ±{MAX_ABS_VALUE:g} (first at index {int(np.argmax(big))}); "
+            "template values are small numbers"
+        )
     if layout.metric == "cosine":
         if not np.any(vec):
             raise errors.InvalidArgument(f"{field} is all zeros and has no direction")

@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 
 from tanu.clients.store import StoreClient
-from tanu.core import bus, errors, ids
+from tanu.core import bus, errors, ids, vectors
 from tanu.core.config import Layout
 from tanu.policy.subjects import RELATIONSHIPS, is_minor, parse_dob
 from tanu.v1 import common_pb2, store_pb2
@@ -66,6 +66,7 @@ REASONS = {
     "bad_dob": "date of birth not a YYYY-MM-DD calendar date, in the future or before 1880",
     "nan_vector": "template holds NaN or infinity",
     "zero_vector": "template is all zeros (no direction)",
+    "big_vector": "template has a value beyond ±65504 (tanu.core.vectors.MAX_ABS_VALUE)",
     "bad_template": "template refused by the store (model, dimension)",
     "consent": "no evidence reference, a minor without a guardian, or a guardian not enrolled",
     "duplicate_id": "subject id already enrolled, or earlier in the input",
@@ -214,13 +215,17 @@ def _printable(text: str) -> bool:
 
 
 def check_vectors(block: np.ndarray, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """(refusal code per row: 0 ok, 1 non-finite, 2 zero; the float32 rows,
-    normalised for the cosine metric), vectorised over the block."""
+    """(refusal code per row: 0 ok, 1 non-finite, 2 zero, 3 a value past
+    ``vectors.MAX_ABS_VALUE``; the float32 rows, normalised for the cosine
+    metric), vectorised over the block."""
     v = np.array(block, dtype=np.float32)  # a copy: the input may be a read-only map
     code = np.zeros(len(v), np.int8)
     finite = np.isfinite(v).all(axis=1)
     code[~finite] = 1
     v[~finite] = 0
+    big = (np.abs(v) > vectors.MAX_ABS_VALUE).any(axis=1)
+    code[big] = 3
+    v[big] = 0
     norms = np.linalg.norm(v, axis=1)
     code[(code == 0) & (norms == 0)] = 2
     if metric == "cosine":
@@ -305,7 +310,7 @@ def _batches(opts: Options, cp: Checkpoint, arr: np.ndarray):
                 continue
             why, consent = check_row(row, guardians, width)
             if not why and code[i]:
-                why = "nan_vector" if code[i] == 1 else "zero_vector"
+                why = ("nan_vector", "zero_vector", "big_vector")[code[i] - 1]
             if why:
                 refused[i] = why
                 continue
