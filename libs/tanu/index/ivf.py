@@ -73,14 +73,14 @@ class IvfSearch:
         p, found = self._map.positions(cand[valid])
         pos[valid] = np.where(found, p, -1)
         valid = pos >= 0
-        vecs = np.zeros((*cand.shape, self.dimension), dtype=np.float32)
         if valid.any():
-            # Gathered from the stored codes and widened here: FAISS's
-            # reconstruct_batch costs about 4 µs a vector.
-            rows = self._gallery()[pos[valid]]
-            wide = np.empty(rows.shape, np.float32)
-            kernel.widen(rows, wide, self._halves_finite)
-            vecs[valid] = wide
+            # Every candidate's stored halves, gathered and widened straight
+            # into place (FAISS's reconstruct_batch costs about 4 µs a
+            # vector); a missing one reads row 0 and is ranked out below.
+            vecs = np.empty((*cand.shape, self.dimension), dtype=np.float32)
+            kernel.widen(self._gallery()[np.maximum(pos, 0)], vecs, self._halves_finite)
+        else:
+            vecs = np.zeros((*cand.shape, self.dimension), dtype=np.float32)
         if self.metric == "cosine":
             exact = np.einsum("nkd,nd->nk", vecs, q)
             exact[~valid] = -np.inf
