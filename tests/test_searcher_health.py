@@ -28,6 +28,12 @@ PROCESS_RESTARTS = 2
 RESTARTS = 300
 
 
+def one_query() -> searcher_pb2.SearchRequest:
+    """A search of one (zero) query for the best candidate."""
+    return searcher_pb2.SearchRequest(queries=np.zeros(DIM, "<f4").tobytes(), count=1, top_k=1,
+                                      model_id="dlib-resnet-v1")  # fmt: skip
+
+
 async def _serving(port: int, proc, timeout: float = 60.0) -> None:
     """Asks the process's health as fast as it answers until SERVING."""
     end = asyncio.get_running_loop().time() + timeout
@@ -51,8 +57,7 @@ async def test_serving_means_answering_over_nats_from_the_first_moment(nats_serv
     await cluster.start_store()  # it makes the event stream and the cluster's layout
     nc = await bus.connect(nats_url_as(env, "gateway"), "gw")
     client = SearchClient(nc, 5)
-    req = searcher_pb2.SearchRequest(queries=np.zeros(DIM, "<f4").tobytes(), count=1, top_k=1,
-                                     model_id="dlib-resnet-v1")  # fmt: skip
+    req = one_query()
     try:
         for _ in range(PROCESS_RESTARTS):
             port = free_port()
@@ -78,8 +83,7 @@ async def test_serving_means_answering_after_every_one_of_many_restarts(nats_ser
     await cluster.start_store()
     nc = await bus.connect(nats_url_as(cluster.env, "gateway"), "gw")
     client = SearchClient(nc, 5)
-    req = searcher_pb2.SearchRequest(queries=np.zeros(DIM, "<f4").tobytes(), count=1, top_k=1,
-                                     model_id="dlib-resnet-v1")  # fmt: skip
+    req = one_query()
     unanswered: list[str] = []
     try:
         for _ in range(RESTARTS):
@@ -114,8 +118,7 @@ async def test_a_search_that_nobody_answered_is_asked_once_more(nats_server, tmp
     nc = await bus.connect(nats_url_as(cluster.env, "gateway"), "gw")
     metrics = Metrics.create()
     client = SearchClient(nc, 5, metrics, retry_pause_s=8)  # ample time to start one
-    req = searcher_pb2.SearchRequest(queries=np.zeros(DIM, "<f4").tobytes(), count=1, top_k=1,
-                                     model_id="dlib-resnet-v1")  # fmt: skip
+    req = one_query()
 
     def attempts() -> float:
         return (
