@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from tanu.v1 import store_pb2
+
 from . import signing
 
 GENESIS = "0" * 64
@@ -87,6 +89,21 @@ def sign_checkpoint(key: Ed25519PrivateKey, seq: int, hash_: str, ts_ms: int) ->
         signing.key_id(key.public_key()),
         key.sign(checkpoint_message(seq, hash_, ts_ms)),
     )
+
+
+def subject_entries(
+    own: store_pb2.AuditRecord, uses: Iterable[tuple[str, str]], detail: str
+) -> list[store_pb2.AuditRecord]:
+    """One entry per further subject a request used (subject id, result),
+    with the request's own entry's time, caller, operation and purpose, and
+    ``detail`` (a detail JSON) each."""
+    return [
+        store_pb2.AuditRecord(
+            at_ms=own.at_ms, tenant=own.tenant, client=own.client, operation=own.operation,
+            purpose=own.purpose, subject_id=sid, result=res, detail_json=detail,
+        )
+        for sid, res in uses
+    ]  # fmt: skip
 
 
 def detail_json(detail: dict | None) -> str:

@@ -231,14 +231,7 @@ class Guard:
         """Appends a request's audit entries (one, plus one per further
         subject it used) and waits until the store holds them."""
         own, each = self._own_record(principal, operation, purpose, subject_id, result, detail)
-        recs = [own] + [
-            store_pb2.AuditRecord(
-                at_ms=own.at_ms, tenant=own.tenant, client=own.client, operation=operation,
-                purpose=purpose, subject_id=sid, result=res, detail_json=each,
-            )
-            for sid, res in extra
-        ]  # fmt: skip
-        return await self._audit.submit(recs)
+        return await self._audit.submit([own, *audit.subject_entries(own, extra, each)])
 
     async def _record_failures(
         self, peer: str, operation: str, reason: str, count: int, interval_s: float

@@ -75,13 +75,6 @@ def _entries(a: store_pb2.ScreenedAudit, usable: list[bool]) -> list[store_pb2.A
         raise errors.InvalidArgument("an audit record's detail_json is not a JSON object")
     detail.update(candidates=n, withheld=len(usable) - n)
     own.detail_json = audit.detail_json(detail)
-    r = a.record
     named = [*a.further, *(u for u, ok in zip(a.uses, usable, strict=True) if ok)]
-    return [own] + [
-        store_pb2.AuditRecord(
-            at_ms=r.at_ms, tenant=r.tenant, client=r.client, operation=r.operation,
-            purpose=r.purpose, subject_id=u.subject_id, result=u.result,
-            detail_json=a.use_detail_json,
-        )
-        for u in named
-    ]  # fmt: skip
+    return [own, *audit.subject_entries(a.record, ((u.subject_id, u.result) for u in named),
+                                        a.use_detail_json)]  # fmt: skip
