@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from .natsd import NatsServer, free_port, port_in_use
+from .natsd import NatsServer, bindable, free_port, port_in_use
 from .restarts import RestartBudget
 
 STATE_FILE = "cluster.json"
@@ -63,6 +63,16 @@ def choose_port(wanted: int, what: str, say) -> int:
     if wanted:
         say(f"port {wanted} for {what} is taken; using {port} instead")
     return port
+
+
+def last_lines(log: Path, count: int = 8) -> str:
+    """The end of a service's log, indented, to show why it stopped (a
+    service's log holds no templates, tokens or keys)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()[-count:]
+    except OSError:
+        return ""
+    return "".join(f"\n    {line[:300]}" for line in lines)
 
 
 def health_status(address: str, timeout: float = 1.0, service: str = "") -> str:
@@ -151,15 +161,54 @@ class LocalCluster:
             procs.append(Proc(name, f"tanu.{name}", free_port(), free_port(), env))
         gw = choose_port(self.gateway_port, "the gateway", self.say)
         self.rest_port = choose_port(self.rest_port or 0, "the REST facade", self.say)
-        procs.append(Proc("gateway", "tanu.gateway", gw, free_port(),
-                          {**common, "TANU_REST_PORT": str(self.rest_port)}))  # fmt: skip
-        for proc in procs:
-            proc.env.update(
-                TANU_GRPC_PORT=str(proc.grpc_port), TANU_METRICS_PORT=str(proc.metrics_port)
-            )
+        procs.append(Proc("gateway", "tanu.gateway", gw, free_port(), dict(common)))
         return procs
 
+    def _claim_ports(self, proc: Proc) -> None:
+        """Fresh ports for those of ``proc``'s that another socket has taken
+        since they were chosen (an outgoing connection's ephemeral port
+        comes from the same range as a free port), saying so."""
+        for attr, what in (("grpc_port", "gRPC"), ("metrics_port", "metrics")):
+            port = getattr(proc, attr)
+            if not bindable(port):
+                setattr(proc, attr, free_port())
+                self.say(
+                    f"port {port} for {proc.name} {what} is taken; using {getattr(proc, attr)}"
+                )
+        proc.env.update(
+            TANU_GRPC_PORT=str(proc.grpc_port), TANU_METRICS_PORT=str(proc.metrics_port)
+        )
+        if proc.module == "tanu.gateway":
+            if not bindable(self.rest_port):
+                port, self.rest_port = self.rest_port, free_port()
+                self.say(f"port {port} for the REST facade is taken; using {self.rest_port}")
+            proc.env["TANU_REST_PORT"] = str(self.rest_port)
+
+    def _lost_port(self, proc: Proc) -> bool:
+        """Whether ``proc``, which has exited, could not have listened on
+        its ports: another socket holds one of them now."""
+        ports = [proc.grpc_port, proc.metrics_port]
+        if proc.module == "tanu.gateway":
+            ports.append(self.rest_port)
+        return not all(bindable(port) for port in ports)
+
+    def _start_one(self, proc: Proc, attempts: int = 3) -> None:
+        """Starts ``proc`` and waits until it is SERVING. A start that
+        failed because another socket took one of its ports in the
+        meantime is tried again on fresh ports."""
+        for attempt in range(1, attempts + 1):
+            self._spawn(proc)
+            try:
+                self._wait_serving(proc, 60)
+                return
+            except RuntimeError:
+                child = self.running[proc.name]
+                if child.poll() is None or attempt == attempts or not self._lost_port(proc):
+                    raise
+                self.say(f"{proc.name} could not listen: a port was taken; starting it again")
+
     def _spawn(self, proc: Proc) -> None:
+        self._claim_ports(proc)
         logs = self.var / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         out = open(logs / f"{proc.name}.log", "ab")  # noqa: SIM115 - owned by the child
@@ -184,6 +233,7 @@ class LocalCluster:
             if child.poll() is not None:
                 raise RuntimeError(
                     f"{proc.name} exited with code {child.returncode}; see var/logs/{proc.name}.log"
+                    + last_lines(self.var / "logs" / f"{proc.name}.log")
                 )
             status = health_status(f"127.0.0.1:{proc.grpc_port}", 0.5)
             if status == "SERVING":
@@ -242,8 +292,7 @@ class LocalCluster:
         self.say(f"nats-server     {self.nats.url} (JetStream, data in {self.var / 'nats'})")
         self.procs = self._plan(self.nats.url)
         for proc in self.procs:
-            self._spawn(proc)
-            self._wait_serving(proc, 60)
+            self._start_one(proc)
             self.say(
                 f"{proc.name:<15} SERVING  grpc 127.0.0.1:{proc.grpc_port}  metrics :{proc.metrics_port}"
             )

@@ -44,6 +44,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def bindable(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a server could listen on ``port`` now (as gRPC and the
+    metrics server bind it, with SO_REUSEADDR). A port chosen by
+    :func:`free_port` stays free only until something else takes it: an
+    outgoing connection's ephemeral port comes from the same range."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
 def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
