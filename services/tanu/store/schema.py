@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tanu.core import errors
+from tanu.core import errors, logs
 from tanu.core.config import Layout
 
 T = TypeVar("T")
@@ -151,6 +151,14 @@ ADDED_COLUMNS = (
 )
 
 
+log = logs.get(__name__)
+
+# Seconds a connection to PostgreSQL may take to open.
+CONNECT_TIMEOUT_S = 5
+# The least time between two attempts to reconnect to PostgreSQL.
+RECONNECT_PAUSE_S = 0.5
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -200,6 +208,7 @@ class Database:
         DSN) on a thread of its own. A writer creates the tables and checks
         the recorded layout against ``self.layout``; a reader does neither."""
         self.target = str(target)
+        self._readonly = readonly
         self.is_postgres = is_postgres_target(self.target)
         self.dialect = postgres() if self.is_postgres else SQLITE
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-db")
@@ -214,7 +223,9 @@ class Database:
         if self.is_postgres:
             import psycopg
 
-            return psycopg.connect(self.target, autocommit=True)
+            # A bounded wait: an unreachable server fails a request, it
+            # does not hold the database thread for the OS's TCP timeout.
+            return psycopg.connect(self.target, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
         if readonly:
             uri = Path(self.target).resolve().as_uri() + "?mode=ro"
             return sqlite3.connect(uri, uri=True, check_same_thread=False)
@@ -288,12 +299,66 @@ class Database:
     queued: int = 0  # jobs waiting for or running on the database thread (``run``)
 
     async def run(self, fn: Callable[..., T], *args) -> T:
-        """Runs ``fn(*args)`` on the database thread."""
+        """Runs ``fn(*args)`` on the database thread, on a live connection
+        (``_on_live_connection``)."""
         self.queued += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._executor, self._on_live_connection, fn, args
+            )
         finally:
             self.queued -= 1
+
+    reconnects: int = 0  # connections to PostgreSQL opened again after one was lost
+    _last_connect_attempt = 0.0
+
+    def _lost(self) -> bool:
+        conn = self._conn
+        return self.is_postgres and (conn.closed or getattr(conn, "broken", False))
+
+    def _on_live_connection(self, fn: Callable[..., T], args: tuple) -> T:
+        """``fn(*args)``, reconnecting first when PostgreSQL dropped the
+        connection (a restart, a failover, an idle timeout, a network cut).
+        A request the loss interrupted is refused as UNAVAILABLE: its
+        transaction was rolled back, or, lost during COMMIT, its outcome is
+        unknown; a retry with the same idempotency key is safe either way."""
+        if self._lost():
+            self._reconnect()
+        try:
+            return fn(*args)
+        except Exception:
+            if not self._lost():
+                raise
+            self._in_tx = False
+            log.warning("database_connection_lost", database=self.describe())
+            try:
+                self._reconnect()
+            except errors.Unavailable:
+                pass  # the next request tries again
+            raise errors.Unavailable(
+                "the store lost its database connection during the request: it was not "
+                "applied, or (lost while committing) its outcome is unknown; retry it with "
+                "the same idempotency key"
+            ) from None
+
+    def _reconnect(self) -> None:
+        """A new connection in place of the lost one (at most one attempt
+        per RECONNECT_PAUSE_S, so a server that is down is not hammered)."""
+        now = time.monotonic()
+        if now - self._last_connect_attempt < RECONNECT_PAUSE_S:
+            raise errors.Unavailable(f"the store's database {self.describe()} is unreachable")
+        self._last_connect_attempt = now
+        try:
+            conn = self._connect(self._readonly)
+        except Exception as exc:  # noqa: BLE001 - psycopg's connection errors
+            log.warning("database_unreachable", database=self.describe(), error=type(exc).__name__)
+            raise errors.Unavailable(
+                f"the store's database {self.describe()} is unreachable"
+            ) from None
+        self._conn = conn
+        self._in_tx = False
+        self.reconnects += 1
+        log.info("database_reconnected", database=self.describe(), reconnects=self.reconnects)
 
     def close(self) -> None:
         self._executor.submit(self._conn.close).result()
