@@ -34,6 +34,14 @@ class StoreClient(BusClient):
     republish = Operation(
         "republish", store_pb2.RepublishRequest, store_pb2.RepublishResponse, "Republish"
     )
+    list_dead_letters = Operation(
+        "deadletters.list", store_pb2.ListDeadLettersRequest, store_pb2.ListDeadLettersResponse,
+        "ListDeadLetters",
+    )  # fmt: skip
+    requeue_dead_letters = Operation(
+        "deadletters.requeue", store_pb2.RequeueDeadLettersRequest,
+        store_pb2.RequeueDeadLettersResponse, "RequeueDeadLetters",
+    )  # fmt: skip
     status = Operation("status", store_pb2.StatusRequest, store_pb2.StatusResponse, "Status")
     record_verification = Operation(
         "verification", store_pb2.VerificationOutcome, store_pb2.SubjectStatus, "RecordVerification"

@@ -124,8 +124,15 @@ async def connect(
         if bad and not refused.done():
             refused.set_result(exc)
 
+    client: list = []  # the client once connected
+
     async def on_disconnect() -> None:
-        log.warning("nats_disconnected")
+        # A close asked for (a service stopping, a CLI done) is no warning;
+        # nats-py marks the client closed before it calls back.
+        if client and client[0].is_closed:
+            log.debug("nats_closed")
+        else:
+            log.warning("nats_disconnected")
         if on_state:
             await on_state(False)
 
@@ -155,7 +162,8 @@ async def connect(
     # forever; a service given a wrong URL or credentials must fail, not hang.
     await asyncio.wait({attempt, refused}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
     if attempt.done() and attempt.exception() is None:
-        return attempt.result()
+        client.append(attempt.result())
+        return client[0]
     attempt.cancel()
     if refused.done():
         why = refused.result()

@@ -57,6 +57,7 @@ TEST = "test"
 OPERATOR_STORE_OPS = (
     "keys.rewrap", "layout.migrate", "templates.list",  # rotation, rebalance
     "digest", "republish",  # tanu reconcile (and the rebalance's check)
+    "deadletters.list", "deadletters.requeue",  # tanu deadletters
     "put",  # enrolment without de-duplication: bulk loads by the operator only
     "put.batch",  # the same, many subjects a transaction (tanu gallery import)
 )  # fmt: skip

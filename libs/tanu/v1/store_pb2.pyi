@@ -207,6 +207,60 @@ class RepublishResponse(_message.Message):
     outbox_oldest_seq: int
     def __init__(self, subjects: _Optional[int] = ..., templates: _Optional[int] = ..., removed: _Optional[int] = ..., refused: _Optional[int] = ..., outbox_last_seq: _Optional[int] = ..., outbox_oldest_seq: _Optional[int] = ...) -> None: ...
 
+class ListDeadLettersRequest(_message.Message):
+    __slots__ = ("limit",)
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    limit: int
+    def __init__(self, limit: _Optional[int] = ...) -> None: ...
+
+class DeadLetter(_message.Message):
+    __slots__ = ("seq", "event_id", "subject", "kind", "reason", "created_at_ms", "dead_at_ms")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    EVENT_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    DEAD_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    event_id: str
+    subject: str
+    kind: TemplateEvent.Kind
+    reason: str
+    created_at_ms: int
+    dead_at_ms: int
+    def __init__(self, seq: _Optional[int] = ..., event_id: _Optional[str] = ..., subject: _Optional[str] = ..., kind: _Optional[_Union[TemplateEvent.Kind, str]] = ..., reason: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., dead_at_ms: _Optional[int] = ...) -> None: ...
+
+class ListDeadLettersResponse(_message.Message):
+    __slots__ = ("letters", "total")
+    LETTERS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    letters: _containers.RepeatedCompositeFieldContainer[DeadLetter]
+    total: int
+    def __init__(self, letters: _Optional[_Iterable[_Union[DeadLetter, _Mapping]]] = ..., total: _Optional[int] = ...) -> None: ...
+
+class RequeueDeadLettersRequest(_message.Message):
+    __slots__ = ("seqs", "all")
+    SEQS_FIELD_NUMBER: _ClassVar[int]
+    ALL_FIELD_NUMBER: _ClassVar[int]
+    seqs: _containers.RepeatedScalarFieldContainer[int]
+    all: bool
+    def __init__(self, seqs: _Optional[_Iterable[int]] = ..., all: _Optional[bool] = ...) -> None: ...
+
+class RequeueDeadLettersResponse(_message.Message):
+    __slots__ = ("requeued", "subjects", "templates", "removals", "dropped")
+    REQUEUED_FIELD_NUMBER: _ClassVar[int]
+    SUBJECTS_FIELD_NUMBER: _ClassVar[int]
+    TEMPLATES_FIELD_NUMBER: _ClassVar[int]
+    REMOVALS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    requeued: int
+    subjects: int
+    templates: int
+    removals: int
+    dropped: int
+    def __init__(self, requeued: _Optional[int] = ..., subjects: _Optional[int] = ..., templates: _Optional[int] = ..., removals: _Optional[int] = ..., dropped: _Optional[int] = ...) -> None: ...
+
 class AuditRecord(_message.Message):
     __slots__ = ("at_ms", "tenant", "client", "operation", "purpose", "subject_id", "result", "detail_json")
     AT_MS_FIELD_NUMBER: _ClassVar[int]

@@ -82,6 +82,16 @@ class StoreStub:
                 request_serializer=tanu_dot_v1_dot_store__pb2.RepublishRequest.SerializeToString,
                 response_deserializer=tanu_dot_v1_dot_store__pb2.RepublishResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/tanu.v1.Store/ListDeadLetters',
+                request_serializer=tanu_dot_v1_dot_store__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.RequeueDeadLetters = channel.unary_unary(
+                '/tanu.v1.Store/RequeueDeadLetters',
+                request_serializer=tanu_dot_v1_dot_store__pb2.RequeueDeadLettersRequest.SerializeToString,
+                response_deserializer=tanu_dot_v1_dot_store__pb2.RequeueDeadLettersResponse.FromString,
+                _registered_method=True)
         self.Status = channel.unary_unary(
                 '/tanu.v1.Store/Status',
                 request_serializer=tanu_dot_v1_dot_store__pb2.StatusRequest.SerializeToString,
@@ -274,6 +284,21 @@ class StoreServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Republish(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """Template events the relay set aside because JetStream refused them for
+        good (tanu deadletters list), and their requeueing once the cause is
+        fixed (tanu deadletters requeue): operator only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RequeueDeadLetters(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -491,6 +516,16 @@ def add_StoreServicer_to_server(servicer, server):
                     servicer.Republish,
                     request_deserializer=tanu_dot_v1_dot_store__pb2.RepublishRequest.FromString,
                     response_serializer=tanu_dot_v1_dot_store__pb2.RepublishResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'RequeueDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequeueDeadLetters,
+                    request_deserializer=tanu_dot_v1_dot_store__pb2.RequeueDeadLettersRequest.FromString,
+                    response_serializer=tanu_dot_v1_dot_store__pb2.RequeueDeadLettersResponse.SerializeToString,
             ),
             'Status': grpc.unary_unary_rpc_method_handler(
                     servicer.Status,
@@ -861,6 +896,60 @@ class Store:
             '/tanu.v1.Store/Republish',
             tanu_dot_v1_dot_store__pb2.RepublishRequest.SerializeToString,
             tanu_dot_v1_dot_store__pb2.RepublishResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/ListDeadLetters',
+            tanu_dot_v1_dot_store__pb2.ListDeadLettersRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequeueDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tanu.v1.Store/RequeueDeadLetters',
+            tanu_dot_v1_dot_store__pb2.RequeueDeadLettersRequest.SerializeToString,
+            tanu_dot_v1_dot_store__pb2.RequeueDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

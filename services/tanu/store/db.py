@@ -21,6 +21,8 @@ bases say what depends on what:
 - ``migrations.LayoutMigration``: template ids by subject, re-partitioning
 - ``erasures.Erasures`` (Outbox, AuditLog): erasure records, their signed receipts
 - ``digests.Digests`` (SubjectStatus, Outbox): reconciliation digests, re-publishing
+- ``dead_letters.DeadLetters`` (Outbox, Encounters): set-aside events listed,
+  requeued from what the store holds, dropped on erasure
 - ``cases.Cases`` (Subjects): the adjudication queue
 - ``dedup.Dedup`` (Cases): enrolment de-duplicated under a lock, in the store
   (``window.RecentWindow``: the window's opened templates, synced with the database)
@@ -48,6 +50,7 @@ from tanu.policy.lockout import Lockout
 
 from .audit_log import AuditLog
 from .datakeys import DataKeys
+from .dead_letters import DeadLetters
 from .dedup import Dedup
 from .digests import Digests
 from .encounters import Encounters
@@ -77,6 +80,7 @@ class Store(
     LayoutMigration,
     Digests,
     SubjectStatus,
+    DeadLetters,
     Outbox,
     DataKeys,
     AuditLog,

@@ -166,6 +166,9 @@ CREATE UNIQUE INDEX IF NOT EXISTS templates_by_encounter ON templates(subject_id
                     (eid, ts))  # fmt: skip
         self._x("DELETE FROM outbox WHERE subject_id = ? AND kind IN (?, ?)",
                 (subject_id, *TRACKED))  # fmt: skip
+        # Set-aside events may carry the dropped templates: gone too (the
+        # kept ones are queued again below; ``tanu.store.dead_letters``).
+        dead = self._drop_dead_letters(subject_id)
         for tid in template_ids:
             self._x("DELETE FROM template_galleries WHERE template_id = ?", (tid,))
             self._x("DELETE FROM templates WHERE template_id = ?", (tid,))
@@ -175,7 +178,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS templates_by_encounter ON templates(subject_id
             template_ids=list(template_ids), model_id=self.layout.model_id, occurred_at_ms=ts,
         ))  # fmt: skip
         self._requeue_kept(subject_id, partition, ts)
-        return {"stream_seqs": seqs, "unpublished": len(pending), "removal_event_id": event_id}
+        return {"stream_seqs": seqs, "unpublished": len(pending), "removal_event_id": event_id,
+                "dead_letters": dead}  # fmt: skip
 
     def _requeue_kept(self, subject_id: str, partition: int, ts: int) -> int:
         """Fresh ADDED events for every template the subject holds (with
@@ -345,6 +349,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS templates_by_encounter ON templates(subject_id
                 "partition": subject.partition, "partitions": int(parts),
                 "removal_event_id": dropped["removal_event_id"],
                 "unpublished_events": dropped["unpublished"],
+                "dead_letters": dropped["dead_letters"],
                 "store": {"encounter_id": encounter.encounter_id, "templates_removed": [tid],
                           "consents_removed": 0, "data_key_destroyed": None, "audit_seq": seq},
             }, seqs)  # fmt: skip

@@ -142,6 +142,7 @@ class Erasures(Outbox, AuditLog):
                                  "removal_event_id": record["removal_event_id"],
                                  "removal_event_published": published,
                                  "unpublished_events_dropped": record.get("unpublished_events", 0),
+                                 "dead_letters_dropped": record.get("dead_letters", 0),
                                  "stream_deletions_pending": in_flight},
                 "searchers": reps, "index_removed": index_removed, "complete": complete,
                 "snapshots_purged": purged,

@@ -78,6 +78,24 @@ class StoreHandlers(EnrolHandlers):
         log.info("events_republished", subjects=reply.subjects, removed=reply.removed)
         return reply
 
+    async def list_dead_letters(
+        self, req: store_pb2.ListDeadLettersRequest
+    ) -> store_pb2.ListDeadLettersResponse:
+        """The template events the relay set aside (operator only)."""
+        return await self.db.run(self.db.list_dead_letters, req.limit)
+
+    async def requeue_dead_letters(
+        self, req: store_pb2.RequeueDeadLettersRequest
+    ) -> store_pb2.RequeueDeadLettersResponse:
+        """Set-aside events queued again from what the store holds (operator only)."""
+        reply = await self.db.run(
+            self.db.requeue_dead_letters, list(req.seqs), req.all, "", "operator"
+        )
+        self._changed()
+        log.info("dead_letters_requeued", requeued=reply.requeued, subjects=reply.subjects,
+                 removals=reply.removals, dropped=reply.dropped)  # fmt: skip
+        return reply
+
     async def status(self, req: store_pb2.StatusRequest) -> store_pb2.StatusResponse:
         if len(req.subject_ids) > 1000:
             raise errors.InvalidArgument("at most 1000 subject ids per status request")

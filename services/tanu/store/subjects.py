@@ -240,6 +240,8 @@ class Subjects(SubjectStatus, Erasures):
             self._x(
                 "DELETE FROM outbox WHERE subject_id = ? AND kind IN (?, ?)", (subject_id, *TRACKED)
             )
+            # Set-aside events too (``tanu.store.dead_letters``): none can be requeued.
+            dead = self._drop_dead_letters(subject_id)
             for table in ("templates", "consents", "subject_keys", "subjects"):
                 self._x(f"DELETE FROM {table} WHERE subject_id = ?", (subject_id,))
             ts = now_ms()
@@ -274,6 +276,7 @@ class Subjects(SubjectStatus, Erasures):
                 "reason": reason[:200], "requested_by": {"tenant": tenant[:64], "client": client[:64]},
                 "partition": subject.partition, "partitions": int(parts),
                 "removal_event_id": event_id, "unpublished_events": unpublished,
+                "dead_letters": dead,
                 "store": {"templates_removed": template_ids, "consents_removed": consents,
                           "data_key_destroyed": {"data_key_id": key[0], "master_key_id": key[1]},
                           "audit_seq": seq},

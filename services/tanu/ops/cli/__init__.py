@@ -20,6 +20,7 @@
     tanu partitions rebalance --to P2 | finish | abort
     tanu receipt RECEIPT_ID --subject SUBJECT_ID [--json]   an erasure's latest signed receipt
     tanu reconcile [--repair]                store vs every searcher, by digest
+    tanu deadletters list | requeue (--all | SEQ ...)   events the relay set aside
     tanu cases list [--state open|decided|all] | show CASE_ID | decide CASE_ID duplicate|merge|distinct
 
 Every call to the gateway carries a token (``--token``, ``TANU_TOKEN``, or
@@ -34,7 +35,8 @@ Each command's arguments live beside its handler, in the module of its
 kind: ``cluster`` (up, status), ``enrolment`` (enroll), ``gallery``
 (import), ``eval`` (models,
 eval), ``identity`` (verify, identify, delete, subject, report, history),
-``receipt``, ``admin`` (audit, keys, tokens), ``partitions``, ``reconcile``, ``cases``
+``receipt``, ``admin`` (audit, keys, tokens), ``partitions``, ``reconcile``,
+``deadletters``, ``cases``
 (adjudication); ``client`` is what the
 verbs that call the cluster share.
 """
@@ -48,6 +50,7 @@ from . import (
     admin,
     cases,
     cluster,
+    deadletters,
     enrolment,
     eval,
     gallery,
@@ -57,11 +60,11 @@ from . import (
     reconcile,
 )  # fmt: skip
 
-__all__ = ["main", "parser"]
+__all__ = ["console", "main", "parser"]
 
 # In this order in ``tanu --help``.
 _COMMAND_MODULES = (cluster, enrolment, gallery, eval, identity, receipt, admin, partitions,
-                    reconcile, cases)  # fmt: skip
+                    reconcile, deadletters, cases)  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
@@ -81,3 +84,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     return args.run(args)
+
+
+def console() -> int:
+    """The ``tanu`` program: ``main`` with the library's own log lines (a
+    NATS reconnect, a retry) as JSON on stderr, warnings and worse, subject
+    ids pseudonymised, so stdout carries only the command's output
+    (``--json`` stays parseable)."""
+    from tanu.core import logs
+
+    logs.configure("tanu-cli", os.environ.get("TANU_LOG_LEVEL", "warning"))
+    return main()

@@ -2,6 +2,6 @@
 
 import sys
 
-from tanu.ops.cli import main
+from tanu.ops.cli import console
 
-sys.exit(main())
+sys.exit(console())
