@@ -14,6 +14,7 @@ import sys
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.js import api
+from test_encounters_store import _add, _consent
 from test_store import keyring, store, target  # noqa: F401 (fixtures: SQLite and PostgreSQL)
 
 from tanu.core import bus, errors, natsnames
@@ -142,3 +143,22 @@ async def test_the_operator_lists_and_requeues_dead_letters_into_the_indexes(nat
     finally:
         await nc.close()
         await c.stop()
+
+
+def test_an_erased_encounters_vector_leaves_the_dead_letters(store):  # noqa: F811
+    """A subject's set-aside events may carry an encounter's template: when
+    that encounter is erased they go, and only the kept template is queued
+    again (fresh, from the store), so no requeue can bring it back."""
+    v = unit_vectors(2, seed=6)
+    store.put_subject("two", v[:1], helpers.ADULT_DOB, _consent())
+    second = _add(store, "two", v[1], encounter_id="second").encounter
+    assert len(set_aside(store)) == 2
+    gone = store.delete_encounter(store_pb2.EncounterErasureRequest(
+        subject_id="two", encounter_id="second", reason="the subject asked"))  # fmt: skip
+    assert store.list_dead_letters().total == 0
+    receipt = store.seal_receipt(gone.receipt_id, [], Ed25519PrivateKey.generate())
+    assert json.loads(receipt.body_json)["event_stream"]["dead_letters_dropped"] == 2
+    added = [store_pb2.TemplateEvent.FromString(r.payload) for r in store.outbox_batch(100)
+             if r.kind == ADDED]  # fmt: skip
+    carried = {t for ev in added for t in ev.template_ids}
+    assert second.template_id not in carried and len(carried) == 1
