@@ -33,6 +33,7 @@ import asyncio
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -389,6 +390,8 @@ def main() -> int:
             print(kind, json.dumps(r, indent=1), flush=True)
     finally:
         up.stop()
+        if not args.work:  # its own temporary folder: tens of GB at national sizes
+            shutil.rmtree(work, ignore_errors=True)
     res["load_after"] = os.getloadavg()
     text = json.dumps(res, indent=1)
     if args.out:

@@ -11,7 +11,10 @@ One partition holds the whole gallery, so the three paths search exactly the
 same index. Raw FAISS at concurrency c gets c queries per call (the best an
 in-process batcher could do).
 
-Where the time goes: for every service run it also prints the CPU time each
+Where the time goes: for every gateway run it prints the mean time of each
+stage of an Identify from the services' own metrics (the gateway's Identify,
+its NATS scatter, the searcher's search, the store trip that screens the
+candidates and writes the audit), and for every service run the CPU time each
 process spent per request (utime + stime from /proc/<pid>/stat before and
 after the run: client = this benchmark's load generator, nats-server,
 store, searcher, gateway, detector, embedder). With ``--py-spy DIR`` the
@@ -122,6 +125,37 @@ def batch_totals(cluster: LocalCluster) -> dict[str, tuple[float, float]]:
     return out
 
 
+STAGES = (
+    ("tanu_rpc_duration_seconds", 'method="Identify"', "Identify in the gateway"),
+    ("tanu_nats_request_duration_seconds", 'operation="search"', "  search (NATS scatter)"),
+    ("tanu_faiss_search_seconds", "", "    search in the searcher"),
+    ("tanu_nats_request_duration_seconds", 'operation="store.audit.screen"',
+     "  screening + audit (store trip)"),
+)  # fmt: skip
+
+
+def stage_totals(cluster: LocalCluster) -> dict[str, tuple[float, float]]:
+    """(seconds, count) so far of each of ``STAGES``, summed over the
+    services' /metrics (where the gateway's time per request goes)."""
+    out: dict[str, tuple[float, float]] = {}
+    for proc in cluster.procs:
+        try:
+            text = urllib.request.urlopen(
+                f"http://127.0.0.1:{proc.metrics_port}/metrics", timeout=5
+            )
+            lines = text.read().decode().splitlines()
+        except OSError:
+            continue
+        for metric, label, name in STAGES:
+            for line in lines:
+                for part, i in (("_sum{", 0), ("_count{", 1)):
+                    if line.startswith(metric + part) and label in line:
+                        got = list(out.get(name, (0.0, 0.0)))
+                        got[i] += float(line.rsplit(" ", 1)[1])
+                        out[name] = (got[0], got[1])
+    return out
+
+
 def cpu_s(pid: int) -> float:
     """utime + stime of a process, in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -166,6 +200,7 @@ async def measured(run, cluster: LocalCluster, procs: dict[str, int], counter: l
     and each micro-batcher's mean batch over the run (``batches``); the
     processes named in ``spy`` sampled by py-spy into their path."""
     batches = batch_totals(cluster)
+    stages = stage_totals(cluster)
     before = {n: cpu_s(p) for n, p in procs.items()}
     counter[0] = 0
     samplers = spy_on(procs, spy)
@@ -175,6 +210,12 @@ async def measured(run, cluster: LocalCluster, procs: dict[str, int], counter: l
     stop_spies(samplers)
     n = max(1, counter[0])
     fig["cpu"] = {name: (cpu_s(p) - before[name]) * 1e3 / n for name, p in procs.items()}
+    fig["stages"] = {  # mean ms per call, calls per request answered
+        name: ((secs - stages.get(name, (0, 0))[0]) * 1e3 / (count - stages.get(name, (0, 0))[1]),
+               (count - stages.get(name, (0, 0))[1]) / n)
+        for name, (secs, count) in stage_totals(cluster).items()
+        if count > stages.get(name, (0, 0))[1]
+    }  # fmt: skip
     fig["batches"] = {
         name: (items - batches.get(name, (0, 0))[0]) / (count - batches.get(name, (0, 0))[1])
         for name, (items, count) in batch_totals(cluster).items()
@@ -315,6 +356,13 @@ def main() -> int:
     idle = svc["idle"]
     print(f"{'idle':>8} {'ms/s':>4} | " + " ".join(f"{idle[n]:>12.3f}" for n in names)
           + f" | {sum(idle.values()):>7.3f}")  # fmt: skip
+    print("\nwhere an Identify's time goes (mean ms per call from the services' metrics; "
+          "calls per Identify)")  # fmt: skip
+    for c in levels:
+        st = svc[("gateway", c)]["stages"]
+        print(f"{'gateway':>8} {c:>4} | " + "; ".join(
+            f"{name.strip()} {ms:.2f} ms x{per:.2f}" for _, _, name in STAGES
+            if name in st for ms, per in [st[name]]))  # fmt: skip
     print("\nmean micro-batch (items per batch over the run), by batcher")
     for path in ("searcher", "gateway"):
         for c in levels:

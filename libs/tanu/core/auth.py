@@ -331,18 +331,23 @@ class Authenticator:
 
 
 class RateLimiter:
-    """A token bucket per tenant (per gateway instance)."""
+    """A token bucket per tenant, of ``share`` of the tenant's rate and burst:
+    with N gateways up each enforces 1/N (``tanu.gateway.presence``), so a
+    tenant spread over every gateway gets its limit in all, not N times it
+    (and one pinned to a single gateway gets less, never more)."""
 
     def __init__(self) -> None:
         self._buckets: dict[str, tuple[float, float]] = {}
 
-    def allow(self, tenant: Tenant, now: float | None = None) -> float:
+    def allow(self, tenant: Tenant, now: float | None = None, share: float = 1.0) -> float:
         """0.0 if the request may go ahead, else the seconds until it may."""
         now = time.monotonic() if now is None else now
-        level, last = self._buckets.get(tenant.tenant_id, (float(tenant.burst), now))
-        level = min(float(tenant.burst), level + (now - last) * tenant.rate_per_s)
+        rate = tenant.rate_per_s * share
+        burst = max(1.0, tenant.burst * share)
+        level, last = self._buckets.get(tenant.tenant_id, (burst, now))
+        level = min(burst, level + (now - last) * rate)
         if level >= 1.0:
             self._buckets[tenant.tenant_id] = (level - 1.0, now)
             return 0.0
         self._buckets[tenant.tenant_id] = (level, now)
-        return (1.0 - level) / tenant.rate_per_s if tenant.rate_per_s > 0 else float("inf")
+        return (1.0 - level) / rate if rate > 0 else float("inf")

@@ -67,6 +67,7 @@ class Metrics:
     snapshot_timestamp: Gauge
     denials: Counter
     rate_limited: Counter
+    gateways_present: Gauge
     audit_entries: Counter
     audit_checkpoint_timestamp: Gauge
     erasures: Counter
@@ -216,6 +217,12 @@ class Metrics:
                 "tanu_rate_limited_total",
                 "Requests refused by a tenant's rate limit (tenants come from configuration).",
                 ["tenant"],
+                registry=r,
+            ),
+            gateways_present=Gauge(
+                "tanu_gateways_present",
+                "Gateways this one hears are up, itself included; each enforces this share "
+                "of every tenant's rate limit.",
                 registry=r,
             ),
             audit_entries=Counter(

@@ -15,6 +15,8 @@ EVENTS_WILDCARD = "tanu.events.>"
 # Every partition's template events (a staging searcher reads them all).
 ALL_TEMPLATE_EVENTS = "tanu.events.templates.*"
 CLUSTER_BUCKET = "tanu_cluster"
+# Every gateway says it is up here, and hears the others (tanu.gateway.presence).
+GATEWAYS_PRESENT = "tanu.gateways.present"
 
 
 def store(op: str) -> str:

@@ -126,9 +126,11 @@ def permissions(role: str) -> dict:
         # (gateway.freshness asks get_last_msg; the message is an event the
         # gateway could read from the store anyway).
         pub += [f"{JS}.STREAM.MSG.GET.{EVENTS}"]
+        # Each gateway's share of a tenant's rate limit: how many are up.
+        pub += [natsnames.GATEWAYS_PRESENT]
         deny = [natsnames.store(op) for op in OPERATOR_STORE_OPS]
         return {"publish": [*pub, *_KV_READ, *_KV_LAYOUT], "publish_deny": deny,
-                "subscribe": [], "responses": False}  # fmt: skip
+                "subscribe": [natsnames.GATEWAYS_PRESENT], "responses": False}  # fmt: skip
     if role == "detector":
         return {"publish": [], "subscribe": [natsnames.DETECT], "responses": True}
     if role == "embedder":

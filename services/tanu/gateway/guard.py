@@ -97,6 +97,7 @@ class Guard:
         store: StoreClient,
         metrics: Metrics,
         max_payload: Callable[[], int] = lambda: 1024 * 1024,
+        rate_share: Callable[[], float] = lambda: 1.0,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -112,17 +113,19 @@ class Guard:
             auth.Registry.from_file(config.tenants_file),
         )
         self.limits = auth.RateLimiter()
+        # This gateway's share of each tenant's limit (``presence``: 1 / gateways up).
+        self._rate_share = rate_share
         self.failures = peers.PeerFailures(
             config.auth_failure_rate_per_s, config.auth_failure_burst,
             config.auth_failure_audit_s, self._record_failures,
         )  # fmt: skip
         self._audit = MicroBatcher(
             self._append, name="audit", max_batch=512, max_wait_s=0.002, max_in_flight=2,
-            metrics=metrics,
+            metrics=metrics, direct=True,
         )  # fmt: skip
         self._screen = MicroBatcher(
             self._screen_round, name="screen", max_batch=256, max_wait_s=0.002,
-            max_in_flight=2, metrics=metrics,
+            max_in_flight=2, metrics=metrics, direct=True,
         )  # fmt: skip
 
     async def close(self) -> None:
@@ -318,7 +321,8 @@ class Guard:
         purpose = metadata.get(PURPOSE_KEY, "").strip()
         try:
             samples.tenant_var.set(principal.tenant_id)  # the face services' fair share
-            wait = self.limits.allow(principal.tenant) if rate_limited else 0
+            wait = (self.limits.allow(principal.tenant, share=self._rate_share())
+                    if rate_limited else 0)  # fmt: skip
             if wait > 0:
                 self.metrics.rate_limited.labels(principal.tenant_id).inc()
                 raise errors.ResourceExhausted(

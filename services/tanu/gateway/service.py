@@ -28,6 +28,7 @@ from tanu.v1 import identity_pb2_grpc, store_pb2
 
 from .gateway import Gateway
 from .guard import Guard
+from .presence import Presence
 from .servicer import IdentityServicer
 
 log = logs.get(__name__)
@@ -49,6 +50,7 @@ class GatewayService(ServiceBase):
         self._refresh: asyncio.Task[None] | None = None
         self._deps: asyncio.Task[None] | None = None
         self._store: StoreClient | None = None
+        self.presence: Presence | None = None
         self._ok = {STORE_CHECK: True, LAYOUT_CHECK: True}
 
     async def start(self) -> GatewayService:
@@ -56,7 +58,9 @@ class GatewayService(ServiceBase):
         await clusterconfig.ensure_layout(nc.jetstream(), self.config.common.layout, "gateway")
         store = StoreClient(nc, self.config.common.request_timeout_s, self.metrics)
         self._store = store
-        self.guard = Guard(self.config, store, self.metrics, max_payload=lambda: nc.max_payload)
+        self.presence = await Presence(nc, self.metrics).start()
+        self.guard = Guard(self.config, store, self.metrics, max_payload=lambda: nc.max_payload,
+                           rate_share=self.presence.share)  # fmt: skip
         self.gateway = Gateway(self.config, nc, self.metrics, store)
         await self.gateway.refresh_thresholds()
         self._refresh = asyncio.create_task(self._refresh_loop(), name="thresholds")
@@ -141,3 +145,5 @@ class GatewayService(ServiceBase):
             await self.gateway.close()
         if self.guard:
             await self.guard.close()
+        if self.presence:
+            await self.presence.close()
