@@ -273,3 +273,29 @@ async def test_a_lock_or_consent_withdrawal_acknowledged_before_an_identify_is_s
         assert all("lk" not in r for r in await identify_many())
     finally:
         db.close()
+
+
+def test_the_screenings_one_query_reads_what_the_full_status_says(store):
+    """``_usable_statuses`` (one query, what ``may_use`` reads) against the
+    full status, for every kind of subject and purpose."""
+    from tanu.policy.consent import may_use
+
+    v = unit_vectors(4, seed=77)
+
+    def given(*purposes: str) -> common_pb2.Consent:
+        return common_pb2.Consent(purposes=list(purposes), evidence_ref="form-1")
+
+    store.put_subject("one", v[0:1], "1990-01-01", given("kyc"))
+    store.put_subject("two", v[1:2], "1990-01-01", given("kyc"))
+    store.grant_consent("two", given("border_control"))
+    store.revoke_consent("two", ["kyc"], "self")
+    store.put_subject("locked", v[2:3], "1990-01-01", given("kyc"))
+    store.set_biometric_lock("locked", True)
+    store.put_subject("none", v[3:4], "1990-01-01")
+    ids = ["one", "two", "locked", "none", "never-enrolled"]
+    full, lean = store._statuses(ids), store._usable_statuses(ids)
+    for sid in ids:
+        for purpose in ("kyc", "border_control", "law_enforcement"):
+            assert may_use(lean[sid], purpose) == may_use(full[sid], purpose), (sid, purpose)
+    assert may_use(lean["two"], "border_control") and not may_use(lean["two"], "kyc")
+    assert may_use(lean["one"], "kyc") and not may_use(lean["locked"], "kyc")

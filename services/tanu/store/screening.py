@@ -40,7 +40,7 @@ class Screening(SubjectStatus, AuditLog):
             ids = sorted({u.subject_id for g in groups for a in g for u in a.uses})
             status: dict[str, store_pb2.SubjectStatus] = {}
             for i in range(0, len(ids), _IDS_PER_QUERY):
-                status.update(self._statuses(ids[i : i + _IDS_PER_QUERY]))
+                status.update(self._usable_statuses(ids[i : i + _IDS_PER_QUERY]))
             records: list[store_pb2.AuditRecord] = []
             results: list[list[store_pb2.ScreenedAuditResult]] = []
             ends: list[int] = []  # the number of records up to each audit's last
@@ -59,6 +59,29 @@ class Screening(SubjectStatus, AuditLog):
             return results
 
         return self._tx(tx)
+
+    def _usable_statuses(self, subject_ids: Sequence[str]) -> dict[str, store_pb2.SubjectStatus]:
+        """What ``consent.may_use`` reads of each subject (enrolled, the
+        purposes of their standing consents, the biometric lock), in one
+        query: the screening's share of an Identify's one store trip."""
+        out = {sid: store_pb2.SubjectStatus(subject_id=sid, enrolled=False) for sid in subject_ids}
+        if not subject_ids:
+            return out
+        marks = ", ".join("?" * len(out))
+        purposes: dict[str, set[str]] = {}
+        for sid, lock, granted in self._all(
+            "SELECT s.subject_id, s.biometric_lock, c.purposes FROM subjects s "
+            "LEFT JOIN consents c ON c.subject_id = s.subject_id AND c.revoked_at_ms = 0 "
+            f"WHERE s.subject_id IN ({marks})",
+            list(out),
+        ):
+            st = out[sid]
+            st.enrolled, st.biometric_locked = True, bool(lock)
+            if granted:
+                purposes.setdefault(sid, set()).update(json.loads(granted))
+        for sid, ps in purposes.items():
+            out[sid].purposes[:] = sorted(ps)
+        return out
 
 
 def _entries(a: store_pb2.ScreenedAudit, usable: list[bool]) -> list[store_pb2.AuditRecord]:
