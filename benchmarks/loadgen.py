@@ -29,9 +29,14 @@ async def load(
     requests: Sequence,
     concurrency: int,
     seconds: float,
+    failure: Callable[[BaseException], str | None] = lambda _exc: None,
 ) -> dict:
+    """Figures of the answered requests. A request that raises stops the
+    run, unless ``failure(exc)`` names it (e.g. a status code): then it is
+    counted under that name in ``figures["failed"]`` and the run goes on."""
     await call(requests[0])  # warm-up
     lat: list[float] = []
+    failed: dict[str, int] = {}
     end = time.perf_counter() + seconds
     counter = iter(range(10**12))
 
@@ -39,9 +44,19 @@ async def load(
         while time.perf_counter() < end:
             req = requests[next(counter) % len(requests)]
             t = time.perf_counter()
-            await call(req)
+            try:
+                await call(req)
+            except Exception as exc:
+                name = failure(exc)
+                if name is None:
+                    raise
+                failed[name] = failed.get(name, 0) + 1
+                continue
             lat.append(time.perf_counter() - t)
 
     start = time.perf_counter()
     await asyncio.gather(*(caller() for _ in range(concurrency)))
-    return figures(lat, len(lat), time.perf_counter() - start)
+    out = figures(lat or [0.0], len(lat), time.perf_counter() - start)
+    if failed:
+        out["failed"] = failed
+    return out

@@ -40,6 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import grpc
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,6 +81,8 @@ def generate(folder: Path, n: int, args) -> tuple[Path, Path]:
     and subjects.csv in the import's format."""
     folder.mkdir(parents=True, exist_ok=True)
     t, c = folder / "templates.npy", folder / "subjects.csv"
+    if t.exists() and c.exists() and np.load(t, mmap_mode="r").shape == (n, DIM):
+        return t, c  # a run resumed in its --work folder: the same data
     modes, w = _modes(args.modes, 7)
     out = np.lib.format.open_memmap(t, mode="w+", dtype=np.float32, shape=(n, DIM))
     with open(c, "w") as f:
@@ -209,7 +212,7 @@ async def identify_runs(up: LocalUp, q: np.ndarray, seconds: float, levels=(1, 3
 
         for c in levels:
             before = snapshot(up)
-            f = await load(call, reqs, c, seconds)
+            f = await load(call, reqs, c, seconds, failure=status_of)
             f["cpu_ms_per_op"] = delta(before, snapshot(up), max(f["per_s"] * seconds, 1))
             out[f"c{c}"] = f
     return out
@@ -232,6 +235,14 @@ async def recall(up: LocalUp, q: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(hits))
 
 
+def status_of(exc: BaseException) -> str | None:
+    """A refused or failed call's status and reason (counted, the run goes
+    on: at national sizes a timeout is a finding, not a reason to stop)."""
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {(exc.details() or '')[:80]}"
+    return None
+
+
 async def dedup_and_verify(up: LocalUp, seconds: float, gallery_rows, gallery: np.ndarray) -> dict:
     rng = np.random.default_rng(99)
     fresh = _unit(rng.standard_normal((20_000, DIM)).astype(np.float32))
@@ -249,7 +260,7 @@ async def dedup_and_verify(up: LocalUp, seconds: float, gallery_rows, gallery: n
             outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
 
         before = snapshot(up)
-        f = await load(enrol, [None], 32, seconds)
+        f = await load(enrol, [None], 32, seconds, failure=status_of)
         f["cpu_ms_per_op"] = delta(before, snapshot(up), max(f["per_s"] * seconds, 1))
         f["outcomes"] = outcomes
         out["enrol_dedup_c32"] = f
@@ -260,7 +271,7 @@ async def dedup_and_verify(up: LocalUp, seconds: float, gallery_rows, gallery: n
             await stub.Verify(r, timeout=60)
 
         before = snapshot(up)
-        f = await load(verify, vreqs, 8, min(seconds, 10))
+        f = await load(verify, vreqs, 8, min(seconds, 10), failure=status_of)
         f["cpu_ms_per_op"] = delta(before, snapshot(up), max(f["per_s"] * min(seconds, 10), 1))
         out["verify_c8"] = f
     return out
@@ -383,15 +394,20 @@ def main() -> int:
                 r["ivf"] = {"nlist": up.nlist, "nprobe": args.nprobe, "rerank": args.rerank}
             r["identify"] = asyncio.run(identify_runs(up, q, args.seconds))
             r["recall_at_10"] = round(asyncio.run(recall(up, q, truth)), 4)
+            print(kind, "identify", json.dumps(r["identify"]), "recall", r["recall_at_10"],
+                  flush=True)  # fmt: skip
             if kind == "flat":
                 time.sleep(max(0.0, args.dedup_window + 2 - (time.monotonic() - imported_at)))
                 r.update(asyncio.run(dedup_and_verify(up, args.dedup_seconds, rows, gallery)))
             res["kinds"][kind] = r
             print(kind, json.dumps(r, indent=1), flush=True)
+    except BaseException:
+        print(f"failed; the data and the cluster's logs are kept in {work}", flush=True)
+        raise
     finally:
         up.stop()
-        if not args.work:  # its own temporary folder: tens of GB at national sizes
-            shutil.rmtree(work, ignore_errors=True)
+    if not args.work:  # its own temporary folder: tens of GB at national sizes
+        shutil.rmtree(work, ignore_errors=True)
     res["load_after"] = os.getloadavg()
     text = json.dumps(res, indent=1)
     if args.out:
