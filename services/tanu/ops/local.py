@@ -286,7 +286,7 @@ class LocalCluster:
             auth_dir=creds, tls_cert_file=tls_cert, tls_key_file=tls_key,
         )  # fmt: skip
         (self.var / "logs").mkdir(parents=True, exist_ok=True)
-        self.nats.start()
+        self.nats.start(say=self.say)
         self._nats_restarts = 0
         self._since["nats-server"] = time.monotonic()
         self.say(f"nats-server     {self.nats.url} (JetStream, data in {self.var / 'nats'})")
@@ -362,7 +362,7 @@ class LocalCluster:
         budget.started(now)
         self._nats_restarts += 1
         try:
-            self.nats.start()
+            self.nats.start(say=self.say)
             self._since[name] = now
         except (RuntimeError, TimeoutError, OSError) as exc:
             self.say(f"nats-server did not start again: {exc}")

