@@ -34,7 +34,11 @@ async def load(
     """Figures of the answered requests. A request that raises stops the
     run, unless ``failure(exc)`` names it (e.g. a status code): then it is
     counted under that name in ``figures["failed"]`` and the run goes on."""
-    await call(requests[0])  # warm-up
+    try:
+        await call(requests[0])  # warm-up
+    except Exception as exc:
+        if failure(exc) is None:
+            raise
     lat: list[float] = []
     failed: dict[str, int] = {}
     end = time.perf_counter() + seconds

@@ -244,7 +244,9 @@ def status_of(exc: BaseException) -> str | None:
 
 
 async def dedup_and_verify(up: LocalUp, seconds: float, gallery_rows, gallery: np.ndarray) -> dict:
-    rng = np.random.default_rng(99)
+    # Fresh identities in every run, also one resumed in its --work folder.
+    run = time.time_ns()
+    rng = np.random.default_rng(run % 2**32)
     fresh = _unit(rng.standard_normal((20_000, DIM)).astype(np.float32))
     counter = iter(range(10**9))
     out = {}
@@ -255,7 +257,7 @@ async def dedup_and_verify(up: LocalUp, seconds: float, gallery_rows, gallery: n
         async def enrol(_r):
             i = next(counter)
             r = await stub.Enroll(
-                enroll_request(f"DEDUP{i:08d}", fresh[i % len(fresh)]), timeout=120
+                enroll_request(f"DEDUP{run:x}-{i:08d}", fresh[i % len(fresh)]), timeout=120
             )
             outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
 

@@ -29,6 +29,10 @@ from .natsd import NatsServer, bindable, free_port, port_in_use
 from .restarts import RestartBudget
 
 STATE_FILE = "cluster.json"
+# How long a service may take to say SERVING; a searcher builds its
+# partition's index first (as helm/tanu's searcher.startupSeconds allows).
+SERVICE_STARTUP_S = 60.0
+SEARCHER_STARTUP_S = 3600.0
 
 
 def read_state(var: Path) -> dict | None:
@@ -196,10 +200,13 @@ class LocalCluster:
         """Starts ``proc`` and waits until it is SERVING. A start that
         failed because another socket took one of its ports in the
         meantime is tried again on fresh ports."""
+        # A searcher rebuilds its partition before it says SERVING (minutes
+        # for millions of templates: the chart's searcher.startupSeconds).
+        wait = SEARCHER_STARTUP_S if proc.module == "tanu.searcher" else SERVICE_STARTUP_S
         for attempt in range(1, attempts + 1):
             self._spawn(proc)
             try:
-                self._wait_serving(proc, 60)
+                self._wait_serving(proc, wait)
                 return
             except RuntimeError:
                 child = self.running[proc.name]
@@ -226,9 +233,14 @@ class LocalCluster:
         self._since[proc.name] = time.monotonic()
 
     def _wait_serving(self, proc: Proc, timeout: float) -> None:
-        end = time.monotonic() + timeout
-        status = ""
+        start = time.monotonic()
+        end = start + timeout
+        status, said = "", False
         while time.monotonic() < end and not self._stop:
+            if not said and time.monotonic() - start > 10:
+                said = True
+                self.say(f"{proc.name:<15} starting (building its index from the stream or a "
+                         f"snapshot); waiting up to {timeout:.0f}s")  # fmt: skip
             child = self.running[proc.name]
             if child.poll() is not None:
                 raise RuntimeError(
