@@ -288,7 +288,7 @@ def start(var: Path, parts: int, kind: str, args) -> LocalUp:
            # the window; the bulk import's are searchable long before it ends.
            "TANU_DEDUP_WINDOW_S": str(args.dedup_window)}  # fmt: skip
     up = LocalUp(var, partitions=parts, **env)
-    up.start(timeout=600)
+    up.start(timeout=3 * 3600)  # searchers rebuild their partitions first (minutes each)
     up.nlist = nlist
     return up
 

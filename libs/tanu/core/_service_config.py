@@ -120,8 +120,9 @@ class SearcherConfig:
     ivf_nprobe: int = setting(
         "TANU_IVF_NPROBE",
         64,
-        "ivf: lists searched per query (with TANU_IVF_RERANK=150: recall@10 >= 0.99 on "
-        "clustered templates up to 5M a partition, benchmarks/search/national_ivf.py).",
+        "ivf: lists searched per query; raise it with TANU_IVF_NLIST (with TANU_IVF_RERANK=150, "
+        "through the services: nlist 2828, 500k a partition: recall@10 0.997; nlist 4096, "
+        "2.5M a partition: 0.984 at 64, 0.994 at 128; RESULTS.md, national_services).",
     )
     ivf_rerank: int = setting(
         "TANU_IVF_RERANK",

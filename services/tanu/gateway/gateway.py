@@ -63,7 +63,7 @@ class Gateway:
         # previous round is in flight share one.
         self._status = MicroBatcher(
             self._status_round, name="status", max_batch=256, max_wait_s=0.0, max_in_flight=1,
-            metrics=metrics, direct=True,
+            metrics=metrics,
         )  # fmt: skip
 
     async def close(self) -> None:

@@ -121,11 +121,11 @@ class Guard:
         )  # fmt: skip
         self._audit = MicroBatcher(
             self._append, name="audit", max_batch=512, max_wait_s=0.002, max_in_flight=2,
-            metrics=metrics, direct=True,
+            metrics=metrics,
         )  # fmt: skip
         self._screen = MicroBatcher(
             self._screen_round, name="screen", max_batch=256, max_wait_s=0.002,
-            max_in_flight=2, metrics=metrics, direct=True,
+            max_in_flight=2, metrics=metrics,
         )  # fmt: skip
 
     async def close(self) -> None:

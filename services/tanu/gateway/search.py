@@ -71,7 +71,6 @@ class Search:
             max_wait_s=config.batch_wait_ms / 1000,
             max_in_flight=config.batch_in_flight,
             metrics=metrics,
-            direct=True,
         )
 
     async def close(self) -> None:

@@ -44,7 +44,6 @@ class Searches:
             max_batch=config.batch_max,
             max_wait_s=config.batch_wait_ms / 1000,
             metrics=metrics,
-            direct=True,
         )
 
     async def close(self) -> None:

@@ -146,7 +146,7 @@ class GroupCommit(Generic[G, O]):
         self._fn = commit or log.append_audit_groups
         self._batcher: MicroBatcher[G, O | Exception] = (
             MicroBatcher(self._commit, name=name, max_batch=max_groups,
-                         max_wait_s=0.0, max_in_flight=1, metrics=metrics, direct=True)
+                         max_wait_s=0.0, max_in_flight=1, metrics=metrics)
         )  # fmt: skip
 
     async def append(self, group: G) -> O:
