@@ -101,27 +101,33 @@ def pids(cluster: LocalCluster) -> dict[str, int]:
     return out
 
 
-def batch_totals(cluster: LocalCluster) -> dict[str, tuple[float, float]]:
-    """Every micro-batcher's (items, batches) so far, from each service's /metrics."""
-    out: dict[str, tuple[float, float]] = {}
+def metric_lines(cluster: LocalCluster) -> list[str]:
+    """Every service's /metrics, scraped once, as lines."""
+    lines: list[str] = []
     for proc in cluster.procs:
         try:
             text = urllib.request.urlopen(
                 f"http://127.0.0.1:{proc.metrics_port}/metrics", timeout=5
             )
-            lines = text.read().decode().splitlines()
+            lines += text.read().decode().splitlines()
         except OSError:
             continue
-        for line in lines:
-            if line.startswith(("tanu_batch_size_sum{", "tanu_batch_size_count{")):
-                name = line.split('batcher="', 1)[1].split('"', 1)[0]
-                items, batches = out.get(name, (0.0, 0.0))
-                value = float(line.rsplit(" ", 1)[1])
-                if line.startswith("tanu_batch_size_sum"):
-                    items += value
-                else:
-                    batches += value
-                out[name] = (items, batches)
+    return lines
+
+
+def batch_totals(lines: list[str]) -> dict[str, tuple[float, float]]:
+    """Every micro-batcher's (items, batches) so far, from ``metric_lines``."""
+    out: dict[str, tuple[float, float]] = {}
+    for line in lines:
+        if line.startswith(("tanu_batch_size_sum{", "tanu_batch_size_count{")):
+            name = line.split('batcher="', 1)[1].split('"', 1)[0]
+            items, batches = out.get(name, (0.0, 0.0))
+            value = float(line.rsplit(" ", 1)[1])
+            if line.startswith("tanu_batch_size_sum"):
+                items += value
+            else:
+                batches += value
+            out[name] = (items, batches)
     return out
 
 
@@ -134,25 +140,28 @@ STAGES = (
 )  # fmt: skip
 
 
-def stage_totals(cluster: LocalCluster) -> dict[str, tuple[float, float]]:
-    """(seconds, count) so far of each of ``STAGES``, summed over the
-    services' /metrics (where the gateway's time per request goes)."""
+def stage_totals(lines: list[str]) -> dict[str, tuple[float, float]]:
+    """(seconds, count) so far of each of ``STAGES``, summed over
+    ``metric_lines`` (where the gateway's time per request goes)."""
     out: dict[str, tuple[float, float]] = {}
-    for proc in cluster.procs:
-        try:
-            text = urllib.request.urlopen(
-                f"http://127.0.0.1:{proc.metrics_port}/metrics", timeout=5
-            )
-            lines = text.read().decode().splitlines()
-        except OSError:
-            continue
-        for metric, label, name in STAGES:
-            for line in lines:
-                for part, i in (("_sum{", 0), ("_count{", 1)):
-                    if line.startswith(metric + part) and label in line:
-                        got = list(out.get(name, (0.0, 0.0)))
-                        got[i] += float(line.rsplit(" ", 1)[1])
-                        out[name] = (got[0], got[1])
+    for metric, label, name in STAGES:
+        for line in lines:
+            for part, i in (("_sum{", 0), ("_count{", 1)):
+                if line.startswith(metric + part) and label in line:
+                    got = list(out.get(name, (0.0, 0.0)))
+                    got[i] += float(line.rsplit(" ", 1)[1])
+                    out[name] = (got[0], got[1])
+    return out
+
+
+def grown(after: dict[str, tuple[float, float]], before: dict[str, tuple[float, float]]
+          ) -> dict[str, tuple[float, float]]:  # fmt: skip
+    """(sum, count) added since ``before``, for each name counted meanwhile."""
+    out = {}
+    for name, (total, count) in after.items():
+        total0, count0 = before.get(name, (0.0, 0.0))
+        if count > count0:
+            out[name] = (total - total0, count - count0)
     return out
 
 
@@ -199,8 +208,7 @@ async def measured(run, cluster: LocalCluster, procs: dict[str, int], counter: l
     """``run()``'s figures plus each process's CPU ms per request (``cpu``)
     and each micro-batcher's mean batch over the run (``batches``); the
     processes named in ``spy`` sampled by py-spy into their path."""
-    batches = batch_totals(cluster)
-    stages = stage_totals(cluster)
+    lines = metric_lines(cluster)
     before = {n: cpu_s(p) for n, p in procs.items()}
     counter[0] = 0
     samplers = spy_on(procs, spy)
@@ -210,17 +218,12 @@ async def measured(run, cluster: LocalCluster, procs: dict[str, int], counter: l
     stop_spies(samplers)
     n = max(1, counter[0])
     fig["cpu"] = {name: (cpu_s(p) - before[name]) * 1e3 / n for name, p in procs.items()}
-    fig["stages"] = {  # mean ms per call, calls per request answered
-        name: ((secs - stages.get(name, (0, 0))[0]) * 1e3 / (count - stages.get(name, (0, 0))[1]),
-               (count - stages.get(name, (0, 0))[1]) / n)
-        for name, (secs, count) in stage_totals(cluster).items()
-        if count > stages.get(name, (0, 0))[1]
-    }  # fmt: skip
-    fig["batches"] = {
-        name: (items - batches.get(name, (0, 0))[0]) / (count - batches.get(name, (0, 0))[1])
-        for name, (items, count) in batch_totals(cluster).items()
-        if count > batches.get(name, (0, 0))[1]
-    }
+    now = metric_lines(cluster)
+    # mean ms per call and calls per request answered; mean items per batch
+    fig["stages"] = {name: (secs * 1e3 / count, count / n) for name, (secs, count)
+                     in grown(stage_totals(now), stage_totals(lines)).items()}  # fmt: skip
+    fig["batches"] = {name: items / count for name, (items, count)
+                      in grown(batch_totals(now), batch_totals(lines)).items()}  # fmt: skip
     return fig
 
 
