@@ -23,6 +23,7 @@ A mixin of the composed ``Store`` (``tanu.store.db``): it reads
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from tanu.core import audit, errors
@@ -84,13 +85,15 @@ class DeadLetters:
                     raise errors.NotFound(f"no dead letters with seq {missing[:10]}")
             out = store_pb2.RequeueDeadLettersResponse(requeued=len(rows))
             ts = now_ms()
-            subjects = sorted({r[3] for r in rows if r[4] in TRACKED})
-            for sid in subjects:
-                if self._one("SELECT 1 FROM subjects WHERE subject_id = ?", (sid,)) is None:
-                    out.dropped += sum(1 for r in rows if r[3] == sid and r[4] in TRACKED)
+            tracked = Counter(r[3] for r in rows if r[4] in TRACKED)  # subject: its letters
+            for sid in sorted(tracked):
+                try:
+                    partition = self._subject_row(sid).partition
+                except errors.NotFound:  # erased since: nothing to publish
+                    out.dropped += tracked[sid]
                     continue
                 out.subjects += 1
-                out.templates += self._requeue_kept(sid, self._subject_row(sid).partition, ts)
+                out.templates += self._requeue_kept(sid, partition, ts)
             for seq, eid, subj, sid, kind, payload, created in rows:
                 if kind == REMOVED:
                     self._x(
