@@ -4,7 +4,7 @@ gateway, and N gateways each allowing the full limit would allow N times it.
 
 Every gateway says it is up on ``natsnames.GATEWAYS_PRESENT`` every
 ``period_s`` (its random instance id, nothing else) and hears the others; a
-gateway not heard for ``expiry_s`` counts as gone. Each enforces ``share()``
+gateway not heard for ``expiry_s`` counts as gone from the next period on. Each enforces ``share()``
 = 1 / (gateways heard, itself included) of every tenant's rate and burst
 (``auth.RateLimiter``). No request waits on the bus for this.
 
@@ -77,15 +77,19 @@ class Presence:
                 await self._announce()
             except Exception as exc:  # noqa: BLE001 - said again next period
                 log.warning("gateway_presence_failed", error=type(exc).__name__)
-            n = self.count()  # forgets the gone
+            self._forget_the_gone()
             if self._metrics:
-                self._metrics.gateways_present.set(n)
+                self._metrics.gateways_present.set(self.count())
 
-    def count(self) -> int:
-        """The gateways up now, this one included."""
+    def _forget_the_gone(self) -> None:
+        """Drops the gateways not heard for ``expiry_s`` (once a period, not
+        on every request's ``share``)."""
         cutoff = time.monotonic() - self.expiry_s
         for peer in [p for p, at in self._heard.items() if at < cutoff]:
             del self._heard[peer]
+
+    def count(self) -> int:
+        """The gateways up, this one included (as of the last period)."""
         return 1 + len(self._heard)
 
     def share(self) -> float:
