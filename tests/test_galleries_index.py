@@ -395,6 +395,39 @@ def test_a_format_2_snapshot_still_loads_as_all_active(tmp_path):
     assert back.search(x[:1], 1, "G")[1][0, 0] == ids[0]
 
 
+def test_a_snapshot_of_another_kind_is_named_as_such_and_an_edited_binding_is_refused(tmp_path):
+    """Format 4 carries its binding in the clear: a snapshot written for
+    another index kind is a SnapshotMismatch naming the kind (what an
+    operator sees after changing TANU_INDEX_KIND), not "altered"; editing
+    the clear binding to pass as this searcher's fails authentication."""
+    idx, *_ = build("flat", "l2", 100, 0.5)
+    key, path = os.urandom(32), tmp_path / "s.snap"
+    flat, ivf = (
+        {"format": 2, "partition": 0, "kind": "flat"},
+        {"format": 2, "partition": 0, "kind": "ivf"},
+    )
+    snapshot.write(path, key, flat, idx.export(3))
+    assert snapshot.read(path, key, flat).sequence == 3
+    with pytest.raises(snapshot.SnapshotMismatch) as got:
+        snapshot.read(path, key, ivf)
+    assert got.value.differs == {"kind": ("flat", "ivf")}
+    assert "kind flat (this searcher: ivf)" in str(got.value)
+
+    blob = path.read_bytes()
+    edited = blob.replace(b'"kind": "flat"', b'"kind": "ivf"', 1)
+    assert edited != blob and len(edited) != len(blob)
+    size = int.from_bytes(blob[len(snapshot.MAGIC) : len(snapshot.MAGIC) + 4], "big") - 1
+    at = len(snapshot.MAGIC)
+    path.write_bytes(edited[:at] + size.to_bytes(4, "big") + edited[at + 4 :])
+    with pytest.raises(snapshot.SnapshotError) as got:
+        snapshot.read(path, key, ivf)
+    assert not isinstance(got.value, snapshot.SnapshotMismatch)
+    assert "does not decrypt" in str(got.value)
+    path.write_bytes(blob[: len(snapshot.MAGIC) + 2])  # cut inside the binding's length
+    with pytest.raises(snapshot.SnapshotError, match="not a Tanu snapshot"):
+        snapshot.read(path, key, flat)
+
+
 def test_a_snapshot_with_inconsistent_galleries_is_refused(tmp_path):
     idx, *_ = build("flat", "l2", 100, 0.5)
     snap = idx.export(3)

@@ -5,11 +5,14 @@ the searcher rebuilds from the stream instead."""
 from __future__ import annotations
 
 import base64
+import io
 import os
 import shutil
 
 import numpy as np
 from test_event_stream import bulk_enrol, settle, stats, store_ids
+
+from tanu.core import logs
 
 from conftest import Cluster, env_for, unit_vectors
 
@@ -96,6 +99,42 @@ async def test_snapshots_hold_no_plaintext_and_bad_ones_are_refused(nats_server,
         c.env["TANU_SNAPSHOT_KEY"] = base64.b64encode(os.urandom(32)).decode()
         s = await c.start_searcher(0)  # ... which another key cannot read
         assert s.restored_sequence == 0
+        assert set((await stats(s)).template_ids) == expect[0]
+    finally:
+        await c.stop()
+
+
+async def test_a_changed_index_kind_rebuilds_from_the_stream_and_says_why(nats_server, tmp_path):
+    """After an operator changes TANU_INDEX_KIND, the old kind's snapshot is
+    not loaded; the log names the kind (a warning), not tampering (an error),
+    and the searcher rebuilds from the stream and writes its own snapshot."""
+    c = await _cluster(nats_server, tmp_path)
+    try:
+        vecs = unit_vectors(40, seed=5)
+        await c.store.db.run(c.store.db.put_many, [(f"k{i}", vecs[i : i + 1]) for i in range(40)])
+        c.store.relay.wake()
+        await c.store.relay.wait_idle(15)
+        expect = {p: store_ids(c, p) for p in (0, 1)}
+        await settle(c, expect)
+        await c.stop_searcher(0)  # writes a flat snapshot
+        c.env["TANU_INDEX_KIND"] = "fp16"
+        buf = io.StringIO()
+        logs.configure("tests", "info", stream=buf)
+        try:
+            s = await c.start_searcher(0)
+        finally:
+            logs.configure("tests", "warning")
+        assert s.restored_sequence == 0
+        assert set((await stats(s)).template_ids) == expect[0]
+        said = buf.getvalue()
+        assert (
+            "snapshot_not_for_this_searcher" in said and "kind flat (this searcher: fp16)" in said
+        )
+        assert "snapshot_refused" not in said and "does not decrypt" not in said
+        await s.take_snapshot()
+        await c.stop_searcher(0)
+        s = await c.start_searcher(0)  # its own fp16 snapshot is loaded
+        assert s.restored_sequence > 0
         assert set((await stats(s)).template_ids) == expect[0]
     finally:
         await c.stop()

@@ -10,8 +10,14 @@ can supply it the same way), and the associated data binds a snapshot to
 its partition, dimension, metric, model and index kind, so a snapshot of
 another partition or layout is refused even if it decrypts.
 
-File: ``MAGIC | 12-byte nonce | AES-GCM(npz of the parts)``, written to a
-temporary file, fsynced and renamed, so a crash never leaves a torn one.
+File: ``MAGIC | binding length (4 bytes, big-endian) | binding (JSON) |
+12-byte nonce | AES-GCM(npz of the parts, associated data: the binding)``,
+written to a temporary file, fsynced and renamed, so a crash never leaves a
+torn one. The binding is in the clear (partition, layout, model, kind: no
+personal data) so that a snapshot of another kind or layout is named as
+such (an operator changed ``TANU_INDEX_KIND``) rather than reported as
+altered; it is authenticated, so editing it only makes the file refused.
+Files of formats 2 and 3 (no binding in the clear) are still read.
 """
 
 from __future__ import annotations
@@ -30,14 +36,28 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .galleries import ALL, is_name
 
-# 3: with gallery membership and inactive flags; 2: the id map as arrays,
-# every template in ALL and active (still read); 1: one string per template
-MAGIC = b"TANUSNAP3\n"
-READABLE = (MAGIC, b"TANUSNAP2\n")
+# 4: the binding in the clear before the ciphertext; 3: with gallery
+# membership and inactive flags; 2: the id map as arrays, every template in
+# ALL and active (3 and 2 still read); 1: one string per template
+MAGIC = b"TANUSNAP4\n"
+OLDER = (b"TANUSNAP3\n", b"TANUSNAP2\n")  # same length as MAGIC, no binding header
+_BINDING_MAX = 4096
 
 
 class SnapshotError(Exception):
     """A snapshot that cannot be used (wrong key, tampered, other layout)."""
+
+
+class SnapshotMismatch(SnapshotError):
+    """A well-formed snapshot written for another partition, layout or index
+    kind (e.g. after ``TANU_INDEX_KIND`` changed): not an attack, but not
+    usable either. ``differs`` names each field: (on disk, wanted)."""
+
+    def __init__(self, path: Path, differs: dict[str, tuple]) -> None:
+        self.differs = differs
+        # Unquoted: the logs pseudonymise quoted values in a reason.
+        said = ", ".join(f"{k} {a} (this searcher: {b})" for k, (a, b) in sorted(differs.items()))
+        super().__init__(f"{path} was written for another searcher: {said}")
 
 
 def load_key(key_file: str, key_b64: str) -> bytes:
@@ -115,7 +135,9 @@ def write(path: Path, key: bytes, binding: dict, snap: Snapshot) -> int:
         **({"ivf": faiss.serialize_index(snap.extra)} if snap.extra is not None else {}),
     )
     nonce = os.urandom(12)
-    blob = MAGIC + nonce + AESGCM(key).encrypt(nonce, buf.getvalue(), _aad(binding))
+    aad = _aad(binding)
+    sealed = AESGCM(key).encrypt(nonce, buf.getvalue(), aad)
+    blob = MAGIC + len(aad).to_bytes(4, "big") + aad + nonce + sealed
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _partial(path)
     try:
@@ -156,14 +178,39 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _header(path: Path, blob: bytes, binding: dict) -> int:
+    """Where the nonce starts; raises SnapshotMismatch for a file bound to
+    something else (format 4 says what it was bound to)."""
+    at = len(MAGIC)
+    if blob.startswith(OLDER):
+        return at
+    if not blob.startswith(MAGIC) or len(blob) < at + 4:
+        raise SnapshotError(f"{path} is not a Tanu snapshot")
+    size = int.from_bytes(blob[at : at + 4], "big")
+    if size > _BINDING_MAX or len(blob) < at + 4 + size:
+        raise SnapshotError(f"{path} is not a Tanu snapshot (its binding is cut short)")
+    try:
+        bound = json.loads(blob[at + 4 : at + 4 + size])
+    except ValueError:
+        raise SnapshotError(f"{path} is not a Tanu snapshot (its binding is not JSON)") from None
+    if not isinstance(bound, dict):
+        raise SnapshotError(f"{path} is not a Tanu snapshot (its binding is not an object)")
+    differs = {k: (bound.get(k), v) for k, v in binding.items() if bound.get(k) != v}
+    differs.update({k: (bound[k], None) for k in bound.keys() - binding.keys()})
+    if differs:
+        raise SnapshotMismatch(path, differs)
+    return at + 4 + size
+
+
 def decrypt(path: Path, key: bytes, binding: dict) -> bytes:
     """The plaintext of a snapshot file (an npz archive)."""
     blob = path.read_bytes()
-    if not blob.startswith(READABLE) or len(blob) < len(MAGIC) + 28:
-        raise SnapshotError(f"{path} is not a Tanu snapshot")
-    nonce = blob[len(MAGIC) : len(MAGIC) + 12]
+    at = _header(path, blob, binding)
+    if len(blob) < at + 28:
+        raise SnapshotError(f"{path} is not a Tanu snapshot (cut short)")
+    nonce = blob[at : at + 12]
     try:
-        plain = AESGCM(key).decrypt(nonce, blob[len(MAGIC) + 12 :], _aad(binding))
+        plain = AESGCM(key).decrypt(nonce, blob[at + 12 :], _aad(binding))
     except InvalidTag:
         raise SnapshotError(
             f"{path} does not decrypt: another key, another partition or layout, or it was altered"

@@ -108,6 +108,12 @@ class SnapshotKeeper:
         # counts as pending, and the rewrite is due within the erasure delay.
         try:
             snap = await self._in_index_thread(snapshot.read, path, key, self.binding)
+        except snapshot.SnapshotMismatch as exc:
+            # Expected after an operator changed the index kind or layout:
+            # the partition is rebuilt from the stream, then rewritten.
+            log.warning("snapshot_not_for_this_searcher", reason=str(exc),
+                        rebuilding="from the stream")  # fmt: skip
+            return self._refused()
         except snapshot.SnapshotError as exc:
             log.error("snapshot_refused", reason=str(exc))
             return self._refused()
