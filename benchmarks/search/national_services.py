@@ -284,6 +284,7 @@ def start(var: Path, parts: int, kind: str, args) -> LocalUp:
     nlist = max(16, min(4096, int(4 * math.sqrt(per)), per // 39))
     env = {"TANU_INDEX_KIND": kind, "TANU_LOG_LEVEL": "warning", "TANU_IVF_NLIST": str(nlist),
            "TANU_IVF_NPROBE": str(args.nprobe), "TANU_IVF_RERANK": str(args.rerank),
+           "TANU_SEARCH_TIMEOUT_S": str(args.search_timeout),
            # Enrolments compare exactly with every template committed within
            # the window; the bulk import's are searchable long before it ends.
            "TANU_DEDUP_WINDOW_S": str(args.dedup_window)}  # fmt: skip
@@ -314,6 +315,13 @@ def main() -> int:
         type=float,
         default=30.0,
         help="the store's TANU_DEDUP_WINDOW_S; de-duplication is measured once it has passed",
+    )
+    ap.add_argument(
+        "--search-timeout",
+        type=float,
+        default=2.0,
+        help="the gateway's TANU_SEARCH_TIMEOUT_S (its default 2 s; an exact scan of a "
+        "20M gallery at concurrency 32 on 2 cores takes longer)",
     )
     ap.add_argument("--nprobe", type=int, default=64)
     ap.add_argument(
