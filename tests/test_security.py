@@ -522,23 +522,6 @@ async def test_keys_rotate_while_serving_then_audit_verify(sec, tmp_path):
     assert not report["ok"] and any("entry 3 was edited" in p for p in report["problems"])
 
 
-def test_tokens_issue_cli(tmp_path):
-    env_dir = tmp_path
-    secrets.provision(env_dir / "keys")
-    r = tanu("--var", str(env_dir), "tokens", "issue", "--tenant", "bank-a", "--client", "app",
-             "--scopes", "verify", "--purposes", "kyc", "--ttl", "60")  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    reg = auth.Registry.from_doc(
-        {"tenants": [{"id": "bank-a", "kind": "bank", "purposes": ["kyc"]}]}
-    )
-    a = auth.Authenticator(signing.load_public_key(env_dir / "keys" / "issuer.pem.pub"), reg)
-    p = a.authenticate("Bearer " + r.stdout.strip())
-    assert p.tenant_id == "bank-a" and p.scopes == {"verify"} and p.purposes == {"kyc"}
-    bad = tanu("--var", str(env_dir), "tokens", "issue", "--tenant", "x", "--client", "y",
-               "--scopes", "everything")  # fmt: skip
-    assert bad.returncode == 2 and "unknown scopes" in bad.stderr
-
-
 # --- mTLS -----------------------------------------------------------------------------
 
 
