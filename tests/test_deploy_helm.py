@@ -86,6 +86,11 @@ def test_chart_depends_on_the_official_nats_chart_with_jetstream_r3_and_fsync():
     js = nats["config"]["jetstream"]
     assert js["enabled"] and js["fileStore"]["enabled"]
     assert js["merge"]["sync_interval"] == "always"
+    # nats-server is healthy only after JetStream restored its streams (32 s
+    # for a 10M gallery here): the startup probe allows an hour, not the
+    # NATS chart's 15 minutes
+    probe = nats["container"]["merge"]["startupProbe"]
+    assert probe["periodSeconds"] * probe["failureThreshold"] >= 3600
 
 
 @pytest.mark.parametrize("version", K8S_VERSIONS)
