@@ -243,7 +243,9 @@ def status_of(exc: BaseException) -> str | None:
     return None
 
 
-async def dedup_and_verify(up: LocalUp, seconds: float, gallery_rows, gallery: np.ndarray) -> dict:
+async def dedup_and_verify(
+    up: LocalUp, seconds: float, gallery_rows, gallery: np.ndarray, levels=(32,)
+) -> dict:
     # Fresh identities in every run, also one resumed in its --work folder.
     run = time.time_ns()
     rng = np.random.default_rng(run % 2**32)
@@ -261,11 +263,14 @@ async def dedup_and_verify(up: LocalUp, seconds: float, gallery_rows, gallery: n
             )
             outcomes[r.outcome] = outcomes.get(r.outcome, 0) + 1
 
-        before = snapshot(up)
-        f = await load(enrol, [None], 32, seconds, failure=status_of)
-        f["cpu_ms_per_op"] = delta(before, snapshot(up), max(f["per_s"] * seconds, 1))
-        f["outcomes"] = outcomes
-        out["enrol_dedup_c32"] = f
+        for c in levels:  # more in flight: larger exact batches in the searchers
+            outcomes = {}
+            before = snapshot(up)
+            f = await load(enrol, [None], c, seconds, failure=status_of)
+            f["cpu_ms_per_op"] = delta(before, snapshot(up), max(f["per_s"] * seconds, 1))
+            f["outcomes"] = outcomes
+            out[f"enrol_dedup_c{c}"] = f
+            print(f"enrol_dedup_c{c}", json.dumps(f), flush=True)
         vreqs = [identity_pb2.VerifyRequest(subject_id=sid(int(i)), sample=sample(gallery[i]))
                  for i in gallery_rows[:500]]  # fmt: skip
 
@@ -303,6 +308,12 @@ def main() -> int:
     ap.add_argument("--kinds", default="flat,fp16,ivf")
     ap.add_argument("--seconds", type=float, default=8.0, help="per Identify level")
     ap.add_argument("--dedup-seconds", type=float, default=15.0)
+    ap.add_argument(
+        "--dedup-concurrency",
+        default="32",
+        help="enrolments in flight, one run each (e.g. 32,256: batches of up to 256 "
+        "exact searches per partition; give --search-timeout room for them)",
+    )
     ap.add_argument("--probes", type=int, default=300, help="probes for recall@10")
     ap.add_argument("--batch", type=int, default=1000, help="import batch")
     ap.add_argument("--modes", type=int, default=2048)
@@ -408,7 +419,10 @@ def main() -> int:
                   flush=True)  # fmt: skip
             if kind == "flat":
                 time.sleep(max(0.0, args.dedup_window + 2 - (time.monotonic() - imported_at)))
-                r.update(asyncio.run(dedup_and_verify(up, args.dedup_seconds, rows, gallery)))
+                levels = [int(x) for x in args.dedup_concurrency.split(",")]
+                r.update(
+                    asyncio.run(dedup_and_verify(up, args.dedup_seconds, rows, gallery, levels))
+                )
             res["kinds"][kind] = r
             print(kind, json.dumps(r, indent=1), flush=True)
     except BaseException:
@@ -440,11 +454,10 @@ def print_table(res: dict) -> None:
         print(f"{kind:>5} | {a['p50_ms']:>7.1f} {a['p99_ms']:>7.1f} {a['per_s']:>7.1f} | {b['p50_ms']:>7.1f} "
               f"{b['p99_ms']:>7.1f} {b['per_s']:>7.1f} | {r['recall_at_10']:>9.4f} | "
               f"{r['searcher_rss_bytes_per_template']:.0f}")  # fmt: skip
-    if "flat" in res["kinds"]:
-        e = res["kinds"]["flat"]["enrol_dedup_c32"]
-        print(
-            f"exact de-duplicated enrolments: {e['per_s']:.1f}/s at c32 (p50 {e['p50_ms']:.0f} ms)"
-        )
+    for name, e in res["kinds"].get("flat", {}).items():
+        if name.startswith("enrol_dedup_c"):
+            print(f"exact de-duplicated enrolments: {e['per_s']:.1f}/s at {name[12:]} "
+                  f"(p50 {e['p50_ms']:.0f} ms, refused {sum(e.get('failed', {}).values())})")  # fmt: skip
 
 
 if __name__ == "__main__":
