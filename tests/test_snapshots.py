@@ -13,6 +13,7 @@ import numpy as np
 from test_event_stream import bulk_enrol, settle, stats, store_ids
 
 from tanu.core import logs
+from tanu.index import snapshot
 
 from conftest import Cluster, env_for, unit_vectors
 
@@ -135,6 +136,37 @@ async def test_a_changed_index_kind_rebuilds_from_the_stream_and_says_why(nats_s
         await c.stop_searcher(0)
         s = await c.start_searcher(0)  # its own fp16 snapshot is loaded
         assert s.restored_sequence > 0
+        assert set((await stats(s)).template_ids) == expect[0]
+    finally:
+        await c.stop()
+
+
+async def test_a_snapshot_whose_index_does_not_match_its_ids_is_rebuilt_not_a_crash(
+    nats_server, tmp_path
+):
+    """A snapshot that decrypts but whose index holds more vectors than its
+    id map (written by an older searcher while its index grew) is refused:
+    the searcher starts and rebuilds from the stream instead of failing to
+    start again and again."""
+    c = await _cluster(nats_server, tmp_path)
+    try:
+        vecs = unit_vectors(30, seed=9)
+        await c.store.db.run(c.store.db.put_many, [(f"m{i}", vecs[i : i + 1]) for i in range(30)])
+        c.store.relay.wake()
+        await c.store.relay.wait_idle(15)
+        expect = {p: store_ids(c, p) for p in (0, 1)}
+        await settle(c, expect)
+        s0 = c.searchers[(0, "r0")]
+        keeper = s0.snapshots
+        await c.stop_searcher(0)  # writes a good snapshot
+        snap = snapshot.read(keeper.path, keeper._key, keeper.binding)
+        n = len(snap.template_ids)
+        assert n >= 2
+        snap.template_ids, snap.codes = snap.template_ids[: n - 1], snap.codes[: n - 1]
+        snap.inactive = snap.gallery_bits = None
+        snapshot.write(keeper.path, keeper._key, keeper.binding, snap)
+        s = await c.start_searcher(0)
+        assert s.restored_sequence == 0
         assert set((await stats(s)).template_ids) == expect[0]
     finally:
         await c.stop()

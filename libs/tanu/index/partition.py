@@ -359,13 +359,18 @@ class PartitionIndex(RestrictedSearch):
 
     def export(self, sequence: int):
         """The index's state as a snapshot (call on the index's own thread);
-        only live subjects' ids are written (erased ones are left out)."""
+        only live subjects' ids are written (erased ones are left out). The
+        FAISS indexes are serialised here, with the id map: the snapshot is
+        written on another thread while this one goes on adding, and an
+        index serialised there would hold vectors the id map does not."""
         from .snapshot import Snapshot
 
         ids, codes, blob, starts = self._map.arrays()
         names, bits, inactive = self._map.galleries.arrays()
+        ivf = faiss.serialize_index(self._ivf) if self._ivf is not None else None
         return Snapshot(self._index, ids, codes, blob, starts, self._removed.copy(), sequence,
-                        self._ivf, names, bits, inactive)  # fmt: skip
+                        self._ivf, names, bits, inactive,
+                        serialized=(faiss.serialize_index(self._index), ivf))  # fmt: skip
 
     def take_erased(self) -> set[int]:
         """The ids removed since the last call (call together with export:

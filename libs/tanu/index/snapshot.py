@@ -97,6 +97,12 @@ class Snapshot:
     # LSB-first; None (a format-2 file): every template only in ALL
     gallery_bits: np.ndarray | None = None
     inactive: np.ndarray | None = None  # uint8 ceil(n / 8): inactive positions
+    # (index, ivf) already serialised by ``PartitionIndex.export`` on the
+    # index's own thread: the consistent cut. ``index`` and ``extra`` are
+    # then the live indexes, which that thread goes on changing; ``write``
+    # (on another thread) must not serialise them itself, and consumes
+    # these (sets the field to None).
+    serialized: tuple[np.ndarray, np.ndarray | None] | None = None
 
     @property
     def subjects(self) -> list[str]:
@@ -111,10 +117,17 @@ def _aad(binding: dict) -> bytes:
 
 def write(path: Path, key: bytes, binding: dict, snap: Snapshot) -> int:
     """Encrypts and writes ``snap`` atomically; returns the bytes written."""
+    if snap.serialized is not None:
+        # Consumed here: released once in the archive, so that the
+        # encryption's peak holds one copy fewer of the partition.
+        (index_bytes, ivf_bytes), snap.serialized = snap.serialized, None
+    else:
+        index_bytes = faiss.serialize_index(snap.index)
+        ivf_bytes = faiss.serialize_index(snap.extra) if snap.extra is not None else None
     buf = io.BytesIO()
     np.savez(
         buf,
-        index=faiss.serialize_index(snap.index),
+        index=index_bytes,
         ids=np.asarray(snap.template_ids, dtype=np.int64),
         codes=np.asarray(snap.codes, dtype=np.int32),
         blob=np.frombuffer(snap.blob, dtype=np.uint8),
@@ -132,17 +145,23 @@ def write(path: Path, key: bytes, binding: dict, snap: Snapshot) -> int:
             if snap.inactive is None
             else np.asarray(snap.inactive, np.uint8)
         ),
-        **({"ivf": faiss.serialize_index(snap.extra)} if snap.extra is not None else {}),
+        **({"ivf": ivf_bytes} if ivf_bytes is not None else {}),
     )
+    del index_bytes, ivf_bytes
     nonce = os.urandom(12)
     aad = _aad(binding)
-    sealed = AESGCM(key).encrypt(nonce, buf.getvalue(), aad)
-    blob = MAGIC + len(aad).to_bytes(4, "big") + aad + nonce + sealed
+    with buf.getbuffer() as plain:  # the archive in place, not a copy of it
+        sealed = AESGCM(key).encrypt(nonce, plain, aad)
+    del buf
+    # Header and ciphertext written one after the other: joining them
+    # would hold one more copy of the whole partition in memory.
+    header = MAGIC + len(aad).to_bytes(4, "big") + aad + nonce
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _partial(path)
     try:
         with open(tmp, "wb") as f:
-            f.write(blob)
+            f.write(header)
+            f.write(sealed)
             f.flush()
             os.fsync(f.fileno())
         # The rename replaces the previous snapshot in one step: no file
@@ -152,7 +171,7 @@ def write(path: Path, key: bytes, binding: dict, snap: Snapshot) -> int:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-    return len(blob)
+    return len(header) + len(sealed)
 
 
 def _partial(path: Path) -> Path:
