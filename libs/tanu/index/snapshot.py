@@ -246,9 +246,14 @@ def read(path: Path, key: bytes, binding: dict) -> Snapshot:
         raise SnapshotError(f"{path}: the id map is inconsistent")
     if not len(starts) or starts[-1] != len(blob):
         raise SnapshotError(f"{path}: the subject ids are inconsistent")
+    index = faiss.deserialize_index(z["index"])
+    if int(index.ntotal) != len(ids):  # e.g. serialised while it grew past its id map
+        raise SnapshotError(
+            f"{path}: the index holds {index.ntotal} vectors for {len(ids)} template ids"
+        )
     extra = faiss.deserialize_index(z["ivf"]) if "ivf" in z.files else None
     names, bits, inactive = _galleries(path, z, len(ids))
-    return Snapshot(faiss.deserialize_index(z["index"]), ids, codes, blob, starts, z["removed"],
+    return Snapshot(index, ids, codes, blob, starts, z["removed"],
                     int(z["sequence"][0]), extra, names, bits, inactive)  # fmt: skip
 
 

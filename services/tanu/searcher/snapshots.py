@@ -125,11 +125,7 @@ class SnapshotKeeper:
             log.error("snapshot_refused", reason="the stream no longer holds the events after it",
                       snapshot_sequence=snap.sequence, stream_first=state.first_seq)  # fmt: skip
             return self._refused()
-        try:
-            await self._in_index_thread(self._index.restore, snap)
-        except ValueError as exc:  # decrypted, but not a consistent index: rebuild
-            log.error("snapshot_refused", reason=str(exc), snapshot_sequence=snap.sequence)
-            return self._refused()
+        await self._in_index_thread(self._index.restore, snap)
         self.sequence = self.restored_sequence = snap.sequence
         log.info("snapshot_restored", templates=len(self._index), sequence=snap.sequence)
         return snap.sequence
