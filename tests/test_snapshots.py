@@ -29,6 +29,18 @@ async def _cluster(nats_server, tmp_path, **extra) -> Cluster:
     return c
 
 
+async def _enrolled(c: Cluster, prefix: str, n: int, seed: int) -> dict[int, set]:
+    """``n`` subjects written to the store and applied by both partitions'
+    searchers; returns each partition's template ids."""
+    vecs = unit_vectors(n, seed=seed)
+    await c.store.db.run(c.store.db.put_many, [(f"{prefix}{i}", vecs[i : i + 1]) for i in range(n)])
+    c.store.relay.wake()
+    await c.store.relay.wait_idle(15)
+    expect = {p: store_ids(c, p) for p in (0, 1)}
+    await settle(c, expect)
+    return expect
+
+
 async def test_a_snapshot_plus_the_stream_tail_equals_a_full_rebuild(nats_server, tmp_path):
     c = await _cluster(nats_server, tmp_path)
     try:
@@ -72,11 +84,7 @@ async def test_snapshots_hold_no_plaintext_and_bad_ones_are_refused(nats_server,
     c = await _cluster(nats_server, tmp_path)
     try:
         vecs = unit_vectors(50, seed=3)
-        await c.store.db.run(c.store.db.put_many, [(f"v{i}", vecs[i : i + 1]) for i in range(50)])
-        c.store.relay.wake()
-        await c.store.relay.wait_idle(15)
-        expect = {p: store_ids(c, p) for p in (0, 1)}
-        await settle(c, expect)
+        expect = await _enrolled(c, "v", 50, seed=3)
         s0 = c.searchers[(0, "r0")]
         await s0.take_snapshot()
         blob = s0.snapshot_path.read_bytes()
@@ -111,12 +119,7 @@ async def test_a_changed_index_kind_rebuilds_from_the_stream_and_says_why(nats_s
     and the searcher rebuilds from the stream and writes its own snapshot."""
     c = await _cluster(nats_server, tmp_path)
     try:
-        vecs = unit_vectors(40, seed=5)
-        await c.store.db.run(c.store.db.put_many, [(f"k{i}", vecs[i : i + 1]) for i in range(40)])
-        c.store.relay.wake()
-        await c.store.relay.wait_idle(15)
-        expect = {p: store_ids(c, p) for p in (0, 1)}
-        await settle(c, expect)
+        expect = await _enrolled(c, "k", 40, seed=5)
         await c.stop_searcher(0)  # writes a flat snapshot
         c.env["TANU_INDEX_KIND"] = "fp16"
         buf = io.StringIO()
@@ -150,12 +153,7 @@ async def test_a_snapshot_whose_index_does_not_match_its_ids_is_rebuilt_not_a_cr
     start again and again."""
     c = await _cluster(nats_server, tmp_path)
     try:
-        vecs = unit_vectors(30, seed=9)
-        await c.store.db.run(c.store.db.put_many, [(f"m{i}", vecs[i : i + 1]) for i in range(30)])
-        c.store.relay.wake()
-        await c.store.relay.wait_idle(15)
-        expect = {p: store_ids(c, p) for p in (0, 1)}
-        await settle(c, expect)
+        expect = await _enrolled(c, "m", 30, seed=9)
         s0 = c.searchers[(0, "r0")]
         keeper = s0.snapshots
         await c.stop_searcher(0)  # writes a good snapshot
