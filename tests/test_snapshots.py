@@ -4,7 +4,9 @@ the searcher rebuilds from the stream instead."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import fcntl
 import io
 import os
 import shutil
@@ -14,6 +16,7 @@ from test_event_stream import bulk_enrol, settle, stats, store_ids
 
 from tanu.core import logs
 from tanu.index import snapshot
+from tanu.searcher.snapshots import WRITING_LOCK
 
 from conftest import Cluster, env_for, unit_vectors
 
@@ -166,5 +169,34 @@ async def test_a_snapshot_whose_index_does_not_match_its_ids_is_rebuilt_not_a_cr
         s = await c.start_searcher(0)
         assert s.restored_sequence == 0
         assert set((await stats(s)).template_ids) == expect[0]
+    finally:
+        await c.stop()
+
+
+async def test_searchers_sharing_a_snapshot_folder_write_one_at_a_time(nats_server, tmp_path):
+    """Replicas on one machine (``tanu up``) share its memory: each holds a
+    copy of its partition while it writes its snapshot, so they take turns
+    (at 20M in 4 partitions on 23 GB, coinciding writes were OOM-killed).
+    While another writer holds the folder's lock, no searcher writes; once
+    it lets go, each writes in turn."""
+    c = await _cluster(nats_server, tmp_path)
+    try:
+        await _enrolled(c, "w", 80, seed=9)
+        both = [c.searchers[(p, "r0")] for p in (0, 1)]
+        written = [s.snapshots.sequence for s in both]
+        (tmp_path / "snaps").mkdir(exist_ok=True)
+        fd = os.open(tmp_path / "snaps" / WRITING_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # as a searcher of another process writing
+            takes = [asyncio.create_task(s.take_snapshot()) for s in both]
+            await asyncio.sleep(0.6)
+            assert not any(t.done() for t in takes)
+            assert [s.snapshots.sequence for s in both] == written
+        finally:
+            os.close(fd)
+        assert await asyncio.gather(*takes) == [True, True]
+        for s in both:
+            assert s.snapshots.sequence == s.index_sequence > 0
+            assert len(s.snapshots.read_back().template_ids) == len(s.index)
     finally:
         await c.stop()

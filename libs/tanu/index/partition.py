@@ -363,14 +363,14 @@ class PartitionIndex(RestrictedSearch):
         FAISS indexes are serialised here, with the id map: the snapshot is
         written on another thread while this one goes on adding, and an
         index serialised there would hold vectors the id map does not."""
-        from .snapshot import Snapshot
+        from .snapshot import Snapshot, pieces
 
         ids, codes, blob, starts = self._map.arrays()
         names, bits, inactive = self._map.galleries.arrays()
-        ivf = faiss.serialize_index(self._ivf) if self._ivf is not None else None
+        ivf = pieces(self._ivf) if self._ivf is not None else None
         return Snapshot(self._index, ids, codes, blob, starts, self._removed.copy(), sequence,
                         self._ivf, names, bits, inactive,
-                        serialized=(faiss.serialize_index(self._index), ivf))  # fmt: skip
+                        serialized=(pieces(self._index), ivf))  # fmt: skip
 
     def take_erased(self) -> set[int]:
         """The ids removed since the last call (call together with export:
