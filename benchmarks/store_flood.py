@@ -26,14 +26,12 @@ from pathlib import Path
 import numpy as np
 
 from tanu.clients.store import StoreClient
-from tanu.core import bus, errors, logs, natsroles, secrets, vectors
-from tanu.core import config as cfg
-from tanu.ops.natsd import NatsServer
-from tanu.store import StoreService
+from tanu.core import errors, logs, vectors
 from tanu.v1 import common_pb2, store_pb2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loadgen import pct  # noqa: E402
+from store_alone import StoreAlone  # noqa: E402
 
 DIM = 128
 
@@ -48,18 +46,9 @@ def request(i: int, v: np.ndarray) -> store_pb2.PutSubjectRequest:
 
 
 async def flood(folder: Path, n: int, max_queue: int) -> dict:
-    creds = natsroles.provision(folder / "keys" / "nats", 1)
-    server = NatsServer(folder / "nats", encryption_key=os.urandom(16).hex(),
-                        auth_dir=creds).start()  # fmt: skip
-    env = {**secrets.provision(folder / "keys"), "TANU_NATS_URL": server.url,
-           "TANU_NATS_CREDENTIALS_DIR": str(creds), "TANU_PARTITIONS": "1",
-           "TANU_DIMENSION": str(DIM), "TANU_STORE_DB": str(folder / "store.sqlite3"),
-           "TANU_GRPC_PORT": "0", "TANU_METRICS_PORT": "0",
-           "TANU_STORE_MAX_QUEUE": str(max_queue)}  # fmt: skip
-    store = await StoreService(cfg.from_env(cfg.StoreConfig, env)).start()
-    password = natsroles.read_password(str(creds), "gateway")
-    scheme, rest = server.url.split("://", 1)
-    nc = await bus.connect(f"{scheme}://gateway:{password}@{rest}", "flood")
+    alone = await StoreAlone(folder, DIM, TANU_STORE_MAX_QUEUE=str(max_queue)).start()
+    store = alone.store
+    nc = await alone.connect("gateway")
     client = StoreClient(nc, 5.0)
     rng = np.random.default_rng(max_queue)
     faces = rng.standard_normal((n, DIM)).astype(np.float32)
@@ -87,8 +76,7 @@ async def flood(folder: Path, n: int, max_queue: int) -> dict:
         stored = await store.db.run(store.db.count_subjects)
     finally:
         await nc.close()
-        await store.stop()
-        server.stop()
+        await alone.stop()
     out = {"max_queue": max_queue, "wall_s": round(wall, 2), "stored": stored}
     for kind, ts in times.items():
         out[kind] = len(ts)

@@ -208,3 +208,37 @@ async def test_an_event_that_cannot_be_opened_is_dead_lettered_not_blocking(nats
         await relay.stop()
         await nc.close()
         await c.stop()
+
+
+async def test_a_flush_is_answered_once_its_own_events_are_out_not_the_whole_backlog(
+    nats_server, tmp_path
+):
+    """An acknowledgement waits for the caller's events to be on the stream
+    (read-your-writes), not for every event committed after them: with a
+    busy outbox (an import sending its next batches), the flush of the
+    first events ends while later ones are still queued."""
+    c = Cluster(env_for(nats_server.url, tmp_path))
+    await c.start_store(TANU_RELAY_ENABLED="false")
+    nc = await bus.connect(nats_server.url_for("test"), "test")
+    metrics = Metrics.create()
+    relay = OutboxRelay(c.store.db, nc.jetstream(), batch=4, poll_s=0.2, metrics=metrics)
+    db = c.store.db
+    late = lambda: metrics.registry.get_sample_value("tanu_relay_flush_late_total")  # noqa: E731
+    try:
+        await put(c.store, "first", 4, seed=5)
+        # With the relay not running, a flush ends at its bound and is counted.
+        assert await relay.flush(timeout=0.2) is False and late() == 1
+        flushed = asyncio.ensure_future(relay.flush(timeout=30))
+        await asyncio.sleep(0)  # asked now: it waits for these 4 events
+        await put(c.store, "later", 40, seed=6)  # committed after the flush was asked
+        relay.start()
+        assert await flushed is True and late() == 1
+        assert await db.run(db.outbox_pending) >= 30, "it waited for the later events too"
+        assert len(await stream_event_ids(nc)) >= 4
+        await relay.wait_idle(30)
+        assert await db.run(db.outbox_pending) == 0
+        assert len(await stream_event_ids(nc)) == 44
+    finally:
+        await relay.stop()
+        await nc.close()
+        await c.stop()

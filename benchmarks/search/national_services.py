@@ -316,6 +316,7 @@ def main() -> int:
     )
     ap.add_argument("--probes", type=int, default=300, help="probes for recall@10")
     ap.add_argument("--batch", type=int, default=1000, help="import batch")
+    ap.add_argument("--import-inflight", type=int, default=2, help="import batches in flight")
     ap.add_argument("--modes", type=int, default=2048)
     ap.add_argument(
         "--between", type=float, default=0.06, help="subject spread around a mode (per dimension)"
@@ -368,7 +369,8 @@ def main() -> int:
         imp = subprocess.Popen(
             [sys.executable, "-m", "tanu.ops.cli", "--var", str(var), "gallery", "import",
              "--templates", str(t), "--csv", str(c), "--purposes", "identity_verification,kyc",
-             "--skip-dedup", "--batch", str(args.batch), "--json", "--quiet"],
+             "--skip-dedup", "--batch", str(args.batch), "--inflight", str(args.import_inflight),
+             "--json", "--quiet"],
             stdout=subprocess.PIPE, env={**os.environ, "TANU_LOG_LEVEL": "warning"},
         )  # fmt: skip
         _, status, ru = os.wait4(imp.pid, 0)

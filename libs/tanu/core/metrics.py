@@ -60,6 +60,7 @@ class Metrics:
     store_refused: Counter
     relay_dead_letters: Counter
     relay_dead_letters_held: Gauge
+    relay_flush_late: Counter
     match_score: Histogram
     search_partial: Counter
     search_behind: Counter
@@ -172,6 +173,12 @@ class Metrics:
             relay_dead_letters_held=Gauge(
                 "tanu_relay_dead_letters_held",
                 "Events in the store's dead-letter table (waiting for an operator).",
+                registry=r,
+            ),
+            relay_flush_late=Counter(
+                "tanu_relay_flush_late_total",
+                "Writes acknowledged before their events were on the stream (the flush bound "
+                "TANU_RELAY_FLUSH_S passed): a search right after may not see them yet.",
                 registry=r,
             ),
             match_score=Histogram(

@@ -65,6 +65,8 @@ class OutboxRow:
 class Outbox(DataKeys):
     """The ``outbox``, ``published`` and ``stream_erasures`` tables."""
 
+    last_queued_seq = 0  # the highest outbox seq this store has queued
+
     def _queue_event(self, event: store_pb2.TemplateEvent, dek: bytes | None = None) -> None:
         """Writes ``event`` into the outbox, in the caller's transaction;
         sealed with ``dek`` when given (events carrying vectors)."""
@@ -77,6 +79,9 @@ class Outbox(DataKeys):
             (event.event_id, template_events(event.partition), event.subject_id, event.kind,
              payload, event.occurred_at_ms),
         )  # fmt: skip
+        # Read by the relay's flush (on the event loop, after the commit):
+        # every event this store queued before it has a seq no higher.
+        self.last_queued_seq = max(self.last_queued_seq, seq)
         if event.kind in TRACKED and event.template_ids:
             # Not searchable as it now stands until this event is applied
             # (``tanu.store.dedup``: the window keeps it until then).

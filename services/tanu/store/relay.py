@@ -94,7 +94,9 @@ class OutboxRelay:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._flush_timeout_s = flush_timeout_s
-        self._waiters: list[asyncio.Future[None]] = []
+        # Each flush waits for the events queued before it: (its future,
+        # the store's highest queued outbox seq when it was asked).
+        self._waiters: list[tuple[asyncio.Future[None], int]] = []
         self._held = 0  # dead letters held, as last counted
 
     def start(self) -> None:
@@ -114,21 +116,32 @@ class OutboxRelay:
         that starts after the acknowledgement can ask the stream how far
         each partition must be applied (read-your-writes)."""
         fut = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+        self._waiters.append((fut, self._db.last_queued_seq))
         self.wake()
         try:
             await asyncio.wait_for(asyncio.shield(fut), timeout or self._flush_timeout_s)
             return True
         except TimeoutError:
+            self._metrics.relay_flush_late.inc()
             return False
 
-    def _settle(self, waiters: list[asyncio.Future[None]], done: bool) -> None:
-        if not done:
-            self._waiters.extend(w for w in waiters if not w.done())
-            return
-        for w in waiters:
-            if not w.done():
+    def _settle(self, waiters: list[tuple[asyncio.Future[None], int]], done: bool,
+                through: int) -> None:  # fmt: skip
+        """Ends the flushes a pass answered: all of them when it reached the
+        outbox's end; otherwise those whose events it published. A pass
+        reads the lowest seqs present, so one that read a seq at or above a
+        flush's mark read every event of that flush still in the outbox
+        (the rest were published before); ``through`` is that highest seq
+        (0 when the pass published nothing). So an import's batch is
+        answered once its own events are on the stream, not only once the
+        batches sent after it are too."""
+        for w, mark in waiters:
+            if w.done():
+                continue
+            if done or 0 < mark <= through:
                 w.set_result(None)
+            else:
+                self._waiters.append((w, mark))
 
     async def wait_idle(self, timeout: float) -> None:
         """Waits until the relay finds the outbox empty (tests and benchmarks wait on it)."""
@@ -178,10 +191,11 @@ class OutboxRelay:
         the outbox's end (fewer rows than a batch)."""
         waiters, self._waiters = self._waiters, []
         done = idle = False
+        through = 0
         try:
-            done, idle = await self._pass()
+            done, idle, through = await self._pass()
         finally:
-            self._settle(waiters, done)
+            self._settle(waiters, done, through)
         if idle:
             self._idle.set()
             self._wake.clear()
@@ -192,9 +206,9 @@ class OutboxRelay:
             except TimeoutError:
                 pass
 
-    async def _pass(self) -> tuple[bool, bool]:
+    async def _pass(self) -> tuple[bool, bool, int]:
         """One pass: (whether it reached the end of the outbox, whether
-        the outbox was empty)."""
+        the outbox was empty, the highest seq it published or set aside)."""
         rows = await self._db_call(self._db.outbox_batch, self._batch)
         await self._count_dead_letters()  # the batch may have set some aside
         if not rows:
@@ -205,9 +219,9 @@ class OutboxRelay:
             except Exception as exc:
                 raise RelayFailure("bus") from exc
             self._metrics.outbox_pending.set(0)
-            return True, True
+            return True, True, 0
         self._idle.clear()
-        read = len(rows)
+        read, through = len(rows), rows[-1].seq
         try:
             acks = await self.publish(rows)
         except Exception:  # noqa: BLE001 - a refusal surfaces as a timeout here
@@ -217,7 +231,7 @@ class OutboxRelay:
         await self._db_call(self._db.outbox_done, rows, acks)
         self._metrics.events_published.inc(len(rows))
         self._metrics.outbox_pending.set(await self._db_call(self._db.outbox_pending))
-        return read < self._batch, False
+        return read < self._batch, False, through
 
     async def _count_dead_letters(self) -> None:
         """Dead letters held now; the counter grows by those added."""
