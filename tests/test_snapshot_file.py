@@ -8,7 +8,10 @@ from __future__ import annotations
 import io
 import json
 import os
+import subprocess
+import sys
 import tracemalloc
+from pathlib import Path
 
 import faiss
 import numpy as np
@@ -141,3 +144,13 @@ def test_a_format_4_snapshot_still_loads(tmp_path):
     with pytest.raises(snapshot.SnapshotMismatch):
         snapshot.read(path, key, dict(BINDING, kind="ivf"))
     assert snapshot.decrypt(path, key, BINDING) == buf.getvalue()
+
+
+def test_the_snapshot_memory_benchmark_runs():
+    """``benchmarks/search/snapshot_memory.py`` at a small size: both phases
+    run in their own processes and print their peaks."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "search" / "snapshot_memory.py"
+    out = subprocess.run([sys.executable, str(script), "--templates", "20000"],
+                         capture_output=True, text=True, timeout=300, check=True).stdout  # fmt: skip
+    lines = [line for line in out.splitlines() if line.startswith(("write", "read"))]
+    assert len(lines) == 2 and all("x the partition's vectors" in line for line in lines), out
