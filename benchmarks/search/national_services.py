@@ -244,8 +244,9 @@ def status_of(exc: BaseException) -> str | None:
 
 
 async def dedup_and_verify(
-    up: LocalUp, seconds: float, gallery_rows, gallery: np.ndarray, levels=(32,)
-) -> dict:
+    up: LocalUp, seconds: float, gallery_rows, gallery: np.ndarray, levels=(32,),
+    mixed: np.ndarray | None = None,
+) -> dict:  # fmt: skip
     # Fresh identities in every run, also one resumed in its --work folder.
     run = time.time_ns()
     rng = np.random.default_rng(run % 2**32)
@@ -271,6 +272,23 @@ async def dedup_and_verify(
             f["outcomes"] = outcomes
             out[f"enrol_dedup_c{c}"] = f
             print(f"enrol_dedup_c{c}", json.dumps(f), flush=True)
+        if mixed is not None:  # Identify at c=1 while the largest level de-duplicates
+            c = max(levels)
+            ireqs = [identity_pb2.IdentifyRequest(sample=sample(v), top_k=K) for v in mixed]
+
+            async def ident(r):
+                await stub.Identify(r, timeout=120)
+
+            alone = await load(ident, ireqs, 1, min(seconds, 10), failure=status_of)
+            outcomes = {}
+            d, i = await asyncio.gather(load(enrol, [None], c, seconds, failure=status_of),
+                                        load(ident, ireqs, 1, seconds, failure=status_of))  # fmt: skip
+            d["outcomes"] = outcomes
+            out["identify_c1_alone"] = alone
+            out[f"identify_c1_during_enrol_dedup_c{c}"] = i
+            out[f"enrol_dedup_c{c}_with_identify_c1"] = d
+            print(f"identify_c1 alone {json.dumps(alone)}\nduring dedup c{c} {json.dumps(i)}\n"
+                  f"dedup {json.dumps(d)}", flush=True)  # fmt: skip
         vreqs = [identity_pb2.VerifyRequest(subject_id=sid(int(i)), sample=sample(gallery[i]))
                  for i in gallery_rows[:500]]  # fmt: skip
 
@@ -317,6 +335,8 @@ def main() -> int:
     ap.add_argument("--probes", type=int, default=300, help="probes for recall@10")
     ap.add_argument("--batch", type=int, default=1000, help="import batch")
     ap.add_argument("--import-inflight", type=int, default=2, help="import batches in flight")
+    ap.add_argument("--mixed", action="store_true",
+                    help="also Identify at c=1 alone and while the largest de-duplication level runs")  # fmt: skip
     ap.add_argument("--modes", type=int, default=2048)
     ap.add_argument(
         "--between", type=float, default=0.06, help="subject spread around a mode (per dimension)"
@@ -422,9 +442,9 @@ def main() -> int:
             if kind == "flat":
                 time.sleep(max(0.0, args.dedup_window + 2 - (time.monotonic() - imported_at)))
                 levels = [int(x) for x in args.dedup_concurrency.split(",")]
-                r.update(
-                    asyncio.run(dedup_and_verify(up, args.dedup_seconds, rows, gallery, levels))
-                )
+                mixed = q[:50] if args.mixed else None
+                r.update(asyncio.run(
+                    dedup_and_verify(up, args.dedup_seconds, rows, gallery, levels, mixed)))  # fmt: skip
             res["kinds"][kind] = r
             print(kind, json.dumps(r, indent=1), flush=True)
     except BaseException:

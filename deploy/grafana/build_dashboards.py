@@ -207,7 +207,7 @@ def search() -> dict:
                         "Queries per FAISS call (mean)",
                         [
                             (
-                                f'sum by (batcher) (rate(tanu_batch_size_sum{{job="tanu",batcher=~"search-p.*"}}[{RI}])) / sum by (batcher) (rate(tanu_batch_size_count{{job="tanu",batcher=~"search-p.*"}}[{RI}]))',
+                                f'sum by (batcher) (rate(tanu_batch_size_sum{{job="tanu",batcher=~"search-.*"}}[{RI}])) / sum by (batcher) (rate(tanu_batch_size_count{{job="tanu",batcher=~"search-.*"}}[{RI}]))',
                                 "{{batcher}}",
                             )
                         ],
@@ -216,7 +216,7 @@ def search() -> dict:
                         "Search queue depth",
                         [
                             (
-                                'tanu_batch_queue_depth{job="tanu",batcher=~"search-p.*|identify"}',
+                                'tanu_batch_queue_depth{job="tanu",batcher=~"search-.*|identify|dedup"}',
                                 "{{batcher}} {{instance}}",
                             )
                         ],

@@ -92,6 +92,13 @@ class SearcherConfig:
     batch_wait_ms: float = setting(
         "TANU_SEARCH_BATCH_WAIT_MS", 1.0, "Longest wait to fill a FAISS batch."
     )
+    bulk_chunk: int = setting(
+        "TANU_SEARCH_BULK_CHUNK",
+        0,
+        "Bulk searches (enrolment de-duplication) run at most this many queries per index "
+        "search, so an Identify waits for at most one such chunk; 0: a whole bulk batch at once "
+        "(64 at 2M: Identify p99 during de-duplication 2.4 -> 1.4 s, de-duplication 25% slower).",
+    )
     fetch_batch: int = setting(
         "TANU_APPLY_BATCH", 1024, "Events fetched from the stream per round."
     )

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tanu.v1 import common_pb2 as tanu_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tanu/v1/searcher.proto\x12\x07tanu.v1\x1a\x14tanu/v1/common.proto\"a\n\rSearchRequest\x12\x0f\n\x07queries\x18\x01 \x01(\x0c\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x0f\n\x07gallery\x18\x05 \x01(\t\".\n\x04Hits\x12&\n\ncandidates\x18\x01 \x03(\x0b\x32\x12.tanu.v1.Candidate\"s\n\x0eSearchResponse\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x1e\n\x07results\x18\x02 \x03(\x0b\x32\r.tanu.v1.Hits\x12\x14\n\x0cgallery_size\x18\x03 \x01(\x04\x12\x18\n\x10\x61pplied_sequence\x18\x04 \x01(\x04\"2\n\x0cStatsRequest\x12\x1c\n\x14include_template_ids\x18\x01 \x01(\x08J\x04\x08\x02\x10\x03\"\x87\x02\n\rStatsResponse\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07replica\x18\x02 \x01(\t\x12\x14\n\x0cgallery_size\x18\x03 \x01(\x04\x12\x18\n\x10\x61pplied_sequence\x18\x04 \x01(\x04\x12\x11\n\tcaught_up\x18\x05 \x01(\x08\x12\x12\n\nindex_kind\x18\x06 \x01(\t\x12\x11\n\tdimension\x18\x07 \x01(\r\x12\x1f\n\x06metric\x18\x08 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08model_id\x18\t \x01(\t\x12\x14\n\x0ctemplate_ids\x18\n \x03(\x03\x12\x19\n\x11snapshot_sequence\x18\x0c \x01(\x04J\x04\x08\x0b\x10\x0c\"?\n\x13\x45rasureCheckRequest\x12\x14\n\x0ctemplate_ids\x18\x01 \x03(\x03\x12\x12\n\npartitions\x18\x02 \x01(\r\"\x90\x02\n\x14\x45rasureCheckResponse\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07replica\x18\x02 \x01(\t\x12\x11\n\tcaught_up\x18\x03 \x01(\x08\x12\x18\n\x10\x61pplied_sequence\x18\x04 \x01(\x04\x12\x1c\n\x14pending_template_ids\x18\x05 \x03(\x03\x12\x19\n\x11snapshot_sequence\x18\x06 \x01(\x04\x12\"\n\x1aindex_pending_template_ids\x18\x07 \x03(\x03\x12%\n\x1dsnapshot_pending_template_ids\x18\x08 \x03(\x03\x12\x12\n\npartitions\x18\t \x01(\r\x12\x0f\n\x07staging\x18\n \x01(\x08\x32\xca\x01\n\x08Searcher\x12\x39\n\x06Search\x12\x16.tanu.v1.SearchRequest\x1a\x17.tanu.v1.SearchResponse\x12\x36\n\x05Stats\x12\x15.tanu.v1.StatsRequest\x1a\x16.tanu.v1.StatsResponse\x12K\n\x0c\x43heckErasure\x12\x1c.tanu.v1.ErasureCheckRequest\x1a\x1d.tanu.v1.ErasureCheckResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16tanu/v1/searcher.proto\x12\x07tanu.v1\x1a\x14tanu/v1/common.proto\"o\n\rSearchRequest\x12\x0f\n\x07queries\x18\x01 \x01(\x0c\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x10\n\x08model_id\x18\x04 \x01(\t\x12\x0f\n\x07gallery\x18\x05 \x01(\t\x12\x0c\n\x04\x62ulk\x18\x06 \x01(\x08\".\n\x04Hits\x12&\n\ncandidates\x18\x01 \x03(\x0b\x32\x12.tanu.v1.Candidate\"s\n\x0eSearchResponse\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x1e\n\x07results\x18\x02 \x03(\x0b\x32\r.tanu.v1.Hits\x12\x14\n\x0cgallery_size\x18\x03 \x01(\x04\x12\x18\n\x10\x61pplied_sequence\x18\x04 \x01(\x04\"2\n\x0cStatsRequest\x12\x1c\n\x14include_template_ids\x18\x01 \x01(\x08J\x04\x08\x02\x10\x03\"\x87\x02\n\rStatsResponse\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07replica\x18\x02 \x01(\t\x12\x14\n\x0cgallery_size\x18\x03 \x01(\x04\x12\x18\n\x10\x61pplied_sequence\x18\x04 \x01(\x04\x12\x11\n\tcaught_up\x18\x05 \x01(\x08\x12\x12\n\nindex_kind\x18\x06 \x01(\t\x12\x11\n\tdimension\x18\x07 \x01(\r\x12\x1f\n\x06metric\x18\x08 \x01(\x0e\x32\x0f.tanu.v1.Metric\x12\x10\n\x08model_id\x18\t \x01(\t\x12\x14\n\x0ctemplate_ids\x18\n \x03(\x03\x12\x19\n\x11snapshot_sequence\x18\x0c \x01(\x04J\x04\x08\x0b\x10\x0c\"?\n\x13\x45rasureCheckRequest\x12\x14\n\x0ctemplate_ids\x18\x01 \x03(\x03\x12\x12\n\npartitions\x18\x02 \x01(\r\"\x90\x02\n\x14\x45rasureCheckResponse\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\x0f\n\x07replica\x18\x02 \x01(\t\x12\x11\n\tcaught_up\x18\x03 \x01(\x08\x12\x18\n\x10\x61pplied_sequence\x18\x04 \x01(\x04\x12\x1c\n\x14pending_template_ids\x18\x05 \x03(\x03\x12\x19\n\x11snapshot_sequence\x18\x06 \x01(\x04\x12\"\n\x1aindex_pending_template_ids\x18\x07 \x03(\x03\x12%\n\x1dsnapshot_pending_template_ids\x18\x08 \x03(\x03\x12\x12\n\npartitions\x18\t \x01(\r\x12\x0f\n\x07staging\x18\n \x01(\x08\x32\xca\x01\n\x08Searcher\x12\x39\n\x06Search\x12\x16.tanu.v1.SearchRequest\x1a\x17.tanu.v1.SearchResponse\x12\x36\n\x05Stats\x12\x15.tanu.v1.StatsRequest\x1a\x16.tanu.v1.StatsResponse\x12K\n\x0c\x43heckErasure\x12\x1c.tanu.v1.ErasureCheckRequest\x1a\x1d.tanu.v1.ErasureCheckResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,19 +33,19 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tanu.v1.searcher_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SEARCHREQUEST']._serialized_start=57
-  _globals['_SEARCHREQUEST']._serialized_end=154
-  _globals['_HITS']._serialized_start=156
-  _globals['_HITS']._serialized_end=202
-  _globals['_SEARCHRESPONSE']._serialized_start=204
-  _globals['_SEARCHRESPONSE']._serialized_end=319
-  _globals['_STATSREQUEST']._serialized_start=321
-  _globals['_STATSREQUEST']._serialized_end=371
-  _globals['_STATSRESPONSE']._serialized_start=374
-  _globals['_STATSRESPONSE']._serialized_end=637
-  _globals['_ERASURECHECKREQUEST']._serialized_start=639
-  _globals['_ERASURECHECKREQUEST']._serialized_end=702
-  _globals['_ERASURECHECKRESPONSE']._serialized_start=705
-  _globals['_ERASURECHECKRESPONSE']._serialized_end=977
-  _globals['_SEARCHER']._serialized_start=980
-  _globals['_SEARCHER']._serialized_end=1182
+  _globals['_SEARCHREQUEST']._serialized_end=168
+  _globals['_HITS']._serialized_start=170
+  _globals['_HITS']._serialized_end=216
+  _globals['_SEARCHRESPONSE']._serialized_start=218
+  _globals['_SEARCHRESPONSE']._serialized_end=333
+  _globals['_STATSREQUEST']._serialized_start=335
+  _globals['_STATSREQUEST']._serialized_end=385
+  _globals['_STATSRESPONSE']._serialized_start=388
+  _globals['_STATSRESPONSE']._serialized_end=651
+  _globals['_ERASURECHECKREQUEST']._serialized_start=653
+  _globals['_ERASURECHECKREQUEST']._serialized_end=716
+  _globals['_ERASURECHECKRESPONSE']._serialized_start=719
+  _globals['_ERASURECHECKRESPONSE']._serialized_end=991
+  _globals['_SEARCHER']._serialized_start=994
+  _globals['_SEARCHER']._serialized_end=1196
 # @@protoc_insertion_point(module_scope)

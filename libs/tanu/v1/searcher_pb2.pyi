@@ -8,18 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SearchRequest(_message.Message):
-    __slots__ = ("queries", "count", "top_k", "model_id", "gallery")
+    __slots__ = ("queries", "count", "top_k", "model_id", "gallery", "bulk")
     QUERIES_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     MODEL_ID_FIELD_NUMBER: _ClassVar[int]
     GALLERY_FIELD_NUMBER: _ClassVar[int]
+    BULK_FIELD_NUMBER: _ClassVar[int]
     queries: bytes
     count: int
     top_k: int
     model_id: str
     gallery: str
-    def __init__(self, queries: _Optional[bytes] = ..., count: _Optional[int] = ..., top_k: _Optional[int] = ..., model_id: _Optional[str] = ..., gallery: _Optional[str] = ...) -> None: ...
+    bulk: bool
+    def __init__(self, queries: _Optional[bytes] = ..., count: _Optional[int] = ..., top_k: _Optional[int] = ..., model_id: _Optional[str] = ..., gallery: _Optional[str] = ..., bulk: _Optional[bool] = ...) -> None: ...
 
 class Hits(_message.Message):
     __slots__ = ("candidates",)

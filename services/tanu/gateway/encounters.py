@@ -73,7 +73,7 @@ async def add_encounter(
     threshold, _source = gw.threshold("dedup", None)
     held = await gw.store.get(store_pb2.GetSubjectRecordRequest(subject_id=sid))
     # Room for every template of the subject itself among the candidates.
-    res = await gw.search.find(probe, DEDUP_CANDIDATES + held.template_count)
+    res = await gw.search.find(probe, DEDUP_CANDIDATES + held.template_count, bulk=True)
     if res.missing:
         raise errors.Unavailable(
             f"cannot de-duplicate: partitions {res.missing} did not answer; nothing was added"

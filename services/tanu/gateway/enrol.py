@@ -50,7 +50,7 @@ async def enroll(
     consent.check_enrolment_purpose(record.purposes, call.purpose)
     probe = await gw.samples.template(req.sample, enrol=True)
     threshold, source = gw.threshold("dedup", None)
-    res = await gw.search.find(probe, DEDUP_CANDIDATES)
+    res = await gw.search.find(probe, DEDUP_CANDIDATES, bulk=True)
     if res.missing:
         raise errors.Unavailable(
             f"cannot de-duplicate: partitions {res.missing} did not answer; nothing was enrolled"

@@ -1,12 +1,19 @@
-"""1:N search over every partition: concurrent searches (Identify requests,
-enrolment de-duplication) are micro-batched, so one scatter to the
-partitions carries many queries and each searcher runs one FAISS call for
-all of them; the partitions' candidates are merged best first.
+"""1:N search over every partition: concurrent searches are micro-batched,
+so one scatter to the partitions carries many queries and each searcher
+runs one FAISS call for all of them; the partitions' candidates are merged
+best first.
+
+Two lanes, each its own micro-batcher with its own scatters in flight:
+interactive searches (Identify, searches of a stored person) and bulk ones
+(``bulk``: enrolment de-duplication, marked so in the request, which the
+searchers batch apart too). A wave of enrolments then never holds an
+Identify behind its scatter, nor makes it ride in a batch of hundreds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import numpy as np
 
@@ -64,17 +71,21 @@ class Search:
         self._searchers = searchers
         self._watch = watch
         self._freshness = freshness
-        self._batcher = MicroBatcher(
-            self._search_batch,
-            name="identify",
-            max_batch=config.batch_max,
-            max_wait_s=config.batch_wait_ms / 1000,
-            max_in_flight=config.batch_in_flight,
-            metrics=metrics,
-        )
+        self._lanes = {
+            bulk: MicroBatcher(
+                functools.partial(self._search_batch, bulk=bulk),
+                name="dedup" if bulk else "identify",
+                max_batch=config.batch_max,
+                max_wait_s=config.batch_wait_ms / 1000,
+                max_in_flight=config.batch_in_flight,
+                metrics=metrics,
+            )
+            for bulk in (False, True)
+        }
 
     async def close(self) -> None:
-        await self._batcher.close()
+        for lane in self._lanes.values():
+            await lane.close()
 
     def top_k(self, requested: int) -> int:
         """The number of candidates to return for a request's ``top_k``
@@ -87,14 +98,19 @@ class Search:
             )
         return requested
 
-    async def find(self, probe: np.ndarray, top_k: int, gallery: str = "") -> SearchResult:
-        """Searches every partition (micro-batched with concurrent searches),
-        in one gallery ("": every active template)."""
+    async def find(
+        self, probe: np.ndarray, top_k: int, gallery: str = "", bulk: bool = False
+    ) -> SearchResult:
+        """Searches every partition (micro-batched with concurrent searches
+        of its lane: ``bulk`` for enrolment de-duplication), in one gallery
+        ("": every active template)."""
         if self._watch.problem:
             raise errors.Unavailable(self._watch.problem)
-        return await self._batcher.submit((probe, top_k, gallery))
+        return await self._lanes[bulk].submit((probe, top_k, gallery))
 
-    async def _search_batch(self, items: list[tuple[np.ndarray, int, str]]) -> list[SearchResult]:
+    async def _search_batch(
+        self, items: list[tuple[np.ndarray, int, str]], bulk: bool
+    ) -> list[SearchResult]:
         # One scatter searches one gallery: a batch of several is split by gallery.
         if len({g for *_, g in items}) > 1:
             order = sorted(range(len(items)), key=lambda i: items[i][2])
@@ -102,7 +118,7 @@ class Search:
             for i in order:
                 groups.setdefault(items[i][2], []).append(i)
             parts = await asyncio.gather(
-                *(self._search_batch([items[i] for i in g]) for g in groups.values())
+                *(self._search_batch([items[i] for i in g], bulk) for g in groups.values())
             )
             out: list[SearchResult | None] = [None] * len(items)
             for g, res in zip(groups.values(), parts, strict=True):
@@ -117,7 +133,7 @@ class Search:
         if len(items) > per_scatter:
             chunks = await asyncio.gather(
                 *(
-                    self._search_batch(items[i : i + per_scatter])
+                    self._search_batch(items[i : i + per_scatter], bulk)
                     for i in range(0, len(items), per_scatter)
                 )
             )
@@ -129,6 +145,7 @@ class Search:
             top_k=k,
             model_id=lay.model_id,
             gallery=items[0][2],
+            bulk=bulk,
         )
         parts = list(range(lay.partitions))
         fresh = self._freshness

@@ -1,9 +1,19 @@
 """Answering a partition's searches: requests are checked, and concurrent
 ones are micro-batched into one FAISS call per gallery on the index thread
-(the gallery restriction happens inside the index search)."""
+(the gallery restriction happens inside the index search).
+
+Two lanes, each its own batcher with one batch at a time on the index
+thread: interactive searches and bulk ones (``SearchRequest.bulk``:
+enrolment de-duplication). The index thread takes jobs in order, so an
+interactive search waits for at most the one bulk search running, not for
+the bulk queue behind it, and is never batched with hundreds of bulk
+queries. With ``TANU_SEARCH_BULK_CHUNK`` a bulk batch goes to the thread a
+chunk of queries at a time, and an interactive search waits for at most
+one chunk (at the cost of smaller, slower bulk searches)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Awaitable, Callable
 
@@ -38,17 +48,23 @@ class Searches:
         self._in_index_thread = in_index_thread
         self._applied_sequence = applied_sequence  # reported with each answer
         self._metrics = metrics
-        self._batcher = MicroBatcher(
-            self._search_batch,
-            name=f"search-p{config.partition}",
-            max_batch=config.batch_max,
-            max_wait_s=config.batch_wait_ms / 1000,
-            metrics=metrics,
-        )
+        self._lanes = {
+            bulk: MicroBatcher(
+                functools.partial(
+                    self._search_batch, chunk=max(0, config.bulk_chunk) if bulk else 0
+                ),
+                name=f"search-{'bulk-' if bulk else ''}p{config.partition}",
+                max_batch=config.batch_max,
+                max_wait_s=config.batch_wait_ms / 1000,
+                metrics=metrics,
+            )
+            for bulk in (False, True)
+        }
 
     async def close(self) -> None:
         """Answers what is queued and takes no more."""
-        await self._batcher.close()
+        for lane in self._lanes.values():
+            await lane.close()
 
     async def search(self, req: searcher_pb2.SearchRequest) -> searcher_pb2.SearchResponse:
         lay = self.layout
@@ -76,7 +92,8 @@ class Searches:
         # Read before searching: every event up to it is in the index searched
         # (one applied meanwhile may or may not be, so it is not claimed).
         applied = self._applied_sequence()
-        scores, subs, size = await self._batcher.submit((q, int(req.top_k), gallery))
+        lane = self._lanes[req.bulk]
+        scores, subs, size = await lane.submit((q, int(req.top_k), gallery))
         part = self.config.partition
         reply = searcher_pb2.SearchResponse(
             partition=part, gallery_size=size, applied_sequence=applied
@@ -91,7 +108,7 @@ class Searches:
                 hits.candidates.add(subject_id=sid, score=s, partition=part)
         return reply
 
-    async def _search_batch(self, items: list[tuple[np.ndarray, int, str]]):
+    async def _search_batch(self, items: list[tuple[np.ndarray, int, str]], chunk: int = 0):
         # one index search per gallery in the batch
         by_gallery: dict[str, list[int]] = {}
         for i, (_, _, g) in enumerate(items):
@@ -101,7 +118,10 @@ class Searches:
             for g, idx in by_gallery.items()
         ]
         start = time.perf_counter()
-        results, size = await self._in_index_thread(self._run_searches, jobs)
+        if chunk:
+            results, size = await self._in_chunks(jobs, chunk)
+        else:
+            results, size = await self._in_index_thread(self._run_searches, jobs)
         self._metrics.faiss_search_duration.labels(str(self.config.partition)).observe(
             time.perf_counter() - start
         )
@@ -113,6 +133,23 @@ class Searches:
                 out[i] = (scores[row : row + n, :kk], [r[:kk] for r in subs[row : row + n]], size)
                 row += n
         return out
+
+    async def _in_chunks(self, jobs: list[tuple[np.ndarray, int, str]], chunk: int):
+        """``_run_searches`` a chunk of queries at a time, each chunk its own
+        turn on the index thread: an interactive search sent meanwhile runs
+        between two chunks, not after the whole bulk batch (TANU_SEARCH_BULK_CHUNK)."""
+        results, size = [], 0
+        for queries, k, gallery in jobs:
+            parts = []
+            for a in range(0, len(queries), chunk):
+                (part,), size = await self._in_index_thread(
+                    self._run_searches, [(queries[a : a + chunk], k, gallery)]
+                )
+                parts.append(part)
+            width = min(p[0].shape[1] for p in parts)  # (0 while the partition was empty)
+            results.append((np.concatenate([p[0][:, :width] for p in parts], axis=0),
+                            [r for p in parts for r in p[1]]))  # fmt: skip
+        return results, size
 
     def _run_searches(self, jobs: list[tuple[np.ndarray, int, str]]):
         """Scores and subject ids of each (queries, k, gallery), mapped in
