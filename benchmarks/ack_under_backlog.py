@@ -64,7 +64,6 @@ async def run(folder: Path, args, importing: bool) -> dict:
     stop = asyncio.Event()
 
     async def importing_loop() -> None:
-        nonlocal imported
         b = 0
 
         async def one(b: int) -> None:

@@ -87,8 +87,12 @@ async def test_enrolment_de_duplication_goes_in_the_bulk_lane_and_identify_does_
             for s in searchers)  # fmt: skip
 
     gw = cluster.gateway.gateway
-    lanes = lambda: (gw.metrics.sample("tanu_batch_size_count", batcher="identify") or 0,  # noqa: E731
-                     gw.metrics.sample("tanu_batch_size_count", batcher="dedup") or 0)  # fmt: skip
+
+    def lanes() -> tuple[float, float]:
+        """The gateway's (identify, dedup) batches so far."""
+        return tuple(gw.metrics.sample("tanu_batch_size_count", batcher=b) or 0
+                     for b in ("identify", "dedup"))  # fmt: skip
+
     faces = unit_vectors(3, seed=43)
     before = (batches("search-"), batches("search-bulk-"), lanes())
     for i, v in enumerate(faces):

@@ -29,6 +29,7 @@ header, one AES-GCM message over an npz of every part) and of formats 3 and
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -291,11 +292,9 @@ def decrypt(path: Path, key: bytes, binding: dict) -> bytes:
         src = _opened(path, f, key, binding)
         if src is None:
             return _whole(path, f.read(), key, binding)
-        try:
+        with _refused_if_broken(path):
             plain = src.read(os.fstat(f.fileno()).st_size)
             src.finish()
-        except aead_stream.StreamError as exc:
-            raise SnapshotError(f"{path} does not decrypt: {exc}") from None
         return plain
 
 
@@ -311,7 +310,7 @@ def read(path: Path, key: bytes, binding: dict) -> Snapshot:
             index = faiss.deserialize_index(z["index"])
             extra = faiss.deserialize_index(z["ivf"]) if "ivf" in z.files else None
             return _assembled(path, z, index, extra)
-        try:
+        with _refused_if_broken(path):
             size = int.from_bytes(src.exactly(8), "big")
             if size > os.fstat(f.fileno()).st_size:
                 raise SnapshotError(f"{path}: its parts are longer than the file")
@@ -322,9 +321,17 @@ def read(path: Path, key: bytes, binding: dict) -> Snapshot:
             index = _index_from(path, src, int(sizes[0]))
             extra = _index_from(path, src, int(sizes[1])) if sizes[1] >= 0 else None
             src.finish()  # nothing built above is used unless the whole file is intact
-        except aead_stream.StreamError as exc:
-            raise SnapshotError(f"{path} does not decrypt: {exc}") from None
     return _assembled(path, z, index, extra)
+
+
+@contextlib.contextmanager
+def _refused_if_broken(path: Path):
+    """A format-5 stream that does not open (altered, reordered, cut short,
+    another key) raised as the SnapshotError that refuses the file."""
+    try:
+        yield
+    except aead_stream.StreamError as exc:
+        raise SnapshotError(f"{path} does not decrypt: {exc}") from None
 
 
 def _index_from(path: Path, src: aead_stream.Opener, size: int) -> faiss.Index:

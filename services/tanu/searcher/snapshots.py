@@ -195,15 +195,15 @@ class SnapshotKeeper:
         os.makedirs(self.config.snapshot_dir, exist_ok=True)
         fd = os.open(Path(self.config.snapshot_dir) / WRITING_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            waited = time.monotonic()
+            since = time.monotonic()
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     await asyncio.sleep(0.1)
-            if time.monotonic() - waited > 1:
-                log.info("snapshot_waited", seconds=round(time.monotonic() - waited, 1),
+            if time.monotonic() - since > 1:
+                log.info("snapshot_waited", seconds=round(time.monotonic() - since, 1),
                          reason="another searcher was writing into the folder")  # fmt: skip
             yield
         finally:
